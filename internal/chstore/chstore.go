@@ -1,0 +1,160 @@
+// Package chstore is Takt's only door to ClickHouse: connection set-up,
+// migrations, and the typed reads and writes the services need. No other
+// package imports clickhouse-go.
+//
+// Every statement here runs on ClickHouse 18.16 (the Debian package used by
+// the local stack) and on current releases: INSERTs always list their
+// columns, values are bound with ?, and only integer settings are sent.
+package chstore
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/takt/takt/internal/config"
+)
+
+// Config says where ClickHouse is.
+type Config struct {
+	Addr     []string // native protocol host:port
+	Database string
+	User     string
+	Password string
+	TLS      bool
+	// DialTimeout bounds each connection attempt.
+	DialTimeout time.Duration
+	// ReadTimeout bounds the wait for each answer from the server.
+	ReadTimeout time.Duration
+	// MaxOpenConns bounds the connection pool.
+	MaxOpenConns int
+}
+
+// ConfigFromEnv reads TAKT_CLICKHOUSE_* with local-stack defaults.
+func ConfigFromEnv(e *config.Env) Config {
+	return Config{
+		Addr:         e.List("CLICKHOUSE_ADDR", []string{"127.0.0.1:19000"}),
+		Database:     e.String("CLICKHOUSE_DB", "takt"),
+		User:         e.String("CLICKHOUSE_USER", "default"),
+		Password:     e.String("CLICKHOUSE_PASSWORD", ""),
+		TLS:          e.Bool("CLICKHOUSE_TLS", false),
+		DialTimeout:  e.Duration("CLICKHOUSE_DIAL_TIMEOUT", 5*time.Second),
+		ReadTimeout:  e.Duration("CLICKHOUSE_READ_TIMEOUT", 60*time.Second),
+		MaxOpenConns: e.Int("CLICKHOUSE_MAX_CONNS", 16),
+	}
+}
+
+// Validate reports every problem with c.
+func (c Config) Validate() error {
+	var p config.Problems
+	p.Addf(len(c.Addr) == 0, "TAKT_CLICKHOUSE_ADDR: empty")
+	p.Addf(c.Database == "", "TAKT_CLICKHOUSE_DB: empty")
+	p.Addf(c.MaxOpenConns < 1, "TAKT_CLICKHOUSE_MAX_CONNS: must be at least 1")
+	return p.Err()
+}
+
+// Store is a pool of native-protocol connections to one Takt database.
+// It is safe for concurrent use.
+type Store struct {
+	conn   driver.Conn
+	db     string
+	logger *slog.Logger
+}
+
+// Open connects to ClickHouse, creates the Takt database if it is missing,
+// and checks the connection with a ping.
+func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	opts := &clickhouse.Options{
+		Addr: cfg.Addr,
+		Auth: clickhouse.Auth{
+			Database: "default",
+			Username: cfg.User,
+			Password: cfg.Password,
+		},
+		DialTimeout:     cfg.DialTimeout,
+		ReadTimeout:     cfg.ReadTimeout,
+		MaxOpenConns:    cfg.MaxOpenConns,
+		MaxIdleConns:    cfg.MaxOpenConns,
+		ConnMaxLifetime: time.Hour,
+		Compression:     &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
+	}
+	if cfg.TLS {
+		opts.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	// A session cannot start in a database that does not exist, so create
+	// it first over a connection to "default" (idempotent), then open the
+	// pool on the Takt database: every statement names tables unqualified.
+	boot, err := clickhouse.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("open clickhouse %v: %w", cfg.Addr, err)
+	}
+	err = boot.Exec(ctx, "CREATE DATABASE IF NOT EXISTS `"+cfg.Database+"`")
+	boot.Close()
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse %v: create database %s: %w", cfg.Addr, cfg.Database, err)
+	}
+	opts.Auth.Database = cfg.Database
+	conn, err := clickhouse.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("open clickhouse %v: %w", cfg.Addr, err)
+	}
+	if err := conn.Ping(ctx); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("ping clickhouse %v: %w", cfg.Addr, err)
+	}
+	return &Store{conn: conn, db: cfg.Database, logger: logger}, nil
+}
+
+// Close closes every connection.
+func (s *Store) Close() error { return s.conn.Close() }
+
+// Ping checks that ClickHouse answers.
+func (s *Store) Ping(ctx context.Context) error { return s.conn.Ping(ctx) }
+
+// Database returns the name of the Takt database.
+func (s *Store) Database() string { return s.db }
+
+// Exec runs one statement that returns no rows. It is exported for tools and
+// tests (migrations, clean-up); services use the typed methods.
+func (s *Store) Exec(ctx context.Context, query string, args ...any) error {
+	return s.conn.Exec(ctx, query, args...)
+}
+
+// insertRow inserts one row through a batch: an INSERT ... VALUES sent as a
+// plain query hangs on ClickHouse 18.16, a batch does not. into is
+// "table (col, ...)".
+func (s *Store) insertRow(ctx context.Context, into string, values ...any) error {
+	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO "+into)
+	if err != nil {
+		return fmt.Errorf("prepare insert into %s: %w", into, err)
+	}
+	if err := b.Append(values...); err != nil {
+		b.Abort()
+		return fmt.Errorf("insert into %s: %w", into, err)
+	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("insert into %s: %w", into, err)
+	}
+	return nil
+}
+
+// QueryUint64 runs a query returning one UInt64 (e.g. a count) and returns it.
+func (s *Store) QueryUint64(ctx context.Context, query string, args ...any) (uint64, error) {
+	var n uint64
+	if err := s.conn.QueryRow(ctx, query, args...).Scan(&n); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// ErrNotFound means no live record matched.
+var ErrNotFound = errors.New("not found")

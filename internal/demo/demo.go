@@ -1,0 +1,114 @@
+// Package demo writes the demo master data of the local stack: one site with
+// a time zone, location line_1, product PROD001, a fallback product, scrap
+// reason REASON01, an admin user with an API key allowed to ingest and read,
+// and a secret key with its server name for signed calls.
+//
+// Seeding is idempotent: records have fixed ids, and an API key or secret
+// already given (from a previous run's .run/env) is kept when ClickHouse
+// still knows it.
+package demo
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/takt/takt/internal/auth"
+	"github.com/takt/takt/internal/chstore"
+)
+
+// Fixed ids and names of the demo records.
+const (
+	SiteID         = 1
+	SiteTimezone   = "Europe/Berlin"
+	LineExternalID = "line_1"
+	ProductCode    = "PROD001"
+	// ProductIdealCycleTime is PROD001's ideal cycle time in seconds.
+	ProductIdealCycleTime = 45.0
+	FallbackCode          = "FALLBACK"
+	ReasonCode            = "REASON01"
+	Username              = "admin"
+	SecretServer          = "takt-demo"
+)
+
+// Seeded is what a caller needs to use the demo data.
+type Seeded struct {
+	APIKey       string
+	SecretKey    string
+	SecretServer string
+}
+
+// Seed writes the demo records. apiKey and secret are kept when non-empty
+// and still known; otherwise new ones are made.
+func Seed(ctx context.Context, s *chstore.Store, apiKey, secret string) (Seeded, error) {
+	const by = "seed"
+	audit := chstore.Audit{CreatedBy: by, LastUpdatedBy: by}
+	steps := []func() error{
+		func() error {
+			return s.PutSite(ctx, chstore.Site{ID: SiteID, Description: "Demo Plant", Timezone: SiteTimezone, Audit: audit})
+		},
+		func() error {
+			return s.PutArea(ctx, chstore.Area{ID: 1, Site: SiteID, Code: "ASSEMBLY", Description: "Assembly", Audit: audit})
+		},
+		func() error {
+			return s.PutLine(ctx, chstore.Line{ID: 1, Site: SiteID, Area: 1, Code: "LINE1", Description: "Line 1", ExternalID: LineExternalID, Audit: audit})
+		},
+		func() error {
+			return s.PutProduct(ctx, chstore.Product{ID: 1, Site: SiteID, Code: ProductCode, Description: "Demo product", IdealCycleTime: ProductIdealCycleTime, Audit: audit})
+		},
+		func() error {
+			return s.PutProduct(ctx, chstore.Product{ID: 2, Site: SiteID, Code: FallbackCode, Description: "Unidentified product", IdealCycleTime: 60, Fallback: true, Audit: audit})
+		},
+		func() error {
+			return s.PutReason(ctx, chstore.Reason{ID: 1, Site: SiteID, Code: ReasonCode, Description: "Demo scrap reason", Kind: "scrap", Audit: audit})
+		},
+		func() error {
+			return s.PutUser(ctx, chstore.User{ID: 1, Username: Username, Admin: true, Sites: []uint64{SiteID}, Active: true, Audit: audit})
+		},
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return Seeded{}, fmt.Errorf("seed demo data: %w", err)
+		}
+	}
+
+	out := Seeded{SecretServer: SecretServer}
+	if apiKey != "" {
+		if _, err := s.KeyByHash(ctx, auth.HashKey(apiKey)); err == nil {
+			out.APIKey = apiKey
+		} else if !errors.Is(err, chstore.ErrNotFound) {
+			return Seeded{}, err
+		}
+	}
+	if out.APIKey == "" {
+		key, prefix, hash := auth.NewKey()
+		err := s.PutAPIKey(ctx, chstore.APIKey{ID: 1, User: 1, Prefix: prefix, Hash: hash,
+			Scopes: []string{"ingest", "read", "write", "admin"}, Active: true, Audit: audit})
+		if err != nil {
+			return Seeded{}, fmt.Errorf("seed api key: %w", err)
+		}
+		out.APIKey = key
+	}
+
+	if secret != "" {
+		if k, err := s.SecretByServer(ctx, SecretServer); err == nil && k.Secret == secret {
+			out.SecretKey = secret
+		} else if err != nil && !errors.Is(err, chstore.ErrNotFound) {
+			return Seeded{}, err
+		}
+	}
+	if out.SecretKey == "" {
+		var b [32]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return Seeded{}, fmt.Errorf("make secret: %w", err)
+		}
+		out.SecretKey = hex.EncodeToString(b[:])
+		err := s.PutSecretKey(ctx, chstore.SecretKey{ID: 1, User: 1, Server: SecretServer, Secret: out.SecretKey, Active: true, Audit: audit})
+		if err != nil {
+			return Seeded{}, fmt.Errorf("seed secret key: %w", err)
+		}
+	}
+	return out, nil
+}

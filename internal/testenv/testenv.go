@@ -1,0 +1,175 @@
+// Package testenv gives integration tests the real services of the local
+// stack (ClickHouse, Redis, the Kafka-protocol broker) and scratch resources
+// inside them: a migrated database, a topic and a Redis key prefix of the
+// test's own, removed when the test ends.
+//
+// Addresses come from the TAKT_* variables (as in .run/env) with the local
+// stack's defaults. A service that does not answer fails the test; only
+// `go test -short` skips integration tests, and says so.
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/takt/takt/internal/chstore"
+	"github.com/takt/takt/internal/config"
+)
+
+// Endpoints are the addresses of the local stack.
+type Endpoints struct {
+	ClickHouse []string
+	Redis      string
+	Brokers    []string
+}
+
+// Stack returns the stack's addresses after checking each one accepts
+// connections. Under -short it skips the test.
+func Stack(t testing.TB) Endpoints {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: needs the local stack (run without -short, after make up)")
+	}
+	var env config.Env
+	e := Endpoints{
+		ClickHouse: env.List("CLICKHOUSE_ADDR", []string{"127.0.0.1:19000"}),
+		Redis:      env.String("REDIS_ADDR", "127.0.0.1:16379"),
+		Brokers:    env.List("KAFKA_BROKERS", []string{"127.0.0.1:19092"}),
+	}
+	for _, a := range append(append([]string{e.Redis}, e.ClickHouse...), e.Brokers...) {
+		c, err := net.DialTimeout("tcp", a, 2*time.Second)
+		if err != nil {
+			t.Fatalf("local stack not reachable at %s (start it with `make up`): %v", a, err)
+		}
+		c.Close()
+	}
+	return e
+}
+
+// Name returns a short random name with the given prefix, safe for
+// ClickHouse databases, topics and Redis prefixes.
+func Name(prefix string) string {
+	var b [5]byte
+	_, _ = rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}
+
+// Logger returns a logger that writes to the test log when -v is given.
+func Logger(t testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// ClickHouseConfig returns a store config for a new scratch database; the
+// database is dropped when the test ends.
+func ClickHouseConfig(t testing.TB) chstore.Config {
+	t.Helper()
+	e := Stack(t)
+	cfg := chstore.Config{
+		Addr: e.ClickHouse, Database: Name("takt_test_"), User: "default",
+		DialTimeout: 5 * time.Second, ReadTimeout: 60 * time.Second, MaxOpenConns: 8,
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		s, err := chstore.Open(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			t.Logf("drop scratch database %s: %v", cfg.Database, err)
+			return
+		}
+		defer s.Close()
+		if err := s.Exec(ctx, "DROP DATABASE IF EXISTS `"+cfg.Database+"`"); err != nil {
+			t.Logf("drop scratch database %s: %v", cfg.Database, err)
+		}
+	})
+	return cfg
+}
+
+// ClickHouse opens a migrated scratch database.
+func ClickHouse(t testing.TB) (*chstore.Store, chstore.Config) {
+	t.Helper()
+	cfg := ClickHouseConfig(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := chstore.Open(ctx, cfg, Logger(t))
+	if err != nil {
+		t.Fatalf("open clickhouse: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	return s, cfg
+}
+
+// Topic creates a topic with the given partition count and deletes it when
+// the test ends.
+func Topic(t testing.TB, partitions int32) string {
+	t.Helper()
+	e := Stack(t)
+	name := Name("takt-test-")
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.Brokers...))
+	if err != nil {
+		t.Fatalf("kafka client: %v", err)
+	}
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := adm.CreateTopic(ctx, partitions, 1, nil, name)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		cl.Close()
+		t.Fatalf("create topic %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := adm.DeleteTopics(ctx, name); err != nil {
+			t.Logf("delete topic %s: %v", name, err)
+		}
+		cl.Close()
+	})
+	return name
+}
+
+// Redis returns a client and a key prefix of the test's own; keys under the
+// prefix are deleted when the test ends.
+func Redis(t testing.TB) (*redis.Client, string) {
+	t.Helper()
+	e := Stack(t)
+	rdb := redis.NewClient(&redis.Options{Addr: e.Redis})
+	prefix := Name("takt-test-") + ":"
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		var keys []string
+		for iter.Next(ctx) {
+			keys = append(keys, iter.Val())
+		}
+		if len(keys) > 0 {
+			rdb.Del(ctx, keys...)
+		}
+		rdb.Close()
+	})
+	return rdb, prefix
+}
+
+// Join is strings.Join for addresses, handy for building env-style configs.
+func Join(addrs []string) string { return strings.Join(addrs, ",") }

@@ -1,0 +1,118 @@
+// Package wire defines the Kafka message that carries one part event from the
+// ingestor to the processor.
+//
+// The message is JSON with flat, typed fields so that other consumers (kcat,
+// ClickHouse's Kafka table engine with JSONEachRow) can read it without Takt's
+// code. Every message carries its schema version in "v"; a decoder accepts
+// every version it knows and rejects the rest with ErrVersion, so a newer
+// producer never silently feeds an older processor.
+//
+// The record key is the location's external id: all events of one location go
+// to one partition and so have exactly one owner in the consumer group.
+package wire
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+)
+
+// Version is the schema version this package writes.
+const Version = 1
+
+// Quality values a part event may carry.
+const (
+	QualityGood   = "good"
+	QualityScrap  = "scrap"
+	QualityRework = "rework"
+)
+
+// Sentinel errors returned (wrapped) by Decode.
+var (
+	// ErrVersion means the message has a schema version this build does not know.
+	ErrVersion = errors.New("unknown message version")
+	// ErrInvalid means the message decoded but breaks an invariant of Part.
+	ErrInvalid = errors.New("invalid part message")
+)
+
+// Part is one part event: Quantity parts of one quality, made at one time at
+// one location. Times are Unix milliseconds (UTC).
+type Part struct {
+	V int `json:"v"`
+	// EventID is the unique id the ingestor assigned (UUIDv7, text form).
+	EventID string `json:"event_id"`
+	// Site is the id of the site that owns the location.
+	Site uint64 `json:"site"`
+	// LocationKind is "line" or "machine"; LocationID is its record id.
+	LocationKind string `json:"location_kind"`
+	LocationID   uint64 `json:"location_id"`
+	// ExternalID is the location's external id as reported (case-sensitive).
+	ExternalID string `json:"external_id"`
+	Quantity   uint32 `json:"quantity"`
+	Quality    string `json:"quality"`
+	// Product is the product code as reported; empty when none was sent.
+	Product string `json:"product"`
+	// CycleTime is the reported cycle time in seconds; HasCycleTime says
+	// whether one was sent (0 is a valid report).
+	CycleTime    float64 `json:"cycle_time"`
+	HasCycleTime bool    `json:"has_cycle_time"`
+	// Reason is the scrap reason code; only set when Quality is scrap.
+	Reason string `json:"reason"`
+	// RecordedAtMs is when the part was made; RecordedDefaulted says the
+	// device sent no time and the receipt time was used.
+	RecordedAtMs      int64 `json:"recorded_at_ms"`
+	RecordedDefaulted bool  `json:"recorded_defaulted"`
+	// ReceivedAtMs is when the ingestor received the request.
+	ReceivedAtMs int64 `json:"received_at_ms"`
+}
+
+// Key returns the Kafka record key of p: its location's external id.
+func (p *Part) Key() []byte { return []byte(p.ExternalID) }
+
+// Encode returns the JSON form of p with the current version set.
+func Encode(p *Part) ([]byte, error) {
+	p.V = Version
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return json.Marshal(p)
+}
+
+// Decode parses a message and checks its invariants.
+func Decode(b []byte) (Part, error) {
+	var p Part
+	if err := json.Unmarshal(b, &p); err != nil {
+		return Part{}, fmt.Errorf("decode part message: %w", err)
+	}
+	if p.V != Version {
+		return Part{}, fmt.Errorf("decode part message: %w: %d", ErrVersion, p.V)
+	}
+	if err := p.Validate(); err != nil {
+		return Part{}, err
+	}
+	return p, nil
+}
+
+// Validate checks the invariants every message must hold.
+func (p *Part) Validate() error {
+	switch {
+	case p.EventID == "":
+		return fmt.Errorf("%w: empty event_id", ErrInvalid)
+	case p.ExternalID == "":
+		return fmt.Errorf("%w: empty external_id", ErrInvalid)
+	case p.Site == 0:
+		return fmt.Errorf("%w: site 0", ErrInvalid)
+	case p.LocationKind != "line" && p.LocationKind != "machine":
+		return fmt.Errorf("%w: location_kind %q", ErrInvalid, p.LocationKind)
+	case p.Quantity == 0:
+		return fmt.Errorf("%w: quantity 0", ErrInvalid)
+	case p.Quality != QualityGood && p.Quality != QualityScrap && p.Quality != QualityRework:
+		return fmt.Errorf("%w: quality %q", ErrInvalid, p.Quality)
+	case math.IsNaN(p.CycleTime) || math.IsInf(p.CycleTime, 0) || p.CycleTime < 0:
+		return fmt.Errorf("%w: cycle_time %v", ErrInvalid, p.CycleTime)
+	case p.RecordedAtMs <= 0 || p.ReceivedAtMs <= 0:
+		return fmt.Errorf("%w: times must be positive", ErrInvalid)
+	}
+	return nil
+}
