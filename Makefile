@@ -1,0 +1,39 @@
+# Takt: `make run` starts the whole pipeline on the local stack in the
+# foreground (Ctrl-C stops it); `make test` runs every test against it.
+SHELL := /bin/bash
+export PATH := $(PATH):/usr/local/go/bin
+GO ?= go
+STACK := compose/local/stack.sh
+# Test settings: race detector on, no cache (integration tests talk to
+# services whose state the cache cannot see).
+TESTFLAGS ?= -race -count=1 -timeout 15m
+
+.PHONY: run up down status test test-unit build lint fmt
+
+run: ## whole stack in the foreground; Ctrl-C stops every process it started
+	@$(STACK) run
+
+up: ## whole stack in the background; returns when every part is healthy
+	@$(STACK) up
+
+down: ## stop every process `up` / `run` started
+	@$(STACK) down
+
+status:
+	@$(STACK) status
+
+test: up ## unit and integration tests against the local stack
+	$(GO) test $(TESTFLAGS) ./...
+
+test-unit: ## tests that need no servers
+	$(GO) test -short $(TESTFLAGS) ./...
+
+build:
+	$(GO) build -o bin/ ./compose/cmd/... ./ingestor/cmd/... ./processor/cmd/... ./queryapi/cmd/...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')

@@ -1,0 +1,83 @@
+// Command taktctl administers a Takt database: it applies the ClickHouse
+// migrations and seeds the demo data of the local stack.
+//
+//	taktctl migrate                 apply pending migrations
+//	taktctl seed [-key K] [-secret S]
+//	                                migrate, write the demo records, print
+//	                                API_KEY, SECRET_KEY and SECRET_SERVER as
+//	                                shell assignments (K and S are kept when
+//	                                ClickHouse still knows them)
+//
+// ClickHouse is found through TAKT_CLICKHOUSE_* like every Takt binary.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/takt/takt/internal/chstore"
+	"github.com/takt/takt/internal/config"
+	"github.com/takt/takt/internal/demo"
+)
+
+func main() {
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if err := run(os.Args[1:], logger); err != nil {
+		fmt.Fprintln(os.Stderr, "taktctl:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, logger *slog.Logger) error {
+	if len(args) == 0 {
+		return fmt.Errorf("usage: taktctl migrate | seed [-key K] [-secret S]")
+	}
+	var env config.Env
+	cfg := chstore.ConfigFromEnv(&env)
+	if err := env.Err(); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+
+	switch args[0] {
+	case "migrate":
+		s, err := chstore.Open(ctx, cfg, logger)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		return s.Migrate(ctx)
+	case "seed":
+		fs := flag.NewFlagSet("seed", flag.ContinueOnError)
+		key := fs.String("key", "", "API key to keep if it is still known")
+		secret := fs.String("secret", "", "secret key to keep if it is still known")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		s, err := chstore.Open(ctx, cfg, logger)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		if err := s.Migrate(ctx); err != nil {
+			return err
+		}
+		out, err := demo.Seed(ctx, s, *key, *secret)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("API_KEY=%s\nSECRET_KEY=%s\nSECRET_SERVER=%s\n", out.APIKey, out.SecretKey, out.SecretServer)
+		return nil
+	default:
+		return fmt.Errorf("unknown command %q: want migrate or seed", args[0])
+	}
+}

@@ -1,0 +1,290 @@
+#!/usr/bin/env bash
+# Takt's local stack: real ClickHouse, Redis and a Kafka-protocol broker as
+# plain processes (no Docker), plus the three Takt services.
+#
+#   stack.sh install   install missing Debian packages
+#   stack.sh up        start everything in the background; returns when every
+#                      part answers its health check; writes .run/env
+#   stack.sh run       up, then follow the logs; Ctrl-C stops everything
+#   stack.sh down      stop every process this stack started (by pid file)
+#   stack.sh status    what is running
+#
+# Everything lives under .run/ (data, logs, pid files, binaries). Ports are
+# not the services' usual ones, so a ClickHouse or Redis already on the
+# machine is left alone. Each port can be moved with the variable shown.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+RUN="$ROOT/.run"
+PIDS="$RUN/pids"
+LOGS="$RUN/logs"
+BIN="$RUN/bin"
+
+CH_TCP_PORT=${TAKT_STACK_CH_TCP_PORT:-19000}
+CH_HTTP_PORT=${TAKT_STACK_CH_HTTP_PORT:-18123}
+CH_INTERSERVER_PORT=${TAKT_STACK_CH_INTERSERVER_PORT:-19009}
+REDIS_PORT=${TAKT_STACK_REDIS_PORT:-16379}
+BROKER_PORT=${TAKT_STACK_BROKER_PORT:-19092}
+INGEST_PORT=${TAKT_STACK_INGEST_PORT:-18080}
+QUERY_PORT=${TAKT_STACK_QUERY_PORT:-18081}
+PROCESSOR_PORT=${TAKT_STACK_PROCESSOR_PORT:-18082}
+PARTITIONS=${TAKT_STACK_PARTITIONS:-6}
+DB=${TAKT_STACK_DB:-takt}
+TOPIC=takt.parts
+DLQ_TOPIC=takt.parts.dlq
+
+say() { printf '%s\n' "takt: $*"; }
+die() { printf '%s\n' "takt: error: $*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- install
+
+need_pkgs() {
+	local missing=()
+	[ -x /usr/sbin/clickhouse-server ] || missing+=(clickhouse-server)
+	command -v clickhouse-client >/dev/null || missing+=(clickhouse-client)
+	command -v redis-server >/dev/null || missing+=(redis-server)
+	command -v redis-cli >/dev/null || missing+=(redis-tools)
+	command -v kcat >/dev/null || missing+=(kcat)
+	command -v curl >/dev/null || missing+=(curl)
+	echo "${missing[@]}"
+}
+
+install() {
+	local missing
+	missing=$(need_pkgs)
+	[ -z "$missing" ] && return 0
+	command -v apt-get >/dev/null || die "missing: $missing. This machine has no apt-get: install them (Debian bookworm packages) by hand."
+	local sudo=""
+	if [ "$(id -u)" != 0 ]; then
+		command -v sudo >/dev/null && sudo -n true 2>/dev/null || die "missing: $missing. Installing needs root: run 'sudo apt-get install -y $missing' and try again."
+		sudo="sudo -n"
+	fi
+	say "installing $missing (Debian packages)"
+	$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+	# shellcheck disable=SC2086
+	$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+	missing=$(need_pkgs)
+	[ -z "$missing" ] || die "still missing after apt-get: $missing"
+}
+
+# ---------------------------------------------------------------- processes
+
+pid_of() { [ -f "$PIDS/$1.pid" ] && cat "$PIDS/$1.pid" || true; }
+
+alive() {
+	local pid
+	pid=$(pid_of "$1")
+	[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
+}
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# start NAME PORT CMD...: start CMD in the background unless our own NAME is
+# already running; refuse when somebody else holds the port.
+start() {
+	local name=$1 port=$2
+	shift 2
+	if alive "$name"; then
+		say "$name already running (pid $(pid_of "$name"))"
+		return 0
+	fi
+	if port_busy "$port"; then
+		die "port $port (for $name) is in use by a process this stack did not start; stop it or move $name with TAKT_STACK_*_PORT"
+	fi
+	nohup "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+	echo $! >"$PIDS/$name.pid"
+	say "started $name (pid $!, log .run/logs/$name.log)"
+}
+
+# wait_for NAME SECONDS CHECK...: poll CHECK until it succeeds.
+wait_for() {
+	local name=$1 secs=$2
+	shift 2
+	local deadline=$((SECONDS + secs))
+	until "$@" >/dev/null 2>&1; do
+		if ! alive "$name"; then
+			tail -n 20 "$LOGS/$name.log" >&2 || true
+			die "$name exited during start-up (log: .run/logs/$name.log)"
+		fi
+		[ $SECONDS -lt $deadline ] || { tail -n 20 "$LOGS/$name.log" >&2 || true; die "$name not healthy after ${secs}s (log: .run/logs/$name.log)"; }
+		sleep 0.2
+	done
+}
+
+stop() {
+	local name=$1 pid
+	pid=$(pid_of "$name")
+	[ -n "$pid" ] || return 0
+	if kill -0 "$pid" 2>/dev/null; then
+		kill -TERM "$pid" 2>/dev/null || true
+		for _ in $(seq 1 150); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		if kill -0 "$pid" 2>/dev/null; then
+			say "$name (pid $pid) did not stop in 15s; killing it"
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
+		say "stopped $name"
+	fi
+	rm -f "$PIDS/$name.pid"
+}
+
+# ---------------------------------------------------------------- services
+
+build() {
+	say "building binaries into .run/bin"
+	mkdir -p "$BIN"
+	(cd "$ROOT" && go build -o "$BIN/" ./compose/cmd/broker ./compose/cmd/taktctl \
+		./ingestor/cmd/ingestor ./processor/cmd/processor ./queryapi/cmd/queryapi)
+}
+
+start_clickhouse() {
+	local dir="$RUN/clickhouse"
+	mkdir -p "$dir/log" "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas"
+	sed -e "s#__RUN__#$RUN#g" -e "s/__HTTP_PORT__/$CH_HTTP_PORT/" -e "s/__TCP_PORT__/$CH_TCP_PORT/" \
+		-e "s/__INTERSERVER_PORT__/$CH_INTERSERVER_PORT/" "$ROOT/compose/local/clickhouse-config.xml" >"$dir/config.xml"
+	cp "$ROOT/compose/local/clickhouse-users.xml" "$dir/users.xml"
+	start clickhouse "$CH_TCP_PORT" /usr/sbin/clickhouse-server --config-file="$dir/config.xml"
+	wait_for clickhouse 60 curl -fsS "http://127.0.0.1:$CH_HTTP_PORT/ping"
+	wait_for clickhouse 30 clickhouse-client --port "$CH_TCP_PORT" -q "SELECT 1"
+}
+
+start_redis() {
+	mkdir -p "$RUN/redis"
+	start redis "$REDIS_PORT" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$RUN/redis" \
+		--save "" --appendonly no --protected-mode yes --daemonize no
+	wait_for redis 20 redis-cli -p "$REDIS_PORT" ping
+}
+
+start_broker() {
+	start broker "$BROKER_PORT" env TAKT_BROKER_ADDR="127.0.0.1:$BROKER_PORT" TAKT_BROKER_DATA_DIR="$RUN/kafka" \
+		TAKT_BROKER_TOPICS="$TOPIC,$DLQ_TOPIC" TAKT_BROKER_PARTITIONS="$PARTITIONS" "$BIN/broker"
+	wait_for broker 30 kcat -b "127.0.0.1:$BROKER_PORT" -L -t "$TOPIC" -m 3
+}
+
+service_env() {
+	export TAKT_CLICKHOUSE_ADDR="127.0.0.1:$CH_TCP_PORT" TAKT_CLICKHOUSE_DB="$DB"
+	export TAKT_REDIS_ADDR="127.0.0.1:$REDIS_PORT" TAKT_KAFKA_BROKERS="127.0.0.1:$BROKER_PORT"
+	export TAKT_PARTS_TOPIC="$TOPIC" TAKT_DLQ_TOPIC="$DLQ_TOPIC"
+	export TAKT_INGEST_ADDR="127.0.0.1:$INGEST_PORT" TAKT_QUERY_ADDR="127.0.0.1:$QUERY_PORT"
+	export TAKT_PROCESSOR_ADDR="127.0.0.1:$PROCESSOR_PORT"
+}
+
+seed() {
+	local old_key="" old_secret=""
+	if [ -f "$RUN/env" ]; then
+		old_key=$(sed -n 's/^API_KEY=//p' "$RUN/env")
+		old_secret=$(sed -n 's/^SECRET_KEY=//p' "$RUN/env")
+	fi
+	local out
+	out=$("$BIN/taktctl" seed -key "$old_key" -secret "$old_secret" 2>>"$LOGS/taktctl.log") ||
+		{ tail -n 20 "$LOGS/taktctl.log" >&2; die "migrations / demo seed failed (log: .run/logs/taktctl.log)"; }
+	API_KEY=$(sed -n 's/^API_KEY=//p' <<<"$out")
+	SECRET_KEY=$(sed -n 's/^SECRET_KEY=//p' <<<"$out")
+	SECRET_SERVER=$(sed -n 's/^SECRET_SERVER=//p' <<<"$out")
+}
+
+write_env() {
+	local tmp="$RUN/env.tmp"
+	cat >"$tmp" <<EOF
+INGEST_URL=http://127.0.0.1:$INGEST_PORT
+QUERY_URL=http://127.0.0.1:$QUERY_PORT
+API_KEY=$API_KEY
+SECRET_KEY=$SECRET_KEY
+SECRET_SERVER=$SECRET_SERVER
+KAFKA_BROKERS=127.0.0.1:$BROKER_PORT
+PARTS_TOPIC=$TOPIC
+CLICKHOUSE_ADDR=127.0.0.1:$CH_TCP_PORT
+CLICKHOUSE_HTTP=http://127.0.0.1:$CH_HTTP_PORT
+CLICKHOUSE_DB=$DB
+REDIS_ADDR=127.0.0.1:$REDIS_PORT
+EOF
+	chmod 600 "$tmp"
+	mv "$tmp" "$RUN/env"
+}
+
+up() {
+	command -v go >/dev/null || die "Go is not on PATH (it is at /usr/local/go/bin on Takt's machines)"
+	install
+	mkdir -p "$PIDS" "$LOGS"
+	build
+	start_clickhouse
+	start_redis
+	start_broker
+	service_env
+	seed
+	start ingestor "$INGEST_PORT" "$BIN/ingestor"
+	start processor "$PROCESSOR_PORT" "$BIN/processor"
+	start queryapi "$QUERY_PORT" "$BIN/queryapi"
+	wait_for ingestor 30 curl -fsS "http://127.0.0.1:$INGEST_PORT/readyz"
+	wait_for processor 30 curl -fsS "http://127.0.0.1:$PROCESSOR_PORT/readyz"
+	wait_for queryapi 30 curl -fsS "http://127.0.0.1:$QUERY_PORT/readyz"
+	write_env
+	banner
+}
+
+banner() {
+	cat <<EOF
+
+Takt is up. Endpoints (also in .run/env):
+  ingest     http://127.0.0.1:$INGEST_PORT/api/external/production/process_part
+  query      http://127.0.0.1:$QUERY_PORT/api/1.0/parts/
+  kafka      127.0.0.1:$BROKER_PORT  topic $TOPIC
+  clickhouse 127.0.0.1:$CH_TCP_PORT (native), http://127.0.0.1:$CH_HTTP_PORT  database $DB
+  redis      127.0.0.1:$REDIS_PORT
+
+Send a part:
+  curl -sS -X POST http://127.0.0.1:$INGEST_PORT/api/external/production/process_part -H 'Content-Type: application/json' -H 'API-KEY: $API_KEY' -d '{"part":{"external_id":"line_1","quantity":5,"quality":"good","product":"PROD001","recorded_at":1698765432}}'
+Read it back:
+  curl -sS 'http://127.0.0.1:$QUERY_PORT/api/1.0/parts/?auth=$API_KEY&order_by=-id&limit=5'
+
+EOF
+}
+
+down() {
+	for name in queryapi processor ingestor broker redis clickhouse; do
+		stop "$name"
+	done
+}
+
+status() {
+	for name in clickhouse redis broker ingestor processor queryapi; do
+		if alive "$name"; then
+			echo "$name: running (pid $(pid_of "$name"))"
+		else
+			echo "$name: stopped"
+		fi
+	done
+}
+
+run() {
+	trap 'echo; down; exit 0' INT TERM
+	up || { down; exit 1; }
+	say "following logs; Ctrl-C stops everything"
+	tail -n 0 -F "$LOGS/ingestor.log" "$LOGS/processor.log" "$LOGS/queryapi.log" "$LOGS/broker.log" &
+	local tail_pid=$!
+	trap 'kill $tail_pid 2>/dev/null; echo; down; exit 0' INT TERM
+	# Stop when any service dies, so a broken stack is not left half-up.
+	while true; do
+		for name in clickhouse redis broker ingestor processor queryapi; do
+			if ! alive "$name"; then
+				kill $tail_pid 2>/dev/null || true
+				say "$name stopped unexpectedly (log: .run/logs/$name.log); stopping the rest"
+				down
+				exit 1
+			fi
+		done
+		sleep 1
+	done
+}
+
+case "${1:-}" in
+install) install ;;
+build) build ;;
+up) up ;;
+down) down ;;
+run) run ;;
+status) status ;;
+*) die "usage: stack.sh install|up|run|down|status" ;;
+esac
