@@ -1,0 +1,114 @@
+// Package ingestor is Takt's HTTP entry for part events: it authenticates
+// the API-KEY header, validates the message, resolves the location, and
+// answers 200 only after Kafka acknowledged the record (acks=all,
+// idempotent producer).
+//
+// The endpoint is POST /api/external/production/process_part, compatible
+// with the OEE Tools HTTPS API (see DESIGN.md for the contract).
+package ingestor
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/takt/takt/internal/chstore"
+	"github.com/takt/takt/internal/config"
+)
+
+// Config is the ingestor's configuration.
+type Config struct {
+	// Addr is the HTTP listen address (TAKT_INGEST_ADDR).
+	Addr string
+	// Brokers and Topic say where part events go (TAKT_KAFKA_BROKERS,
+	// TAKT_PARTS_TOPIC).
+	Brokers []string
+	Topic   string
+	// ClickHouse holds API keys and locations: the source of truth behind
+	// the caches.
+	ClickHouse chstore.Config
+	// Redis is the shared cache of keys and locations (TAKT_REDIS_*).
+	RedisAddr     string
+	RedisPassword string
+	RedisPrefix   string
+	// MaxBody is the largest request body accepted, in bytes
+	// (TAKT_INGEST_MAX_BODY).
+	MaxBody int
+	// ProduceLinger is how long the producer waits to fill a batch
+	// (TAKT_PRODUCE_LINGER); every request waits for its ack, so keep it
+	// small.
+	ProduceLinger time.Duration
+	// ProduceTimeout bounds the wait for Kafka's ack of one record
+	// (TAKT_PRODUCE_TIMEOUT); past it the request fails with 500.
+	ProduceTimeout time.Duration
+	// Cache lifetimes of API keys (TAKT_AUTH_*) and locations
+	// (TAKT_LOCATION_*): in process, in Redis, and of "not found".
+	AuthLocalTTL        time.Duration
+	AuthRedisTTL        time.Duration
+	AuthNegativeTTL     time.Duration
+	LocationLocalTTL    time.Duration
+	LocationRedisTTL    time.Duration
+	LocationNegativeTTL time.Duration
+	// LogLevel is debug, info, warn or error (TAKT_LOG_LEVEL).
+	LogLevel string
+}
+
+// ConfigFromEnv reads the configuration from TAKT_* variables, with
+// defaults for the local stack. Parse errors are collected in e.
+func ConfigFromEnv(e *config.Env) Config {
+	return Config{
+		Addr:                e.String("INGEST_ADDR", "127.0.0.1:18080"),
+		Brokers:             e.List("KAFKA_BROKERS", []string{"127.0.0.1:19092"}),
+		Topic:               e.String("PARTS_TOPIC", "takt.parts"),
+		ClickHouse:          chstore.ConfigFromEnv(e),
+		RedisAddr:           e.String("REDIS_ADDR", "127.0.0.1:16379"),
+		RedisPassword:       e.String("REDIS_PASSWORD", ""),
+		RedisPrefix:         e.String("REDIS_PREFIX", "takt:"),
+		MaxBody:             e.Int("INGEST_MAX_BODY", 64<<10),
+		ProduceLinger:       e.Duration("PRODUCE_LINGER", time.Millisecond),
+		ProduceTimeout:      e.Duration("PRODUCE_TIMEOUT", 5*time.Second),
+		AuthLocalTTL:        e.Duration("AUTH_LOCAL_TTL", 30*time.Second),
+		AuthRedisTTL:        e.Duration("AUTH_REDIS_TTL", 5*time.Minute),
+		AuthNegativeTTL:     e.Duration("AUTH_NEGATIVE_TTL", 10*time.Second),
+		LocationLocalTTL:    e.Duration("LOCATION_LOCAL_TTL", 30*time.Second),
+		LocationRedisTTL:    e.Duration("LOCATION_REDIS_TTL", 5*time.Minute),
+		LocationNegativeTTL: e.Duration("LOCATION_NEGATIVE_TTL", 2*time.Second),
+		LogLevel:            e.String("LOG_LEVEL", "info"),
+	}
+}
+
+// Validate reports every problem with c at once.
+func (c Config) Validate() error {
+	var p config.Problems
+	p.Addf(c.Addr == "", "TAKT_INGEST_ADDR: empty")
+	p.Addf(len(c.Brokers) == 0, "TAKT_KAFKA_BROKERS: empty")
+	p.Addf(c.Topic == "", "TAKT_PARTS_TOPIC: empty")
+	p.Addf(c.RedisAddr == "", "TAKT_REDIS_ADDR: empty")
+	p.Addf(c.MaxBody < 256, "TAKT_INGEST_MAX_BODY=%d: must be at least 256 bytes", c.MaxBody)
+	p.Addf(c.MaxBody > 16<<20, "TAKT_INGEST_MAX_BODY=%d: must be at most 16 MiB", c.MaxBody)
+	p.Addf(c.ProduceLinger < 0 || c.ProduceLinger > time.Second,
+		"TAKT_PRODUCE_LINGER=%s: must be between 0 and 1s (every request waits for it)", c.ProduceLinger)
+	p.Addf(c.ProduceTimeout <= 0, "TAKT_PRODUCE_TIMEOUT=%s: must be positive", c.ProduceTimeout)
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"TAKT_AUTH_LOCAL_TTL", c.AuthLocalTTL}, {"TAKT_AUTH_REDIS_TTL", c.AuthRedisTTL},
+		{"TAKT_AUTH_NEGATIVE_TTL", c.AuthNegativeTTL}, {"TAKT_LOCATION_LOCAL_TTL", c.LocationLocalTTL},
+		{"TAKT_LOCATION_REDIS_TTL", c.LocationRedisTTL}, {"TAKT_LOCATION_NEGATIVE_TTL", c.LocationNegativeTTL},
+	} {
+		p.Addf(d.v < 0, "%s=%s: must not be negative", d.name, d.v)
+	}
+	_, err := c.Level()
+	p.Addf(err != nil, "TAKT_LOG_LEVEL=%q: must be debug, info, warn or error", c.LogLevel)
+	if err := c.ClickHouse.Validate(); err != nil {
+		p = append(p, err)
+	}
+	return p.Err()
+}
+
+// Level returns LogLevel as a slog level.
+func (c Config) Level() (slog.Level, error) {
+	var l slog.Level
+	err := l.UnmarshalText([]byte(c.LogLevel))
+	return l, err
+}

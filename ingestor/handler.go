@@ -1,0 +1,386 @@
+package ingestor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/takt/takt/internal/auth"
+	"github.com/takt/takt/internal/catalog"
+	"github.com/takt/takt/internal/chstore"
+	"github.com/takt/takt/internal/httpx"
+	"github.com/takt/takt/internal/wire"
+)
+
+// Path is the ingest endpoint.
+const Path = "/api/external/production/process_part"
+
+// keyHeader is "API-KEY" in canonical form, so the header map is read
+// without canonicalising the name on every request.
+const keyHeader = "Api-Key"
+
+// Answers with fixed bodies.
+var (
+	bodyOK           = []byte(`{"message":"Part processed successfully"}`)
+	bodyInvalidKey   = []byte(`{"error":"Invalid API key"}`)
+	bodyInternal     = []byte(`{"error":"Internal server error"}`)
+	errBodyTooLarge  = errors.New("request body too large")
+	errProduceFailed = errors.New("produce failed")
+)
+
+// keyChecker authenticates API keys (*auth.Authenticator).
+type keyChecker interface {
+	Authenticate(ctx context.Context, key string) (auth.Principal, error)
+}
+
+// locator resolves external ids (*catalog.Catalog). It returns
+// catalog.ErrNotFound for unknown ids.
+type locator interface {
+	Lookup(ctx context.Context, externalID string) (chstore.Location, error)
+}
+
+// producer sends records (*kgo.Client). promise is called exactly once.
+type producer interface {
+	Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
+}
+
+// handler serves POST Path. It is safe for concurrent use.
+type handler struct {
+	keys           keyChecker
+	locs           locator
+	prod           producer
+	topic          string
+	maxBody        int
+	produceTimeout time.Duration
+	now            func() time.Time
+	logger         *slog.Logger
+	m              *metrics
+
+	bodyTooLarge []byte
+	bufs         sync.Pool // *[]byte request body buffers
+	zones        sync.Map  // time zone name -> *time.Location (nil: unknown)
+	errLog       logLimiter
+}
+
+func newHandler(keys keyChecker, locs locator, prod producer, topic string, maxBody int,
+	produceTimeout time.Duration, logger *slog.Logger, m *metrics) *handler {
+	h := &handler{
+		keys: keys, locs: locs, prod: prod, topic: topic, maxBody: maxBody,
+		produceTimeout: produceTimeout, now: time.Now, logger: logger, m: m,
+		errLog: logLimiter{every: time.Second},
+	}
+	h.bodyTooLarge = errorBody(fmt.Sprintf("Request body too large: limit is %d bytes", maxBody))
+	h.bufs.New = func() any {
+		b := make([]byte, 0, min(1024, maxBody+1))
+		return &b
+	}
+	return h
+}
+
+// result is the outcome of one request.
+type result struct {
+	status int
+	body   []byte
+	err    error // why, for logs; nil on success and plain client errors
+	prefix string
+	part   wire.Part
+	parsed bool
+}
+
+// serve is the gin handler of POST Path.
+func (h *handler) serve(c *gin.Context) {
+	received := h.now()
+	var res result
+	h.process(c.Request, received, &res)
+	httpx.Raw(c, res.status, res.body)
+	h.m.answered(res.status)
+	if res.status >= 500 && h.errLog.allow(received) {
+		h.logger.Error("process part failed", "status", res.status, "key_prefix", res.prefix, "err", res.err)
+	}
+	if c.Request.URL.RawQuery != "" {
+		if debug, _ := strconv.ParseBool(c.Query("debug")); debug {
+			h.debugLog(c, received, &res)
+		}
+	}
+}
+
+// process does the work of one request, in the order the contract fixes:
+// authentication, then the message, then the location, then Kafka.
+func (h *handler) process(r *http.Request, received time.Time, res *result) {
+	ctx := r.Context()
+	var key string
+	if v := r.Header[keyHeader]; len(v) > 0 {
+		key = v[0]
+	}
+	if auth.WellFormed(key) {
+		res.prefix = auth.Prefix(key)
+	}
+	p, err := h.keys.Authenticate(ctx, key)
+	switch {
+	case auth.IsInvalid(err):
+		res.status, res.body = http.StatusUnauthorized, bodyInvalidKey
+		return
+	case err != nil:
+		res.status, res.body, res.err = http.StatusInternalServerError, bodyInternal, err
+		return
+	case !p.HasScope(auth.ScopeIngest):
+		res.status, res.body, res.err = http.StatusUnauthorized, bodyInvalidKey, errors.New("key lacks the ingest scope")
+		return
+	}
+
+	in, err := h.readAndParse(r, received)
+	switch {
+	case errors.Is(err, errBodyTooLarge):
+		res.status, res.body, res.err = http.StatusRequestEntityTooLarge, h.bodyTooLarge, err
+		return
+	case isFormatError(err):
+		res.status, res.body, res.err = http.StatusUnprocessableEntity, errorBody("Invalid message format: "+err.Error()), err
+		return
+	case err != nil:
+		res.status, res.body, res.err = http.StatusUnprocessableEntity, errorBody("Invalid message format: could not read the body"), err
+		return
+	}
+
+	loc, err := h.locs.Lookup(ctx, in.ExternalID)
+	if err == nil && !p.CanSeeSite(loc.Site) {
+		// Another tenant's location is indistinguishable from none.
+		err = fmt.Errorf("site %d not among the key owner's sites: %w", loc.Site, catalog.ErrNotFound)
+	}
+	switch {
+	case errors.Is(err, catalog.ErrNotFound):
+		res.status, res.body, res.err = http.StatusUnprocessableEntity, errorBody("Location not found for external_id: "+in.ExternalID), err
+		return
+	case err != nil:
+		res.status, res.body, res.err = http.StatusInternalServerError, bodyInternal, err
+		return
+	}
+	if in.Local {
+		if err := in.resolveLocal(h.zone(loc.Timezone), loc.Timezone, received); err != nil {
+			res.status, res.body, res.err = http.StatusUnprocessableEntity, errorBody("Invalid message format: "+err.Error()), err
+			return
+		}
+	}
+
+	id, err := uuid.NewV7()
+	if err != nil {
+		res.status, res.body, res.err = http.StatusInternalServerError, bodyInternal, fmt.Errorf("event id: %w", err)
+		return
+	}
+	res.part = wire.Part{
+		EventID:           id.String(),
+		Site:              loc.Site,
+		LocationKind:      loc.Kind,
+		LocationID:        loc.ID,
+		ExternalID:        in.ExternalID,
+		Quantity:          in.Quantity,
+		Quality:           in.Quality,
+		Product:           in.Product,
+		CycleTime:         in.CycleTime,
+		HasCycleTime:      in.HasCycleTime,
+		Reason:            in.Reason,
+		RecordedAtMs:      in.RecordedAtMs,
+		RecordedDefaulted: in.RecordedDefaulted,
+		ReceivedAtMs:      received.UnixMilli(),
+	}
+	res.parsed = true
+	if err := h.produce(ctx, &res.part); err != nil {
+		res.status, res.body, res.err = http.StatusInternalServerError, bodyInternal, err
+		return
+	}
+	res.status, res.body = http.StatusOK, bodyOK
+}
+
+// readAndParse reads the body into a pooled buffer and parses it. The
+// parsed strings are copies, so the buffer goes back to the pool at once.
+func (h *handler) readAndParse(r *http.Request, received time.Time) (partInput, error) {
+	if r.ContentLength > int64(h.maxBody) {
+		return partInput{}, errBodyTooLarge
+	}
+	bp := h.bufs.Get().(*[]byte)
+	defer h.bufs.Put(bp)
+	b, err := readLimited(r.Body, (*bp)[:0], h.maxBody)
+	*bp = b[:0]
+	if err != nil {
+		return partInput{}, err
+	}
+	return parsePart(b, received)
+}
+
+// readLimited appends all of body to b and fails with errBodyTooLarge as
+// soon as more than limit bytes arrived.
+func readLimited(body io.Reader, b []byte, limit int) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)] // grow
+		}
+		n, err := body.Read(b[len(b):min(cap(b), limit+1)])
+		b = b[:len(b)+n]
+		if len(b) > limit {
+			return b, errBodyTooLarge
+		}
+		if errors.Is(err, io.EOF) {
+			return b, nil
+		}
+		if err != nil {
+			return b, fmt.Errorf("read body: %w", err)
+		}
+	}
+}
+
+// produce sends the part and waits for Kafka's ack. Only a nil promise
+// error counts as written: a timeout or cancellation is a failure even
+// though the record may still arrive later (the device retries; the event
+// ids differ, which at-least-once delivery allows).
+func (h *handler) produce(ctx context.Context, p *wire.Part) error {
+	val, err := wire.Encode(p)
+	if err != nil {
+		return fmt.Errorf("encode part: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, h.produceTimeout)
+	defer cancel()
+	done := make(chan error, 1)
+	start := time.Now()
+	h.prod.Produce(ctx, &kgo.Record{Topic: h.topic, Key: p.Key(), Value: val},
+		func(_ *kgo.Record, err error) { done <- err })
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	h.m.produceSeconds.Observe(time.Since(start).Seconds())
+	if err != nil {
+		h.m.produceErrors.Inc()
+		return fmt.Errorf("%w: event %s to %s: %w", errProduceFailed, p.EventID, h.topic, err)
+	}
+	return nil
+}
+
+// zone returns the named time zone, loaded once; nil when unknown.
+func (h *handler) zone(name string) *time.Location {
+	if v, ok := h.zones.Load(name); ok {
+		return v.(*time.Location)
+	}
+	var loc *time.Location
+	if name != "" {
+		if l, err := time.LoadLocation(name); err == nil {
+			loc = l
+		} else {
+			h.logger.Warn("unknown site time zone", "tz", name, "err", err)
+		}
+	}
+	h.zones.Store(name, loc)
+	return loc
+}
+
+func (h *handler) debugLog(c *gin.Context, received time.Time, res *result) {
+	reqID := c.GetHeader("X-Request-ID")
+	if reqID == "" || len(reqID) > 64 {
+		reqID = uuid.NewString()
+	}
+	attrs := []any{
+		"request_id", reqID,
+		"remote", c.Request.RemoteAddr,
+		"key_prefix", res.prefix,
+		"status", res.status,
+		"duration_ms", float64(h.now().Sub(received).Microseconds()) / 1000,
+	}
+	if res.err != nil {
+		attrs = append(attrs, "err", res.err.Error())
+	}
+	if res.parsed {
+		p := &res.part
+		attrs = append(attrs, slog.Group("part",
+			"event_id", p.EventID, "external_id", p.ExternalID, "site", p.Site,
+			"location_kind", p.LocationKind, "location_id", p.LocationID,
+			"quantity", p.Quantity, "quality", p.Quality, "product", p.Product,
+			"cycle_time", p.CycleTime, "has_cycle_time", p.HasCycleTime, "reason", p.Reason,
+			"recorded_at_ms", p.RecordedAtMs, "recorded_defaulted", p.RecordedDefaulted,
+		))
+	}
+	h.logger.Info("process part (debug)", attrs...)
+}
+
+// errorBody returns {"error": msg}.
+func errorBody(msg string) []byte {
+	b, err := json.Marshal(struct {
+		Error string `json:"error"`
+	}{msg})
+	if err != nil {
+		return bodyInternal
+	}
+	return b
+}
+
+// metrics are the ingestor's own Prometheus metrics.
+type metrics struct {
+	requests       *prometheus.CounterVec
+	byStatus       map[int]prometheus.Counter // pre-resolved children
+	produceSeconds prometheus.Histogram
+	produceErrors  prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "takt_ingestor_requests_total",
+			Help: "process_part requests answered, by HTTP status code.",
+		}, []string{"code"}),
+		produceSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "takt_ingestor_produce_duration_seconds",
+			Help:    "Time from handing a record to the producer to Kafka's ack (or failure).",
+			Buckets: prometheus.ExponentialBuckets(0.00025, 2, 15), // 0.25 ms .. 4 s
+		}),
+		produceErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "takt_ingestor_produce_errors_total",
+			Help: "Records Kafka did not acknowledge in time; each answered 500.",
+		}),
+		byStatus: map[int]prometheus.Counter{},
+	}
+	for _, code := range []int{200, 401, 413, 422, 500} {
+		m.byStatus[code] = m.requests.WithLabelValues(strconv.Itoa(code))
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.requests, m.produceSeconds, m.produceErrors} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("register ingestor metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) answered(status int) {
+	if c, ok := m.byStatus[status]; ok {
+		c.Inc()
+		return
+	}
+	m.requests.WithLabelValues(strconv.Itoa(status)).Inc()
+}
+
+// logLimiter lets one message through per interval, so an outage is
+// logged without a line per request.
+type logLimiter struct {
+	every time.Duration
+	last  atomic.Int64
+}
+
+func (l *logLimiter) allow(now time.Time) bool {
+	last := l.last.Load()
+	if now.UnixNano()-last < int64(l.every) {
+		return false
+	}
+	return l.last.CompareAndSwap(last, now.UnixNano())
+}

@@ -1,0 +1,128 @@
+package ingestor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/takt/takt/internal/auth"
+	"github.com/takt/takt/internal/catalog"
+	"github.com/takt/takt/internal/chstore"
+	"github.com/takt/takt/internal/httpx"
+)
+
+// Run serves the ingest API until ctx ends, then shuts down in order: stop
+// accepting requests and drain those in flight, flush the producer, close
+// the clients.
+//
+// ClickHouse must answer at start (it is the source of truth for keys and
+// locations); Kafka and Redis need not: a request that cannot be produced
+// gets a 500, and Redis is only a cache.
+func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("ingestor config: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	store, err := chstore.Open(ctx, cfg.ClickHouse, logger)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	rdb := redis.NewClient(&redis.Options{
+		Addr:     cfg.RedisAddr,
+		Password: cfg.RedisPassword,
+		// The caches bound every call themselves and fall back to
+		// ClickHouse; retries would only delay that.
+		MaxRetries:         1,
+		DialTimeout:        time.Second,
+		DialerRetries:      1,
+		DialerRetryTimeout: 10 * time.Millisecond,
+	})
+	defer rdb.Close()
+
+	keys, err := auth.New(store, rdb, cfg.RedisPrefix, logger, reg,
+		auth.Namespace("takt_ingestor"), auth.LocalTTL(cfg.AuthLocalTTL),
+		auth.RedisTTL(cfg.AuthRedisTTL), auth.NegativeTTL(cfg.AuthNegativeTTL))
+	if err != nil {
+		return err
+	}
+	locs, err := catalog.New(store, rdb, cfg.RedisPrefix, logger, reg,
+		catalog.Namespace("takt_ingestor"), catalog.LocalTTL(cfg.LocationLocalTTL),
+		catalog.RedisTTL(cfg.LocationRedisTTL), catalog.NegativeTTL(cfg.LocationNegativeTTL))
+	if err != nil {
+		return err
+	}
+
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.DefaultProduceTopic(cfg.Topic),
+		// acks=all with the idempotent producer (franz-go's default): a
+		// 200 means every in-sync replica has the record, and retries
+		// never duplicate it.
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(cfg.ProduceLinger),
+		kgo.RecordDeliveryTimeout(cfg.ProduceTimeout),
+		kgo.WithLogger(kgoLogger{logger.With("component", "kafka")}),
+	)
+	if err != nil {
+		return fmt.Errorf("kafka client: %w", err)
+	}
+	defer cl.Close()
+
+	m, err := newMetrics(reg)
+	if err != nil {
+		return err
+	}
+	h := newHandler(keys, locs, cl, cfg.Topic, cfg.MaxBody, cfg.ProduceTimeout, logger, m)
+
+	r := httpx.NewEngine(logger)
+	httpx.Health(r, func(ctx context.Context) error {
+		if err := store.Ping(ctx); err != nil {
+			return fmt.Errorf("clickhouse: %w", err)
+		}
+		if err := cl.Ping(ctx); err != nil {
+			return fmt.Errorf("kafka: %w", err)
+		}
+		return nil
+	}, reg)
+	r.POST(Path, h.serve)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return httpx.Serve(gctx, cfg.Addr, r, logger) })
+	err = g.Wait()
+
+	// The server has drained: every answered request saw its ack. What is
+	// left in the producer belongs to requests that timed out; give it one
+	// more chance to land before closing.
+	fctx, cancel := context.WithTimeout(context.Background(), cfg.ProduceTimeout)
+	defer cancel()
+	if ferr := cl.Flush(fctx); ferr != nil {
+		err = errors.Join(err, fmt.Errorf("flush producer: %w", ferr))
+	}
+	logger.Info("ingestor stopped")
+	return err
+}
+
+// kgoLogger passes franz-go's warnings and errors to slog.
+type kgoLogger struct{ l *slog.Logger }
+
+func (k kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+
+func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	lvl := slog.LevelWarn
+	if level == kgo.LogLevelError {
+		lvl = slog.LevelError
+	}
+	k.l.Log(context.Background(), lvl, msg, keyvals...)
+}

@@ -1,0 +1,117 @@
+package catalog
+
+// This file mirrors internal/auth/cache.go; the two packages cache
+// different things with the same policy.
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// localCache is a bounded in-process map with per-entry expiry. It keeps
+// both answers: found entries and "no such id" entries (negative caching),
+// so repeated unknown ids cost a map look-up and nothing more.
+//
+// It is bounded because the ids come from outside: a flood of distinct
+// random ids must not grow the heap without limit. When full, expired
+// entries are swept and, if that is not enough, an arbitrary tenth of the
+// entries is dropped (Go's map iteration order is random, so this is a cheap
+// random eviction).
+type localCache[K comparable, V any] struct {
+	mu  sync.RWMutex
+	m   map[K]localEntry[V]
+	max int
+}
+
+type localEntry[V any] struct {
+	v       V
+	expires time.Time
+}
+
+func newLocalCache[K comparable, V any](max int) *localCache[K, V] {
+	return &localCache[K, V]{m: make(map[K]localEntry[V]), max: max}
+}
+
+// get returns the live entry for k.
+func (c *localCache[K, V]) get(k K, now time.Time) (V, bool) {
+	c.mu.RLock()
+	e, ok := c.m[k]
+	c.mu.RUnlock()
+	if !ok || !now.Before(e.expires) {
+		var zero V
+		return zero, false
+	}
+	return e.v, true
+}
+
+// put stores v for k until now+ttl.
+func (c *localCache[K, V]) put(k K, v V, now time.Time, ttl time.Duration) {
+	if ttl <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, exists := c.m[k]; !exists && len(c.m) >= c.max {
+		c.evictLocked(now)
+	}
+	c.m[k] = localEntry[V]{v: v, expires: now.Add(ttl)}
+}
+
+// remove forgets k.
+func (c *localCache[K, V]) remove(k K) {
+	c.mu.Lock()
+	delete(c.m, k)
+	c.mu.Unlock()
+}
+
+func (c *localCache[K, V]) len() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.m)
+}
+
+func (c *localCache[K, V]) evictLocked(now time.Time) {
+	for k, e := range c.m {
+		if !now.Before(e.expires) {
+			delete(c.m, k)
+		}
+	}
+	if len(c.m) < c.max {
+		return
+	}
+	drop := c.max/10 + 1
+	for k := range c.m {
+		if drop == 0 {
+			break
+		}
+		delete(c.m, k)
+		drop--
+	}
+}
+
+// logLimiter lets one message through per interval, so an outage (Redis
+// down) is logged without a line per request.
+type logLimiter struct {
+	every time.Duration
+	last  atomic.Int64 // unix nanoseconds of the last allowed message
+}
+
+func (l *logLimiter) allow(now time.Time) bool {
+	last := l.last.Load()
+	if now.UnixNano()-last < int64(l.every) {
+		return false
+	}
+	return l.last.CompareAndSwap(last, now.UnixNano())
+}
+
+// breaker skips Redis for a while after it failed, so that an outage costs
+// one timeout per pause instead of one per request.
+type breaker struct {
+	pause time.Duration
+	until atomic.Int64 // unix nanoseconds; Redis is skipped before it
+}
+
+func (b *breaker) open(now time.Time) bool { return now.UnixNano() < b.until.Load() }
+
+func (b *breaker) trip(now time.Time) { b.until.Store(now.Add(b.pause).UnixNano()) }
