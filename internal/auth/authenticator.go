@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,9 +13,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/takt/takt/internal/chstore"
+	"github.com/takt/takt/internal/rcache"
 )
 
 // Scopes an API key may carry.
@@ -76,85 +75,59 @@ func WellFormed(key string) bool {
 	return true
 }
 
-// entry is what the caches hold for one key hash: the principal, or the
-// knowledge that there is no such key.
+// entry is what the caches hold for a found key: the hash the store
+// returned (hex SHA-256), compared with the presented key's on every check,
+// and the principal.
 type entry struct {
-	Found     bool      `json:"found"`
-	Hash      string    `json:"hash,omitempty"` // hex SHA-256 the store returned
+	Hash      string    `json:"hash,omitempty"`
 	Principal Principal `json:"principal,omitzero"`
 }
 
 // Option tunes an Authenticator.
-type Option func(*options)
-
-type options struct {
-	localTTL, redisTTL, negativeTTL time.Duration
-	redisTimeout, lookupTimeout     time.Duration
-	maxEntries                      int
-	namespace                       string
-	now                             func() time.Time
-}
+type Option func(*rcache.Config)
 
 // LocalTTL sets how long a found key stays in the in-process cache
 // (default 30 s). It bounds how long a revoked key keeps working on an
 // instance that did not see the revocation.
-func LocalTTL(d time.Duration) Option { return func(o *options) { o.localTTL = d } }
+func LocalTTL(d time.Duration) Option { return func(c *rcache.Config) { c.LocalTTL = d } }
 
 // RedisTTL sets how long a found key stays in Redis (default 5 min).
-func RedisTTL(d time.Duration) Option { return func(o *options) { o.redisTTL = d } }
+func RedisTTL(d time.Duration) Option { return func(c *rcache.Config) { c.RedisTTL = d } }
 
 // NegativeTTL sets how long "no such key" is remembered, in process and in
 // Redis (default 10 s). A key created after a failed attempt works at the
 // latest this long after it.
-func NegativeTTL(d time.Duration) Option { return func(o *options) { o.negativeTTL = d } }
+func NegativeTTL(d time.Duration) Option { return func(c *rcache.Config) { c.NegativeTTL = d } }
 
 // RedisTimeout bounds each Redis call (default 200 ms); past it the
 // Authenticator goes on to ClickHouse.
-func RedisTimeout(d time.Duration) Option { return func(o *options) { o.redisTimeout = d } }
+func RedisTimeout(d time.Duration) Option { return func(c *rcache.Config) { c.RedisTimeout = d } }
 
 // LookupTimeout bounds one look-up through Redis and the store (default
 // 5 s). The look-up is shared by every caller waiting for the same key, so
 // it does not end when the first caller gives up.
-func LookupTimeout(d time.Duration) Option { return func(o *options) { o.lookupTimeout = d } }
+func LookupTimeout(d time.Duration) Option { return func(c *rcache.Config) { c.LookupTimeout = d } }
 
 // MaxEntries bounds the in-process cache (default 100 000 keys).
-func MaxEntries(n int) Option { return func(o *options) { o.maxEntries = n } }
+func MaxEntries(n int) Option { return func(c *rcache.Config) { c.MaxEntries = n } }
 
 // Namespace sets the metric name prefix (default "takt"): metrics are named
 // <namespace>_auth_*, e.g. takt_ingestor_auth_cache_hits_total for
 // Namespace("takt_ingestor").
-func Namespace(ns string) Option { return func(o *options) { o.namespace = ns } }
+func Namespace(ns string) Option { return func(c *rcache.Config) { c.Namespace = ns } }
 
 // Clock replaces time.Now (tests).
-func Clock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+func Clock(now func() time.Time) Option { return func(c *rcache.Config) { c.Now = now } }
 
-// Authenticator checks API keys through three layers: an in-process cache,
-// Redis (shared by every instance), and the store, which is the source of
-// truth. Unknown keys are cached too (for a shorter time), and concurrent
-// misses for one key share a single look-up, so a flood of bad keys reaches
-// the store at most once per key and NegativeTTL.
-//
-// Redis is an accelerator, not a dependency: when it fails the store is
-// asked, the failure is counted and logged, and nothing is let through that
-// the store would not let through. It is safe for concurrent use.
+// Authenticator checks API keys through the layers of package rcache: an
+// in-process cache, Redis and the store, the source of truth. Unknown keys
+// are cached too (for a shorter time), so a flood of bad keys reaches the
+// store at most once per key and NegativeTTL. When Redis fails the store
+// answers: nothing is let through that the store would not let through. It
+// is safe for concurrent use.
 type Authenticator struct {
-	store  KeyLookup
-	rdb    *redis.Client // nil: no Redis layer
-	prefix string        // Redis key prefix, e.g. "takt:apikey:"
-	logger *slog.Logger
-	opt    options
-
-	local    *localCache[[sha256.Size]byte, entry]
-	flight   singleflight.Group
-	redisLog logLimiter
-	redisOff breaker
-
-	hits           *prometheus.CounterVec // layer = local | redis
-	hitLocal       prometheus.Counter     // hits{layer="local"}, resolved once
-	misses         prometheus.Counter
-	lookups        *prometheus.CounterVec // result = found | not_found | error
-	redisFallbacks prometheus.Counter     // failed or skipped Redis calls
-	rejected       prometheus.Counter
+	cache    *rcache.Cache[[sha256.Size]byte, entry] // keyed by the SHA-256 of the key
+	rejected prometheus.Counter
 }
 
 // New returns an Authenticator over store. rdb may be nil (no Redis layer);
@@ -162,49 +135,30 @@ type Authenticator struct {
 // "takt:"): entries live at <prefix>apikey:<sha256 hex>. Metrics are
 // registered with reg unless it is nil.
 func New(store KeyLookup, rdb *redis.Client, prefix string, logger *slog.Logger, reg prometheus.Registerer, opts ...Option) (*Authenticator, error) {
-	o := options{
-		localTTL: 30 * time.Second, redisTTL: 5 * time.Minute, negativeTTL: 10 * time.Second,
-		redisTimeout: 200 * time.Millisecond, lookupTimeout: 5 * time.Second,
-		maxEntries: 100_000, namespace: "takt", now: time.Now,
-	}
+	cfg := rcache.NewConfig()
 	for _, f := range opts {
-		f(&o)
+		f(&cfg)
 	}
-	if o.maxEntries < 1 {
-		o.maxEntries = 1
+	cache, err := rcache.New(rcache.Spec[[sha256.Size]byte, entry]{
+		Subsystem: "auth", RedisPrefix: prefix + "apikey:",
+		Name: func(sum [sha256.Size]byte) string { return hex.EncodeToString(sum[:]) },
+		Load: func(ctx context.Context, sum [sha256.Size]byte) (entry, error) {
+			o, err := store.KeyByHash(ctx, hex.EncodeToString(sum[:]))
+			return entry{Hash: o.Hash, Principal: Principal{KeyID: o.KeyID, Prefix: o.Prefix, UserID: o.UserID,
+				Username: o.Username, Admin: o.Admin, Sites: o.Sites, Scopes: o.Scopes}}, err
+		},
+		NotFound: chstore.ErrNotFound,
+	}, cfg, rdb, logger, reg)
+	if err != nil {
+		return nil, err
 	}
-	a := &Authenticator{
-		store: store, rdb: rdb, prefix: prefix + "apikey:", logger: logger, opt: o,
-		local:    newLocalCache[[sha256.Size]byte, entry](o.maxEntries),
-		redisLog: logLimiter{every: 10 * time.Second},
-		redisOff: breaker{pause: time.Second},
-		hits: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: o.namespace, Name: "auth_cache_hits_total",
-			Help: "API key checks answered from a cache, by layer (local, redis).",
-		}, []string{"layer"}),
-		misses: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: o.namespace, Name: "auth_cache_misses_total",
-			Help: "API key checks that found no cache entry and went to the store.",
-		}),
-		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: o.namespace, Name: "auth_store_lookups_total",
-			Help: "API key look-ups in the store, by result (found, not_found, error).",
-		}, []string{"result"}),
-		redisFallbacks: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: o.namespace, Name: "auth_redis_fallbacks_total",
-			Help: "Redis calls of the API key cache that failed, or were skipped for a second after a failure; the store answered instead.",
-		}),
-		rejected: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: o.namespace, Name: "auth_malformed_keys_total",
-			Help: "API keys rejected for their shape, without any look-up.",
-		}),
-	}
-	a.hitLocal = a.hits.WithLabelValues("local")
+	a := &Authenticator{cache: cache, rejected: prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: cfg.Namespace, Name: "auth_malformed_keys_total",
+		Help: "API keys rejected for their shape, without any look-up.",
+	})}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{a.hits, a.misses, a.lookups, a.redisFallbacks, a.rejected} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("register auth metrics: %w", err)
-			}
+		if err := reg.Register(a.rejected); err != nil {
+			return nil, fmt.Errorf("register auth metrics: %w", err)
 		}
 	}
 	return a, nil
@@ -219,139 +173,46 @@ func (a *Authenticator) Authenticate(ctx context.Context, key string) (Principal
 		return Principal{}, ErrInvalidKey
 	}
 	sum := sha256.Sum256([]byte(key))
-	if e, ok := a.local.get(sum, a.opt.now()); ok {
-		a.hitLocal.Inc()
-		return check(e, sum)
+	e, found, err := a.cache.Get(ctx, sum)
+	if err != nil {
+		return Principal{}, fmt.Errorf("authenticate key %s: %w", Prefix(key), err)
 	}
-	hash := hex.EncodeToString(sum[:])
-	ch := a.flight.DoChan(hash, func() (any, error) { return a.lookup(ctx, sum, hash) })
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return Principal{}, r.Err
-		}
-		return check(r.Val.(entry), sum)
-	case <-ctx.Done():
-		return Principal{}, fmt.Errorf("authenticate key %s: %w", Prefix(key), ctx.Err())
+	if !found {
+		return Principal{}, ErrInvalidKey
 	}
+	return check(e, sum)
 }
 
-// check turns a cache entry into the answer, comparing the stored hash with
+// check turns a found entry into the answer, comparing the stored hash with
 // the presented key's in constant time.
 func check(e entry, sum [sha256.Size]byte) (Principal, error) {
-	if !e.Found {
-		return Principal{}, ErrInvalidKey
-	}
-	var want [sha256.Size]byte
-	if n, err := hex.Decode(want[:], []byte(e.Hash)); err != nil || n != sha256.Size {
-		return Principal{}, ErrInvalidKey
-	}
-	if subtle.ConstantTimeCompare(want[:], sum[:]) != 1 {
+	if want, ok := decodeHash(e.Hash); !ok || subtle.ConstantTimeCompare(want[:], sum[:]) != 1 {
 		return Principal{}, ErrInvalidKey
 	}
 	return e.Principal, nil
 }
 
-// lookup runs once per key hash at a time (singleflight). It is detached from
-// the first caller's cancellation because other callers share its result.
-func (a *Authenticator) lookup(ctx context.Context, sum [sha256.Size]byte, hash string) (entry, error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.opt.lookupTimeout)
-	defer cancel()
-	if e, ok := a.redisGet(ctx, hash); ok {
-		a.hits.WithLabelValues("redis").Inc()
-		ttl := a.opt.localTTL
-		if !e.Found {
-			ttl = a.opt.negativeTTL
-		}
-		a.local.put(sum, e, a.opt.now(), ttl)
-		return e, nil
-	}
-	a.misses.Inc()
-	owner, err := a.store.KeyByHash(ctx, hash)
-	switch {
-	case errors.Is(err, chstore.ErrNotFound):
-		a.lookups.WithLabelValues("not_found").Inc()
-		e := entry{}
-		a.local.put(sum, e, a.opt.now(), a.opt.negativeTTL)
-		a.redisSet(ctx, hash, e, a.opt.negativeTTL)
-		return e, nil
-	case err != nil:
-		a.lookups.WithLabelValues("error").Inc()
-		return entry{}, fmt.Errorf("look up api key: %w", err)
-	}
-	a.lookups.WithLabelValues("found").Inc()
-	e := entry{Found: true, Hash: owner.Hash, Principal: Principal{
-		KeyID: owner.KeyID, Prefix: owner.Prefix, UserID: owner.UserID, Username: owner.Username,
-		Admin: owner.Admin, Sites: owner.Sites, Scopes: owner.Scopes,
-	}}
-	a.local.put(sum, e, a.opt.now(), a.opt.localTTL)
-	a.redisSet(ctx, hash, e, a.opt.redisTTL)
-	return e, nil
-}
-
-func (a *Authenticator) redisGet(ctx context.Context, hash string) (entry, bool) {
-	if a.rdb == nil {
-		return entry{}, false
-	}
-	if a.redisOff.open(a.opt.now()) {
-		a.redisFallbacks.Inc()
-		return entry{}, false
-	}
-	ctx, cancel := context.WithTimeout(ctx, a.opt.redisTimeout)
-	defer cancel()
-	b, err := a.rdb.Get(ctx, a.prefix+hash).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return entry{}, false
-	}
-	if err != nil {
-		a.redisFailed("get", err)
-		return entry{}, false
-	}
-	var e entry
-	if err := json.Unmarshal(b, &e); err != nil {
-		// A foreign or older value: ignore it; the store's answer replaces it.
-		a.logger.Warn("api key cache: undecodable redis entry", "err", err)
-		return entry{}, false
-	}
-	return e, true
-}
-
-func (a *Authenticator) redisSet(ctx context.Context, hash string, e entry, ttl time.Duration) {
-	if a.rdb == nil || ttl <= 0 || a.redisOff.open(a.opt.now()) {
-		return
-	}
-	b, err := json.Marshal(e)
-	if err != nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(ctx, a.opt.redisTimeout)
-	defer cancel()
-	if err := a.rdb.Set(ctx, a.prefix+hash, b, ttl).Err(); err != nil {
-		a.redisFailed("set", err)
-	}
-}
-
-func (a *Authenticator) redisFailed(op string, err error) {
-	a.redisFallbacks.Inc()
-	a.redisOff.trip(a.opt.now())
-	if a.redisLog.allow(a.opt.now()) {
-		a.logger.Warn("api key cache: redis failed, using the store", "op", op, "err", err)
-	}
-}
-
 // Forget drops the cached answer for a key hash (hex SHA-256) from this
 // process and from Redis. Call it after changing or revoking a key; other
-// instances drop their in-process copy within LocalTTL.
+// instances drop their in-process copy within LocalTTL. A hash that is not
+// 64 hex digits names no cached key: forgetting it does nothing.
 func (a *Authenticator) Forget(ctx context.Context, hash string) error {
-	var sum [sha256.Size]byte
-	if n, err := hex.Decode(sum[:], []byte(hash)); err == nil && n == sha256.Size {
-		a.local.remove(sum)
-	}
-	if a.rdb == nil {
+	sum, ok := decodeHash(hash)
+	if !ok {
 		return nil
 	}
-	if err := a.rdb.Del(ctx, a.prefix+hash).Err(); err != nil {
-		return fmt.Errorf("forget api key %s…: %w", hash[:min(8, len(hash))], err)
+	if err := a.cache.Forget(ctx, sum); err != nil {
+		return fmt.Errorf("forget api key %s…: %w", hash[:8], err)
 	}
 	return nil
+}
+
+// decodeHash decodes a hex SHA-256. It checks the length first: hex.Decode
+// panics when the input is longer than the output.
+func decodeHash(hash string) (sum [sha256.Size]byte, ok bool) {
+	if len(hash) != hex.EncodedLen(sha256.Size) {
+		return sum, false
+	}
+	_, err := hex.Decode(sum[:], []byte(hash))
+	return sum, err == nil
 }

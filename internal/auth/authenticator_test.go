@@ -1,18 +1,19 @@
 package auth
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"sync"
+	"reflect"
+	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,39 +21,27 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/takt/takt/internal/chstore"
-	"github.com/takt/takt/internal/testenv"
 )
 
-// fakeStore is a KeyLookup that counts its calls.
+// fakeStore is a KeyLookup that counts its calls. Look-ups run on other
+// goroutines, but tests change it only between Authenticate calls, which
+// wait for them.
 type fakeStore struct {
-	mu    sync.Mutex
 	keys  map[string]chstore.KeyOwner // by hash
 	err   error
-	gate  chan struct{} // when set, look-ups wait for it to close
 	calls atomic.Int64
 }
 
 func (f *fakeStore) KeyByHash(ctx context.Context, hash string) (chstore.KeyOwner, error) {
 	f.calls.Add(1)
-	if f.gate != nil {
-		<-f.gate
+	if k, ok := f.keys[hash]; ok && f.err == nil {
+		return k, nil
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.err != nil {
-		return chstore.KeyOwner{}, f.err
-	}
-	k, ok := f.keys[hash]
-	if !ok {
-		return chstore.KeyOwner{}, fmt.Errorf("api key: %w", chstore.ErrNotFound)
-	}
-	return k, nil
+	return chstore.KeyOwner{}, cmp.Or(f.err, fmt.Errorf("api key: %w", chstore.ErrNotFound))
 }
 
 func (f *fakeStore) add(scopes ...string) string {
 	key, prefix, hash := NewKey()
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	if f.keys == nil {
 		f.keys = map[string]chstore.KeyOwner{}
 	}
@@ -63,34 +52,21 @@ func (f *fakeStore) add(scopes ...string) string {
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// clock is a settable time source.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func newTest(t *testing.T, store KeyLookup, rdb *redis.Client, prefix string, opts ...Option) (*Authenticator, *clock) {
+func newTest(t *testing.T, store KeyLookup, rdb *redis.Client, prefix string, opts ...Option) (*Authenticator, *prometheus.Registry) {
 	t.Helper()
-	clk := &clock{t: time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)}
-	a, err := New(store, rdb, prefix, quiet, prometheus.NewRegistry(), append([]Option{Clock(clk.now)}, opts...)...)
+	reg := prometheus.NewRegistry()
+	a, err := New(store, rdb, prefix, quiet, reg, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return a, clk
+	return a, reg
 }
 
 func TestAuthenticate(t *testing.T) {
 	store := &fakeStore{}
 	good := store.add(ScopeIngest, ScopeRead)
 	unknown, _, _ := NewKey()
-	a, _ := newTest(t, store, nil, "")
+	a, reg := newTest(t, store, nil, "")
 
 	tests := []struct {
 		name    string
@@ -105,79 +81,42 @@ func TestAuthenticate(t *testing.T) {
 		{"too short", good[:len(good)-1], ErrInvalidKey},
 		{"too long", good + "0", ErrInvalidKey},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+	for range 2 { // the second time from the cache
+		for _, tt := range tests {
 			p, err := a.Authenticate(context.Background(), tt.key)
 			if !errors.Is(err, tt.wantErr) {
-				t.Fatalf("err %v, want %v", err, tt.wantErr)
+				t.Fatalf("%s: err %v, want %v", tt.name, err, tt.wantErr)
 			}
 			if tt.wantErr == nil && (p.Prefix != Prefix(tt.key) || p.UserID != 7 || !p.HasScope(ScopeIngest) ||
 				p.HasScope(ScopeAdmin) || !p.CanSeeSite(3) || p.CanSeeSite(2)) {
-				t.Fatalf("principal %+v", p)
+				t.Fatalf("%s: principal %+v", tt.name, p)
 			}
-		})
-	}
-	if n := store.calls.Load(); n != 2 {
-		t.Errorf("store asked %d times, want 2 (malformed keys need no look-up)", n)
-	}
-	if n := testutil.ToFloat64(a.rejected); n != 5 {
-		t.Errorf("malformed counter %v, want 5", n)
-	}
-}
-
-func TestAuthenticateCachesBothAnswers(t *testing.T) {
-	store := &fakeStore{}
-	good := store.add(ScopeIngest)
-	bad, _, _ := NewKey()
-	a, clk := newTest(t, store, nil, "", LocalTTL(30*time.Second), NegativeTTL(10*time.Second))
-	ctx := context.Background()
-
-	for range 100 {
-		if _, err := a.Authenticate(ctx, good); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := a.Authenticate(ctx, bad); !errors.Is(err, ErrInvalidKey) {
-			t.Fatal(err)
 		}
 	}
 	if n := store.calls.Load(); n != 2 {
-		t.Fatalf("store asked %d times for 200 checks of 2 keys, want 2", n)
+		t.Errorf("store asked %d times, want 2 (both answers are cached, malformed keys need no look-up)", n)
 	}
-	if h := testutil.ToFloat64(a.hits.WithLabelValues("local")); h != 198 {
-		t.Errorf("local hits %v, want 198", h)
+	if n := testutil.ToFloat64(a.rejected); n != 10 {
+		t.Errorf("malformed counter %v, want 10", n)
 	}
-
-	clk.add(11 * time.Second) // the negative entry expired, the positive did not
-	a.Authenticate(ctx, good)
-	a.Authenticate(ctx, bad)
-	if n := store.calls.Load(); n != 3 {
-		t.Fatalf("store asked %d times, want 3", n)
-	}
-	clk.add(20 * time.Second)
-	a.Authenticate(ctx, good)
-	if n := store.calls.Load(); n != 4 {
-		t.Fatalf("store asked %d times after the positive TTL, want 4", n)
+	// Series: hits{local}, misses, lookups{found,not_found}, fallbacks, malformed.
+	n, err := testutil.GatherAndCount(reg, "takt_auth_cache_hits_total", "takt_auth_cache_misses_total",
+		"takt_auth_store_lookups_total", "takt_auth_redis_fallbacks_total", "takt_auth_malformed_keys_total")
+	if err != nil || n != 6 {
+		t.Errorf("%d series of the auth metrics, %v; want 6", n, err)
 	}
 }
 
-func TestAuthenticateStoreErrorIsNotCached(t *testing.T) {
+func TestAuthenticateStoreError(t *testing.T) {
 	store := &fakeStore{err: errors.New("clickhouse down")}
 	key := store.add(ScopeIngest)
 	a, _ := newTest(t, store, nil, "")
-	for range 3 {
-		_, err := a.Authenticate(context.Background(), key)
-		if err == nil || errors.Is(err, ErrInvalidKey) {
-			t.Fatalf("err %v: want a look-up error that is not ErrInvalidKey", err)
-		}
+	if _, err := a.Authenticate(context.Background(), key); err == nil || errors.Is(err, ErrInvalidKey) {
+		t.Fatalf("err %v: want a look-up error that is not ErrInvalidKey", err)
 	}
-	if n := store.calls.Load(); n != 3 {
-		t.Fatalf("store asked %d times, want 3 (errors are not cached)", n)
-	}
-	store.mu.Lock()
 	store.err = nil
-	store.mu.Unlock()
 	if _, err := a.Authenticate(context.Background(), key); err != nil {
-		t.Fatalf("after recovery: %v", err)
+		t.Fatalf("after recovery: %v (errors are not cached)", err)
 	}
 }
 
@@ -185,74 +124,12 @@ func TestAuthenticateRejectsHashMismatch(t *testing.T) {
 	store := &fakeStore{}
 	key := store.add(ScopeIngest)
 	h := HashKey(key)
-	store.keys[h] = chstore.KeyOwner{KeyID: 1, Hash: HashKey("something else")}
-	a, _ := newTest(t, store, nil, "")
-	if _, err := a.Authenticate(context.Background(), key); !errors.Is(err, ErrInvalidKey) {
-		t.Fatalf("err %v, want ErrInvalidKey", err)
-	}
-}
-
-func TestAuthenticateSingleflight(t *testing.T) {
-	store := &fakeStore{gate: make(chan struct{})}
-	key, _, _ := NewKey()
-	a, _ := newTest(t, store, nil, "")
-	const n = 50
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for range n {
-		wg.Go(func() {
-			_, err := a.Authenticate(context.Background(), key)
-			errs <- err
-		})
-	}
-	// Let the goroutines pile up on the one look-up, then release it.
-	for store.calls.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(20 * time.Millisecond)
-	close(store.gate)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if !errors.Is(err, ErrInvalidKey) {
-			t.Fatalf("err %v", err)
+	for _, stored := range []string{HashKey("something else"), h + "00", h[:62], h[:63] + "x", ""} {
+		store.keys[h] = chstore.KeyOwner{KeyID: 1, Hash: stored}
+		a, _ := newTest(t, store, nil, "")
+		if _, err := a.Authenticate(context.Background(), key); !errors.Is(err, ErrInvalidKey) {
+			t.Fatalf("stored hash %q: err %v, want ErrInvalidKey", stored, err)
 		}
-	}
-	if c := store.calls.Load(); c != 1 {
-		t.Fatalf("store asked %d times by %d concurrent checks of one key, want 1", c, n)
-	}
-}
-
-func TestAuthenticateCallerCancel(t *testing.T) {
-	store := &fakeStore{gate: make(chan struct{})}
-	key := store.add(ScopeIngest)
-	a, _ := newTest(t, store, nil, "")
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if _, err := a.Authenticate(ctx, key); !errors.Is(err, context.Canceled) {
-		t.Fatalf("err %v, want context.Canceled", err)
-	}
-	close(store.gate)
-	// The shared look-up ran on and filled the cache.
-	if _, err := a.Authenticate(context.Background(), key); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func TestLocalCacheIsBounded(t *testing.T) {
-	c := newLocalCache[int, int](100)
-	now := time.Now()
-	for i := range 10_000 {
-		c.put(i, i, now, time.Minute)
-	}
-	if n := c.len(); n > 100 {
-		t.Fatalf("cache holds %d entries, bound is 100", n)
-	}
-	if v, ok := c.get(9_999, now); !ok || v != 9_999 {
-		t.Fatalf("latest entry missing")
-	}
-	if _, ok := c.get(9_999, now.Add(time.Minute)); ok {
-		t.Fatalf("entry alive at its expiry")
 	}
 }
 
@@ -261,13 +138,18 @@ func TestForget(t *testing.T) {
 	key := store.add(ScopeIngest)
 	a, _ := newTest(t, store, nil, "")
 	ctx := context.Background()
-	a.Authenticate(ctx, key)
-	if err := a.Forget(ctx, HashKey(key)); err != nil {
-		t.Fatal(err)
-	}
-	a.Authenticate(ctx, key)
-	if n := store.calls.Load(); n != 2 {
-		t.Fatalf("store asked %d times, want 2 (Forget drops the entry)", n)
+	// Malformed hashes name no entry; an upper-case one names the key's.
+	for _, tt := range []struct {
+		hash  string
+		calls int64
+	}{{"", 1}, {HashKey(key)[:62], 1}, {HashKey(key) + "00", 1}, {strings.ToUpper(HashKey(key)), 2}} {
+		if err := a.Forget(ctx, tt.hash); err != nil {
+			t.Fatalf("Forget(%q): %v", tt.hash, err)
+		}
+		a.Authenticate(ctx, key)
+		if n := store.calls.Load(); n != tt.calls {
+			t.Fatalf("after Forget(%q): store asked %d times, want %d", tt.hash, n, tt.calls)
+		}
 	}
 }
 
@@ -309,74 +191,17 @@ func TestMiddleware(t *testing.T) {
 	}
 }
 
-// Integration: the Redis layer.
-
-func TestRedisLayerIsShared(t *testing.T) {
-	rdb, prefix := testenv.Redis(t)
-	store := &fakeStore{}
-	good := store.add(ScopeIngest)
-	bad, _, _ := NewKey()
-	ctx := context.Background()
-
-	a1, _ := newTest(t, store, rdb, prefix)
-	a1.Authenticate(ctx, good)
-	a1.Authenticate(ctx, bad)
-	if n := store.calls.Load(); n != 2 {
-		t.Fatalf("store asked %d times, want 2", n)
-	}
-	if ttl := rdb.TTL(ctx, prefix+"apikey:"+HashKey(bad)).Val(); ttl <= 0 || ttl > 10*time.Second {
-		t.Errorf("negative redis entry ttl %v, want (0, 10s]", ttl)
-	}
-	if ttl := rdb.TTL(ctx, prefix+"apikey:"+HashKey(good)).Val(); ttl <= 10*time.Second || ttl > 5*time.Minute {
-		t.Errorf("positive redis entry ttl %v, want (10s, 5m]", ttl)
-	}
-
-	// Another instance: its own process cache is empty, Redis answers.
-	a2, _ := newTest(t, store, rdb, prefix)
-	p, err := a2.Authenticate(ctx, good)
-	if err != nil || p.UserID != 7 || !p.HasScope(ScopeIngest) {
-		t.Fatalf("second instance: %+v, %v", p, err)
-	}
-	if _, err := a2.Authenticate(ctx, bad); !errors.Is(err, ErrInvalidKey) {
-		t.Fatalf("second instance, bad key: %v", err)
-	}
-	if n := store.calls.Load(); n != 2 {
-		t.Fatalf("store asked %d times, want still 2", n)
-	}
-	if h := testutil.ToFloat64(a2.hits.WithLabelValues("redis")); h != 2 {
-		t.Errorf("redis hits %v, want 2", h)
-	}
-
-	if err := a2.Forget(ctx, HashKey(good)); err != nil {
-		t.Fatal(err)
-	}
-	if n := rdb.Exists(ctx, prefix+"apikey:"+HashKey(good)).Val(); n != 0 {
-		t.Errorf("Forget left the redis entry")
-	}
-}
-
-func TestRedisDownFallsBackToStore(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens here now
-	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
-	defer rdb.Close()
-
-	store := &fakeStore{}
-	good := store.add(ScopeIngest)
-	bad, _, _ := NewKey()
-	a, _ := newTest(t, store, rdb, "x:")
-	ctx := context.Background()
-	if _, err := a.Authenticate(ctx, good); err != nil {
-		t.Fatalf("good key with redis down: %v", err)
-	}
-	if _, err := a.Authenticate(ctx, bad); !errors.Is(err, ErrInvalidKey) {
-		t.Fatalf("bad key with redis down: %v, want ErrInvalidKey", err)
-	}
-	if n := testutil.ToFloat64(a.redisFallbacks); n < 2 {
-		t.Errorf("redis fallbacks %v, want at least 2", n)
+// TestEntryJSON pins the JSON of an entry: package rcache stores it in Redis
+// with "found":true put first, which gives the form entries had before
+// rcache, read by instances of both versions during a rolling deploy.
+func TestEntryJSON(t *testing.T) {
+	e := entry{Hash: "ab", Principal: Principal{KeyID: 1, Prefix: "takt_0123456", UserID: 7, Username: "u",
+		Sites: []uint64{1, 3}, Scopes: []string{ScopeIngest}}}
+	const want = `{"hash":"ab","principal":{"key_id":1,"prefix":"takt_0123456","user_id":7,"username":"u",` +
+		`"admin":false,"sites":[1,3],"scopes":["ingest"]}}`
+	b, err := json.Marshal(e)
+	var back entry
+	if err != nil || string(b) != want || json.Unmarshal(b, &back) != nil || !reflect.DeepEqual(back, e) {
+		t.Errorf("entry JSON %s, %v; want %s; decoded %+v", b, err, want, back)
 	}
 }

@@ -1,7 +1,4 @@
-package catalog
-
-// This file mirrors internal/auth/cache.go; the two packages cache
-// different things with the same policy.
+package rcache
 
 import (
 	"sync"
@@ -10,11 +7,11 @@ import (
 )
 
 // localCache is a bounded in-process map with per-entry expiry. It keeps
-// both answers: found entries and "no such id" entries (negative caching),
-// so repeated unknown ids cost a map look-up and nothing more.
+// both answers, found values and "no such key" (negative caching), so a
+// repeated unknown key costs a map look-up and nothing more.
 //
-// It is bounded because the ids come from outside: a flood of distinct
-// random ids must not grow the heap without limit. When full, expired
+// It is bounded because the keys come from outside: a flood of distinct
+// random keys must not grow the heap without limit. When full, expired
 // entries are swept and, if that is not enough, an arbitrary tenth of the
 // entries is dropped (Go's map iteration order is random, so this is a cheap
 // random eviction).

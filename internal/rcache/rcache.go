@@ -1,0 +1,289 @@
+// Package rcache is a read-through cache for look-ups on hot paths (API
+// keys, locations): an in-process bounded map with expiry, then Redis
+// (shared by every instance; JSON values with a TTL), then a load function
+// that asks the source of truth (ClickHouse).
+//
+// Both answers are cached: a found value for LocalTTL in process and
+// RedisTTL in Redis, "no such key" for the shorter NegativeTTL in both, so
+// a flood of unknown keys reaches the source at most once per key and
+// NegativeTTL. Errors are never cached. Concurrent misses for one key share
+// a single load (singleflight).
+//
+// Redis is an accelerator, not a dependency: when it fails the source is
+// asked, the failure is counted and logged (at most once per 10 s), and
+// Redis is skipped for a second, so that an outage costs one timeout per
+// second instead of one per request.
+package rcache
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/singleflight"
+)
+
+// Config holds a Cache's settings. Start from NewConfig: a zero field means
+// zero, not the default (a TTL of 0 caches nothing in its layer).
+type Config struct {
+	LocalTTL      time.Duration    // how long a found value stays in process (default 30 s)
+	RedisTTL      time.Duration    // how long a found value stays in Redis (default 5 min)
+	NegativeTTL   time.Duration    // how long "not found" is remembered, in both layers (default 10 s)
+	RedisTimeout  time.Duration    // bound of each Redis call; past it the source is asked (default 200 ms)
+	LookupTimeout time.Duration    // bound of one shared look-up through Redis and the source (default 5 s)
+	MaxEntries    int              // bound of the in-process map (default 100 000; at least 1)
+	Namespace     string           // metric name prefix (default "takt")
+	Now           func() time.Time // the clock (default time.Now; tests replace it)
+}
+
+// NewConfig returns the default settings.
+func NewConfig() Config {
+	return Config{
+		LocalTTL: 30 * time.Second, RedisTTL: 5 * time.Minute, NegativeTTL: 10 * time.Second,
+		RedisTimeout: 200 * time.Millisecond, LookupTimeout: 5 * time.Second,
+		MaxEntries: 100_000, Namespace: "takt", Now: time.Now,
+	}
+}
+
+// Spec says what a Cache holds and where it comes from.
+type Spec[K comparable, V any] struct {
+	// Subsystem names the cache in metric names and logs: "auth" gives
+	// <namespace>_auth_cache_hits_total and so on.
+	Subsystem string
+	// RedisPrefix and Name(key) make the key's Redis key; Name also tells
+	// concurrent look-ups apart, so distinct keys need distinct names.
+	RedisPrefix string
+	Name        func(K) string
+	// Load asks the source of truth. An error that Is NotFound means there
+	// is no such key: that answer is cached for NegativeTTL. Any other error
+	// is returned as it is and not cached.
+	Load     func(ctx context.Context, key K) (V, error)
+	NotFound error
+	// Valid, when set, vets a found value read from Redis, which other
+	// processes write too: a value it rejects is ignored as if absent.
+	Valid func(key K, v V) bool
+}
+
+// Cache is a read-through cache from K to V. V must marshal to a JSON
+// object without a "found" member (see encode). It is safe for concurrent
+// use.
+type Cache[K comparable, V any] struct {
+	spec   Spec[K, V]
+	cfg    Config
+	rdb    *redis.Client // nil: no Redis layer
+	logger *slog.Logger
+
+	local    *localCache[K, answer[V]]
+	flight   singleflight.Group
+	redisLog logLimiter
+	redisOff breaker
+
+	hits           *prometheus.CounterVec // layer = local | redis
+	hitLocal       prometheus.Counter     // hits{layer="local"}, resolved once: the hot path
+	misses         prometheus.Counter
+	lookups        *prometheus.CounterVec // result = found | not_found | error
+	redisFallbacks prometheus.Counter     // failed or skipped Redis calls
+}
+
+// New returns a Cache. rdb may be nil (no Redis layer). Metrics are
+// registered with reg unless it is nil.
+func New[K comparable, V any](s Spec[K, V], cfg Config, rdb *redis.Client, logger *slog.Logger, reg prometheus.Registerer) (*Cache[K, V], error) {
+	cfg.MaxEntries = max(cfg.MaxEntries, 1)
+	counter := func(name, help string) prometheus.CounterOpts {
+		return prometheus.CounterOpts{Namespace: cfg.Namespace, Subsystem: s.Subsystem, Name: name, Help: help}
+	}
+	c := &Cache[K, V]{
+		spec: s, cfg: cfg, rdb: rdb, logger: logger.With("cache", s.Subsystem),
+		local:    newLocalCache[K, answer[V]](cfg.MaxEntries),
+		redisLog: logLimiter{every: 10 * time.Second},
+		redisOff: breaker{pause: time.Second},
+		hits: prometheus.NewCounterVec(counter("cache_hits_total",
+			"Look-ups answered from a cache, by layer (local, redis)."), []string{"layer"}),
+		misses: prometheus.NewCounter(counter("cache_misses_total",
+			"Look-ups that found no cache entry and went to the store.")),
+		lookups: prometheus.NewCounterVec(counter("store_lookups_total",
+			"Look-ups in the store, by result (found, not_found, error)."), []string{"result"}),
+		redisFallbacks: prometheus.NewCounter(counter("redis_fallbacks_total",
+			"Redis calls that failed, or were skipped for a second after a failure; the store answered instead.")),
+	}
+	c.hitLocal = c.hits.WithLabelValues("local")
+	if reg != nil {
+		for _, col := range []prometheus.Collector{c.hits, c.misses, c.lookups, c.redisFallbacks} {
+			if err := reg.Register(col); err != nil {
+				return nil, fmt.Errorf("register %s metrics: %w", s.Subsystem, err)
+			}
+		}
+	}
+	return c, nil
+}
+
+// answer is the outcome of a look-up: a value, or that there is none.
+type answer[V any] struct {
+	v     V
+	found bool
+}
+
+// Get returns the value for key and whether there is one: "not found" is
+// an answer (found false, nil error), cached like a value. The error is
+// Load's, or ctx's when the caller gives up first; the shared look-up then
+// goes on for the other callers and fills the cache.
+func (c *Cache[K, V]) Get(ctx context.Context, key K) (v V, found bool, err error) {
+	if a, ok := c.local.get(key, c.cfg.Now()); ok {
+		c.hitLocal.Inc()
+		return a.v, a.found, nil
+	}
+	name := c.spec.Name(key)
+	ch := c.flight.DoChan(name, func() (any, error) { return c.lookup(ctx, key, name) })
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return v, false, r.Err
+		}
+		a := r.Val.(answer[V])
+		return a.v, a.found, nil
+	case <-ctx.Done():
+		return v, false, ctx.Err()
+	}
+}
+
+// lookup runs once per key at a time (singleflight). It is detached from
+// the first caller's cancellation because other callers share its result.
+func (c *Cache[K, V]) lookup(ctx context.Context, key K, name string) (answer[V], error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.LookupTimeout)
+	defer cancel()
+	if a, ok := c.redisGet(ctx, key, name); ok {
+		c.hits.WithLabelValues("redis").Inc()
+		c.local.put(key, a, c.cfg.Now(), c.ttl(a.found, c.cfg.LocalTTL))
+		return a, nil
+	}
+	c.misses.Inc()
+	v, err := c.spec.Load(ctx, key)
+	var a answer[V]
+	switch {
+	case err == nil:
+		c.lookups.WithLabelValues("found").Inc()
+		a = answer[V]{v: v, found: true}
+	case errors.Is(err, c.spec.NotFound):
+		c.lookups.WithLabelValues("not_found").Inc()
+	default:
+		c.lookups.WithLabelValues("error").Inc()
+		return a, err
+	}
+	c.local.put(key, a, c.cfg.Now(), c.ttl(a.found, c.cfg.LocalTTL))
+	c.redisSet(ctx, name, a, c.ttl(a.found, c.cfg.RedisTTL))
+	return a, nil
+}
+
+// ttl returns positive for a found value, NegativeTTL for "not found".
+func (c *Cache[K, V]) ttl(found bool, positive time.Duration) time.Duration {
+	if found {
+		return positive
+	}
+	return c.cfg.NegativeTTL
+}
+
+func (c *Cache[K, V]) redisGet(ctx context.Context, key K, name string) (answer[V], bool) {
+	if c.rdb == nil {
+		return answer[V]{}, false
+	}
+	if c.redisOff.open(c.cfg.Now()) {
+		c.redisFallbacks.Inc()
+		return answer[V]{}, false
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.RedisTimeout)
+	defer cancel()
+	b, err := c.rdb.Get(ctx, c.spec.RedisPrefix+name).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return answer[V]{}, false
+	}
+	if err != nil {
+		c.redisFailed("get", err)
+		return answer[V]{}, false
+	}
+	a, err := decode[V](b)
+	if err == nil && a.found && c.spec.Valid != nil && !c.spec.Valid(key, a.v) {
+		err = errors.New("value does not match its key")
+	}
+	if err != nil {
+		// A foreign or older value: ignore it; the source's answer replaces it.
+		c.logger.Warn("ignoring bad redis entry", "err", err)
+		return answer[V]{}, false
+	}
+	return a, true
+}
+
+func (c *Cache[K, V]) redisSet(ctx context.Context, name string, a answer[V], ttl time.Duration) {
+	if c.rdb == nil || ttl <= 0 || c.redisOff.open(c.cfg.Now()) {
+		return
+	}
+	b, err := encode(a)
+	if err != nil {
+		c.logger.Error("cannot encode value for redis", "err", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.RedisTimeout)
+	defer cancel()
+	if err := c.rdb.Set(ctx, c.spec.RedisPrefix+name, b, ttl).Err(); err != nil {
+		c.redisFailed("set", err)
+	}
+}
+
+func (c *Cache[K, V]) redisFailed(op string, err error) {
+	c.redisFallbacks.Inc()
+	c.redisOff.trip(c.cfg.Now())
+	if c.redisLog.allow(c.cfg.Now()) {
+		c.logger.Warn("redis failed, using the store", "op", op, "err", err)
+	}
+}
+
+// Forget drops the cached answer for key from this process and from Redis.
+// Other processes drop their in-process copy within LocalTTL (NegativeTTL
+// for "not found").
+func (c *Cache[K, V]) Forget(ctx context.Context, key K) error {
+	c.local.remove(key)
+	if c.rdb == nil {
+		return nil
+	}
+	return c.rdb.Del(ctx, c.spec.RedisPrefix+c.spec.Name(key)).Err()
+}
+
+// encode returns the Redis form of an answer: {"found":false}, or V's JSON
+// object with "found":true put first. This is the form the auth and catalog
+// packages wrote before they shared this package, kept so that processes of
+// either version can share Redis during a rolling deploy.
+func encode[V any](a answer[V]) ([]byte, error) {
+	if !a.found {
+		return []byte(`{"found":false}`), nil
+	}
+	b, err := json.Marshal(a.v)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) < 2 || b[0] != '{' {
+		return nil, fmt.Errorf("%T does not marshal to a JSON object", a.v)
+	}
+	if len(b) == 2 {
+		return []byte(`{"found":true}`), nil
+	}
+	return append([]byte(`{"found":true,`), b[1:]...), nil
+}
+
+// decode reverses encode.
+func decode[V any](b []byte) (answer[V], error) {
+	var head struct {
+		Found bool `json:"found"`
+	}
+	if err := json.Unmarshal(b, &head); err != nil || !head.Found {
+		return answer[V]{}, err
+	}
+	var v V
+	if err := json.Unmarshal(b, &v); err != nil {
+		return answer[V]{}, err
+	}
+	return answer[V]{v: v, found: true}, nil
+}

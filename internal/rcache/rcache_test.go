@@ -1,0 +1,317 @@
+package rcache
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/takt/takt/internal/testenv"
+)
+
+// value stands for what callers cache: a JSON object with optional members.
+type value struct {
+	Name string   `json:"name,omitempty"`
+	Tags []string `json:"tags,omitzero"`
+}
+
+var errNotFound = errors.New("not found")
+
+// source is a Load that knows the key "good" and counts its calls. Loads
+// run on other goroutines, but tests change err only between Gets, which
+// wait for them.
+type source struct {
+	err   error
+	gate  chan struct{} // when set, loads wait for it to close
+	calls atomic.Int64
+}
+
+func (s *source) load(ctx context.Context, key string) (value, error) {
+	s.calls.Add(1)
+	if s.gate != nil {
+		<-s.gate
+	}
+	switch {
+	case s.err != nil:
+		return value{}, s.err
+	case key != "good":
+		return value{}, errNotFound
+	}
+	return value{Name: "good", Tags: []string{"a"}}, nil
+}
+
+// clock is a settable time source.
+type clock struct{ ns atomic.Int64 }
+
+func (c *clock) now() time.Time      { return time.Unix(0, c.ns.Load()) }
+func (c *clock) add(d time.Duration) { c.ns.Add(int64(d)) }
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// newTest returns a Cache over src with the default settings changed by
+// set (when not nil), its clock and its registry.
+func newTest(t *testing.T, src *source, rdb *redis.Client, prefix string, set func(*Config)) (*Cache[string, value], *clock, *prometheus.Registry) {
+	t.Helper()
+	clk, reg, cfg := &clock{}, prometheus.NewRegistry(), NewConfig()
+	clk.ns.Store(time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	cfg.Now = clk.now
+	if set != nil {
+		set(&cfg)
+	}
+	c, err := New(Spec[string, value]{
+		Subsystem: "test", RedisPrefix: prefix + "v:", Name: func(k string) string { return k },
+		Load: src.load, NotFound: errNotFound, Valid: func(k string, v value) bool { return v.Name == k },
+	}, cfg, rdb, quiet, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, clk, reg
+}
+
+func TestGetCachesBothAnswers(t *testing.T) {
+	// A step advances the clock by after, gets key and checks the answer
+	// and the number of loads so far.
+	type step struct {
+		after time.Duration
+		key   string
+		loads int64
+	}
+	tests := []struct {
+		name  string
+		set   func(*Config)
+		steps []step
+	}{
+		{"defaults", nil, []step{
+			{0, "good", 1}, {0, "bad", 2}, {29 * time.Second, "good", 2}, {0, "bad", 3}, // negative TTL 10 s
+			{999 * time.Millisecond, "good", 3}, {time.Millisecond, "good", 4}, // positive TTL 30 s
+		}},
+		{"short TTLs", func(c *Config) { c.LocalTTL, c.NegativeTTL = 2*time.Second, time.Second }, []step{
+			{0, "good", 1}, {0, "bad", 2}, {999 * time.Millisecond, "good", 2}, {0, "bad", 2},
+			{time.Millisecond, "good", 2}, {0, "bad", 3}, {time.Second, "good", 4}, {0, "bad", 5},
+		}},
+		{"zero TTLs cache nothing", func(c *Config) { c.LocalTTL, c.NegativeTTL = 0, 0 }, []step{
+			{0, "good", 1}, {0, "good", 2}, {0, "bad", 3}, {0, "bad", 4},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := &source{}
+			c, clk, _ := newTest(t, src, nil, "", tt.set)
+			for i, s := range tt.steps {
+				clk.add(s.after)
+				v, found, err := c.Get(context.Background(), s.key)
+				if err != nil || found != (s.key == "good") || found && v.Name != "good" {
+					t.Fatalf("step %d: Get(%q) = %+v, %v, %v", i, s.key, v, found, err)
+				}
+				if n := src.calls.Load(); n != s.loads {
+					t.Fatalf("step %d: %d loads, want %d", i, n, s.loads)
+				}
+			}
+		})
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	src := &source{}
+	c, _, reg := newTest(t, src, nil, "", func(c *Config) { c.Namespace = "takt_ingestor" })
+	for range 100 {
+		c.Get(context.Background(), "good")
+		c.Get(context.Background(), "bad")
+	}
+	src.err = errors.New("down")
+	for range 2 {
+		if _, _, err := c.Get(context.Background(), "other"); !errors.Is(err, src.err) {
+			t.Fatalf("err %v, want the load's", err)
+		}
+	}
+	const want = `# HELP takt_ingestor_test_cache_hits_total Look-ups answered from a cache, by layer (local, redis).
+# TYPE takt_ingestor_test_cache_hits_total counter
+takt_ingestor_test_cache_hits_total{layer="local"} 198
+# HELP takt_ingestor_test_cache_misses_total Look-ups that found no cache entry and went to the store.
+# TYPE takt_ingestor_test_cache_misses_total counter
+takt_ingestor_test_cache_misses_total 4
+# HELP takt_ingestor_test_redis_fallbacks_total Redis calls that failed, or were skipped for a second after a failure; the store answered instead.
+# TYPE takt_ingestor_test_redis_fallbacks_total counter
+takt_ingestor_test_redis_fallbacks_total 0
+# HELP takt_ingestor_test_store_lookups_total Look-ups in the store, by result (found, not_found, error).
+# TYPE takt_ingestor_test_store_lookups_total counter
+takt_ingestor_test_store_lookups_total{result="error"} 2
+takt_ingestor_test_store_lookups_total{result="found"} 1
+takt_ingestor_test_store_lookups_total{result="not_found"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want)); err != nil {
+		t.Error(err) // errors are not cached: two look-ups, two errors
+	}
+}
+
+func TestGetSharesOneLoad(t *testing.T) {
+	src := &source{gate: make(chan struct{})}
+	c, _, _ := newTest(t, src, nil, "", nil)
+	// The first caller gives up at once; the load it started goes on.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, _, err := c.Get(ctx, "good"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err %v, want context.Canceled", err)
+	}
+	const n = 50
+	var wg sync.WaitGroup
+	var wrong atomic.Int64
+	for range n {
+		wg.Go(func() {
+			if v, found, err := c.Get(context.Background(), "good"); err != nil || !found || v.Name != "good" {
+				wrong.Add(1)
+			}
+		})
+	}
+	time.Sleep(20 * time.Millisecond) // let the goroutines pile up on the one load, then release it
+	close(src.gate)
+	wg.Wait()
+	if _, found, err := c.Get(context.Background(), "good"); err != nil || !found || wrong.Load() != 0 || src.calls.Load() != 1 {
+		t.Fatalf("%d wrong answers, %d loads by %d concurrent Gets of one key and one more; want 0 and 1", wrong.Load(), src.calls.Load(), n)
+	}
+}
+
+func TestLocalCacheIsBounded(t *testing.T) {
+	for _, max := range []int{1, 10, 100} {
+		c := newLocalCache[int, int](max)
+		now := time.Now()
+		for i := range 10_000 {
+			c.put(i, i, now, time.Minute)
+		}
+		if n := c.len(); n > max {
+			t.Fatalf("cache holds %d entries, bound is %d", n, max)
+		}
+		if v, ok := c.get(9_999, now); !ok || v != 9_999 {
+			t.Fatalf("max %d: latest entry missing", max)
+		}
+		if _, ok := c.get(9_999, now.Add(time.Minute)); ok {
+			t.Fatalf("max %d: entry alive at its expiry", max)
+		}
+	}
+}
+
+// TestEncode covers the edges; the Redis tests cover the common forms.
+func TestEncode(t *testing.T) {
+	if b, err := encode(answer[value]{found: true}); err != nil || string(b) != `{"found":true}` {
+		t.Errorf("empty object: %s, %v", b, err)
+	}
+	if b, err := encode(answer[value]{v: value{Name: "x"}}); err != nil || string(b) != `{"found":false}` {
+		t.Errorf("not found: %s, %v", b, err)
+	}
+	if _, err := encode(answer[int]{v: 1, found: true}); err == nil {
+		t.Errorf("encode accepted a value that is not a JSON object")
+	}
+}
+
+// Integration: the Redis layer.
+
+func TestRedisLayerIsShared(t *testing.T) {
+	rdb, prefix := testenv.Redis(t)
+	src := &source{}
+	ctx := context.Background()
+	c1, _, _ := newTest(t, src, rdb, prefix, nil)
+	c1.Get(ctx, "good")
+	c1.Get(ctx, "bad")
+	for key, want := range map[string]struct {
+		entry    string
+		min, max time.Duration
+	}{
+		"bad":  {`{"found":false}`, 0, 10 * time.Second},
+		"good": {`{"found":true,"name":"good","tags":["a"]}`, 10 * time.Second, 5 * time.Minute},
+	} {
+		if b := rdb.Get(ctx, prefix+"v:"+key).Val(); b != want.entry {
+			t.Errorf("redis entry of %s: %s, want %s", key, b, want.entry)
+		}
+		if ttl := rdb.TTL(ctx, prefix+"v:"+key).Val(); ttl <= want.min || ttl > want.max {
+			t.Errorf("redis entry of %s: ttl %v, want (%v, %v]", key, ttl, want.min, want.max)
+		}
+	}
+
+	// Another instance: its own process cache is empty, Redis answers.
+	c2, _, _ := newTest(t, src, rdb, prefix, nil)
+	for range 2 {
+		if v, found, err := c2.Get(ctx, "good"); err != nil || !found || v.Name != "good" || v.Tags[0] != "a" {
+			t.Fatalf("second instance: %+v, %v, %v", v, found, err)
+		}
+		if _, found, err := c2.Get(ctx, "bad"); err != nil || found {
+			t.Fatalf("second instance, bad key: %v, %v", found, err)
+		}
+	}
+	redisHits, localHits := testutil.ToFloat64(c2.hits.WithLabelValues("redis")), testutil.ToFloat64(c2.hitLocal)
+	if src.calls.Load() != 2 || redisHits != 2 || localHits != 2 {
+		t.Errorf("%d loads, %v redis and %v local hits; want 2, 2, 2", src.calls.Load(), redisHits, localHits)
+	}
+
+	if err := c2.Forget(ctx, "good"); err != nil {
+		t.Fatal(err)
+	}
+	if n := rdb.Exists(ctx, prefix+"v:good").Val(); n != 0 {
+		t.Errorf("Forget left the redis entry")
+	}
+	c2.Get(ctx, "good")
+	if src.calls.Load() != 3 {
+		t.Errorf("%d loads after Forget, want 3", src.calls.Load())
+	}
+}
+
+func TestRedisBadEntryIsReplaced(t *testing.T) {
+	rdb, prefix := testenv.Redis(t)
+	ctx := context.Background()
+	good := `{"found":true,"name":"good","tags":["a"]}`
+	// Not JSON, not a value, another key's value (fails Valid).
+	for _, bad := range []string{`not json`, `{"found":"yes"}`, `{"found":true,"name":1}`, `{"found":true,"name":"GOOD"}`} {
+		rdb.Set(ctx, prefix+"v:good", bad, time.Minute)
+		src := &source{}
+		c, _, _ := newTest(t, src, rdb, prefix, nil)
+		if v, found, err := c.Get(ctx, "good"); err != nil || !found || v.Name != "good" || src.calls.Load() != 1 {
+			t.Fatalf("with %s in redis: %+v, %v, %v, %d loads", bad, v, found, err, src.calls.Load())
+		}
+		if b := rdb.Get(ctx, prefix+"v:good").Val(); b != good {
+			t.Errorf("with %s in redis: entry now %s, want %s", bad, b, good)
+		}
+	}
+}
+
+func TestRedisDownFallsBackToSource(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close() // nothing listens here now
+	rdb := redis.NewClient(&redis.Options{Addr: ln.Addr().String(), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	defer rdb.Close()
+	src := &source{}
+	c, clk, _ := newTest(t, src, rdb, "x:", nil)
+
+	// Each step gets a new key, so that Redis would be asked. A failed get
+	// trips the breaker (and the set after the load is skipped, uncounted);
+	// while it is open every get is skipped and counted; a second later
+	// Redis is tried again.
+	for i, tt := range []struct {
+		after     time.Duration
+		key       string
+		tried     uint32
+		fallbacks float64
+	}{
+		{0, "good", 1, 1}, {0, "bad", 1, 2}, {999 * time.Millisecond, "bad2", 1, 3}, {time.Millisecond, "bad3", 2, 4},
+	} {
+		clk.add(tt.after)
+		if _, found, err := c.Get(context.Background(), tt.key); err != nil || found != (tt.key == "good") {
+			t.Fatalf("step %d: %s with redis down: %v, %v", i, tt.key, found, err)
+		}
+		// Each call tried finds no free connection in the pool.
+		if n, f := rdb.PoolStats().Misses, testutil.ToFloat64(c.redisFallbacks); n != tt.tried || f != tt.fallbacks {
+			t.Errorf("step %d: %d redis calls tried, %v fallbacks; want %d, %v", i, n, f, tt.tried, tt.fallbacks)
+		}
+	}
+}
