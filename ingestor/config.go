@@ -50,6 +50,8 @@ type Config struct {
 	LocationNegativeTTL time.Duration
 	// LogLevel is debug, info, warn or error (TAKT_LOG_LEVEL).
 	LogLevel string
+	// Pprof serves Go profiles under /debug/pprof/ (TAKT_PPROF).
+	Pprof bool
 }
 
 // ConfigFromEnv reads the configuration from TAKT_* variables, with
@@ -73,6 +75,7 @@ func ConfigFromEnv(e *config.Env) Config {
 		LocationRedisTTL:    e.Duration("LOCATION_REDIS_TTL", 5*time.Minute),
 		LocationNegativeTTL: e.Duration("LOCATION_NEGATIVE_TTL", 2*time.Second),
 		LogLevel:            e.String("LOG_LEVEL", "info"),
+		Pprof:               e.Bool("PPROF", false),
 	}
 }
 

@@ -97,6 +97,9 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return nil
 	}, reg)
 	r.POST(Path, h.serve)
+	if cfg.Pprof {
+		httpx.Pprof(r)
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return httpx.Serve(gctx, cfg.Addr, r, logger) })

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"time"
 
@@ -208,4 +209,16 @@ func ServeListener(ctx context.Context, ln net.Listener, h http.Handler, logger 
 		return fmt.Errorf("http server on %s: drain: %w", ln.Addr(), err)
 	}
 	return nil
+}
+
+// Pprof serves the Go runtime profiles under /debug/pprof/. Services mount
+// it only when asked (TAKT_PPROF=true): profiles cost nothing until taken,
+// but they reveal internals and a CPU profile costs CPU.
+func Pprof(r gin.IRoutes) {
+	r.GET("/debug/pprof/", gin.WrapF(pprof.Index))
+	r.GET("/debug/pprof/cmdline", gin.WrapF(pprof.Cmdline))
+	r.GET("/debug/pprof/profile", gin.WrapF(pprof.Profile))
+	r.GET("/debug/pprof/symbol", gin.WrapF(pprof.Symbol))
+	r.GET("/debug/pprof/trace", gin.WrapF(pprof.Trace))
+	r.GET("/debug/pprof/:name", func(c *gin.Context) { pprof.Handler(c.Param("name")).ServeHTTP(c.Writer, c.Request) })
 }
