@@ -1,0 +1,65 @@
+package processor
+
+import (
+	"testing"
+	"time"
+)
+
+func TestBatchPolicyDue(t *testing.T) {
+	bp := batchPolicy{rows: 100, interval: time.Second}
+	t0 := time.Unix(1_700_000_000, 0)
+	tests := []struct {
+		name      string
+		p         pending
+		now       time.Time
+		rebalance bool
+		stopping  bool
+		want      flushReason
+	}{
+		{"nothing pending", pending{}, t0.Add(time.Hour), true, true, noFlush},
+		{"few rows, early", pending{rows: 10, records: 10, since: t0}, t0.Add(999 * time.Millisecond), false, false, noFlush},
+		{"interval reached exactly", pending{rows: 10, records: 10, since: t0}, t0.Add(time.Second), false, false, flushInterval},
+		{"interval passed", pending{rows: 10, records: 10, since: t0}, t0.Add(2 * time.Second), false, false, flushInterval},
+		{"row limit reached", pending{rows: 100, records: 100, since: t0}, t0, false, false, flushFull},
+		{"row limit passed", pending{rows: 150, records: 150, since: t0}, t0, false, false, flushFull},
+		{"dead letters only, early", pending{records: 3, since: t0}, t0, false, false, noFlush},
+		{"dead letters only, interval", pending{records: 3, since: t0}, t0.Add(time.Second), false, false, flushInterval},
+		{"rebalance waiting", pending{rows: 1, records: 1, since: t0}, t0, true, false, flushRebalance},
+		{"full beats rebalance", pending{rows: 100, records: 100, since: t0}, t0, true, false, flushFull},
+		{"stopping", pending{rows: 1, records: 1, since: t0}, t0, false, true, flushStop},
+		{"clock behind since", pending{rows: 1, records: 1, since: t0}, t0.Add(-time.Minute), false, false, noFlush},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := bp.due(tc.p, tc.now, tc.rebalance, tc.stopping); got != tc.want {
+				t.Errorf("due = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestBatchPolicyDeadlineAndLimit(t *testing.T) {
+	bp := batchPolicy{rows: 100, interval: time.Second}
+	t0 := time.Unix(1_700_000_000, 0)
+	if _, ok := bp.deadline(pending{}); ok {
+		t.Error("deadline with nothing pending")
+	}
+	if d, ok := bp.deadline(pending{records: 1, since: t0}); !ok || !d.Equal(t0.Add(time.Second)) {
+		t.Errorf("deadline = %v, %v", d, ok)
+	}
+	for _, tc := range []struct{ rows, want int }{{0, 100}, {40, 60}, {99, 1}, {100, 1}, {250, 1}} {
+		if got := bp.pollLimit(pending{rows: tc.rows}); got != tc.want {
+			t.Errorf("pollLimit(%d rows) = %d, want %d", tc.rows, got, tc.want)
+		}
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	const lo, hi = 100 * time.Millisecond, time.Second
+	want := []time.Duration{100, 200, 400, 800, 1000, 1000}
+	for i, w := range want {
+		if got := backoff(i+1, lo, hi); got != w*time.Millisecond {
+			t.Errorf("backoff(%d) = %v, want %v", i+1, got, w*time.Millisecond)
+		}
+	}
+}

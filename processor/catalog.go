@@ -1,0 +1,123 @@
+package processor
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/takt/takt/internal/chstore"
+	"github.com/takt/takt/processor/resolve"
+)
+
+// catalogSource is where the catalog reads master data (a *chstore.Store).
+type catalogSource interface {
+	Products(ctx context.Context) ([]chstore.Product, error)
+	Reasons(ctx context.Context) ([]chstore.Reason, error)
+}
+
+// unknownCodeReloadEvery rate-limits the reloads that parts naming an
+// unknown product code trigger: a stream of parts with a misspelt code
+// costs one query per second, not one per part.
+const unknownCodeReloadEvery = time.Second
+
+// unknownCodeReloadTimeout bounds such a reload, which the consume loop
+// waits for.
+const unknownCodeReloadTimeout = 2 * time.Second
+
+// catalog caches the product and reason catalog. The consume loop reads it
+// without locking (an atomic pointer to an immutable resolve.Catalog);
+// reloads are serialised by mu and swap the pointer.
+type catalog struct {
+	src       catalogSource
+	tolerance float64
+	logger    *slog.Logger
+	m         *metrics
+
+	cur atomic.Pointer[resolve.Catalog]
+
+	mu         sync.Mutex // serialises reloads; guards lastReload
+	lastReload time.Time  // end of the last reload attempt, success or not
+}
+
+func newCatalog(src catalogSource, tolerance float64, logger *slog.Logger, m *metrics) *catalog {
+	c := &catalog{src: src, tolerance: tolerance, logger: logger, m: m}
+	c.cur.Store(resolve.NewCatalog(nil, nil, tolerance))
+	return c
+}
+
+// get returns the current catalog.
+func (c *catalog) get() *resolve.Catalog { return c.cur.Load() }
+
+// reload reads products and reasons and swaps the catalog. On error the
+// old catalog stays in use.
+func (c *catalog) reload(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reloadLocked(ctx)
+}
+
+func (c *catalog) reloadLocked(ctx context.Context) error {
+	c.m.catalogRefresh.Inc()
+	defer func() { c.lastReload = time.Now() }()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	products, err := c.src.Products(ctx)
+	if err != nil {
+		c.m.catalogErrors.Inc()
+		return fmt.Errorf("reload catalog: %w", err)
+	}
+	reasons, err := c.src.Reasons(ctx)
+	if err != nil {
+		c.m.catalogErrors.Inc()
+		return fmt.Errorf("reload catalog: %w", err)
+	}
+	ps := make([]resolve.Product, len(products))
+	for i, p := range products {
+		ps[i] = resolve.Product{ID: p.ID, Site: p.Site, Code: p.Code, IdealCycleTime: p.IdealCycleTime, Fallback: p.Fallback}
+	}
+	rs := make([]resolve.Reason, len(reasons))
+	for i, r := range reasons {
+		rs[i] = resolve.Reason{ID: r.ID, Site: r.Site, Code: r.Code, Kind: r.Kind}
+	}
+	c.cur.Store(resolve.NewCatalog(ps, rs, c.tolerance))
+	c.m.catalogProducts.Set(float64(len(ps)))
+	return nil
+}
+
+// reloadForUnknownCode reloads at once unless a reload ended less than
+// unknownCodeReloadEvery ago or is running now (the consume loop does not
+// wait for the periodic one); it returns the catalog to use.
+func (c *catalog) reloadForUnknownCode(ctx context.Context) *resolve.Catalog {
+	if !c.mu.TryLock() {
+		return c.get()
+	}
+	defer c.mu.Unlock()
+	if time.Since(c.lastReload) < unknownCodeReloadEvery {
+		return c.get()
+	}
+	ctx, cancel := context.WithTimeout(ctx, unknownCodeReloadTimeout)
+	defer cancel()
+	if err := c.reloadLocked(ctx); err != nil {
+		c.logger.Warn("catalog reload for unknown product code failed", "err", err)
+	}
+	return c.get()
+}
+
+// run reloads the catalog every interval until ctx is done.
+func (c *catalog) run(ctx context.Context, every time.Duration) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := c.reload(ctx); err != nil && ctx.Err() == nil {
+				c.logger.Warn("catalog reload failed; keeping the previous one", "err", err)
+			}
+		}
+	}
+}

@@ -1,0 +1,111 @@
+package processor
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/takt/takt/internal/chstore"
+	"github.com/takt/takt/internal/config"
+)
+
+// Config is everything Run needs. ConfigFromEnv fills it from TAKT_*
+// variables; tests build it directly.
+type Config struct {
+	// Brokers are the Kafka seed brokers (TAKT_KAFKA_BROKERS).
+	Brokers []string
+	// Topic is the topic of part messages (TAKT_PARTS_TOPIC); DLQTopic
+	// receives the records that can never be decoded (TAKT_DLQ_TOPIC).
+	Topic    string
+	DLQTopic string
+	// Group is the consumer group (TAKT_CONSUMER_GROUP).
+	Group string
+	// InstanceID, when set, makes this member a static group member
+	// (TAKT_CONSUMER_INSTANCE_ID): a restart with the same id takes its
+	// partitions back at once instead of waiting for the session timeout.
+	// A static member does not leave the group on shutdown.
+	InstanceID string
+	// SessionTimeout is how long the group waits for a silent member
+	// before giving its partitions to others (TAKT_CONSUMER_SESSION_TIMEOUT).
+	SessionTimeout time.Duration
+
+	// BatchRows and BatchInterval decide when pending rows are written:
+	// at BatchRows rows, or BatchInterval after the first pending row
+	// (TAKT_BATCH_ROWS, TAKT_BATCH_INTERVAL).
+	BatchRows     int
+	BatchInterval time.Duration
+
+	// CycleTimeTolerance is the relative tolerance of product resolution
+	// by cycle time (TAKT_CYCLE_TIME_TOLERANCE; 0.1 = ±10% of the ideal).
+	CycleTimeTolerance float64
+	// CatalogRefresh is how often products and reasons are re-read
+	// (TAKT_CATALOG_REFRESH).
+	CatalogRefresh time.Duration
+
+	// Addr is where /healthz, /readyz and /metrics are served
+	// (TAKT_PROCESSOR_ADDR).
+	Addr string
+
+	// ClickHouse says where the parts table and master data are
+	// (TAKT_CLICKHOUSE_*).
+	ClickHouse chstore.Config
+
+	// Registry receives the processor's metrics and is what /metrics
+	// serves. Nil means a new registry with the Go and process collectors.
+	Registry *prometheus.Registry
+}
+
+// Defaults of the processor's settings.
+const (
+	DefaultGroup              = "takt-processor"
+	DefaultBatchRows          = 10000
+	DefaultBatchInterval      = time.Second
+	DefaultCycleTimeTolerance = 0.1
+	DefaultCatalogRefresh     = 5 * time.Second
+	DefaultAddr               = "127.0.0.1:18082"
+	DefaultSessionTimeout     = 45 * time.Second
+)
+
+// maxBatchRows bounds TAKT_BATCH_ROWS: a block stays one data part and
+// one request of bounded size.
+const maxBatchRows = 1_000_000
+
+// ConfigFromEnv reads the processor's settings from TAKT_* variables, with
+// defaults that work with the local stack. Parse errors are returned by
+// e.Err(); check Validate as well.
+func ConfigFromEnv(e *config.Env) Config {
+	return Config{
+		Brokers:            e.List("KAFKA_BROKERS", []string{"127.0.0.1:19092"}),
+		Topic:              e.String("PARTS_TOPIC", "takt.parts"),
+		DLQTopic:           e.String("DLQ_TOPIC", "takt.parts.dlq"),
+		Group:              e.String("CONSUMER_GROUP", DefaultGroup),
+		InstanceID:         e.String("CONSUMER_INSTANCE_ID", ""),
+		SessionTimeout:     e.Duration("CONSUMER_SESSION_TIMEOUT", DefaultSessionTimeout),
+		BatchRows:          e.Int("BATCH_ROWS", DefaultBatchRows),
+		BatchInterval:      e.Duration("BATCH_INTERVAL", DefaultBatchInterval),
+		CycleTimeTolerance: e.Float("CYCLE_TIME_TOLERANCE", DefaultCycleTimeTolerance),
+		CatalogRefresh:     e.Duration("CATALOG_REFRESH", DefaultCatalogRefresh),
+		Addr:               e.String("PROCESSOR_ADDR", DefaultAddr),
+		ClickHouse:         chstore.ConfigFromEnv(e),
+	}
+}
+
+// Validate reports every problem with c at once.
+func (c Config) Validate() error {
+	var p config.Problems
+	p.Addf(len(c.Brokers) == 0, "TAKT_KAFKA_BROKERS: empty")
+	p.Addf(c.Topic == "", "TAKT_PARTS_TOPIC: empty")
+	p.Addf(c.DLQTopic == "", "TAKT_DLQ_TOPIC: empty")
+	p.Addf(c.DLQTopic != "" && c.DLQTopic == c.Topic, "TAKT_DLQ_TOPIC: must differ from TAKT_PARTS_TOPIC")
+	p.Addf(c.Group == "", "TAKT_CONSUMER_GROUP: empty")
+	p.Addf(c.SessionTimeout < time.Second, "TAKT_CONSUMER_SESSION_TIMEOUT=%s: must be at least 1s", c.SessionTimeout)
+	p.Addf(c.BatchRows < 1 || c.BatchRows > maxBatchRows, "TAKT_BATCH_ROWS=%d: must be between 1 and %d", c.BatchRows, maxBatchRows)
+	p.Addf(c.BatchInterval <= 0, "TAKT_BATCH_INTERVAL=%s: must be positive", c.BatchInterval)
+	p.Addf(!(c.CycleTimeTolerance >= 0 && c.CycleTimeTolerance <= 1), "TAKT_CYCLE_TIME_TOLERANCE=%v: must be between 0 and 1", c.CycleTimeTolerance)
+	p.Addf(c.CatalogRefresh <= 0, "TAKT_CATALOG_REFRESH=%s: must be positive", c.CatalogRefresh)
+	p.Addf(c.Addr == "", "TAKT_PROCESSOR_ADDR: empty")
+	if err := c.ClickHouse.Validate(); err != nil {
+		p = append(p, err)
+	}
+	return p.Err()
+}

@@ -1,0 +1,168 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/takt/takt/internal/chstore"
+	"github.com/takt/takt/internal/wire"
+)
+
+// decoded is a record's message after the pure, CPU-bound part of
+// processing; err (with class) says why it must go to the dead letters.
+type decoded struct {
+	part    wire.Part
+	eventID uuid.UUID
+	err     error
+	class   string
+}
+
+// decode parses one record's value.
+func decode(value []byte, d *decoded) {
+	*d = decoded{}
+	part, err := wire.Decode(value)
+	if err != nil {
+		d.err, d.class = err, dlqDecode
+		switch {
+		case errors.Is(err, wire.ErrVersion):
+			d.class = dlqVersion
+		case errors.Is(err, wire.ErrInvalid):
+			d.class = dlqInvalid
+		}
+		return
+	}
+	d.part = part
+	if d.eventID, err = uuid.Parse(part.EventID); err != nil {
+		d.err, d.class = fmt.Errorf("event_id %q: %w", part.EventID, err), dlqEventID
+	}
+}
+
+// parallelDecodeMin is the batch size from which decoding is split over
+// the CPUs: JSON decoding is most of a record's cost.
+const parallelDecodeMin = 256
+
+// decodeAll decodes recs into out (reused), in parallel for large polls.
+func decodeAll(recs []*kgo.Record, out []decoded) []decoded {
+	if cap(out) < len(recs) {
+		out = make([]decoded, len(recs))
+	}
+	out = out[:len(recs)]
+	workers := runtime.GOMAXPROCS(0)
+	if len(recs) < parallelDecodeMin || workers < 2 {
+		for i, r := range recs {
+			decode(r.Value, &out[i])
+		}
+		return out
+	}
+	var wg sync.WaitGroup
+	chunk := (len(recs) + workers - 1) / workers
+	for lo := 0; lo < len(recs); lo += chunk {
+		hi := min(lo+chunk, len(recs))
+		wg.Go(func() {
+			for i := lo; i < hi; i++ {
+				decode(recs[i].Value, &out[i])
+			}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+// process turns one decoded record into a row of st's block, or into a
+// dead letter. It fails only when ctx ends before a dead letter was
+// produced.
+func (c *consumer) process(ctx context.Context, st *partState, r *kgo.Record, d *decoded, now time.Time) error {
+	if d.err != nil {
+		return c.deadLetter(ctx, st, r, d.class, d.err, now)
+	}
+	part, eventID := &d.part, d.eventID
+
+	cat := c.cat.get()
+	if part.Product != "" && !cat.HasCode(part.Site, part.Product) {
+		// Possibly a product created since the last reload.
+		cat = c.cat.reloadForUnknownCode(ctx)
+	}
+	res := cat.Product(part.Site, part.Product, part.CycleTime, part.HasCycleTime)
+	row := chstore.PartRow{
+		ID:                chstore.PartID(r.Partition, r.Offset),
+		EventID:           eventID,
+		Site:              part.Site,
+		LocationKind:      part.LocationKind,
+		LocationID:        part.LocationID,
+		ExternalID:        part.ExternalID,
+		ProductID:         res.ID,
+		ProductCode:       res.Code,
+		ProductReported:   part.Product,
+		ProductResolution: string(res.Resolution),
+		Quantity:          part.Quantity,
+		Quality:           part.Quality,
+		CycleTime:         part.CycleTime,
+		HasCycleTime:      part.HasCycleTime,
+		RecordedMs:        part.RecordedAtMs,
+		RecordedDefaulted: part.RecordedDefaulted,
+		ReceivedMs:        part.ReceivedAtMs,
+		ProcessedMs:       now.UnixMilli(),
+		Topic:             r.Topic,
+		Partition:         r.Partition,
+		Offset:            r.Offset,
+	}
+	if !part.HasCycleTime {
+		row.CycleTime = 0
+	}
+	if part.Quality == wire.QualityScrap {
+		row.Reason = part.Reason
+		row.ReasonID = cat.Reason(part.Site, part.Reason)
+	}
+	if st.block.Len() == 0 {
+		st.firstRow = r.Offset
+	}
+	if err := st.block.Append(&row); err != nil {
+		return c.deadLetter(ctx, st, r, dlqRow, err, now)
+	}
+	st.resolutions.add(res.Resolution)
+	st.consumed(r, now)
+	return nil
+}
+
+// deadLetter produces r to the dead-letter topic and waits for the
+// acknowledgement (acks=all), retrying until it succeeds: a record is
+// never skipped without a trace. Only then is r counted as consumed.
+func (c *consumer) deadLetter(ctx context.Context, st *partState, r *kgo.Record, class string, reason error, now time.Time) error {
+	headers := make([]kgo.RecordHeader, 0, len(r.Headers)+5)
+	headers = append(headers, r.Headers...)
+	headers = append(headers,
+		kgo.RecordHeader{Key: HeaderDLQReason, Value: []byte(reason.Error())},
+		kgo.RecordHeader{Key: HeaderDLQClass, Value: []byte(class)},
+		kgo.RecordHeader{Key: HeaderDLQSourceTopic, Value: []byte(r.Topic)},
+		kgo.RecordHeader{Key: HeaderDLQSourcePartition, Value: []byte(strconv.FormatInt(int64(r.Partition), 10))},
+		kgo.RecordHeader{Key: HeaderDLQSourceOffset, Value: []byte(strconv.FormatInt(r.Offset, 10))},
+	)
+	for attempt := 1; ; attempt++ {
+		dl := &kgo.Record{Topic: c.cfg.DLQTopic, Key: r.Key, Value: r.Value, Timestamp: r.Timestamp, Headers: headers}
+		pctx, cancel := context.WithTimeout(ctx, dlqTimeout)
+		err := c.cl.ProduceSync(pctx, dl).FirstErr()
+		cancel()
+		if err == nil {
+			break
+		}
+		c.m.dlqErrors.Inc()
+		c.logger.Error("producing a dead letter failed; the partition waits until it succeeds",
+			"dlq_topic", c.cfg.DLQTopic, "partition", r.Partition, "offset", r.Offset, "attempt", attempt, "err", err)
+		if !sleep(ctx, backoff(attempt, retryMin, retryMax)) {
+			return ctx.Err()
+		}
+	}
+	c.m.dlq.WithLabelValues(class).Inc()
+	c.logger.Warn("record sent to the dead-letter topic", "class", class, "reason", reason.Error(),
+		"partition", r.Partition, "offset", r.Offset)
+	st.consumed(r, now)
+	return nil
+}

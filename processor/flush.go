@@ -1,0 +1,280 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/takt/takt/internal/chstore"
+)
+
+// batch is one partition's share of a flush: its rows (one INSERT block)
+// and the records' offsets.
+type batch struct {
+	partition   int32
+	block       *chstore.PartsBlock
+	records     int
+	first       int64 // offset of the first record
+	firstRow    int64 // offset of the first row in block
+	next        kgo.EpochOffset
+	resolutions resolutionCounts
+
+	// validGen is the group generation in which this partition's
+	// position was last checked against ClickHouse.
+	validGen int32
+
+	// Outcome, written by the flush. inserted: block is in ClickHouse.
+	// insertFailed: an attempt failed, so before trying again we must ask
+	// whether it landed anyway. dropped: neither written nor committed;
+	// the loop reads the partition again from resumeAt.
+	inserted     bool
+	insertFailed bool
+	dropped      bool
+	overtaken    bool
+	resumeAt     int64
+}
+
+// flushJob is one flush, run by a goroutine of its own; the loop reads
+// the batches' outcome after done is closed.
+type flushJob struct {
+	why     flushReason
+	batches []*batch
+	done    chan struct{}
+	// lost: the group no longer knew this member in generation lostGen
+	// (set by the flush).
+	lost    bool
+	lostGen int32
+}
+
+func (j *flushJob) finished() bool {
+	select {
+	case <-j.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// errLostMembership means the group no longer knows this member: another
+// member may own our partitions now, so nothing may be written for them.
+var errLostMembership = errors.New("group membership lost")
+
+// runJob makes a flush durable: it checks that the group still knows us
+// (the fence), checks positions after a generation change, writes one
+// block per partition, then commits the offsets. It retries failed
+// inserts with backoff and never commits past an unwritten row. Batches it
+// gives up on (shutdown deadline, membership lost, or a rebalance waits
+// while inserts keep failing) are marked dropped and read again.
+//
+// Exactly-once argument: offsets are committed only after ClickHouse holds
+// every row before them, so a crash before the insert replays from the
+// commit, and a crash between insert and commit replays from the commit
+// but adjustOffsets skips what ClickHouse already holds (after waiting for
+// INSERTs still running in the server, such as a killed member's last
+// one).
+//
+// Zombies: a member cut off from the broker cannot pass the fence, so it
+// cannot write after the group gave its partitions away; a member removed
+// and re-admitted finds the other member's rows in checkPositions. What
+// remains is a member that passed the fence and then stalls (a process
+// pause, or an INSERT slower than the rebalance timeout) so long that the
+// group gives its partitions to another member, which reads ClickHouse
+// before the stalled INSERT even reached the server. Those rows are then
+// written twice. Plain MergeTree cannot refuse such a write; closing the
+// gap needs a fencing token checked by the store itself.
+func (c *consumer) runJob(ctx context.Context, job *flushJob) {
+	start := time.Now()
+	var err error
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 && !sleep(ctx, backoff(attempt, retryMin, retryMax)) {
+			break // shutdown deadline: what is unwritten is dropped
+		}
+		var gen int32
+		if gen, err = c.fence(ctx, job.batches); err != nil {
+			if errors.Is(err, errLostMembership) {
+				c.m.fenced.Inc()
+				c.logger.Error("not writing: the group no longer knows this member; dropping unwritten rows", "err", err)
+				job.lost, job.lostGen = true, gen
+				break
+			}
+			c.logger.Warn("fence commit failed; retrying", "attempt", attempt+1, "err", err)
+		} else if err = c.checkPositions(ctx, job.batches, gen); err != nil {
+			c.logger.Warn("checking positions against clickhouse failed; retrying", "attempt", attempt+1, "err", err)
+		} else if err = c.insert(ctx, job.batches); err == nil {
+			break
+		} else {
+			c.m.insertErrors.Inc()
+			c.logger.Error("insert into clickhouse failed; retrying, offsets stay uncommitted", "attempt", attempt+1, "err", err)
+		}
+		if c.rebalanceWanted.Load() && job.why != flushStop {
+			// Do not hold the group hostage while ClickHouse is down:
+			// give back what is not written and let the rebalance
+			// proceed.
+			c.logger.Warn("a rebalance waits while inserts fail: dropping unwritten rows; they are read again")
+			break
+		}
+	}
+	inserted := time.Since(start)
+	c.m.insertSeconds.Observe(inserted.Seconds())
+	c.m.batches.WithLabelValues(string(job.why)).Inc()
+	if err == nil {
+		c.afterInsert()
+	}
+
+	// Commit what is durable: batches whose block is written, and batches
+	// that only had dead letters. The rest is dropped.
+	commit := map[int32]kgo.EpochOffset{}
+	for _, b := range job.batches {
+		if b.overtaken {
+			b.dropped = true
+		} else if err == nil || b.inserted || b.block.Len() == 0 {
+			commit[b.partition] = b.next
+			c.m.inserted.Add(float64(b.block.Len()))
+			for i, n := range b.resolutions {
+				if n > 0 {
+					c.m.resolutions.WithLabelValues(string(resolutionOrder[i])).Add(float64(n))
+				}
+			}
+		} else {
+			b.dropped, b.resumeAt = true, b.first
+		}
+	}
+	if len(commit) > 0 && !errors.Is(err, errLostMembership) {
+		if err := c.commit(ctx, commit); err != nil {
+			// The rows are in ClickHouse; whoever reads this partition
+			// next starts after them (adjustOffsets), and our next
+			// flush's fence commits past them too.
+			c.m.commitErrors.Inc()
+			c.logger.Warn("offset commit after insert failed; ClickHouse's last offset covers it", "err", err)
+		}
+	}
+	if c.logger.Enabled(ctx, slog.LevelDebug) {
+		c.logger.Debug("flushed", "reason", job.why, "partitions", len(job.batches),
+			"insert", inserted, "total", time.Since(start), "err", err)
+	}
+}
+
+// insert writes the block of every batch not yet written. The blocks go
+// concurrently, one connection each: every block is its own atomic data
+// part, so they are independent, and ClickHouse's cost per part is mostly
+// fixed latency (creating the part's files), which overlaps well. A failed
+// block does not undo the others.
+func (c *consumer) insert(ctx context.Context, batches []*batch) error {
+	errs := make([]error, len(batches))
+	var wg sync.WaitGroup
+	for i, b := range batches {
+		if b.inserted || b.overtaken || b.block.Len() == 0 {
+			continue
+		}
+		wg.Go(func() { errs[i] = c.insertBlock(ctx, b) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (c *consumer) insertBlock(ctx context.Context, b *batch) error {
+	if b.insertFailed {
+		// The failed attempt may have reached the server and committed
+		// the part. Only this member writes offsets >= firstRow of this
+		// partition (the fence), so any row there is this block's.
+		last, found, err := c.store.PartsMaxOffset(ctx, c.cfg.Topic, b.partition, b.firstRow)
+		if err != nil {
+			return fmt.Errorf("partition %d: %w", b.partition, err)
+		}
+		if found {
+			c.logger.Info("block was written despite the insert error", "partition", b.partition,
+				"first_offset", b.firstRow, "clickhouse_last", last)
+			b.inserted = true
+			c.m.blocks.Inc()
+			return nil
+		}
+	}
+	ictx, cancel := context.WithTimeout(ctx, insertTimeout)
+	err := c.store.InsertParts(ictx, b.block)
+	cancel()
+	if err != nil {
+		b.insertFailed = true
+		return fmt.Errorf("partition %d: %w", b.partition, err)
+	}
+	b.inserted = true
+	c.m.blocks.Inc()
+	return nil
+}
+
+// fence commits the current position (the first unflushed offset) of
+// every partition about to be written. The broker accepts the commit only
+// from a member of the current generation, so a member the group has
+// dropped learns it here, before it writes anything. It returns the
+// generation it checked.
+func (c *consumer) fence(ctx context.Context, batches []*batch) (int32, error) {
+	member, gen := c.cl.GroupMetadata()
+	if member == "" || gen < 0 {
+		return gen, fmt.Errorf("%w: not in a group generation", errLostMembership)
+	}
+	offsets := make(map[int32]kgo.EpochOffset, len(batches))
+	for _, b := range batches {
+		offsets[b.partition] = kgo.EpochOffset{Epoch: -1, Offset: b.first}
+	}
+	return gen, c.commit(ctx, offsets)
+}
+
+// checkPositions runs once per partition and group generation, after the
+// fence passed: if ClickHouse holds rows at or after the batch's first
+// offset, another member wrote this partition while we were out of the
+// group (we were removed and rejoined, and the client kept its
+// assignment, so adjustOffsets did not run). The batch is then dropped
+// and the partition resumes after those rows. Within one generation no
+// other member can own the partition, so one check per generation
+// suffices.
+func (c *consumer) checkPositions(ctx context.Context, batches []*batch, gen int32) error {
+	for _, b := range batches {
+		if b.inserted || b.overtaken || b.validGen == gen {
+			continue
+		}
+		last, found, err := c.store.PartsMaxOffset(ctx, c.cfg.Topic, b.partition, b.first)
+		if err != nil {
+			return fmt.Errorf("partition %d: %w", b.partition, err)
+		}
+		if found {
+			c.logger.Warn("another member wrote this partition while we were out of the group; skipping after its rows",
+				"partition", b.partition, "our_first_offset", b.first, "clickhouse_last", last)
+			b.overtaken, b.resumeAt = true, last+1
+			continue
+		}
+		b.validGen = gen
+	}
+	return nil
+}
+
+// commit commits offsets synchronously and classifies the failure.
+func (c *consumer) commit(ctx context.Context, offsets map[int32]kgo.EpochOffset) error {
+	ctx, cancel := context.WithTimeout(ctx, commitTimeout)
+	defer cancel()
+	var rerr error
+	c.cl.CommitOffsetsSync(ctx, map[string]map[int32]kgo.EpochOffset{c.cfg.Topic: offsets},
+		func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+			if err != nil {
+				rerr = err
+				return
+			}
+			for _, t := range resp.Topics {
+				for _, p := range t.Partitions {
+					if err := kerr.ErrorForCode(p.ErrorCode); err != nil && rerr == nil {
+						rerr = fmt.Errorf("commit %s/%d: %w", t.Topic, p.Partition, err)
+					}
+				}
+			}
+		})
+	if rerr != nil && (errors.Is(rerr, kerr.UnknownMemberID) || errors.Is(rerr, kerr.IllegalGeneration) ||
+		errors.Is(rerr, kerr.FencedInstanceID) || errors.Is(rerr, kerr.StaleMemberEpoch)) {
+		return fmt.Errorf("%w: %w", errLostMembership, rerr)
+	}
+	return rerr
+}

@@ -1,0 +1,100 @@
+package processor
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the processor's Prometheus series. Labels are small fixed
+// sets (reasons, resolutions), never ids.
+type metrics struct {
+	consumed        prometheus.Counter
+	inserted        prometheus.Counter
+	batches         *prometheus.CounterVec // by flush reason
+	blocks          prometheus.Counter
+	insertSeconds   prometheus.Histogram
+	insertErrors    prometheus.Counter
+	commitErrors    prometheus.Counter
+	fenced          prometheus.Counter
+	dlq             *prometheus.CounterVec // by dead-letter class
+	dlqErrors       prometheus.Counter
+	resolutions     *prometheus.CounterVec // by product resolution
+	lag             prometheus.Gauge
+	pendingRows     prometheus.Gauge
+	catalogRefresh  prometheus.Counter
+	catalogErrors   prometheus.Counter
+	catalogProducts prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		consumed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "takt_processor_parts_consumed_total",
+			Help: "Records taken from the parts topic (decodable or not).",
+		}),
+		inserted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "takt_processor_parts_inserted_total",
+			Help: "Part rows ClickHouse accepted.",
+		}),
+		batches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "takt_processor_batches_total",
+			Help: "Flushes of pending work (inserts and commits), by what triggered them.",
+		}, []string{"reason"}),
+		blocks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "takt_processor_insert_blocks_total",
+			Help: "INSERT blocks ClickHouse accepted (one per Kafka partition per flush).",
+		}),
+		insertSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "takt_processor_insert_duration_seconds",
+			Help:    "Time to write one flush's blocks to ClickHouse, retries included.",
+			Buckets: prometheus.ExponentialBuckets(0.002, 2, 14),
+		}),
+		insertErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "takt_processor_insert_errors_total",
+			Help: "Failed INSERT attempts (each is retried).",
+		}),
+		commitErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "takt_processor_commit_errors_total",
+			Help: "Failed offset commits.",
+		}),
+		fenced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "takt_processor_fenced_total",
+			Help: "Flushes dropped because the group no longer recognised this member.",
+		}),
+		dlq: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "takt_processor_dlq_records_total",
+			Help: "Records sent to the dead-letter topic, by class of problem.",
+		}, []string{"class"}),
+		dlqErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "takt_processor_dlq_errors_total",
+			Help: "Failed attempts to produce to the dead-letter topic (each is retried).",
+		}),
+		resolutions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "takt_processor_product_resolutions_total",
+			Help: "Part rows inserted, by how their product was resolved.",
+		}, []string{"resolution"}),
+		lag: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "takt_processor_consumer_lag_records",
+			Help: "Records behind the high watermark, summed over owned partitions (as of the last fetch).",
+		}),
+		pendingRows: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "takt_processor_pending_rows",
+			Help: "Rows consumed and waiting for the next insert.",
+		}),
+		catalogRefresh: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "takt_processor_catalog_refreshes_total",
+			Help: "Reloads of the product and reason catalog.",
+		}),
+		catalogErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "takt_processor_catalog_refresh_errors_total",
+			Help: "Failed reloads of the product and reason catalog.",
+		}),
+		catalogProducts: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "takt_processor_catalog_products",
+			Help: "Products in the cached catalog.",
+		}),
+	}
+	reg.MustRegister(m.consumed, m.inserted, m.batches, m.blocks, m.insertSeconds, m.insertErrors,
+		m.commitErrors, m.fenced, m.dlq, m.dlqErrors, m.resolutions, m.lag, m.pendingRows,
+		m.catalogRefresh, m.catalogErrors, m.catalogProducts)
+	return m
+}

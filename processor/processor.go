@@ -1,0 +1,170 @@
+// Package processor is Takt's Kafka-to-ClickHouse stage: a consumer-group
+// member that decodes part messages, resolves their product and scrap
+// reason against the master data (package resolve), and writes them to
+// the parts table in batches with an exactly-once effect.
+//
+// Exactly once, in short: every part row's id is (partition << 40) |
+// offset; each flush writes one INSERT block per Kafka partition (one
+// atomic data part, since the table has no partition key), and the blocks
+// of a partition are written in offset order; offsets are committed only
+// after ClickHouse accepted the blocks; and a member given a partition
+// first waits for the parts INSERTs the server is still running (a killed
+// member's last one), then starts after the larger of the committed offset
+// and the last offset ClickHouse holds. A crash at any point therefore
+// neither loses nor duplicates a row. runJob documents the one remaining
+// gap, a member that stalls after its fence check.
+//
+// Throughput: decoding is spread over the CPUs, and while a flush writes
+// its blocks (concurrently, one connection per partition) the loop decodes
+// the next batch.
+//
+// Rebalances (kgo.BlockRebalanceOnPoll): the loop allows a rebalance only
+// when nothing is unflushed or in flight; when the group signals that a
+// rebalance waits, the loop stops reading, flushes, and allows it. So a
+// revoked partition never has rows in memory, and nothing is committed for
+// a partition this member no longer owns.
+//
+// Records that can never be decoded go to a dead-letter topic (at least
+// once: a crash after the dead letter and before the commit sends it
+// again) and never stop their partition.
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/takt/takt/internal/chstore"
+)
+
+// Run starts the processor and blocks until ctx is done or a component
+// fails. On ctx cancel it stops fetching, writes and commits the pending
+// batch, leaves the group, and then stops serving HTTP.
+func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("processor config: %w", err)
+	}
+	store, err := chstore.Open(ctx, cfg.ClickHouse, logger)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	// The processor writes the parts table, so it makes sure it exists;
+	// migrations are idempotent and safe to run from several replicas.
+	if err := store.Migrate(ctx); err != nil {
+		return fmt.Errorf("migrate clickhouse: %w", err)
+	}
+	return run(ctx, cfg, logger, store)
+}
+
+// store is what the processor needs from ClickHouse (a *chstore.Store;
+// tests wrap one to inject failures).
+type store interface {
+	partsStore
+	catalogSource
+	pinger
+}
+
+func run(ctx context.Context, cfg Config, logger *slog.Logger, store store) error {
+	reg := cfg.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	m := newMetrics(reg)
+	cat := newCatalog(store, cfg.CycleTimeTolerance, logger, m)
+	if err := cat.reload(ctx); err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	c, err := newConsumer(cfg, store, cat, m, logger)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if err := c.checkTopics(ctx); err != nil {
+		c.cl.Close()
+		ln.Close()
+		return err
+	}
+	c.afterInsert = afterInsertFailpoint(logger)
+	srv := &http.Server{
+		Handler:           newMux(store, c, reg),
+		ReadHeaderTimeout: 5 * time.Second,
+	}
+	logger.Info("processor started", "topic", cfg.Topic, "group", cfg.Group, "addr", ln.Addr().String(),
+		"batch_rows", cfg.BatchRows, "batch_interval", cfg.BatchInterval)
+
+	g, gctx := errgroup.WithContext(ctx)
+	consumerDone := make(chan struct{})
+	g.Go(func() error {
+		defer close(consumerDone)
+		return c.run(gctx)
+	})
+	g.Go(func() error { return cat.run(gctx, cfg.CatalogRefresh) })
+	g.Go(func() error {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		// HTTP stays up until the consumer has flushed, so /metrics
+		// shows the final batch.
+		<-consumerDone
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	err = g.Wait()
+	logger.Info("processor stopped", "err", err)
+	return err
+}
+
+// pinger is a dependency /readyz checks.
+type pinger interface {
+	Ping(ctx context.Context) error
+}
+
+type pingFunc func(context.Context) error
+
+func (f pingFunc) Ping(ctx context.Context) error { return f(ctx) }
+
+func newMux(store pinger, c *consumer, reg *prometheus.Registry) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	deps := map[string]pinger{"clickhouse": store, "kafka": pingFunc(c.ping)}
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		var failed []byte
+		for name, d := range deps {
+			if err := d.Ping(ctx); err != nil {
+				failed = fmt.Appendf(failed, "%s: %v\n", name, err)
+			}
+		}
+		if len(failed) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write(failed)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	return mux
+}
