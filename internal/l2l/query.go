@@ -1,0 +1,427 @@
+package l2l
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Op is a filter operator: the suffix after "__" in an argument name.
+type Op string
+
+// Filter operators. OpEq is written without a suffix (field=value).
+const (
+	OpEq     Op = ""
+	OpLt     Op = "lt"
+	OpLte    Op = "lte"
+	OpGt     Op = "gt"
+	OpGte    Op = "gte"
+	OpIsNull Op = "isnull"
+)
+
+var ops = map[Op]bool{OpLt: true, OpLte: true, OpGt: true, OpGte: true, OpIsNull: true}
+
+// Filter keeps the records whose field compares to Value with Op.
+//
+// Value has the Go type of the field's type: int64 (Int), float64 (Float),
+// string (String), bool (Bool), time.Time in UTC (DateTime, LocalDateTime,
+// and Date at midnight). For OpIsNull it is a bool: true keeps the records
+// where the field is null.
+type Filter struct {
+	Field string
+	Op    Op
+	Value any
+}
+
+// Order sorts by one field, descending when Desc is set.
+type Order struct {
+	Field string
+	Desc  bool
+}
+
+// Format is the encoding of an answer.
+type Format uint8
+
+// Answer formats.
+const (
+	JSON Format = iota
+	XML
+)
+
+// Query is a parsed, validated request for records of one area.
+type Query struct {
+	// Filters all must hold (AND), in argument-name order.
+	Filters []Filter
+	// Limit is the page size (1..the area's maximum); Offset the number of
+	// records skipped (>= 0).
+	Limit  int
+	Offset int
+	// OrderBy is never empty: it is what the request asked for, followed by
+	// id ascending unless id is already in it, so that paging is stable.
+	OrderBy []Order
+	// Fields are the fields to return, in the requested order; empty means
+	// every field of the area in schema order.
+	Fields []string
+	// Format is the answer's encoding; Microseconds asks for datetimes with
+	// six fractional digits instead of three.
+	Format       Format
+	Microseconds bool
+}
+
+// Argument names with a meaning of their own. Fields may not use them.
+const (
+	argLimit        = "limit"
+	argOffset       = "offset"
+	argOrderBy      = "order_by"
+	argFields       = "fields"
+	argFormat       = "format"
+	argMicroseconds = "l2lfmt_microseconds"
+)
+
+// reserved are the argument names that are not filters: the control
+// arguments above, and those handled outside this package (authentication,
+// proxying, request signing, the POST action), which Parse ignores.
+var reserved = map[string]bool{
+	argLimit: true, argOffset: true, argOrderBy: true, argFields: true,
+	argFormat: true, argMicroseconds: true,
+	"auth": true, "realuser": true, "_server": true, "_expiration": true,
+	"_signature": true, "_action": true,
+}
+
+var control = map[string]bool{
+	argLimit: true, argOffset: true, argOrderBy: true, argFields: true,
+	argFormat: true, argMicroseconds: true,
+}
+
+// ErrInvalid is matched (errors.Is) by every error Parse returns: the
+// request's arguments are wrong, and the answer is a validation failure.
+var ErrInvalid = errors.New("invalid query")
+
+// QueryError lists every problem Parse found, in argument-name order.
+type QueryError struct {
+	Problems []string
+}
+
+func (e *QueryError) Error() string { return strings.Join(e.Problems, "; ") }
+
+// Is reports whether target is ErrInvalid.
+func (e *QueryError) Is(target error) bool { return target == ErrInvalid }
+
+// Parse reads the query arguments of a request for records of the area s
+// describes. It reports every problem at once in a *QueryError. Empty
+// control arguments (limit=, order_by=, ...) mean their default.
+func Parse(args url.Values, s *Schema) (Query, error) {
+	q := Query{Limit: s.defaultLimit}
+	var problems []string
+	bad := func(format string, a ...any) { problems = append(problems, fmt.Sprintf(format, a...)) }
+
+	keys := make([]string, 0, len(args))
+	for k := range args {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, key := range keys {
+		vals := args[key]
+		if len(vals) != 1 {
+			if !reserved[key] || control[key] {
+				bad("argument %q is given %d times; give it once", key, len(vals))
+			}
+			continue
+		}
+		v := vals[0]
+		switch key {
+		case argLimit:
+			if v == "" {
+				continue
+			}
+			n, err := strconv.Atoi(v)
+			switch {
+			case err != nil:
+				bad("limit %q is not a whole number", v)
+			case n < 1:
+				bad("limit %d is below 1", n)
+			case n > s.maxLimit:
+				bad("limit %d is above the maximum %d of %s", n, s.maxLimit, s.area)
+			default:
+				q.Limit = n
+			}
+		case argOffset:
+			if v == "" {
+				continue
+			}
+			n, err := strconv.Atoi(v)
+			switch {
+			case err != nil:
+				bad("offset %q is not a whole number", v)
+			case n < 0:
+				bad("offset %d is negative", n)
+			default:
+				q.Offset = n
+			}
+		case argOrderBy:
+			for _, item := range splitList(v) {
+				o := Order{Field: item}
+				if rest, ok := strings.CutPrefix(item, "-"); ok {
+					o = Order{Field: rest, Desc: true}
+				}
+				if _, ok := s.Field(o.Field); !ok {
+					bad("order_by: unknown field %q in %s", o.Field, s.area)
+					continue
+				}
+				if !slices.ContainsFunc(q.OrderBy, func(p Order) bool { return p.Field == o.Field }) {
+					q.OrderBy = append(q.OrderBy, o)
+				}
+			}
+		case argFields:
+			for _, name := range splitList(v) {
+				if _, ok := s.Field(name); !ok {
+					bad("fields: unknown field %q in %s", name, s.area)
+					continue
+				}
+				if !slices.Contains(q.Fields, name) {
+					q.Fields = append(q.Fields, name)
+				}
+			}
+		case argFormat:
+			switch strings.ToLower(v) {
+			case "", "json":
+				q.Format = JSON
+			case "xml":
+				q.Format = XML
+			default:
+				bad("format %q is not json or xml", v)
+			}
+		case argMicroseconds:
+			if v == "" {
+				continue
+			}
+			b, err := parseBool(v)
+			if err != nil {
+				bad("l2lfmt_microseconds %q is not true or false", v)
+			}
+			q.Microseconds = b
+		default:
+			if reserved[key] {
+				continue
+			}
+			f, err := parseFilter(s, key, v)
+			if err != nil {
+				bad("%s", err)
+				continue
+			}
+			q.Filters = append(q.Filters, f)
+		}
+	}
+	if len(problems) > 0 {
+		return Query{}, &QueryError{Problems: problems}
+	}
+	if !slices.ContainsFunc(q.OrderBy, func(o Order) bool { return o.Field == "id" }) {
+		q.OrderBy = append(q.OrderBy, Order{Field: "id"})
+	}
+	return q, nil
+}
+
+// FormatOf returns the answer format a request asks for, JSON when it asks
+// for none or for one Parse would reject. Use it to answer requests that
+// fail before their query is parsed (authentication, unknown area).
+func FormatOf(args url.Values) Format {
+	if strings.EqualFold(args.Get(argFormat), "xml") {
+		return XML
+	}
+	return JSON
+}
+
+func splitList(v string) []string {
+	var out []string
+	for item := range strings.SplitSeq(v, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
+func parseFilter(s *Schema, key, raw string) (Filter, error) {
+	name, op := key, OpEq
+	f, ok := s.Field(name)
+	if !ok {
+		i := strings.LastIndex(key, "__")
+		if i < 0 {
+			if strings.HasPrefix(key, "custom__") {
+				return Filter{}, fmt.Errorf("%s has no custom properties (%q)", s.area, key)
+			}
+			return Filter{}, fmt.Errorf("unknown field %q in %s", key, s.area)
+		}
+		name, op = key[:i], Op(key[i+2:])
+		if f, ok = s.Field(name); !ok {
+			if strings.HasPrefix(key, "custom__") {
+				return Filter{}, fmt.Errorf("%s has no custom properties (%q)", s.area, key)
+			}
+			return Filter{}, fmt.Errorf("unknown field %q in %s", name, s.area)
+		}
+		if !ops[op] {
+			return Filter{}, fmt.Errorf("unknown operator %q in %q (known: lt, lte, gt, gte, isnull)", string(op), key)
+		}
+	}
+	if op == OpIsNull {
+		b, err := parseBool(raw)
+		if err != nil {
+			return Filter{}, fmt.Errorf("%s: value %q is not True or False", key, raw)
+		}
+		return Filter{Field: name, Op: op, Value: b}, nil
+	}
+	v, err := ParseValue(f.Type, raw)
+	if err != nil {
+		return Filter{}, fmt.Errorf("%s: %w", key, err)
+	}
+	return Filter{Field: name, Op: op, Value: v}, nil
+}
+
+// ParseValue parses a filter value for a field of type t. See Filter for
+// the Go types it returns.
+func ParseValue(t Type, raw string) (any, error) {
+	switch t {
+	case Int:
+		n, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("value %q is not a whole number", raw)
+		}
+		return n, nil
+	case Float:
+		f, err := strconv.ParseFloat(raw, 64)
+		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			return nil, fmt.Errorf("value %q is not a number", raw)
+		}
+		return f, nil
+	case String:
+		return raw, nil
+	case Bool:
+		b, err := parseBool(raw)
+		if err != nil {
+			return nil, fmt.Errorf("value %q is not True or False", raw)
+		}
+		return b, nil
+	case DateTime, LocalDateTime:
+		ts, err := parseDateTime(raw)
+		if err != nil {
+			return nil, fmt.Errorf("value %q is not a UTC ISO 8601 date-time (2016-05-05T22:39:47) or date (2016-05-05)", raw)
+		}
+		return ts, nil
+	case Date:
+		d, err := time.Parse(time.DateOnly, raw)
+		if err != nil {
+			return nil, fmt.Errorf("value %q is not an ISO 8601 date (2016-05-05)", raw)
+		}
+		return d, nil
+	}
+	return nil, fmt.Errorf("field type %v has no filter values", t)
+}
+
+func parseBool(s string) (bool, error) {
+	switch {
+	case s == "1" || strings.EqualFold(s, "true"):
+		return true, nil
+	case s == "0" || strings.EqualFold(s, "false"):
+		return false, nil
+	}
+	return false, fmt.Errorf("not a boolean: %q", s)
+}
+
+// parseDateTime accepts an ISO 8601 date-time, "T" or a space between date
+// and time, an optional fraction, and an optional zone (Z or an offset; none
+// means UTC), or a plain date meaning its midnight UTC.
+func parseDateTime(s string) (time.Time, error) {
+	if len(s) == len(time.DateOnly) {
+		return time.Parse(time.DateOnly, s)
+	}
+	if len(s) > 10 && s[10] == ' ' {
+		s = s[:10] + "T" + s[11:]
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t.UTC(), nil
+	}
+	t, err := time.ParseInLocation("2006-01-02T15:04:05.999999999", s, time.UTC)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return t.UTC(), nil
+}
+
+// Encode returns the query arguments that Parse turns back into q (for the
+// schema q was parsed with). Clients and tests use it to build requests.
+func (q Query) Encode(s *Schema) url.Values {
+	v := url.Values{}
+	for _, f := range q.Filters {
+		key := f.Field
+		if f.Op != OpEq {
+			key += "__" + string(f.Op)
+		}
+		field, _ := s.Field(f.Field)
+		v.Add(key, FormatValue(field.Type, f.Value))
+	}
+	v.Set(argLimit, strconv.Itoa(q.Limit))
+	v.Set(argOffset, strconv.Itoa(q.Offset))
+	if len(q.OrderBy) > 0 {
+		items := make([]string, len(q.OrderBy))
+		for i, o := range q.OrderBy {
+			items[i] = o.Field
+			if o.Desc {
+				items[i] = "-" + o.Field
+			}
+		}
+		v.Set(argOrderBy, strings.Join(items, ","))
+	}
+	if len(q.Fields) > 0 {
+		v.Set(argFields, strings.Join(q.Fields, ","))
+	}
+	if q.Format == XML {
+		v.Set(argFormat, "xml")
+	}
+	if q.Microseconds {
+		v.Set(argMicroseconds, "true")
+	}
+	return v
+}
+
+// FormatValue writes a filter value (of the Go type ParseValue returns for
+// t, or a bool for isnull) in the form ParseValue reads.
+func FormatValue(t Type, v any) string {
+	switch v := v.(type) {
+	case bool:
+		if v {
+			return "True"
+		}
+		return "False"
+	case int64:
+		return strconv.FormatInt(v, 10)
+	case float64:
+		return strconv.FormatFloat(v, 'g', -1, 64)
+	case string:
+		return v
+	case time.Time:
+		if t == Date {
+			return v.UTC().Format(time.DateOnly)
+		}
+		return v.UTC().Format("2006-01-02T15:04:05.999999999Z")
+	}
+	return fmt.Sprint(v)
+}
+
+// Selected returns the fields a query returns, in answer order.
+func (q Query) Selected(s *Schema) []Field {
+	if len(q.Fields) == 0 {
+		return s.fields
+	}
+	out := make([]Field, 0, len(q.Fields))
+	for _, name := range q.Fields {
+		if f, ok := s.Field(name); ok {
+			out = append(out, f)
+		}
+	}
+	return out
+}

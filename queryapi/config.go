@@ -1,0 +1,103 @@
+// Package queryapi is Takt's read API for record areas, compatible with
+// Leading2Lean's record-area API: GET /api/1.0/<area>/ pages through the
+// records of an area (filters, limit, offset, order_by, fields, format=xml;
+// see internal/l2l), GET /api/1.0/<area>/<id>/ returns one record.
+//
+// A request is authenticated by an API key in the L2LAUTH header or the
+// auth query argument; the key needs the read (or admin) scope, and its
+// user sees only the records of its own sites. Reads go to ClickHouse with
+// a time limit per request.
+package queryapi
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/takt/takt/internal/chstore"
+	"github.com/takt/takt/internal/config"
+	"github.com/takt/takt/internal/l2l"
+)
+
+// Config is the query API's configuration.
+type Config struct {
+	// Addr is the HTTP listen address (TAKT_QUERY_ADDR).
+	Addr string
+	// ClickHouse holds the records, API keys and site time zones.
+	ClickHouse chstore.Config
+	// Redis is the shared cache of API keys (TAKT_REDIS_*).
+	RedisAddr     string
+	RedisPassword string
+	RedisPrefix   string
+	// QueryTimeout bounds the ClickHouse work of one request
+	// (TAKT_QUERY_TIMEOUT); it is also sent as max_execution_time.
+	QueryTimeout time.Duration
+	// DefaultLimit is the page size of a request without limit
+	// (TAKT_QUERY_DEFAULT_LIMIT); MaxLimit the largest limit a request may
+	// ask for (TAKT_QUERY_MAX_LIMIT): above it the request fails.
+	DefaultLimit int
+	MaxLimit     int
+	// ZoneTTL is how long site time zones are cached before they are read
+	// again (TAKT_QUERY_ZONE_TTL).
+	ZoneTTL time.Duration
+	// Cache lifetimes of API keys (TAKT_AUTH_*): in process, in Redis, and
+	// of "no such key".
+	AuthLocalTTL    time.Duration
+	AuthRedisTTL    time.Duration
+	AuthNegativeTTL time.Duration
+	// LogLevel is debug, info, warn or error (TAKT_LOG_LEVEL).
+	LogLevel string
+}
+
+// ConfigFromEnv reads the configuration from TAKT_* variables, with
+// defaults for the local stack. Parse errors are collected in e.
+func ConfigFromEnv(e *config.Env) Config {
+	return Config{
+		Addr:            e.String("QUERY_ADDR", "127.0.0.1:18081"),
+		ClickHouse:      chstore.ConfigFromEnv(e),
+		RedisAddr:       e.String("REDIS_ADDR", "127.0.0.1:16379"),
+		RedisPassword:   e.String("REDIS_PASSWORD", ""),
+		RedisPrefix:     e.String("REDIS_PREFIX", "takt:"),
+		QueryTimeout:    e.Duration("QUERY_TIMEOUT", 10*time.Second),
+		DefaultLimit:    e.Int("QUERY_DEFAULT_LIMIT", l2l.DefaultLimit),
+		MaxLimit:        e.Int("QUERY_MAX_LIMIT", l2l.MaxLimit),
+		ZoneTTL:         e.Duration("QUERY_ZONE_TTL", time.Minute),
+		AuthLocalTTL:    e.Duration("AUTH_LOCAL_TTL", 30*time.Second),
+		AuthRedisTTL:    e.Duration("AUTH_REDIS_TTL", 5*time.Minute),
+		AuthNegativeTTL: e.Duration("AUTH_NEGATIVE_TTL", 10*time.Second),
+		LogLevel:        e.String("LOG_LEVEL", "info"),
+	}
+}
+
+// Validate reports every problem with c at once.
+func (c Config) Validate() error {
+	var p config.Problems
+	p.Addf(c.Addr == "", "TAKT_QUERY_ADDR: empty")
+	p.Addf(c.RedisAddr == "", "TAKT_REDIS_ADDR: empty")
+	p.Addf(c.QueryTimeout < time.Second, "TAKT_QUERY_TIMEOUT=%s: must be at least 1s", c.QueryTimeout)
+	p.Addf(c.MaxLimit < 1, "TAKT_QUERY_MAX_LIMIT=%d: must be at least 1", c.MaxLimit)
+	p.Addf(c.DefaultLimit < 1 || c.DefaultLimit > c.MaxLimit,
+		"TAKT_QUERY_DEFAULT_LIMIT=%d: must be between 1 and TAKT_QUERY_MAX_LIMIT (%d)", c.DefaultLimit, c.MaxLimit)
+	p.Addf(c.ZoneTTL <= 0, "TAKT_QUERY_ZONE_TTL=%s: must be positive", c.ZoneTTL)
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"TAKT_AUTH_LOCAL_TTL", c.AuthLocalTTL}, {"TAKT_AUTH_REDIS_TTL", c.AuthRedisTTL},
+		{"TAKT_AUTH_NEGATIVE_TTL", c.AuthNegativeTTL},
+	} {
+		p.Addf(d.v < 0, "%s=%s: must not be negative", d.name, d.v)
+	}
+	_, err := c.Level()
+	p.Addf(err != nil, "TAKT_LOG_LEVEL=%q: must be debug, info, warn or error", c.LogLevel)
+	if err := c.ClickHouse.Validate(); err != nil {
+		p = append(p, err)
+	}
+	return p.Err()
+}
+
+// Level returns LogLevel as a slog level.
+func (c Config) Level() (slog.Level, error) {
+	var l slog.Level
+	err := l.UnmarshalText([]byte(c.LogLevel))
+	return l, err
+}

@@ -1,0 +1,319 @@
+package queryapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/takt/takt/internal/auth"
+	"github.com/takt/takt/internal/chstore"
+	"github.com/takt/takt/internal/l2l"
+)
+
+// Prefix is the path under which record areas are served.
+const Prefix = "/api/1.0/"
+
+// keyHeader is the header that carries the API key, authArg the query
+// argument that may carry it instead.
+const (
+	keyHeader = "L2LAUTH"
+	authArg   = "auth"
+)
+
+// Messages of failed answers.
+const (
+	msgMissingKey = "Missing API key: send it in the L2LAUTH header or the auth argument"
+	msgInvalidKey = "Invalid API key"
+	msgScope      = "API key lacks the read scope"
+	msgInternal   = "Internal server error"
+)
+
+// keyChecker authenticates API keys (*auth.Authenticator).
+type keyChecker interface {
+	Authenticate(ctx context.Context, key string) (auth.Principal, error)
+}
+
+// recordReader reads record areas (*chstore.Store).
+type recordReader interface {
+	Records(ctx context.Context, a *chstore.RecordArea, q l2l.Query, sites []uint64) (chstore.RecordPage, error)
+	RecordByID(ctx context.Context, a *chstore.RecordArea, id uint64, q l2l.Query, sites []uint64) (chstore.RecordPage, error)
+}
+
+// area is a served record area with the schema requests are parsed with
+// (the area's fields and the configured limits).
+type area struct {
+	rec    *chstore.RecordArea
+	schema *l2l.Schema
+	local  []int // indexes of LocalDateTime fields in the schema
+}
+
+// handler serves the record areas. It is safe for concurrent use.
+type handler struct {
+	keys    keyChecker
+	store   recordReader
+	zones   *zones
+	areas   map[string]*area
+	timeout time.Duration
+	logger  *slog.Logger
+	m       *metrics
+	bufs    sync.Pool // *[]byte answer buffers
+}
+
+func newHandler(keys keyChecker, store recordReader, z *zones, cfg Config, logger *slog.Logger, m *metrics) (*handler, error) {
+	h := &handler{keys: keys, store: store, zones: z, areas: map[string]*area{},
+		timeout: cfg.QueryTimeout, logger: logger, m: m}
+	for _, name := range chstore.RecordAreaNames() {
+		rec, _ := chstore.RecordAreaByName(name)
+		s, err := rec.Schema().WithLimits(cfg.DefaultLimit, cfg.MaxLimit)
+		if err != nil {
+			return nil, err
+		}
+		h.areas[name] = &area{rec: rec, schema: s}
+	}
+	return h, nil
+}
+
+// routes adds the record-area routes to r. Paths are served with and
+// without their trailing slash, so clients are never redirected.
+func (h *handler) routes(r *gin.Engine) {
+	r.RedirectTrailingSlash = false
+	for _, p := range []string{Prefix + ":area", Prefix + ":area/"} {
+		r.GET(p, h.list)
+	}
+	for _, p := range []string{Prefix + ":area/:id", Prefix + ":area/:id/"} {
+		r.GET(p, h.one)
+	}
+	r.NoRoute(func(c *gin.Context) {
+		h.fail(c, l2l.FormatOf(c.Request.URL.Query()), http.StatusNotFound, "Not found")
+	})
+	r.NoMethod(func(c *gin.Context) {
+		h.fail(c, l2l.FormatOf(c.Request.URL.Query()), http.StatusMethodNotAllowed, "Method not allowed")
+	})
+}
+
+// request is what list and one share: the checked caller and area, the
+// parsed query, and where the answer goes.
+type request struct {
+	c       *gin.Context
+	start   time.Time
+	area    *area
+	label   string // area name for metrics ("unknown" when not served)
+	format  l2l.Format
+	query   l2l.Query
+	sites   []uint64
+	outcome string
+}
+
+// begin authenticates the caller, finds the area and parses the query.
+// It answers and returns nil when any of these fails.
+func (h *handler) begin(c *gin.Context) *request {
+	args := c.Request.URL.Query()
+	r := &request{c: c, start: time.Now(), label: "unknown", format: l2l.FormatOf(args)}
+	name := c.Param("area")
+	a, ok := h.areas[name]
+	if ok {
+		r.label = name
+	}
+
+	key := c.GetHeader(keyHeader)
+	if key == "" {
+		key = args.Get(authArg)
+	}
+	if key == "" {
+		h.finish(r, http.StatusUnauthorized, "unauthorized", l2l.Failure(msgMissingKey))
+		return nil
+	}
+	p, err := h.keys.Authenticate(c.Request.Context(), key)
+	switch {
+	case errors.Is(err, auth.ErrInvalidKey):
+		h.finish(r, http.StatusUnauthorized, "unauthorized", l2l.Failure(msgInvalidKey))
+		return nil
+	case err != nil:
+		h.logger.Error("authenticate", "key_prefix", auth.Prefix(key), "err", err)
+		h.finish(r, http.StatusInternalServerError, "error", l2l.Failure(msgInternal))
+		return nil
+	case !p.HasScope(auth.ScopeRead) && !p.HasScope(auth.ScopeAdmin):
+		h.finish(r, http.StatusForbidden, "forbidden", l2l.Failure(msgScope))
+		return nil
+	}
+	if !ok {
+		h.finish(r, http.StatusNotFound, "not_found", l2l.Failure(fmt.Sprintf("Unknown record area %q", name)))
+		return nil
+	}
+	r.area, r.sites = a, p.Sites
+
+	q, err := l2l.Parse(args, a.schema)
+	if err != nil {
+		// A validation failure is an answer, not an HTTP error.
+		h.finish(r, http.StatusOK, "invalid", l2l.Invalid(err))
+		return nil
+	}
+	r.query, r.format = q, q.Format
+	return r
+}
+
+// list serves GET /api/1.0/<area>/.
+func (h *handler) list(c *gin.Context) {
+	r := h.begin(c)
+	if r == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), h.timeout)
+	defer cancel()
+	page, err := h.store.Records(ctx, r.area.rec, r.query, r.sites)
+	if err != nil {
+		h.readFailed(r, err)
+		return
+	}
+	h.localize(ctx, page)
+	h.m.records.WithLabelValues(r.label).Add(float64(len(page.Rows)))
+	h.finish(r, http.StatusOK, "ok", l2l.List(page.Fields, page.Rows, r.query.Limit, r.query.Offset))
+}
+
+// one serves GET /api/1.0/<area>/<id>/. A record of a site the caller may
+// not see is answered exactly like a missing one.
+func (h *handler) one(c *gin.Context) {
+	r := h.begin(c)
+	if r == nil {
+		return
+	}
+	notFound := l2l.Failure(fmt.Sprintf("No %s record with id %s", r.label, c.Param("id")))
+	id, err := strconv.ParseUint(c.Param("id"), 10, 64)
+	if err != nil {
+		h.finish(r, http.StatusNotFound, "not_found", notFound)
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), h.timeout)
+	defer cancel()
+	page, err := h.store.RecordByID(ctx, r.area.rec, id, r.query, r.sites)
+	if errors.Is(err, chstore.ErrNotFound) {
+		h.finish(r, http.StatusNotFound, "not_found", notFound)
+		return
+	}
+	if err != nil {
+		h.readFailed(r, err)
+		return
+	}
+	h.localize(ctx, page)
+	h.m.records.WithLabelValues(r.label).Add(1)
+	h.finish(r, http.StatusOK, "ok", l2l.Record(page.Fields, page.Rows[0]))
+}
+
+func (h *handler) readFailed(r *request, err error) {
+	if errors.Is(err, chstore.ErrTimeout) {
+		h.logger.Warn("record query timed out", "area", r.label, "query", r.c.Request.URL.RawQuery, "err", err)
+		h.finish(r, http.StatusGatewayTimeout, "timeout", l2l.Failure(fmt.Sprintf(
+			"The query took longer than %s: narrow it with filters or a smaller limit", h.timeout)))
+		return
+	}
+	if errors.Is(err, context.Canceled) && r.c.Request.Context().Err() != nil {
+		// The client went away; nobody reads the answer.
+		h.logger.Debug("record query abandoned by the client", "area", r.label)
+		h.finish(r, 499, "canceled", l2l.Failure("Request canceled"))
+		return
+	}
+	h.logger.Error("record query failed", "area", r.label, "err", err)
+	h.finish(r, http.StatusInternalServerError, "error", l2l.Failure(msgInternal))
+}
+
+// localize moves the values of LocalDateTime fields into the time zone of
+// each record's site.
+func (h *handler) localize(ctx context.Context, page chstore.RecordPage) {
+	var cols []int
+	for i, f := range page.Fields {
+		if f.Type == l2l.LocalDateTime {
+			cols = append(cols, i)
+		}
+	}
+	if len(cols) == 0 || len(page.Rows) == 0 {
+		return
+	}
+	locs := h.zones.forSites(ctx, page.Sites)
+	for i, row := range page.Rows {
+		loc := locs[page.Sites[i]]
+		for _, j := range cols {
+			if t, ok := row[j].(time.Time); ok {
+				row[j] = t.In(loc)
+			}
+		}
+	}
+}
+
+// finish encodes resp, answers status and records the outcome.
+func (h *handler) finish(r *request, status int, outcome string, resp l2l.Response) {
+	h.write(r.c, r.format, status, resp, r.query.Microseconds)
+	h.m.requests.WithLabelValues(r.label, outcome).Inc()
+	h.m.seconds.WithLabelValues(r.label).Observe(time.Since(r.start).Seconds())
+}
+
+// fail answers a request that matched no record-area route.
+func (h *handler) fail(c *gin.Context, f l2l.Format, status int, msg string) {
+	h.write(c, f, status, l2l.Failure(msg), false)
+}
+
+func (h *handler) write(c *gin.Context, f l2l.Format, status int, resp l2l.Response, micro bool) {
+	bp, _ := h.bufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	b, err := resp.Encode((*bp)[:0], f, micro)
+	if err != nil {
+		h.logger.Error("encode answer", "err", err)
+		status = http.StatusInternalServerError
+		fail := l2l.Failure(msgInternal)
+		b, _ = fail.Encode((*bp)[:0], f, false)
+	}
+	hd := c.Writer.Header()
+	hd.Set("Content-Type", l2l.ContentType(f))
+	hd.Set("Content-Length", strconv.Itoa(len(b)))
+	hd.Set("Cache-Control", "no-store")
+	c.Writer.WriteHeader(status)
+	_, _ = c.Writer.Write(b)
+	c.Abort()
+	// Keep buffers of ordinary pages; let the rare huge one go.
+	if cap(b) <= 4<<20 {
+		*bp = b
+		h.bufs.Put(bp)
+	}
+}
+
+// metrics are the query API's own series (HTTP counts come from httpx).
+type metrics struct {
+	requests *prometheus.CounterVec   // area, outcome
+	seconds  *prometheus.HistogramVec // area
+	records  *prometheus.CounterVec   // area
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "takt_queryapi_requests_total",
+			Help: "Record-area requests answered, by area and outcome (ok, invalid, unauthorized, forbidden, not_found, timeout, canceled, error).",
+		}, []string{"area", "outcome"}),
+		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "takt_queryapi_request_duration_seconds",
+			Help:    "Time to answer a record-area request, by area.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 15), // 1 ms .. 16 s
+		}, []string{"area"}),
+		records: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "takt_queryapi_records_returned_total",
+			Help: "Records returned by record-area requests, by area.",
+		}, []string{"area"}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.requests, m.seconds, m.records} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("register queryapi metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}

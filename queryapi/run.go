@@ -1,0 +1,90 @@
+package queryapi
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/takt/takt/internal/auth"
+	"github.com/takt/takt/internal/chstore"
+	"github.com/takt/takt/internal/httpx"
+)
+
+// Run serves the query API until ctx ends, then stops accepting requests,
+// lets those in flight finish (httpx.DrainTimeout at most) and closes the
+// clients.
+//
+// ClickHouse must answer at start; Redis need not (it only caches keys).
+func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("queryapi config: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	store, err := chstore.Open(ctx, cfg.ClickHouse, logger)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	rdb := redis.NewClient(&redis.Options{
+		Addr:     cfg.RedisAddr,
+		Password: cfg.RedisPassword,
+		// The key cache bounds every call itself and falls back to
+		// ClickHouse; retries would only delay that.
+		MaxRetries:  1,
+		DialTimeout: time.Second,
+	})
+	defer rdb.Close()
+
+	r, err := newEngine(store, rdb, cfg, logger, reg)
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return httpx.Serve(gctx, cfg.Addr, r, logger) })
+	err = g.Wait()
+	logger.Info("queryapi stopped")
+	return err
+}
+
+// newEngine wires the HTTP side: authentication, the record areas, health
+// and metrics.
+func newEngine(store *chstore.Store, rdb *redis.Client, cfg Config, logger *slog.Logger, reg *prometheus.Registry) (*gin.Engine, error) {
+	keys, err := auth.New(store, rdb, cfg.RedisPrefix, logger, reg,
+		auth.Namespace("takt_queryapi"), auth.LocalTTL(cfg.AuthLocalTTL),
+		auth.RedisTTL(cfg.AuthRedisTTL), auth.NegativeTTL(cfg.AuthNegativeTTL))
+	if err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	h, err := newHandler(keys, store, newZones(store, cfg.ZoneTTL, logger), cfg, logger, m)
+	if err != nil {
+		return nil, err
+	}
+	count, err := httpx.CountRequests(reg, "takt_queryapi")
+	if err != nil {
+		return nil, err
+	}
+	r := httpx.NewEngine(logger)
+	r.Use(count)
+	httpx.Health(r, func(ctx context.Context) error {
+		if err := store.Ping(ctx); err != nil {
+			return fmt.Errorf("clickhouse: %w", err)
+		}
+		return nil
+	}, reg)
+	h.routes(r)
+	return r, nil
+}

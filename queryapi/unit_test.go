@@ -1,0 +1,156 @@
+package queryapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/takt/takt/internal/auth"
+	"github.com/takt/takt/internal/chstore"
+	"github.com/takt/takt/internal/config"
+	"github.com/takt/takt/internal/l2l"
+)
+
+func envFrom(vars map[string]string) *config.Env {
+	return &config.Env{Lookup: func(k string) (string, bool) { v, ok := vars[k]; return v, ok }}
+}
+
+func TestConfig(t *testing.T) {
+	e := envFrom(nil)
+	c := ConfigFromEnv(e)
+	if err := errors.Join(e.Err(), c.Validate()); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	if c.Addr != "127.0.0.1:18081" || c.QueryTimeout != 10*time.Second || c.DefaultLimit != 100 || c.MaxLimit != 2000 {
+		t.Fatalf("defaults: %+v", c)
+	}
+
+	e = envFrom(map[string]string{
+		"TAKT_QUERY_TIMEOUT": "soon", "TAKT_QUERY_MAX_LIMIT": "500", "TAKT_QUERY_DEFAULT_LIMIT": "800",
+	})
+	c = ConfigFromEnv(e)
+	if e.Err() == nil || !strings.Contains(e.Err().Error(), "TAKT_QUERY_TIMEOUT") {
+		t.Errorf("parse error not reported: %v", e.Err())
+	}
+	c.QueryTimeout, c.ZoneTTL, c.LogLevel, c.Addr = 10*time.Millisecond, 0, "loud", ""
+	err := c.Validate()
+	for _, want := range []string{"TAKT_QUERY_ADDR", "TAKT_QUERY_TIMEOUT", "TAKT_QUERY_DEFAULT_LIMIT", "TAKT_QUERY_ZONE_TTL", "TAKT_LOG_LEVEL"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate does not report %s: %v", want, err)
+		}
+	}
+}
+
+type fakeZones struct {
+	calls int
+	tz    map[uint64]string
+	err   error
+}
+
+func (f *fakeZones) SiteTimezones(context.Context) (map[uint64]string, error) {
+	f.calls++
+	return f.tz, f.err
+}
+
+func TestZones(t *testing.T) {
+	now := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	src := &fakeZones{tz: map[uint64]string{1: "Europe/Berlin", 2: "Not/AZone"}}
+	z := newZones(src, time.Minute, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	z.now = func() time.Time { return now }
+	ctx := context.Background()
+
+	got := z.forSites(ctx, []uint64{1, 2, 1})
+	if got[1].String() != "Europe/Berlin" || got[2] != time.UTC || src.calls != 1 {
+		t.Fatalf("first read: %v, %d calls", got, src.calls)
+	}
+	z.forSites(ctx, []uint64{1})
+	if src.calls != 1 {
+		t.Fatalf("cached read went to the store")
+	}
+	// An unknown site is read again, but at most once per retry interval.
+	if got := z.forSites(ctx, []uint64{3}); got[3] != time.UTC || src.calls != 1 {
+		t.Fatalf("unknown site within the retry interval: %v, %d calls", got, src.calls)
+	}
+	now = now.Add(6 * time.Second)
+	src.tz[3] = "America/Chicago"
+	if got := z.forSites(ctx, []uint64{3}); got[3].String() != "America/Chicago" || src.calls != 2 {
+		t.Fatalf("new site: %v, %d calls", got, src.calls)
+	}
+	// A failed read keeps the zones known so far.
+	now = now.Add(2 * time.Minute)
+	src.err = errors.New("down")
+	if got := z.forSites(ctx, []uint64{1}); got[1].String() != "Europe/Berlin" || src.calls != 3 {
+		t.Fatalf("failed read: %v, %d calls", got, src.calls)
+	}
+}
+
+type fakeKeys struct {
+	p   auth.Principal
+	err error
+}
+
+func (f fakeKeys) Authenticate(context.Context, string) (auth.Principal, error) { return f.p, f.err }
+
+type fakeStore struct{ err error }
+
+func (f fakeStore) Records(context.Context, *chstore.RecordArea, l2l.Query, []uint64) (chstore.RecordPage, error) {
+	return chstore.RecordPage{}, f.err
+}
+
+func (f fakeStore) RecordByID(context.Context, *chstore.RecordArea, uint64, l2l.Query, []uint64) (chstore.RecordPage, error) {
+	return chstore.RecordPage{}, f.err
+}
+
+// TestErrorAnswers maps failures of the dependencies to answers, without
+// servers.
+func TestErrorAnswers(t *testing.T) {
+	reader := auth.Principal{Sites: []uint64{1}, Scopes: []string{auth.ScopeRead}}
+	tests := []struct {
+		name       string
+		keys       fakeKeys
+		store      fakeStore
+		path       string
+		wantStatus int
+		wantError  string
+	}{
+		{"auth store down", fakeKeys{err: errors.New("clickhouse down")}, fakeStore{}, "/api/1.0/parts/", 500, "Internal server error"},
+		{"invalid key", fakeKeys{err: auth.ErrInvalidKey}, fakeStore{}, "/api/1.0/parts/", 401, "Invalid API key"},
+		{"admin scope reads", fakeKeys{p: auth.Principal{Scopes: []string{auth.ScopeAdmin}}}, fakeStore{}, "/api/1.0/parts/", 200, ""},
+		{"timeout", fakeKeys{p: reader}, fakeStore{err: fmt.Errorf("x: %w", chstore.ErrTimeout)}, "/api/1.0/parts/", 504, "took longer than 10s"},
+		{"store error", fakeKeys{p: reader}, fakeStore{err: errors.New("boom")}, "/api/1.0/parts/1/", 500, "Internal server error"},
+		{"not found", fakeKeys{p: reader}, fakeStore{err: chstore.ErrNotFound}, "/api/1.0/parts/7/", 404, "No parts record with id 7"},
+		{"bad id", fakeKeys{p: reader}, fakeStore{}, "/api/1.0/parts/x1/", 404, "No parts record with id x1"},
+		{"no route", fakeKeys{p: reader}, fakeStore{}, "/api/2.0/parts/", 404, "Not found"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+			m, _ := newMetrics(nil)
+			cfg := ConfigFromEnv(envFrom(nil))
+			h, err := newHandler(tt.keys, tt.store, newZones(&fakeZones{}, time.Minute, logger), cfg, logger, m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gin.SetMode(gin.ReleaseMode)
+			r := gin.New()
+			h.routes(r)
+			w := httptest.NewRecorder()
+			r.ServeHTTP(w, httptest.NewRequest(http.MethodGet, tt.path+"?auth=k", nil))
+			if w.Code != tt.wantStatus || !strings.Contains(w.Body.String(), tt.wantError) {
+				t.Fatalf("got %d %s, want %d with %q", w.Code, w.Body, tt.wantStatus, tt.wantError)
+			}
+			if tt.wantStatus != 200 && !strings.HasPrefix(w.Body.String(), `{"success":false,"error":`) {
+				t.Fatalf("not an error envelope: %s", w.Body)
+			}
+		})
+	}
+}
