@@ -23,7 +23,8 @@ status:
 	@$(STACK) status
 
 test: up ## unit and integration tests against the local stack
-	$(GO) test $(TESTFLAGS) ./...
+	. .run/env && TAKT_CLICKHOUSE_ADDR=$$CLICKHOUSE_ADDR TAKT_REDIS_ADDR=$$REDIS_ADDR TAKT_KAFKA_BROKERS=$$KAFKA_BROKERS \
+		$(GO) test $(TESTFLAGS) ./...
 
 test-unit: ## tests that need no servers
 	$(GO) test -short $(TESTFLAGS) ./...
