@@ -33,6 +33,13 @@ func BenchmarkProcessorEndToEnd(b *testing.B) {
 		}
 	}
 	subprocess := os.Getenv("TAKT_BENCH_SUBPROCESS") != ""
+	batchRows := DefaultBatchRows
+	if v := os.Getenv("TAKT_BENCH_BATCH_ROWS"); v != "" {
+		var err error
+		if batchRows, err = strconv.Atoi(v); err != nil || batchRows < 1 {
+			b.Fatalf("TAKT_BENCH_BATCH_ROWS=%q", v)
+		}
+	}
 	var bin string
 	if subprocess {
 		bin = buildProcessor(b)
@@ -59,7 +66,7 @@ func BenchmarkProcessorEndToEnd(b *testing.B) {
 		at99 = 0
 		if subprocess {
 			p := e.startProc(bin, "bench", map[string]string{
-				"TAKT_BATCH_ROWS": strconv.Itoa(DefaultBatchRows), "TAKT_BATCH_INTERVAL": DefaultBatchInterval.String(),
+				"TAKT_BATCH_ROWS": strconv.Itoa(batchRows), "TAKT_BATCH_INTERVAL": DefaultBatchInterval.String(),
 			})
 			for {
 				v, err := p.tryMetric("takt_processor_parts_inserted_total")
@@ -84,7 +91,7 @@ func BenchmarkProcessorEndToEnd(b *testing.B) {
 			p.stop()
 		} else {
 			cfg := e.config()
-			cfg.BatchRows, cfg.BatchInterval = DefaultBatchRows, DefaultBatchInterval
+			cfg.BatchRows, cfg.BatchInterval = batchRows, DefaultBatchInterval
 			stop, done := runInProcess(b, cfg, nil)
 			for {
 				v := metricValue(b, cfg.Registry, "takt_processor_parts_inserted_total")
