@@ -91,7 +91,12 @@ start() {
 	if port_busy "$port"; then
 		die "port $port (for $name) is in use by a process this stack did not start; stop it or move $name with TAKT_STACK_*_PORT"
 	fi
-	nohup "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+	# A session of its own: Ctrl-C on `make run` reaches only this script,
+	# which then stops the services in order (ingestor first, broker and
+	# ClickHouse last) instead of all of them at once. In a script a
+	# background job is not a group leader, so setsid does not fork and $!
+	# is the service's own pid.
+	setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
 	echo $! >"$PIDS/$name.pid"
 	say "started $name (pid $!, log .run/logs/$name.log)"
 }
@@ -243,7 +248,10 @@ EOF
 }
 
 down() {
-	for name in queryapi processor ingestor broker redis clickhouse; do
+	# Producers before consumers before the stores: the ingestor stops
+	# accepting and flushes, the processor writes and commits what it has,
+	# then the broker, Redis and ClickHouse close.
+	for name in ingestor queryapi processor broker redis clickhouse; do
 		stop "$name"
 	done
 }
