@@ -62,11 +62,13 @@ type Config struct {
 // 6 partitions ran at ~135k parts/s with 10k-row flushes, ~210k with 50k
 // and ~245k with 100k (BenchmarkProcessorEndToEnd), for a peak RSS of
 // ~210, ~370 and ~550 MiB. Under light load the interval decides, so the
-// size costs no freshness.
+// size costs no freshness. The interval is short because a part must show
+// in the parts area within about 2s, and that area hides rows for its
+// visibility lag (TAKT_QUERY_PARTS_LAG) after they are written.
 const (
 	DefaultGroup              = "takt-processor"
 	DefaultBatchRows          = 50000
-	DefaultBatchInterval      = time.Second
+	DefaultBatchInterval      = 500 * time.Millisecond
 	DefaultCycleTimeTolerance = 0.1
 	DefaultCatalogRefresh     = 5 * time.Second
 	DefaultAddr               = "127.0.0.1:18082"

@@ -22,7 +22,7 @@ func TestConfigFromEnvDefaults(t *testing.T) {
 		t.Fatalf("defaults do not validate: %v", err)
 	}
 	if c.Topic != "takt.parts" || c.DLQTopic != "takt.parts.dlq" || c.Group != "takt-processor" ||
-		c.BatchRows != DefaultBatchRows || DefaultBatchRows != 50000 || c.BatchInterval != time.Second || c.CycleTimeTolerance != 0.1 ||
+		c.BatchRows != DefaultBatchRows || DefaultBatchRows != 50000 || c.BatchInterval != 500*time.Millisecond || c.CycleTimeTolerance != 0.1 ||
 		c.CatalogRefresh != 5*time.Second || c.Addr != "127.0.0.1:18082" ||
 		len(c.Brokers) != 1 || c.Brokers[0] != "127.0.0.1:19092" || c.InstanceID != "" ||
 		c.SessionTimeout != 45*time.Second {

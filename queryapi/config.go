@@ -1,12 +1,15 @@
-// Package queryapi is Takt's read API for record areas, compatible with
-// Leading2Lean's record-area API: GET /api/1.0/<area>/ pages through the
-// records of an area (filters, limit, offset, order_by, fields, format=xml;
-// see internal/l2l), GET /api/1.0/<area>/<id>/ returns one record.
+// Package queryapi is Takt's record-area API, compatible with
+// Leading2Lean's: GET /api/1.0/<area>/ pages through the records of an area
+// (filters, limit, offset, order_by, fields, format=xml; see internal/l2l),
+// GET /api/1.0/<area>/<id>/ returns one record, and POST, PUT and DELETE
+// create, update and delete master data (see writes.go and mutate.go).
 //
 // A request is authenticated by an API key in the L2LAUTH header or the
-// auth query argument; the key needs the read (or admin) scope, and its
-// user sees only the records of its own sites. Reads go to ClickHouse with
-// a time limit per request.
+// auth argument; the key needs the read scope to read, write to change
+// master data, admin for sites, users and keys (whose writes must also be
+// signed), and its user sees only the records of its own sites. Every call
+// takes a token from the key's rate-limit bucket. Reads go to ClickHouse
+// with a time limit per request.
 package queryapi
 
 import (
@@ -16,6 +19,7 @@ import (
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/config"
 	"github.com/takt/takt/internal/l2l"
+	"github.com/takt/takt/internal/ratelimit"
 )
 
 // Config is the query API's configuration.
@@ -44,6 +48,15 @@ type Config struct {
 	AuthLocalTTL    time.Duration
 	AuthRedisTTL    time.Duration
 	AuthNegativeTTL time.Duration
+	// PartsLag hides parts stored in the last PartsLag from reads in
+	// insertion order (TAKT_QUERY_PARTS_LAG), so that the paging loop sees
+	// every part exactly once while parts keep arriving. inserted_at has
+	// whole seconds, so it must exceed the longest parts INSERT by a
+	// second: the default 2s allows INSERTs of up to 1s (a 50k-row block
+	// takes ~0.2s here).
+	PartsLag time.Duration
+	// RateLimit configures the per-key rate limits (TAKT_RATE_*).
+	RateLimit ratelimit.Config
 	// LogLevel is debug, info, warn or error (TAKT_LOG_LEVEL).
 	LogLevel string
 }
@@ -64,6 +77,8 @@ func ConfigFromEnv(e *config.Env) Config {
 		AuthLocalTTL:    e.Duration("AUTH_LOCAL_TTL", 30*time.Second),
 		AuthRedisTTL:    e.Duration("AUTH_REDIS_TTL", 5*time.Minute),
 		AuthNegativeTTL: e.Duration("AUTH_NEGATIVE_TTL", 10*time.Second),
+		PartsLag:        e.Duration("QUERY_PARTS_LAG", 2*time.Second),
+		RateLimit:       ratelimit.ConfigFromEnv(e),
 		LogLevel:        e.String("LOG_LEVEL", "info"),
 	}
 }
@@ -89,6 +104,10 @@ func (c Config) Validate() error {
 	}
 	_, err := c.Level()
 	p.Addf(err != nil, "TAKT_LOG_LEVEL=%q: must be debug, info, warn or error", c.LogLevel)
+	p.Addf(c.PartsLag < 0, "TAKT_QUERY_PARTS_LAG=%s: must not be negative", c.PartsLag)
+	if err := c.RateLimit.Validate(); err != nil {
+		p = append(p, err)
+	}
 	if err := c.ClickHouse.Validate(); err != nil {
 		p = append(p, err)
 	}

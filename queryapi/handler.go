@@ -16,6 +16,7 @@ import (
 	"github.com/takt/takt/internal/auth"
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/l2l"
+	"github.com/takt/takt/internal/ratelimit"
 )
 
 // Prefix is the path under which record areas are served.
@@ -44,6 +45,7 @@ type keyChecker interface {
 // recordReader reads record areas (*chstore.Store).
 type recordReader interface {
 	Records(ctx context.Context, a *chstore.RecordArea, q l2l.Query, sites []uint64) (chstore.RecordPage, error)
+	RecordsAfter(ctx context.Context, a *chstore.RecordArea, q l2l.Query, sites []uint64, after chstore.Cursor) (chstore.RecordPage, error)
 	RecordByID(ctx context.Context, a *chstore.RecordArea, id uint64, q l2l.Query, sites []uint64) (chstore.RecordPage, error)
 }
 
@@ -65,6 +67,32 @@ type handler struct {
 	logger  *slog.Logger
 	m       *metrics
 	bufs    sync.Pool // *[]byte answer buffers
+
+	// writes does POST, PUT and DELETE (nil: every area is read-only);
+	// limiter applies each key's rate limit (nil: none).
+	writes  *writer
+	limiter rateLimiter
+	cursors *cursors // nil: deep offsets are always counted
+}
+
+// rateLimiter takes tokens from a key's bucket (*ratelimit.Limiter).
+type rateLimiter interface {
+	Allow(ctx context.Context, keyID uint64, cost int) ratelimit.Decision
+}
+
+// allow applies the key's rate limit to a request: one token per call. It
+// answers 429 with Retry-After and returns false when the bucket is empty.
+func (h *handler) allow(r *request, p auth.Principal) bool {
+	if h.limiter == nil {
+		return true
+	}
+	d := h.limiter.Allow(r.c.Request.Context(), p.KeyID, 1)
+	if d.Allowed {
+		return true
+	}
+	r.c.Header("Retry-After", ratelimit.RetryAfterHeader(d.RetryAfter))
+	h.finish(r, http.StatusTooManyRequests, "rate_limited", l2l.Failure("Rate limit exceeded: retry later"))
+	return false
 }
 
 func newHandler(keys keyChecker, store recordReader, z *zones, cfg Config, logger *slog.Logger, m *metrics) (*handler, error) {
@@ -76,7 +104,7 @@ func newHandler(keys keyChecker, store recordReader, z *zones, cfg Config, logge
 		if err != nil {
 			return nil, err
 		}
-		h.areas[name] = &area{rec: rec, schema: s}
+		h.areas[name] = &area{rec: rec.WithSchema(s).WithVisibilityLag(cfg.PartsLag), schema: s}
 	}
 	return h, nil
 }
@@ -90,6 +118,11 @@ func (h *handler) routes(r *gin.Engine) {
 	}
 	for _, p := range []string{Prefix + ":area/:id", Prefix + ":area/:id/"} {
 		r.GET(p, h.one)
+	}
+	for _, p := range []string{Prefix + ":area", Prefix + ":area/", Prefix + ":area/:id", Prefix + ":area/:id/"} {
+		r.POST(p, h.mutate)
+		r.PUT(p, h.mutate)
+		r.DELETE(p, h.mutate)
 	}
 	r.NoRoute(func(c *gin.Context) {
 		h.fail(c, l2l.FormatOf(c.Request.URL.Query()), http.StatusNotFound, "Not found")
@@ -144,11 +177,26 @@ func (h *handler) begin(c *gin.Context) *request {
 		h.finish(r, http.StatusForbidden, "forbidden", l2l.Failure(msgScope))
 		return nil
 	}
+	if !h.allow(r, p) {
+		return nil
+	}
 	if !ok {
 		h.finish(r, http.StatusNotFound, "not_found", l2l.Failure(fmt.Sprintf("Unknown record area %q", name)))
 		return nil
 	}
 	r.area, r.sites = a, p.Sites
+	if args.Get("realuser") != "" {
+		_, sites, err := h.actingUser(c.Request.Context(), p, args)
+		if errors.Is(err, errRealUser) {
+			h.finish(r, http.StatusForbidden, "forbidden", l2l.Failure(msgRealUser))
+			return nil
+		}
+		if err != nil {
+			h.readFailed(r, err)
+			return nil
+		}
+		r.sites = sites
+	}
 
 	q, err := l2l.Parse(args, a.schema)
 	if err != nil {
@@ -168,10 +216,24 @@ func (h *handler) list(c *gin.Context) {
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), h.timeout)
 	defer cancel()
-	page, err := h.store.Records(ctx, r.area.rec, r.query, r.sites)
+	var page chstore.RecordPage
+	var err error
+	keyset := h.cursors != nil && r.area.rec.InsertionOrder(r.query)
+	cur, found := chstore.Cursor{}, false
+	if keyset && r.query.Offset > 0 {
+		cur, found = h.cursors.get(ctx, h.cursors.key(r.label, r.query, r.sites, r.query.Offset))
+	}
+	if found {
+		page, err = h.store.RecordsAfter(ctx, r.area.rec, r.query, r.sites, cur)
+	} else {
+		page, err = h.store.Records(ctx, r.area.rec, r.query, r.sites)
+	}
 	if err != nil {
 		h.readFailed(r, err)
 		return
+	}
+	if keyset && page.Next != nil && len(page.Rows) > 0 {
+		h.cursors.put(ctx, h.cursors.key(r.label, r.query, r.sites, r.query.Offset+len(page.Rows)), *page.Next)
 	}
 	h.localize(ctx, page)
 	h.m.records.WithLabelValues(r.label).Add(float64(len(page.Rows)))

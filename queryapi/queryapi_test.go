@@ -34,6 +34,8 @@ type fixture struct {
 	keyIngest string // site 1, ingest only
 	partsA    []uint64
 	partsB    []uint64
+	secret    string // signs for user 1 (server demo.SecretServer)
+	store     *chstore.Store
 }
 
 const (
@@ -55,7 +57,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{keyA: seeded.APIKey}
+	f := &fixture{keyA: seeded.APIKey, secret: seeded.SecretKey, store: store}
 	audit := chstore.Audit{CreatedBy: "test", LastUpdatedBy: "test"}
 	keyB, prefB, hashB := auth.NewKey()
 	keyI, prefI, hashI := auth.NewKey()
@@ -107,6 +109,7 @@ func newFixture(t *testing.T) *fixture {
 	cfg := ConfigFromEnv(&env)
 	cfg.ClickHouse = chCfg
 	cfg.RedisPrefix = prefix
+	cfg.PartsLag = 0
 	r, err := newEngine(store, rdb, cfg, testenv.Logger(t), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
@@ -259,8 +262,11 @@ func TestQueryAPI(t *testing.T) {
 		if _, err := uuid.Parse(rec["event_id"].(string)); err != nil {
 			t.Errorf("event_id %v: %v", rec["event_id"], err)
 		}
-		if len(rec) != len(want)+1 {
-			t.Errorf("record has %d fields, want %d: %v", len(rec), len(want)+1, rec)
+		if _, err := time.Parse("2006-01-02 15:04:05.000", rec["stored_at"].(string)); err != nil {
+			t.Errorf("stored_at %v: %v", rec["stored_at"], err)
+		}
+		if len(rec) != len(want)+2 {
+			t.Errorf("record has %d fields, want %d: %v", len(rec), len(want)+2, rec)
 		}
 		noSlash := f.getJSON(t, "/api/1.0/parts/"+strconv.FormatUint(id, 10), f.keyA, http.StatusOK)
 		if !bytes.Equal(noSlash.Data, one.Data) {
@@ -399,8 +405,8 @@ func TestQueryAPI(t *testing.T) {
 		if len(lines) != 1 || lines[0]["code"] != "LINE1" {
 			t.Errorf("lines: %v", lines)
 		}
-		env := f.getJSON(t, "/api/1.0/machines/", f.keyA, http.StatusNotFound)
-		if env.Success || !strings.Contains(env.Error, "machines") {
+		env := f.getJSON(t, "/api/1.0/widgets/", f.keyA, http.StatusNotFound)
+		if env.Success || !strings.Contains(env.Error, "widgets") {
 			t.Errorf("unknown area: %+v", env)
 		}
 	})
@@ -460,7 +466,7 @@ func TestQueryAPI(t *testing.T) {
 		if status, _, body := f.get(t, "/api/1.0/parts/", ""); status != http.StatusUnauthorized {
 			t.Errorf("post-check: %d %s", status, body)
 		}
-		req, _ := http.NewRequest(http.MethodDelete, f.srv.URL+"/api/1.0/parts/1/", nil)
+		req, _ := http.NewRequest(http.MethodDelete, f.srv.URL+"/api/1.0/parts/1/?auth="+f.keyA, nil)
 		resp, err := f.srv.Client().Do(req)
 		if err != nil {
 			t.Fatal(err)

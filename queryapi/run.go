@@ -13,8 +13,10 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/takt/takt/internal/auth"
+	"github.com/takt/takt/internal/catalog"
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/httpx"
+	"github.com/takt/takt/internal/ratelimit"
 )
 
 // Run serves the query API until ctx ends, then stops accepting requests,
@@ -73,6 +75,23 @@ func newEngine(store *chstore.Store, rdb *redis.Client, cfg Config, logger *slog
 	if err != nil {
 		return nil, err
 	}
+	locs, err := catalog.New(store, rdb, cfg.RedisPrefix, logger, reg, catalog.Namespace("takt_queryapi"))
+	if err != nil {
+		return nil, err
+	}
+	h.writes = &writer{
+		store: store,
+		ids:   &idSource{rdb: rdb, key: cfg.RedisPrefix + "ids", highest: store.MaxRecordID},
+		inv: &cacheInvalidator{keys: keys, locations: locs, rdb: rdb, channel: cfg.RedisPrefix + "invalidate",
+			delay: refetchDelay, logger: logger},
+		now: time.Now,
+	}
+	lim, err := ratelimit.New(cfg.RateLimit, rdb, cfg.RedisPrefix, ratelimit.StoreLimits{Store: store}, logger, reg, "takt_queryapi")
+	if err != nil {
+		return nil, err
+	}
+	h.limiter = lim
+	h.cursors = &cursors{rdb: rdb, prefix: cfg.RedisPrefix + "cursor:"}
 	count, err := httpx.CountRequests(reg, "takt_queryapi")
 	if err != nil {
 		return nil, err

@@ -106,6 +106,10 @@ func (f fakeStore) Records(context.Context, *chstore.RecordArea, l2l.Query, []ui
 	return chstore.RecordPage{}, f.err
 }
 
+func (f fakeStore) RecordsAfter(context.Context, *chstore.RecordArea, l2l.Query, []uint64, chstore.Cursor) (chstore.RecordPage, error) {
+	return chstore.RecordPage{}, f.err
+}
+
 func (f fakeStore) RecordByID(context.Context, *chstore.RecordArea, uint64, l2l.Query, []uint64) (chstore.RecordPage, error) {
 	return chstore.RecordPage{}, f.err
 }

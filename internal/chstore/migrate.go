@@ -2,6 +2,7 @@ package chstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"regexp"
@@ -9,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
 
 	"github.com/takt/takt/schemas"
 )
@@ -111,6 +114,10 @@ func (s *Store) Migrate(ctx context.Context) error {
 		}
 		for i, stmt := range m.Statements {
 			if err := s.conn.Exec(ctx, stmt); err != nil {
+				if AlreadyApplied(err) {
+					s.logger.Info("migration statement already applied", "version", m.Version, "statement", i+1)
+					continue
+				}
 				return fmt.Errorf("migration %04d_%s statement %d: %w", m.Version, m.Name, i+1, err)
 			}
 		}
@@ -120,4 +127,17 @@ func (s *Store) Migrate(ctx context.Context) error {
 		s.logger.Info("applied migration", "version", m.Version, "name", m.Name)
 	}
 	return nil
+}
+
+// AlreadyApplied reports an error that means the statement's change is
+// already there: ADD COLUMN of an existing column (code 44 on 18.16, 15
+// DUPLICATE_COLUMN on current releases; 18.16 knows no ADD COLUMN IF NOT
+// EXISTS). A migration cut off after its ALTER and before its record in
+// schema_migrations then runs again cleanly.
+func AlreadyApplied(err error) bool {
+	var ex *clickhouse.Exception
+	if !errors.As(err, &ex) {
+		return false
+	}
+	return (ex.Code == 44 || ex.Code == 15) && strings.Contains(ex.Message, "already exists")
 }

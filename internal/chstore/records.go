@@ -35,16 +35,29 @@ import (
 type RecordColumn struct {
 	Field l2l.Field
 	Expr  string
+	// Order, when set, is what ORDER BY uses instead of Expr (the same
+	// order, cheaper to compute).
+	Order string
 }
 
 // RecordArea describes how one record area is read: its table, its columns
 // and which expression holds a record's site. Areas are defined in this
-// file and are immutable.
+// file and are immutable; With* methods return changed copies.
 type RecordArea struct {
 	name   string
 	table  string
-	master bool // ReplacingMergeTree master data: read FINAL, skip deleted
-	site   string
+	master bool   // ReplacingMergeTree master data: read FINAL, skip deleted
+	from   string // the FROM expression (default: the table, or its FINAL subquery)
+	site   string // the record's site, or, with siteArray, its Array(UInt64) of sites
+	// siteArray: a record is visible when its sites are a non-empty subset
+	// of the caller's (users, and API keys through their user).
+	siteArray bool
+	// custom: the table has custom_keys/custom_values (custom properties).
+	custom bool
+	// lag hides rows whose inserted_at is within the last lag (see
+	// WithVisibilityLag); keyset: pages are found by their ids first.
+	lag    time.Duration
+	keyset bool
 	cols   []RecordColumn
 	byName map[string]int
 	schema *l2l.Schema
@@ -74,7 +87,13 @@ func newRecordArea(name, table string, master bool, siteExpr string, cols ...Rec
 	if cols[byName["id"]].Expr != "id" {
 		return nil, fmt.Errorf("record area %s: field id must be the table's id column", name)
 	}
-	return &RecordArea{name: name, table: table, master: master, site: siteExpr,
+	from := table
+	if master {
+		// FINAL in a subquery: the filters then see only the latest
+		// version of each record, whatever the server pushes down.
+		from = "(SELECT * FROM " + table + " FINAL)"
+	}
+	return &RecordArea{name: name, table: table, master: master, from: from, site: siteExpr,
 		cols: slices.Clone(cols), byName: byName, schema: schema}, nil
 }
 
@@ -86,8 +105,70 @@ func mustRecordArea(name, table string, master bool, siteExpr string, cols ...Re
 	return a
 }
 
+// withFrom replaces the FROM expression (a fixed fragment of this file).
+func (a *RecordArea) withFrom(from string) *RecordArea {
+	c := *a
+	c.from = from
+	return &c
+}
+
+// withSiteArray makes site an Array(UInt64) expression of the record's
+// sites.
+func (a *RecordArea) withSiteArray() *RecordArea {
+	c := *a
+	c.siteArray = true
+	return &c
+}
+
+// withCustom gives the area custom properties (custom_keys and
+// custom_values columns).
+func (a *RecordArea) withCustom() *RecordArea {
+	c := *a
+	c.custom = true
+	c.schema = c.schema.WithCustomProperties()
+	return &c
+}
+
+// withInsertionOrder makes requests without order_by page in the order
+// rows were stored (the inserted_at column, then id), read keyset-wise.
+func (a *RecordArea) withInsertionOrder(field string) *RecordArea {
+	c := *a
+	s, err := c.schema.WithDefaultOrder(l2l.Order{Field: field})
+	if err != nil {
+		panic(err)
+	}
+	c.schema, c.keyset = s, true
+	return &c
+}
+
+// WithVisibilityLag returns a copy of a that hides the rows stored in the
+// last d (by the server's clock), for areas in insertion order (parts);
+// other areas are returned unchanged. See the README's record API section:
+// with a lag longer than any INSERT takes, rows only ever appear after the
+// rows a paging client has already seen, so the paging loop visits every
+// row exactly once.
+func (a *RecordArea) WithVisibilityLag(d time.Duration) *RecordArea {
+	if !a.keyset {
+		return a
+	}
+	c := *a
+	c.lag = d
+	return &c
+}
+
+// WithSchema returns a copy of a that parses requests with s, which must
+// be a.Schema() with other limits (l2l.Schema.WithLimits).
+func (a *RecordArea) WithSchema(s *l2l.Schema) *RecordArea {
+	c := *a
+	c.schema = s
+	return &c
+}
+
 // Name returns the area's name in URLs.
 func (a *RecordArea) Name() string { return a.name }
+
+// Table returns the ClickHouse table of the area.
+func (a *RecordArea) Table() string { return a.table }
 
 // Schema returns the fields a query of the area may name.
 func (a *RecordArea) Schema() *l2l.Schema { return a.schema }
@@ -113,11 +194,19 @@ func auditColumns() []RecordColumn {
 	}
 }
 
+func withAudit(cols ...RecordColumn) []RecordColumn { return append(cols, auditColumns()...) }
+
+// joinList shows an array column as a comma-separated string.
+func joinList(column string) string {
+	return "arrayStringConcat(arrayMap(x -> toString(x), " + column + "), ',')"
+}
+
 // recordAreas are the areas the query API serves. A new area is one entry.
 var recordAreas = func() map[string]*RecordArea {
 	areas := []*RecordArea{
-		// Parts: one record per part event. The table is ordered by id, so
-		// the default order (id ascending) and id ranges read the index.
+		// Parts: one record per part event. Without order_by they are paged
+		// in the order they were stored (stored_at, then id); see
+		// WithVisibilityLag.
 		mustRecordArea("parts", "parts", false, "site",
 			col("id", l2l.Int, "id"),
 			col("site", l2l.Int, "site"),
@@ -136,30 +225,101 @@ var recordAreas = func() map[string]*RecordArea {
 			col("recorded_at_local", l2l.LocalDateTime, "recorded_ms"),
 			col("recorded_defaulted", l2l.Bool, "recorded_defaulted"),
 			col("received_at", l2l.DateTime, "received_ms"),
+			RecordColumn{Field: l2l.Field{Name: "stored_at", Type: l2l.DateTime}, Expr: msOf("inserted_at"), Order: "inserted_at"},
 			col("event_id", l2l.String, "toString(event_id)"),
-		),
-		mustRecordArea("sites", "sites", true, "id", append([]RecordColumn{
+		).withInsertionOrder("stored_at"),
+		mustRecordArea("sites", "sites", true, "id", withAudit(
 			col("id", l2l.Int, "id"),
 			col("description", l2l.String, "description"),
 			col("timezone", l2l.String, "timezone"),
 			col("site", l2l.Int, "id"),
-		}, auditColumns()...)...),
-		mustRecordArea("lines", "lines", true, "site", append([]RecordColumn{
+		)...),
+		mustRecordArea("areas", "areas", true, "site", withAudit(
+			col("id", l2l.Int, "id"),
+			col("site", l2l.Int, "site"),
+			col("code", l2l.String, "code"),
+			col("description", l2l.String, "description"),
+		)...),
+		mustRecordArea("lines", "lines", true, "site", withAudit(
 			col("id", l2l.Int, "id"),
 			col("site", l2l.Int, "site"),
 			col("area", l2l.Int, "area"),
 			col("code", l2l.String, "code"),
 			col("description", l2l.String, "description"),
 			nullCol("externalid", l2l.String, "nullIf(externalid, '')"),
-		}, auditColumns()...)...),
-		mustRecordArea("products", "products", true, "site", append([]RecordColumn{
+		)...),
+		mustRecordArea("machines", "machines", true, "site", withAudit(
+			col("id", l2l.Int, "id"),
+			col("site", l2l.Int, "site"),
+			col("line", l2l.Int, "line"),
+			col("code", l2l.String, "code"),
+			col("description", l2l.String, "description"),
+			nullCol("externalid", l2l.String, "nullIf(externalid, '')"),
+		)...).withCustom(),
+		mustRecordArea("products", "products", true, "site", withAudit(
 			col("id", l2l.Int, "id"),
 			col("site", l2l.Int, "site"),
 			col("code", l2l.String, "code"),
 			col("description", l2l.String, "description"),
 			col("ideal_cycle_time", l2l.Float, "ideal_cycle_time"),
 			col("fallback", l2l.Bool, "fallback"),
-		}, auditColumns()...)...),
+		)...),
+		mustRecordArea("reasons", "reasons", true, "site", withAudit(
+			col("id", l2l.Int, "id"),
+			col("site", l2l.Int, "site"),
+			col("code", l2l.String, "code"),
+			col("description", l2l.String, "description"),
+			col("kind", l2l.String, "toString(kind)"),
+			col("planned", l2l.Bool, "planned"),
+		)...),
+		mustRecordArea("shifts", "shifts", true, "site", withAudit(
+			col("id", l2l.Int, "id"),
+			col("site", l2l.Int, "site"),
+			nullCol("line", l2l.Int, "nullIf(line, 0)"),
+			col("code", l2l.String, "code"),
+			col("description", l2l.String, "description"),
+			col("start_time", l2l.String, "start_time"),
+			col("end_time", l2l.String, "end_time"),
+			col("days", l2l.String, "days"),
+		)...),
+		mustRecordArea("productionperiods", "productionperiods", true, "site",
+			col("id", l2l.Int, "id"),
+			col("site", l2l.Int, "site"),
+			col("location", l2l.Int, "location"),
+			col("location_kind", l2l.String, "toString(location_kind)"),
+			col("externalid", l2l.String, "externalid"),
+			col("state", l2l.String, "toString(state)"),
+			col("start", l2l.DateTime, msOf("start")),
+			col("start_local", l2l.LocalDateTime, msOf("start")),
+			nullCol("end", l2l.DateTime, msOf("end")),
+			nullCol("end_local", l2l.LocalDateTime, msOf("end")),
+			col("duration", l2l.Float, "duration"),
+			nullCol("reason", l2l.Int, "nullIf(reason, 0)"),
+		),
+		mustRecordArea("users", "users", true, "sites", withAudit(
+			col("id", l2l.Int, "id"),
+			col("username", l2l.String, "username"),
+			col("admin", l2l.Bool, "admin"),
+			col("sites", l2l.String, joinList("sites")),
+			col("site", l2l.Int, "sites[1]"),
+			col("active", l2l.Bool, "active"),
+		)...).withSiteArray(),
+		// API keys never show their hash: only the short prefix. A key is
+		// visible when its user is; last_used comes from apikey_usage.
+		mustRecordArea("apikeys", "apikeys", true, "user_sites", withAudit(
+			col("id", l2l.Int, "id"),
+			col("user", l2l.Int, "user"),
+			col("prefix", l2l.String, "prefix"),
+			col("scopes", l2l.String, "arrayStringConcat(scopes, ',')"),
+			col("active", l2l.Bool, "active"),
+			col("rate_limit", l2l.Float, "rate_limit"),
+			col("rate_burst", l2l.Float, "rate_burst"),
+			nullCol("last_used", l2l.DateTime, "nullIf("+msOf("last_used")+", 0)"),
+			col("site", l2l.Int, "user_sites[1]"),
+		)...).withSiteArray().withFrom(
+			"(SELECT * FROM (SELECT * FROM apikeys FINAL)" +
+				" ANY LEFT JOIN (SELECT id AS user, sites AS user_sites FROM users FINAL WHERE deleted = 0) USING user)" +
+				" ANY LEFT JOIN (SELECT key AS id, max(last_used) AS last_used FROM apikey_usage GROUP BY key) USING id"),
 	}
 	m := make(map[string]*RecordArea, len(areas))
 	for _, a := range areas {
@@ -192,6 +352,25 @@ type RecordPage struct {
 	Fields []l2l.Field
 	Rows   [][]any
 	Sites  []uint64
+	// Next, for a page in insertion order (see Cursor), is where the page
+	// after it starts; nil otherwise.
+	Next *Cursor
+}
+
+// Cursor is a position in insertion order (inserted_at, then id): a page
+// read after a cursor starts with the first row past it. Rows only ever
+// join the end of that order (see RecordArea.WithVisibilityLag), so the
+// cursor of an offset stays valid: a caller can remember where offset N
+// is and read the page at N without counting N rows again.
+type Cursor struct {
+	InsertedAt uint32 `json:"t"`
+	ID         uint64 `json:"id"`
+}
+
+// InsertionOrder reports whether q reads area a in insertion order, the
+// order cursors address.
+func (a *RecordArea) InsertionOrder(q l2l.Query) bool {
+	return a.keyset && len(q.OrderBy) == 2 && q.OrderBy[0] == l2l.Order{Field: "stored_at"} && q.OrderBy[1] == l2l.Order{Field: "id"}
 }
 
 // ErrTimeout means a read took longer than its context allowed (or the
@@ -203,15 +382,31 @@ var ErrTimeout = errors.New("query timed out")
 //
 // When ctx has a deadline, the server is told to stop at the same time
 // (max_execution_time), so an abandoned query does not keep running there.
+//
+// Areas in insertion order (parts) are read in two steps: the ids of the
+// page first, reading only the columns the filters and the order need,
+// then the page's rows by id through the primary key. ClickHouse 18.16
+// does not read in index order for ORDER BY ... LIMIT, so a one-step read
+// would read every column of every row before the page.
 func (s *Store) Records(ctx context.Context, a *RecordArea, q l2l.Query, sites []uint64) (RecordPage, error) {
-	return s.readRecords(ctx, a, q, sites, nil)
+	return s.readRecords(ctx, a, q, sites, nil, nil)
+}
+
+// RecordsAfter is Records for a query in insertion order (InsertionOrder)
+// that starts after cursor instead of at q.Offset: the first step reads
+// only the rows past the cursor, however deep it is.
+func (s *Store) RecordsAfter(ctx context.Context, a *RecordArea, q l2l.Query, sites []uint64, after Cursor) (RecordPage, error) {
+	if !a.InsertionOrder(q) {
+		return RecordPage{}, fmt.Errorf("%s: a cursor needs the insertion order", a.name)
+	}
+	return s.readRecords(ctx, a, q, sites, nil, &after)
 }
 
 // RecordByID returns the record of area a with that id when it is one of
 // the given sites' and matches q's filters, else ErrNotFound. A record of
 // another site is answered exactly like a missing one.
 func (s *Store) RecordByID(ctx context.Context, a *RecordArea, id uint64, q l2l.Query, sites []uint64) (RecordPage, error) {
-	p, err := s.readRecords(ctx, a, q, sites, &id)
+	p, err := s.readRecords(ctx, a, q, sites, &id, nil)
 	if err != nil {
 		return RecordPage{}, err
 	}
@@ -221,20 +416,61 @@ func (s *Store) RecordByID(ctx context.Context, a *RecordArea, id uint64, q l2l.
 	return p, nil
 }
 
-func (s *Store) readRecords(ctx context.Context, a *RecordArea, q l2l.Query, sites []uint64, id *uint64) (RecordPage, error) {
-	fields := q.Selected(a.schema)
-	if len(sites) == 0 {
-		return RecordPage{Fields: fields, Rows: [][]any{}}, nil
-	}
-	query, args, err := recordsSQL(a, q, sites, id)
-	if err != nil {
-		return RecordPage{}, err
-	}
+// withDeadline passes ctx's deadline on to the server.
+func withDeadline(ctx context.Context) context.Context {
 	if deadline, ok := ctx.Deadline(); ok {
 		secs := int(math.Ceil(time.Until(deadline).Seconds()))
 		ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{
 			"max_execution_time": max(secs, 1),
 		}))
+	}
+	return ctx
+}
+
+func (s *Store) readRecords(ctx context.Context, a *RecordArea, q l2l.Query, sites []uint64, id *uint64, after *Cursor) (RecordPage, error) {
+	fields := q.Selected(a.schema)
+	if len(sites) == 0 {
+		return RecordPage{Fields: fields, Rows: [][]any{}}, nil
+	}
+	ctx = withDeadline(ctx)
+	props, err := s.customFields(ctx, a, q, sites)
+	if err != nil {
+		return RecordPage{}, readError(ctx, a, err)
+	}
+	var query string
+	var args []any
+	var order map[uint64]int
+	var next *Cursor
+	if a.keyset && id == nil {
+		ids, last, err := s.pageIDs(ctx, a, q, sites, after)
+		if err != nil {
+			return RecordPage{}, err
+		}
+		if a.InsertionOrder(q) {
+			next = &last
+			if len(ids) == 0 && after != nil {
+				next = after
+			}
+		}
+		if len(ids) == 0 {
+			return RecordPage{Fields: fields, Rows: [][]any{}}, nil
+		}
+		order = make(map[uint64]int, len(ids))
+		for i, id := range ids {
+			order[id] = i
+		}
+		query, args, err = rowsByIDSQL(a, q, sites, props, ids)
+		if err != nil {
+			return RecordPage{}, err
+		}
+	} else {
+		query, args, err = recordsSQLProps(a, q, sites, id, props)
+		if err != nil {
+			return RecordPage{}, err
+		}
+	}
+	for _, p := range props {
+		fields = append(fields, l2l.Field{Name: "custom__" + p, Type: l2l.String, Nullable: true})
 	}
 	rows, err := s.conn.Query(ctx, query, args...)
 	if err != nil {
@@ -242,27 +478,126 @@ func (s *Store) readRecords(ctx context.Context, a *RecordArea, q l2l.Query, sit
 	}
 	defer rows.Close()
 	page := RecordPage{Fields: fields, Rows: make([][]any, 0, min(q.Limit, 256))}
-	dest := make([]any, len(fields)+1)
+	dest := make([]any, len(fields)+2)
+	var rowIDs []uint64
 	for rows.Next() {
-		var site uint64
-		dest[0] = &site
+		var site, rowID uint64
+		dest[0], dest[1] = &site, &rowID
 		for i, f := range fields {
-			dest[i+1] = scanTarget(f)
+			dest[i+2] = scanTarget(f)
 		}
 		if err := rows.Scan(dest...); err != nil {
 			return RecordPage{}, fmt.Errorf("scan %s record: %w", a.name, err)
 		}
 		row := make([]any, len(fields))
 		for i, f := range fields {
-			row[i] = scannedValue(f, dest[i+1])
+			row[i] = scannedValue(f, dest[i+2])
 		}
 		page.Rows = append(page.Rows, row)
 		page.Sites = append(page.Sites, site)
+		rowIDs = append(rowIDs, rowID)
 	}
 	if err := rows.Err(); err != nil {
 		return RecordPage{}, readError(ctx, a, err)
 	}
+	if order != nil {
+		// Put the rows in the order of the ids; a row that vanished between
+		// the two reads (it cannot: parts are never deleted) is dropped.
+		sorted := RecordPage{Fields: fields, Rows: make([][]any, len(order)), Sites: make([]uint64, len(order))}
+		n := 0
+		for i, rid := range rowIDs {
+			if j, ok := order[rid]; ok && sorted.Rows[j] == nil {
+				sorted.Rows[j], sorted.Sites[j] = page.Rows[i], page.Sites[i]
+				n++
+			}
+		}
+		if n != len(order) {
+			rows, sites := sorted.Rows[:0], sorted.Sites[:0]
+			for j := range sorted.Rows {
+				if sorted.Rows[j] != nil {
+					rows, sites = append(rows, sorted.Rows[j]), append(sites, sorted.Sites[j])
+				}
+			}
+			sorted.Rows, sorted.Sites = rows, sites
+		}
+		page = sorted
+	}
+	if next != nil && (next.ID != 0 || after != nil) {
+		page.Next = next
+	}
 	return page, nil
+}
+
+// pageIDs returns the ids of the page q asks for, in order, and the
+// insertion-order position of the last one.
+func (s *Store) pageIDs(ctx context.Context, a *RecordArea, q l2l.Query, sites []uint64, after *Cursor) ([]uint64, Cursor, error) {
+	query, args, err := pageIDsSQL(a, q, sites, after)
+	if err != nil {
+		return nil, Cursor{}, err
+	}
+	rows, err := s.conn.Query(ctx, query, args...)
+	if err != nil {
+		return nil, Cursor{}, readError(ctx, a, err)
+	}
+	defer rows.Close()
+	ids := make([]uint64, 0, q.Limit)
+	var last Cursor
+	for rows.Next() {
+		if err := rows.Scan(&last.ID, &last.InsertedAt); err != nil {
+			return nil, Cursor{}, fmt.Errorf("scan %s id: %w", a.name, err)
+		}
+		ids = append(ids, last.ID)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, Cursor{}, readError(ctx, a, err)
+	}
+	return ids, last, nil
+}
+
+// customFields returns the custom properties a read of a shows: those
+// named in fields=, or, when the request filters on one site (site=N) and
+// names no fields, every property of that site's records, sorted.
+func (s *Store) customFields(ctx context.Context, a *RecordArea, q l2l.Query, sites []uint64) ([]string, error) {
+	if !a.custom {
+		return nil, nil
+	}
+	if len(q.CustomFields) > 0 || len(q.Fields) > 0 {
+		return q.CustomFields, nil
+	}
+	var site any
+	for _, f := range q.Filters {
+		if f.Field == "site" && f.Op == l2l.OpEq {
+			site = f.Value
+		}
+	}
+	if site == nil {
+		return nil, nil
+	}
+	rows, err := s.conn.Query(ctx, "SELECT DISTINCT arrayJoin(custom_keys) AS k FROM "+a.from+
+		" WHERE deleted = 0 AND site IN ? AND site = ? ORDER BY k", groupSet(sites), site)
+	if err != nil {
+		return nil, fmt.Errorf("custom properties of %s: %w", a.name, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			return nil, fmt.Errorf("custom properties of %s: %w", a.name, err)
+		}
+		if l2l.CustomName(k) {
+			out = append(out, k)
+		}
+	}
+	return out, rows.Err()
+}
+
+func groupSet(sites []uint64) clickhouse.GroupSet {
+	set := make([]any, len(sites))
+	for i, s := range sites {
+		set[i] = s
+	}
+	return clickhouse.GroupSet{Value: set}
 }
 
 // readError wraps err, marking timeouts (the context's or the server's
@@ -279,35 +614,147 @@ func readError(ctx context.Context, a *RecordArea, err error) error {
 // sqlOps maps filter operators to SQL; only these fragments are written.
 var sqlOps = map[l2l.Op]string{l2l.OpEq: " = ", l2l.OpLt: " < ", l2l.OpLte: " <= ", l2l.OpGt: " > ", l2l.OpGte: " >= "}
 
-// recordsSQL builds the statement of a read and its arguments. The site
-// column comes first in the result, then the selected fields.
+// recordsSQL builds the one-step read of a page (or of the record id) and
+// its arguments: the site and the id come first in the result, then the
+// selected fields.
 func recordsSQL(a *RecordArea, q l2l.Query, sites []uint64, id *uint64) (string, []any, error) {
-	fields := q.Selected(a.schema)
+	return recordsSQLProps(a, q, sites, id, q.CustomFields)
+}
+
+func recordsSQLProps(a *RecordArea, q l2l.Query, sites []uint64, id *uint64, props []string) (string, []any, error) {
 	var b strings.Builder
+	args := selectSQL(&b, a, q, props)
+	where, wargs, err := whereSQL(a, q, sites, id)
+	if err != nil {
+		return "", nil, err
+	}
+	b.WriteString(where)
+	args = append(args, wargs...)
+	if err := orderSQL(&b, a, q); err != nil {
+		return "", nil, err
+	}
+	if id != nil {
+		b.WriteString(" LIMIT 1")
+	} else {
+		b.WriteString(" LIMIT ? OFFSET ?")
+		args = append(args, q.Limit, q.Offset)
+	}
+	return b.String(), args, nil
+}
+
+// pageIDsSQL builds the first step of a keyset read: the ids of the page,
+// reading only what the filters and the order need.
+func pageIDsSQL(a *RecordArea, q l2l.Query, sites []uint64, after *Cursor) (string, []any, error) {
+	var b strings.Builder
+	b.WriteString("SELECT id, toUInt32(inserted_at)")
+	where, args, err := whereSQL(a, q, sites, nil)
+	if err != nil {
+		return "", nil, err
+	}
+	b.WriteString(where)
+	if after != nil {
+		b.WriteString(" AND (inserted_at > toDateTime(?) OR inserted_at = toDateTime(?) AND id > ?)")
+		args = append(args, after.InsertedAt, after.InsertedAt, after.ID)
+	}
+	if err := orderSQL(&b, a, q); err != nil {
+		return "", nil, err
+	}
+	if after != nil {
+		b.WriteString(" LIMIT ?")
+		return b.String(), append(args, q.Limit), nil
+	}
+	b.WriteString(" LIMIT ? OFFSET ?")
+	return b.String(), append(args, q.Limit, q.Offset), nil
+}
+
+// rowsByIDSQL builds the second step of a keyset read: the rows with the
+// given ids, found through the primary key. The caller orders them.
+func rowsByIDSQL(a *RecordArea, q l2l.Query, sites []uint64, props []string, ids []uint64) (string, []any, error) {
+	var b strings.Builder
+	args := selectSQL(&b, a, q, props)
+	where, wargs, err := whereSQL(a, q, sites, nil)
+	if err != nil {
+		return "", nil, err
+	}
+	args = append(args, wargs...)
+	// Ranges per id >> 40 (a part's Kafka partition) rather than a list
+	// of 2000 ids: a long IN list costs more to parse than the read. Within
+	// one partition the page's ids are contiguous in insertion order, so a
+	// range holds only the page's rows; the caller drops any other.
+	lo, hi := map[uint64]uint64{}, map[uint64]uint64{}
+	for _, id := range ids {
+		g := id >> 40
+		if v, ok := lo[g]; !ok || id < v {
+			lo[g] = id
+		}
+		if id > hi[g] {
+			hi[g] = id
+		}
+	}
+	groups := make([]uint64, 0, len(lo))
+	for g := range lo {
+		groups = append(groups, g)
+	}
+	slices.Sort(groups)
+	b.WriteString(where + " AND (")
+	for i, g := range groups {
+		if i > 0 {
+			b.WriteString(" OR ")
+		}
+		b.WriteString("id BETWEEN ? AND ?")
+		args = append(args, lo[g], hi[g])
+	}
+	b.WriteString(")")
+	return b.String(), args, nil
+}
+
+// selectSQL writes the select list (without FROM) and returns its
+// arguments (custom property names).
+func selectSQL(b *strings.Builder, a *RecordArea, q l2l.Query, props []string) []any {
 	var args []any
 	b.WriteString("SELECT toUInt64(")
-	b.WriteString(a.site)
-	b.WriteString(") AS _site")
-	for i, f := range fields {
-		fmt.Fprintf(&b, ", %s AS _c%d", selectExpr(f, a.cols[a.byName[f.Name]].Expr), i)
-	}
-	b.WriteString(" FROM ")
-	if a.master {
-		// FINAL in a subquery: the filters below then see only the latest
-		// version of each record, whatever the server pushes down.
-		b.WriteString("(SELECT * FROM " + a.table + " FINAL) WHERE deleted = 0 AND ")
+	if a.siteArray {
+		b.WriteString(a.site + "[1]")
 	} else {
-		b.WriteString(a.table + " WHERE ")
+		b.WriteString(a.site)
 	}
-	b.WriteString(a.site + " IN ?")
-	siteSet := make([]any, len(sites))
-	for i, s := range sites {
-		siteSet[i] = s
+	b.WriteString(") AS _site, toUInt64(id) AS _id")
+	for i, f := range q.Selected(a.schema) {
+		fmt.Fprintf(b, ", %s AS _c%d", selectExpr(f, a.cols[a.byName[f.Name]].Expr), i)
 	}
-	args = append(args, clickhouse.GroupSet{Value: siteSet})
+	for i, p := range props {
+		fmt.Fprintf(b, ", if(has(custom_keys, ?), toNullable(custom_values[indexOf(custom_keys, ?)]), NULL) AS _p%d", i)
+		args = append(args, p, p)
+	}
+	return args
+}
+
+// whereSQL writes " FROM ... WHERE ..." with the site restriction, the id,
+// the visibility lag and the filters.
+func whereSQL(a *RecordArea, q l2l.Query, sites []uint64, id *uint64) (string, []any, error) {
+	var b strings.Builder
+	var args []any
+	b.WriteString(" FROM " + a.from + " WHERE ")
+	if a.master {
+		b.WriteString("deleted = 0 AND ")
+	}
+	if a.siteArray {
+		b.WriteString("notEmpty(" + a.site + ") AND hasAll(?, " + a.site + ")")
+		args = append(args, slices.Clone(sites))
+	} else {
+		b.WriteString(a.site + " IN ?")
+		args = append(args, groupSet(sites))
+	}
 	if id != nil {
 		b.WriteString(" AND id = ?")
 		args = append(args, *id)
+	}
+	if a.lag > 0 && id == nil {
+		// inserted_at and now() are whole seconds: with "<=" a row shows
+		// between lag-1s and lag after its INSERT started, so a lag of 2s
+		// is safe for every INSERT that takes under a second.
+		b.WriteString(" AND inserted_at <= now() - ?")
+		args = append(args, int64(math.Ceil(a.lag.Seconds())))
 	}
 	for _, f := range q.Filters {
 		i, ok := a.byName[f.Field]
@@ -338,27 +785,55 @@ func recordsSQL(a *RecordArea, q l2l.Query, sites []uint64, id *uint64) (string,
 		b.WriteString(" AND (" + c.Expr + ")" + op + "?")
 		args = append(args, v)
 	}
+	if len(q.Custom) > 0 && !a.custom {
+		return "", nil, fmt.Errorf("%s has no custom properties", a.name)
+	}
+	for _, f := range q.Custom {
+		if f.Op == l2l.OpIsNull {
+			isNull, ok := f.Value.(bool)
+			if !ok {
+				return "", nil, fmt.Errorf("%s: isnull filter on custom %s with %T", a.name, f.Field, f.Value)
+			}
+			if isNull {
+				b.WriteString(" AND NOT has(custom_keys, ?)")
+			} else {
+				b.WriteString(" AND has(custom_keys, ?)")
+			}
+			args = append(args, f.Field)
+			continue
+		}
+		op, ok := sqlOps[f.Op]
+		v, isString := f.Value.(string)
+		if !ok || !isString {
+			return "", nil, fmt.Errorf("%s: bad filter on custom %s", a.name, f.Field)
+		}
+		b.WriteString(" AND has(custom_keys, ?) AND custom_values[indexOf(custom_keys, ?)]" + op + "?")
+		args = append(args, f.Field, f.Field, v)
+	}
+	return b.String(), args, nil
+}
+
+// orderSQL writes " ORDER BY ...".
+func orderSQL(b *strings.Builder, a *RecordArea, q l2l.Query) error {
 	b.WriteString(" ORDER BY ")
 	for i, o := range q.OrderBy {
 		ci, ok := a.byName[o.Field]
 		if !ok {
-			return "", nil, fmt.Errorf("%s: order by unknown field %q", a.name, o.Field)
+			return fmt.Errorf("%s: order by unknown field %q", a.name, o.Field)
 		}
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString(a.cols[ci].Expr)
+		if c := a.cols[ci]; c.Order != "" {
+			b.WriteString(c.Order)
+		} else {
+			b.WriteString(c.Expr)
+		}
 		if o.Desc {
 			b.WriteString(" DESC")
 		}
 	}
-	if id != nil {
-		b.WriteString(" LIMIT 1")
-	} else {
-		b.WriteString(" LIMIT ? OFFSET ?")
-		args = append(args, q.Limit, q.Offset)
-	}
-	return b.String(), args, nil
+	return nil
 }
 
 // selectExpr converts a column expression to the one type each field type

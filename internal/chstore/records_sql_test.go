@@ -40,15 +40,15 @@ func TestRecordsSQL(t *testing.T) {
 	}{
 		{
 			name: "parts default", area: parts, query: "fields=id,cycle_time", sites: []uint64{1, 2},
-			wantSQL: "SELECT toUInt64(site) AS _site, toInt64(id) AS _c0, toNullable(toFloat64(cycle_time)) AS _c1 " +
-				"FROM parts WHERE site IN ? ORDER BY id LIMIT ? OFFSET ?",
+			wantSQL: "SELECT toUInt64(site) AS _site, toUInt64(id) AS _id, toInt64(id) AS _c0, toNullable(toFloat64(cycle_time)) AS _c1 " +
+				"FROM parts WHERE site IN ? ORDER BY inserted_at, id LIMIT ? OFFSET ?",
 			wantArgs: []any{clickhouse.GroupSet{Value: []any{uint64(1), uint64(2)}}, 100, 0},
 		},
 		{
 			name: "parts filters", area: parts,
 			query: "fields=id&quality=scrap&recorded_at__gte=2016-05-05&cycle_time__isnull=True&quantity__lt=3&order_by=-recorded_at&limit=5&offset=10",
 			sites: []uint64{1},
-			wantSQL: "SELECT toUInt64(site) AS _site, toInt64(id) AS _c0 FROM parts WHERE site IN ?" +
+			wantSQL: "SELECT toUInt64(site) AS _site, toUInt64(id) AS _id, toInt64(id) AS _c0 FROM parts WHERE site IN ?" +
 				" AND isNull(cycle_time) AND (toString(quality)) = ? AND (quantity) < ? AND (recorded_ms) >= ?" +
 				" ORDER BY recorded_ms DESC, id LIMIT ? OFFSET ?",
 			wantArgs: []any{clickhouse.GroupSet{Value: []any{uint64(1)}}, "scrap", int64(3),
@@ -56,15 +56,15 @@ func TestRecordsSQL(t *testing.T) {
 		},
 		{
 			name: "sites by id", area: sites, query: "fields=id,created&description=x%27y&order_by=-id", sites: []uint64{1}, id: &id,
-			wantSQL: "SELECT toUInt64(id) AS _site, toInt64(id) AS _c0, toInt64(toInt64(toUInt32(created)) * 1000) AS _c1" +
+			wantSQL: "SELECT toUInt64(id) AS _site, toUInt64(id) AS _id, toInt64(id) AS _c0, toInt64(toInt64(toUInt32(created)) * 1000) AS _c1" +
 				" FROM (SELECT * FROM sites FINAL) WHERE deleted = 0 AND id IN ? AND id = ? AND (description) = ?" +
 				" ORDER BY id DESC LIMIT 1",
 			wantArgs: []any{clickhouse.GroupSet{Value: []any{uint64(1)}}, uint64(42), "x'y"},
 		},
 		{
 			name: "bool and isnull false", area: parts, query: "fields=id&recorded_defaulted=True&reason__isnull=False", sites: []uint64{3},
-			wantSQL: "SELECT toUInt64(site) AS _site, toInt64(id) AS _c0 FROM parts WHERE site IN ?" +
-				" AND isNotNull(nullIf(reason, '')) AND (recorded_defaulted) = ? ORDER BY id LIMIT ? OFFSET ?",
+			wantSQL: "SELECT toUInt64(site) AS _site, toUInt64(id) AS _id, toInt64(id) AS _c0 FROM parts WHERE site IN ?" +
+				" AND isNotNull(nullIf(reason, '')) AND (recorded_defaulted) = ? ORDER BY inserted_at, id LIMIT ? OFFSET ?",
 			wantArgs: []any{clickhouse.GroupSet{Value: []any{uint64(3)}}, uint8(1), 100, 0},
 		},
 	}
@@ -130,7 +130,7 @@ func TestRecordsSQLRejectsForeignQueries(t *testing.T) {
 }
 
 func TestRecordAreaDefinitions(t *testing.T) {
-	if got := RecordAreaNames(); !reflect.DeepEqual(got, []string{"lines", "parts", "products", "sites"}) {
+	if got := RecordAreaNames(); !reflect.DeepEqual(got, []string{"apikeys", "areas", "lines", "machines", "parts", "productionperiods", "products", "reasons", "shifts", "sites", "users"}) {
 		t.Fatalf("areas = %v", got)
 	}
 	for _, name := range RecordAreaNames() {

@@ -91,6 +91,9 @@ func Seed(ctx context.Context, s *chstore.Store, apiKey, secret string) (Seeded,
 		}
 		out.APIKey = key
 	}
+	if err := setKeyLimit(ctx, s, 1, DemoKeyRate, DemoKeyBurst); err != nil {
+		return Seeded{}, err
+	}
 
 	if secret != "" {
 		if k, err := s.SecretByServer(ctx, SecretServer); err == nil && k.Secret == secret {

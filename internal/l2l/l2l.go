@@ -78,6 +78,8 @@ type Schema struct {
 	index        map[string]int
 	defaultLimit int
 	maxLimit     int
+	defaultOrder []Order // nil: id ascending
+	custom       bool    // custom__<name> properties allowed
 }
 
 var fieldName = regexp.MustCompile(`^[a-z][a-z0-9]*(_[a-z0-9]+)*$`)
@@ -128,6 +130,32 @@ func (s *Schema) WithLimits(defaultLimit, maxLimit int) (*Schema, error) {
 	c.defaultLimit, c.maxLimit = defaultLimit, maxLimit
 	return &c, nil
 }
+
+// WithDefaultOrder returns a copy of s that orders requests without
+// order_by by order (then id ascending, unless id is in it).
+func (s *Schema) WithDefaultOrder(order ...Order) (*Schema, error) {
+	for _, o := range order {
+		if _, ok := s.Field(o.Field); !ok {
+			return nil, fmt.Errorf("area %s: default order by unknown field %q", s.area, o.Field)
+		}
+	}
+	c := *s
+	c.defaultOrder = append([]Order(nil), order...)
+	return &c, nil
+}
+
+// WithCustomProperties returns a copy of s whose records carry custom
+// properties: filters custom__<name>[__op]=value and fields=custom__<name>
+// are accepted (see Query.Custom).
+func (s *Schema) WithCustomProperties() *Schema {
+	c := *s
+	c.custom = true
+	return &c
+}
+
+// CustomProperties reports whether the area's records carry custom
+// properties.
+func (s *Schema) CustomProperties() bool { return s.custom }
 
 // Area returns the name of the record area.
 func (s *Schema) Area() string { return s.area }

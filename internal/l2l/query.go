@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -67,6 +68,13 @@ type Query struct {
 	// Fields are the fields to return, in the requested order; empty means
 	// every field of the area in schema order.
 	Fields []string
+	// Custom are the filters on custom properties (custom__<name>[__op]),
+	// with Field the property's name and a string Value (a bool for
+	// isnull: a property a record does not have is null). CustomFields are
+	// the properties named in fields= (custom__<name>), without the prefix.
+	// Both stay empty unless the schema has custom properties.
+	Custom       []Filter
+	CustomFields []string
 	// Format is the answer's encoding; Microseconds asks for datetimes with
 	// six fractional digits instead of three.
 	Format       Format
@@ -179,6 +187,14 @@ func Parse(args url.Values, s *Schema) (Query, error) {
 			}
 		case argFields:
 			for _, name := range splitList(v) {
+				if prop, ok := strings.CutPrefix(name, customPrefix); ok && s.custom {
+					if !customName.MatchString(prop) {
+						bad("fields: %q is not a custom property name", name)
+					} else if !slices.Contains(q.CustomFields, prop) {
+						q.CustomFields = append(q.CustomFields, prop)
+					}
+					continue
+				}
 				if _, ok := s.Field(name); !ok {
 					bad("fields: unknown field %q in %s", name, s.area)
 					continue
@@ -209,6 +225,15 @@ func Parse(args url.Values, s *Schema) (Query, error) {
 			if reserved[key] {
 				continue
 			}
+			if strings.HasPrefix(key, customPrefix) && s.custom {
+				f, err := parseCustomFilter(key, v)
+				if err != nil {
+					bad("%s", err)
+					continue
+				}
+				q.Custom = append(q.Custom, f)
+				continue
+			}
 			f, err := parseFilter(s, key, v)
 			if err != nil {
 				bad("%s", err)
@@ -219,6 +244,9 @@ func Parse(args url.Values, s *Schema) (Query, error) {
 	}
 	if len(problems) > 0 {
 		return Query{}, &QueryError{Problems: problems}
+	}
+	if len(q.OrderBy) == 0 {
+		q.OrderBy = append(q.OrderBy, s.defaultOrder...)
 	}
 	if !slices.ContainsFunc(q.OrderBy, func(o Order) bool { return o.Field == "id" }) {
 		q.OrderBy = append(q.OrderBy, Order{Field: "id"})
@@ -280,6 +308,40 @@ func parseFilter(s *Schema, key, raw string) (Filter, error) {
 		return Filter{}, fmt.Errorf("%s: %w", key, err)
 	}
 	return Filter{Field: name, Op: op, Value: v}, nil
+}
+
+// customPrefix starts the argument names of custom properties.
+const customPrefix = "custom__"
+
+// customName is the shape of a custom property's name: a lower-case
+// identifier without "__", the operator separator.
+var customName = regexp.MustCompile(`^[a-z0-9]+(_[a-z0-9]+)*$`)
+
+// CustomName reports whether name is a valid custom property name.
+func CustomName(name string) bool { return customName.MatchString(name) }
+
+// parseCustomFilter reads custom__<name>[__<op>]=<value>. Values are
+// strings: properties are text.
+func parseCustomFilter(key, raw string) (Filter, error) {
+	rest := strings.TrimPrefix(key, customPrefix)
+	name, op := rest, OpEq
+	if i := strings.LastIndex(rest, "__"); i >= 0 {
+		name, op = rest[:i], Op(rest[i+2:])
+		if !ops[op] {
+			return Filter{}, fmt.Errorf("unknown operator %q in %q (known: lt, lte, gt, gte, isnull)", string(op), key)
+		}
+	}
+	if !customName.MatchString(name) {
+		return Filter{}, fmt.Errorf("%q: %q is not a custom property name", key, name)
+	}
+	if op == OpIsNull {
+		b, err := parseBool(raw)
+		if err != nil {
+			return Filter{}, fmt.Errorf("%s: value %q is not True or False", key, raw)
+		}
+		return Filter{Field: name, Op: op, Value: b}, nil
+	}
+	return Filter{Field: name, Op: op, Value: raw}, nil
 }
 
 // ParseValue parses a filter value for a field of type t. See Filter for

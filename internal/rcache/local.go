@@ -62,6 +62,24 @@ func (c *localCache[K, V]) remove(k K) {
 	c.mu.Unlock()
 }
 
+// clear forgets every entry.
+func (c *localCache[K, V]) clear() {
+	c.mu.Lock()
+	clear(c.m)
+	c.mu.Unlock()
+}
+
+// removeIf forgets the entries whose key matches.
+func (c *localCache[K, V]) removeIf(match func(K) bool) {
+	c.mu.Lock()
+	for k := range c.m {
+		if match(k) {
+			delete(c.m, k)
+		}
+	}
+	c.mu.Unlock()
+}
+
 func (c *localCache[K, V]) len() int {
 	c.mu.RLock()
 	defer c.mu.RUnlock()

@@ -88,6 +88,7 @@ type Cache[K comparable, V any] struct {
 	misses         prometheus.Counter
 	lookups        *prometheus.CounterVec // result = found | not_found | error
 	redisFallbacks prometheus.Counter     // failed or skipped Redis calls
+	invalidations  *prometheus.CounterVec // kind = message | reset
 }
 
 // New returns a Cache. rdb may be nil (no Redis layer). Metrics are
@@ -110,10 +111,16 @@ func New[K comparable, V any](s Spec[K, V], cfg Config, rdb *redis.Client, logge
 			"Look-ups in the store, by result (found, not_found, error)."), []string{"result"}),
 		redisFallbacks: prometheus.NewCounter(counter("redis_fallbacks_total",
 			"Redis calls that failed, or were skipped for a second after a failure; the store answered instead.")),
+		invalidations: prometheus.NewCounterVec(counter("invalidations_total",
+			"Invalidations received from other processes: one entry (message), or the whole cache after the subscription was interrupted (reset)."), []string{"kind"}),
 	}
 	c.hitLocal = c.hits.WithLabelValues("local")
+	if rdb != nil {
+		// Ends when rdb is closed.
+		go c.listen()
+	}
 	if reg != nil {
-		for _, col := range []prometheus.Collector{c.hits, c.misses, c.lookups, c.redisFallbacks} {
+		for _, col := range []prometheus.Collector{c.hits, c.misses, c.lookups, c.redisFallbacks, c.invalidations} {
 			if err := reg.Register(col); err != nil {
 				return nil, fmt.Errorf("register %s metrics: %w", s.Subsystem, err)
 			}
@@ -241,15 +248,25 @@ func (c *Cache[K, V]) redisFailed(op string, err error) {
 	}
 }
 
-// Forget drops the cached answer for key from this process and from Redis.
-// Other processes drop their in-process copy within LocalTTL (NegativeTTL
-// for "not found").
+// Forget drops the cached answer for key from this process and from Redis,
+// and tells the other processes sharing Redis to drop theirs (see
+// invalidate.go); those that miss the message drop it within LocalTTL
+// (NegativeTTL for "not found").
 func (c *Cache[K, V]) Forget(ctx context.Context, key K) error {
 	c.local.remove(key)
 	if c.rdb == nil {
 		return nil
 	}
-	return c.rdb.Del(ctx, c.spec.RedisPrefix+c.spec.Name(key)).Err()
+	name := c.spec.Name(key)
+	if err := c.rdb.Del(ctx, c.spec.RedisPrefix+name).Err(); err != nil {
+		return err
+	}
+	return c.publish(ctx, name)
+}
+
+// forgetName drops the in-process entry whose name is name.
+func (c *Cache[K, V]) forgetName(name string) {
+	c.local.removeIf(func(k K) bool { return c.spec.Name(k) == name })
 }
 
 // encode returns the Redis form of an answer: {"found":false}, or V's JSON

@@ -7,6 +7,12 @@
 //	                                API_KEY, SECRET_KEY and SECRET_SERVER as
 //	                                shell assignments (K and S are kept when
 //	                                ClickHouse still knows them)
+//	taktctl bootstrap [-user U] [-timezone TZ] [-server S]
+//	                                migrate, then on a database without users
+//	                                write the first admin user, an API key
+//	                                with every scope and a secret key; print
+//	                                them as in seed (the key is shown only
+//	                                here)
 //
 // ClickHouse is found through TAKT_CLICKHOUSE_* like every Takt binary.
 package main
@@ -36,7 +42,7 @@ func main() {
 
 func run(args []string, logger *slog.Logger) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: taktctl migrate | seed [-key K] [-secret S]")
+		return fmt.Errorf("usage: taktctl migrate | seed [-key K] [-secret S] | bootstrap [-user U] [-timezone TZ] [-server S]")
 	}
 	var env config.Env
 	cfg := chstore.ConfigFromEnv(&env)
@@ -77,7 +83,29 @@ func run(args []string, logger *slog.Logger) error {
 		}
 		fmt.Printf("API_KEY=%s\nSECRET_KEY=%s\nSECRET_SERVER=%s\n", out.APIKey, out.SecretKey, out.SecretServer)
 		return nil
+	case "bootstrap":
+		fs := flag.NewFlagSet("bootstrap", flag.ContinueOnError)
+		user := fs.String("user", "admin", "username of the first admin user")
+		tz := fs.String("timezone", "UTC", "time zone of site 1 when the database has no site")
+		server := fs.String("server", "takt", "server name of the secret key for signed calls")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		s, err := chstore.Open(ctx, cfg, logger)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		if err := s.Migrate(ctx); err != nil {
+			return err
+		}
+		out, err := demo.Bootstrap(ctx, s, *user, *tz, *server)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("API_KEY=%s\nSECRET_KEY=%s\nSECRET_SERVER=%s\n", out.APIKey, out.SecretKey, out.SecretServer)
+		return nil
 	default:
-		return fmt.Errorf("unknown command %q: want migrate or seed", args[0])
+		return fmt.Errorf("unknown command %q: want migrate, seed or bootstrap", args[0])
 	}
 }

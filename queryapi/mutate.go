@@ -1,0 +1,275 @@
+package queryapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/takt/takt/internal/auth"
+	"github.com/takt/takt/internal/chstore"
+	"github.com/takt/takt/internal/l2l"
+)
+
+// Messages of failed writes.
+const (
+	msgReadOnly = "%s is read-only"
+	msgRealUser = "realuser: not allowed for this API user, or no such user within its sites"
+)
+
+// principalFor authenticates the key of a request (header, then the auth
+// argument of the query or the body) and checks that it carries scope or
+// admin. It answers and returns false on failure.
+func (h *handler) principalFor(r *request, args url.Values, scope string) (auth.Principal, bool) {
+	key := r.c.GetHeader(keyHeader)
+	if key == "" {
+		key = args.Get(authArg)
+	}
+	if key == "" {
+		h.finish(r, http.StatusUnauthorized, "unauthorized", l2l.Failure(msgMissingKey))
+		return auth.Principal{}, false
+	}
+	p, err := h.keys.Authenticate(r.c.Request.Context(), key)
+	switch {
+	case errors.Is(err, auth.ErrInvalidKey):
+		h.finish(r, http.StatusUnauthorized, "unauthorized", l2l.Failure(msgInvalidKey))
+		return p, false
+	case err != nil:
+		h.logger.Error("authenticate", "key_prefix", auth.Prefix(key), "err", err)
+		h.finish(r, http.StatusInternalServerError, "error", l2l.Failure(msgInternal))
+		return p, false
+	case !p.HasScope(scope) && !p.HasScope(auth.ScopeAdmin):
+		h.finish(r, http.StatusForbidden, "forbidden", l2l.Failure("API key lacks the "+scope+" scope"))
+		return p, false
+	}
+	if !h.allow(r, p) {
+		return p, false
+	}
+	return p, true
+}
+
+// actingUser resolves realuser: the name and sites changes are made with
+// and attributed to. Only an admin API user may name another user, and only
+// one whose sites are among its own.
+func (h *handler) actingUser(ctx context.Context, p auth.Principal, args url.Values) (string, []uint64, error) {
+	name := args.Get("realuser")
+	if name == "" || name == p.Username {
+		return p.Username, p.Sites, nil
+	}
+	if !p.Admin || h.writes == nil {
+		return "", nil, errRealUser
+	}
+	u, err := h.writes.store.UserByName(ctx, name)
+	if errors.Is(err, chstore.ErrNotFound) || err == nil && (!u.Active || !within(u.Sites, p.Sites)) {
+		return "", nil, errRealUser
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	return u.Username, u.Sites, nil
+}
+
+var errRealUser = errors.New("realuser not allowed")
+
+// mutate serves POST, PUT and DELETE on /api/1.0/<area>/[<id>/].
+func (h *handler) mutate(c *gin.Context) {
+	r := &request{c: c, start: time.Now(), label: "unknown", format: l2l.FormatOf(c.Request.URL.Query())}
+	name := c.Param("area")
+	ra, known := h.areas[name]
+	if known {
+		r.label = name
+	}
+	args, err := writeArgs(c.Request)
+	if err != nil {
+		h.finish(r, http.StatusBadRequest, "invalid", l2l.Failure(err.Error()))
+		return
+	}
+	r.format = l2l.FormatOf(args)
+	wa := writeAreas[name]
+	scope := auth.ScopeWrite
+	if wa != nil {
+		scope = wa.scope
+	}
+	p, ok := h.principalFor(r, args, scope)
+	if !ok {
+		return
+	}
+	switch {
+	case !known:
+		h.finish(r, http.StatusNotFound, "not_found", l2l.Failure(fmt.Sprintf("Unknown record area %q", name)))
+		return
+	case wa == nil || h.writes == nil:
+		h.finish(r, http.StatusMethodNotAllowed, "read_only", l2l.Failure(fmt.Sprintf(msgReadOnly, name)))
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), h.timeout)
+	defer cancel()
+	actor, sites, err := h.actingUser(ctx, p, args)
+	if errors.Is(err, errRealUser) {
+		h.finish(r, http.StatusForbidden, "forbidden", l2l.Failure(msgRealUser))
+		return
+	}
+	if err != nil {
+		h.writeFailed(r, err)
+		return
+	}
+
+	ch := &change{area: wa, name: name, actor: actor, sites: sites}
+	idText := c.Param("id")
+	if idText == "" {
+		idText = args.Get("id")
+	}
+	ch.delete = c.Request.Method == http.MethodDelete || args.Get("_action") == "delete"
+	if a := args.Get("_action"); a != "" && a != "delete" {
+		h.finish(r, http.StatusOK, "invalid", l2l.Invalid(&l2l.QueryError{Problems: []string{fmt.Sprintf("_action %q: only delete is known", a)}}))
+		return
+	}
+	notFound := l2l.Failure(fmt.Sprintf("No %s record with id %s", name, idText))
+	if idText == "" {
+		if ch.delete || c.Request.Method == http.MethodPut {
+			h.finish(r, http.StatusOK, "invalid", l2l.Invalid(&l2l.QueryError{Problems: []string{"id: required"}}))
+			return
+		}
+		ch.create = true
+	} else {
+		id, err := strconv.ParseUint(idText, 10, 64)
+		if err != nil {
+			h.finish(r, http.StatusNotFound, "not_found", notFound)
+			return
+		}
+		ch.id = id
+	}
+
+	if wa.signed != nil {
+		order := wa.signed
+		if ch.delete {
+			order = []string{"id"}
+		}
+		if err := h.checkSigned(ctx, p, args, order, ch.id); err != nil {
+			if errors.Is(err, auth.ErrSignature) {
+				h.finish(r, http.StatusForbidden, "forbidden", l2l.Failure(err.Error()))
+				return
+			}
+			h.writeFailed(r, err)
+			return
+		}
+	}
+
+	err = h.writes.prepare(ctx, ch, args)
+	if errors.Is(err, errNotFound) {
+		h.finish(r, http.StatusNotFound, "not_found", notFound)
+		return
+	}
+	if err != nil {
+		h.writeFailed(r, err)
+		return
+	}
+	if len(ch.problem) > 0 {
+		h.finish(r, http.StatusOK, "invalid", l2l.Invalid(&l2l.QueryError{Problems: ch.problem}))
+		return
+	}
+	var before chstore.RecordPage
+	q, _ := l2l.Parse(url.Values{}, ra.schema)
+	if ch.delete {
+		if before, err = h.store.RecordByID(ctx, ra.rec, ch.id, q, sites); err != nil {
+			h.writeFailed(r, err)
+			return
+		}
+	}
+	if err := h.writes.apply(ctx, ch); err != nil {
+		h.writeFailed(r, err)
+		return
+	}
+	if name == "sites" && ch.create {
+		// The new site joins the acting users' sites, or nobody could see it.
+		if err := h.writes.grantSite(ctx, p, actor, ch.id); err != nil {
+			h.writeFailed(r, err)
+			return
+		}
+		sites = append(slices.Clone(sites), ch.id)
+	}
+	page := before
+	if !ch.delete {
+		if page, err = h.store.RecordByID(ctx, ra.rec, ch.id, q, sites); err != nil {
+			h.writeFailed(r, err)
+			return
+		}
+	}
+	h.localize(ctx, page)
+	fields, row := page.Fields, page.Rows[0]
+	if ch.key != "" {
+		fields = append(slices.Clone(fields), l2l.Field{Name: "key", Type: l2l.String})
+		row = append(slices.Clone(row), ch.key)
+	}
+	outcome := "updated"
+	switch {
+	case ch.create:
+		outcome = "created"
+	case ch.delete:
+		outcome = "deleted"
+	}
+	h.logger.Info("record written", "area", name, "id", ch.id, "outcome", outcome, "by", actor, "key_prefix", p.Prefix)
+	h.finish(r, http.StatusOK, outcome, l2l.Record(fields, row))
+}
+
+// checkSigned verifies the signature of a call that needs one. The secret
+// must belong to the API key's user.
+func (h *handler) checkSigned(ctx context.Context, p auth.Principal, args url.Values, order []string, id uint64) error {
+	secret := ""
+	k, err := h.writes.store.SecretByServer(ctx, args.Get(auth.ArgServer))
+	switch {
+	case err == nil && k.User == p.UserID:
+		secret = k.Secret
+	case err != nil && !errors.Is(err, chstore.ErrNotFound):
+		return err
+	}
+	get := func(name string) string {
+		if name == "id" && args.Get("id") == "" && id != 0 {
+			return strconv.FormatUint(id, 10)
+		}
+		return args.Get(name)
+	}
+	return auth.CheckSignature(get, order, secret, h.writes.now().UTC())
+}
+
+func (h *handler) writeFailed(r *request, err error) {
+	if errors.Is(err, chstore.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
+		h.finish(r, http.StatusGatewayTimeout, "timeout", l2l.Failure("The write took too long"))
+		return
+	}
+	h.logger.Error("record write failed", "area", r.label, "err", err)
+	h.finish(r, http.StatusInternalServerError, "error", l2l.Failure(msgInternal))
+}
+
+// grantSite adds a new site to the API user's sites and, when the call is
+// made for a real user, to that user's.
+func (w *writer) grantSite(ctx context.Context, p auth.Principal, actor string, site uint64) error {
+	names := []string{p.Username}
+	if actor != p.Username {
+		names = append(names, actor)
+	}
+	for _, n := range names {
+		u, err := w.store.UserByName(ctx, n)
+		if err != nil {
+			return fmt.Errorf("grant site %d to %s: %w", site, n, err)
+		}
+		row, a, err := w.store.ReadRow(ctx, "users", u.ID)
+		if err != nil {
+			return fmt.Errorf("grant site %d to %s: %w", site, n, err)
+		}
+		row["sites"] = append(row["sites"].([]uint64), site)
+		a.LastUpdated, a.LastUpdatedBy = w.now().UTC(), actor
+		a.Version = max(uint64(w.now().UnixNano()), a.Version+1)
+		if err := w.store.WriteRow(ctx, "users", u.ID, row, a); err != nil {
+			return fmt.Errorf("grant site %d to %s: %w", site, n, err)
+		}
+		w.invalidate(ctx, &change{area: writeAreas["users"], id: u.ID})
+	}
+	return nil
+}
