@@ -57,6 +57,10 @@ type Config struct {
 	PartsLag time.Duration
 	// RateLimit configures the per-key rate limits (TAKT_RATE_*).
 	RateLimit ratelimit.Config
+	// KeyUsageInterval is how often the keys' last uses are copied from
+	// Redis to ClickHouse (TAKT_KEY_USAGE_INTERVAL): the apikeys area's
+	// last_used is about this late.
+	KeyUsageInterval time.Duration
 	// LogLevel is debug, info, warn or error (TAKT_LOG_LEVEL).
 	LogLevel string
 }
@@ -65,21 +69,22 @@ type Config struct {
 // defaults for the local stack. Parse errors are collected in e.
 func ConfigFromEnv(e *config.Env) Config {
 	return Config{
-		Addr:            e.String("QUERY_ADDR", "127.0.0.1:18081"),
-		ClickHouse:      chstore.ConfigFromEnv(e),
-		RedisAddr:       e.String("REDIS_ADDR", "127.0.0.1:16379"),
-		RedisPassword:   e.String("REDIS_PASSWORD", ""),
-		RedisPrefix:     e.String("REDIS_PREFIX", "takt:"),
-		QueryTimeout:    e.Duration("QUERY_TIMEOUT", 10*time.Second),
-		DefaultLimit:    e.Int("QUERY_DEFAULT_LIMIT", l2l.DefaultLimit),
-		MaxLimit:        e.Int("QUERY_MAX_LIMIT", l2l.MaxLimit),
-		ZoneTTL:         e.Duration("QUERY_ZONE_TTL", time.Minute),
-		AuthLocalTTL:    e.Duration("AUTH_LOCAL_TTL", 30*time.Second),
-		AuthRedisTTL:    e.Duration("AUTH_REDIS_TTL", 5*time.Minute),
-		AuthNegativeTTL: e.Duration("AUTH_NEGATIVE_TTL", 10*time.Second),
-		PartsLag:        e.Duration("QUERY_PARTS_LAG", 2*time.Second),
-		RateLimit:       ratelimit.ConfigFromEnv(e),
-		LogLevel:        e.String("LOG_LEVEL", "info"),
+		Addr:             e.String("QUERY_ADDR", "127.0.0.1:18081"),
+		ClickHouse:       chstore.ConfigFromEnv(e),
+		RedisAddr:        e.String("REDIS_ADDR", "127.0.0.1:16379"),
+		RedisPassword:    e.String("REDIS_PASSWORD", ""),
+		RedisPrefix:      e.String("REDIS_PREFIX", "takt:"),
+		QueryTimeout:     e.Duration("QUERY_TIMEOUT", 10*time.Second),
+		DefaultLimit:     e.Int("QUERY_DEFAULT_LIMIT", l2l.DefaultLimit),
+		MaxLimit:         e.Int("QUERY_MAX_LIMIT", l2l.MaxLimit),
+		ZoneTTL:          e.Duration("QUERY_ZONE_TTL", time.Minute),
+		AuthLocalTTL:     e.Duration("AUTH_LOCAL_TTL", 30*time.Second),
+		AuthRedisTTL:     e.Duration("AUTH_REDIS_TTL", 5*time.Minute),
+		AuthNegativeTTL:  e.Duration("AUTH_NEGATIVE_TTL", 10*time.Second),
+		PartsLag:         e.Duration("QUERY_PARTS_LAG", 2*time.Second),
+		RateLimit:        ratelimit.ConfigFromEnv(e),
+		KeyUsageInterval: e.Duration("KEY_USAGE_INTERVAL", 5*time.Second),
+		LogLevel:         e.String("LOG_LEVEL", "info"),
 	}
 }
 
@@ -105,6 +110,7 @@ func (c Config) Validate() error {
 	_, err := c.Level()
 	p.Addf(err != nil, "TAKT_LOG_LEVEL=%q: must be debug, info, warn or error", c.LogLevel)
 	p.Addf(c.PartsLag < 0, "TAKT_QUERY_PARTS_LAG=%s: must not be negative", c.PartsLag)
+	p.Addf(c.KeyUsageInterval < time.Second, "TAKT_KEY_USAGE_INTERVAL=%s: must be at least 1s", c.KeyUsageInterval)
 	if err := c.RateLimit.Validate(); err != nil {
 		p = append(p, err)
 	}

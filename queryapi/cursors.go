@@ -3,9 +3,9 @@ package queryapi
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,6 +25,12 @@ import (
 // correct for as long as it exists because rows only join the end of the
 // insertion order. Without an entry (first page, expired, Redis down) the
 // page is read by offset: slower, same rows.
+//
+// A read also looks a few pages ahead (chstore.RecordArea.WithLookAhead);
+// the positions of the rows of those pages are remembered too, under the
+// key of each page's offset, so the loop reads them by id without the scan
+// that finds a page's ids. A whole page at a position a client reached
+// never changes, for the same reason a cursor stays correct.
 type cursors struct {
 	rdb    *redis.Client
 	prefix string // <redis prefix>cursor:
@@ -33,6 +39,11 @@ type cursors struct {
 const (
 	cursorTTL     = 10 * time.Minute
 	cursorTimeout = 50 * time.Millisecond
+	// rowsTTL keeps the pages a read looked ahead to: the paging loop asks
+	// for them within seconds; they take 12 bytes a row.
+	rowsTTL      = 2 * time.Minute
+	rowsSuffix   = ":rows"
+	positionSize = 12 // inserted_at uint32, id uint64, little-endian
 )
 
 // key names the position offset of query q over area for sites.
@@ -54,28 +65,57 @@ func (c *cursors) key(area string, q l2l.Query, sites []uint64, offset int) stri
 	return c.prefix + hex.EncodeToString(sum[:16]) + ":" + strconv.Itoa(offset)
 }
 
-func (c *cursors) get(ctx context.Context, key string) (chstore.Cursor, bool) {
+// get returns what is remembered about the page at key for a request of
+// limit rows: the positions of its rows (at, when a read looked ahead to
+// it and the entry holds at least limit of them; the first limit), or
+// where it starts (cur, ok).
+func (c *cursors) get(ctx context.Context, key string, limit int) (at []chstore.Cursor, cur chstore.Cursor, ok bool) {
 	if c == nil || c.rdb == nil {
-		return chstore.Cursor{}, false
+		return nil, cur, false
 	}
 	ctx, cancel := context.WithTimeout(ctx, cursorTimeout)
 	defer cancel()
-	b, err := c.rdb.Get(ctx, key).Bytes()
-	var cur chstore.Cursor
-	if err != nil || json.Unmarshal(b, &cur) != nil {
-		return cur, false
+	vals, err := c.rdb.MGet(ctx, key+rowsSuffix, key).Result()
+	if err != nil || len(vals) != 2 {
+		return nil, cur, false
 	}
-	return cur, true
+	if s, isStr := vals[0].(string); isStr && len(s)%positionSize == 0 && len(s)/positionSize >= limit {
+		at = make([]chstore.Cursor, limit)
+		for i := range at {
+			p := s[i*positionSize:]
+			at[i] = chstore.Cursor{InsertedAt: binary.LittleEndian.Uint32([]byte(p[:4])), ID: binary.LittleEndian.Uint64([]byte(p[4:12]))}
+		}
+		return at, at[limit-1], true
+	}
+	if s, isStr := vals[1].(string); isStr && json.Unmarshal([]byte(s), &cur) == nil {
+		return nil, cur, true
+	}
+	return nil, cur, false
 }
 
-func (c *cursors) put(ctx context.Context, key string, cur chstore.Cursor) {
+// put remembers, for the query q of area over sites, where offset starts
+// (next), and the rows of each whole page of limit rows in ahead (the
+// positions after offset, see chstore.RecordPage.Ahead).
+func (c *cursors) put(ctx context.Context, area string, q l2l.Query, sites []uint64, offset int, next chstore.Cursor, ahead []chstore.Cursor) {
 	if c == nil || c.rdb == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, cursorTimeout)
 	defer cancel()
-	b, _ := json.Marshal(cur)
-	if err := c.rdb.Set(ctx, key, b, cursorTTL).Err(); err != nil && !errors.Is(err, context.Canceled) {
-		return
+	pipe := c.rdb.Pipeline()
+	b, _ := json.Marshal(next)
+	pipe.Set(ctx, c.key(area, q, sites, offset), b, cursorTTL)
+	// Only whole pages: a short one would be the end of the records as
+	// they are now, and grows while parts arrive.
+	for i := 0; i+q.Limit <= len(ahead); i += q.Limit {
+		buf := make([]byte, 0, q.Limit*positionSize)
+		for _, p := range ahead[i : i+q.Limit] {
+			buf = binary.LittleEndian.AppendUint32(buf, p.InsertedAt)
+			buf = binary.LittleEndian.AppendUint64(buf, p.ID)
+		}
+		pipe.Set(ctx, c.key(area, q, sites, offset+i)+rowsSuffix, buf, rowsTTL)
 	}
+	// Best effort: without the entries the next pages are read by cursor
+	// or by offset, same rows.
+	_, _ = pipe.Exec(ctx)
 }

@@ -46,6 +46,7 @@ type keyChecker interface {
 type recordReader interface {
 	Records(ctx context.Context, a *chstore.RecordArea, q l2l.Query, sites []uint64) (chstore.RecordPage, error)
 	RecordsAfter(ctx context.Context, a *chstore.RecordArea, q l2l.Query, sites []uint64, after chstore.Cursor) (chstore.RecordPage, error)
+	RecordsAt(ctx context.Context, a *chstore.RecordArea, q l2l.Query, sites []uint64, at []chstore.Cursor) (chstore.RecordPage, error)
 	RecordByID(ctx context.Context, a *chstore.RecordArea, id uint64, q l2l.Query, sites []uint64) (chstore.RecordPage, error)
 }
 
@@ -74,6 +75,11 @@ type handler struct {
 	limiter rateLimiter
 	cursors *cursors // nil: deep offsets are always counted
 }
+
+// lookAheadPages is how many pages a read of parts in insertion order finds
+// the ids of (see chstore.RecordArea.WithLookAhead): the paging loop's next
+// lookAheadPages-1 pages then skip ClickHouse's scan for their ids.
+const lookAheadPages = 5
 
 // rateLimiter takes tokens from a key's bucket (*ratelimit.Limiter).
 type rateLimiter interface {
@@ -104,7 +110,7 @@ func newHandler(keys keyChecker, store recordReader, z *zones, cfg Config, logge
 		if err != nil {
 			return nil, err
 		}
-		h.areas[name] = &area{rec: rec.WithSchema(s).WithVisibilityLag(cfg.PartsLag), schema: s}
+		h.areas[name] = &area{rec: rec.WithSchema(s).WithVisibilityLag(cfg.PartsLag).WithLookAhead(lookAheadPages), schema: s}
 	}
 	return h, nil
 }
@@ -219,21 +225,29 @@ func (h *handler) list(c *gin.Context) {
 	var page chstore.RecordPage
 	var err error
 	keyset := h.cursors != nil && r.area.rec.InsertionOrder(r.query)
-	cur, found := chstore.Cursor{}, false
-	if keyset && r.query.Offset > 0 {
-		cur, found = h.cursors.get(ctx, h.cursors.key(r.label, r.query, r.sites, r.query.Offset))
+	q, limit := r.query, r.query.Limit
+	var cur chstore.Cursor
+	var at []chstore.Cursor
+	found := false
+	if keyset && q.Offset > 0 {
+		// The page itself (remembered by the read that looked ahead), else
+		// where it starts, else count offset rows.
+		at, cur, found = h.cursors.get(ctx, h.cursors.key(r.label, q, r.sites, q.Offset), limit)
 	}
-	if found {
-		page, err = h.store.RecordsAfter(ctx, r.area.rec, r.query, r.sites, cur)
-	} else {
-		page, err = h.store.Records(ctx, r.area.rec, r.query, r.sites)
+	switch {
+	case len(at) > 0:
+		page, err = h.store.RecordsAt(ctx, r.area.rec, q, r.sites, at)
+	case found:
+		page, err = h.store.RecordsAfter(ctx, r.area.rec, q, r.sites, cur)
+	default:
+		page, err = h.store.Records(ctx, r.area.rec, q, r.sites)
 	}
 	if err != nil {
 		h.readFailed(r, err)
 		return
 	}
 	if keyset && page.Next != nil && len(page.Rows) > 0 {
-		h.cursors.put(ctx, h.cursors.key(r.label, r.query, r.sites, r.query.Offset+len(page.Rows)), *page.Next)
+		h.cursors.put(ctx, r.label, q, r.sites, q.Offset+len(page.Rows), *page.Next, page.Ahead)
 	}
 	h.localize(ctx, page)
 	h.m.records.WithLabelValues(r.label).Add(float64(len(page.Rows)))

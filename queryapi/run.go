@@ -51,8 +51,15 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// The keys' last uses (of every service: the rate limiter records them
+	// in Redis) go to ClickHouse from here. A use not copied at stop stays
+	// in Redis and is copied by the next start.
+	usage := ratelimit.NewUsageCopier(rdb, cfg.RedisPrefix, store, cfg.KeyUsageInterval, logger)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return httpx.Serve(gctx, cfg.Addr, r, logger) })
+	if !cfg.RateLimit.Disabled {
+		g.Go(func() error { return usage.Run(gctx) })
+	}
 	err = g.Wait()
 	logger.Info("queryapi stopped")
 	return err
@@ -105,5 +112,6 @@ func newEngine(store *chstore.Store, rdb *redis.Client, cfg Config, logger *slog
 		return nil
 	}, reg)
 	h.routes(r)
+	newOEE(h, store).routes(r)
 	return r, nil
 }

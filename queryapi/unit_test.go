@@ -41,9 +41,9 @@ func TestConfig(t *testing.T) {
 	if e.Err() == nil || !strings.Contains(e.Err().Error(), "TAKT_QUERY_TIMEOUT") {
 		t.Errorf("parse error not reported: %v", e.Err())
 	}
-	c.QueryTimeout, c.ZoneTTL, c.LogLevel, c.Addr = 10*time.Millisecond, 0, "loud", ""
+	c.QueryTimeout, c.ZoneTTL, c.LogLevel, c.Addr, c.KeyUsageInterval = 10*time.Millisecond, 0, "loud", "", 0
 	err := c.Validate()
-	for _, want := range []string{"TAKT_QUERY_ADDR", "TAKT_QUERY_TIMEOUT", "TAKT_QUERY_DEFAULT_LIMIT", "TAKT_QUERY_ZONE_TTL", "TAKT_LOG_LEVEL"} {
+	for _, want := range []string{"TAKT_QUERY_ADDR", "TAKT_QUERY_TIMEOUT", "TAKT_QUERY_DEFAULT_LIMIT", "TAKT_QUERY_ZONE_TTL", "TAKT_LOG_LEVEL", "TAKT_KEY_USAGE_INTERVAL"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate does not report %s: %v", want, err)
 		}
@@ -107,6 +107,10 @@ func (f fakeStore) Records(context.Context, *chstore.RecordArea, l2l.Query, []ui
 }
 
 func (f fakeStore) RecordsAfter(context.Context, *chstore.RecordArea, l2l.Query, []uint64, chstore.Cursor) (chstore.RecordPage, error) {
+	return chstore.RecordPage{}, f.err
+}
+
+func (f fakeStore) RecordsAt(context.Context, *chstore.RecordArea, l2l.Query, []uint64, []chstore.Cursor) (chstore.RecordPage, error) {
 	return chstore.RecordPage{}, f.err
 }
 

@@ -58,6 +58,9 @@ type RecordArea struct {
 	// WithVisibilityLag); keyset: pages are found by their ids first.
 	lag    time.Duration
 	keyset bool
+	// ahead: reads in insertion order find the positions of this many
+	// pages (see WithLookAhead).
+	ahead  int
 	cols   []RecordColumn
 	byName map[string]int
 	schema *l2l.Schema
@@ -153,6 +156,22 @@ func (a *RecordArea) WithVisibilityLag(d time.Duration) *RecordArea {
 	}
 	c := *a
 	c.lag = d
+	return &c
+}
+
+// WithLookAhead returns a copy of a whose reads in insertion order also
+// find the positions of the rows of the pages - 1 pages after the one
+// asked for (RecordPage.Ahead), at almost no cost: finding a page's ids
+// scans the whole table (ClickHouse 18.16 does not read in index order),
+// however few ids it keeps. A caller that remembers them reads the
+// following pages with RecordsAt, which skips that scan. Other areas are
+// returned unchanged.
+func (a *RecordArea) WithLookAhead(pages int) *RecordArea {
+	if !a.keyset {
+		return a
+	}
+	c := *a
+	c.ahead = max(pages, 1)
 	return &c
 }
 
@@ -320,6 +339,7 @@ var recordAreas = func() map[string]*RecordArea {
 			"(SELECT * FROM (SELECT * FROM apikeys FINAL)" +
 				" ANY LEFT JOIN (SELECT id AS user, sites AS user_sites FROM users FINAL WHERE deleted = 0) USING user)" +
 				" ANY LEFT JOIN (SELECT key AS id, max(last_used) AS last_used FROM apikey_usage GROUP BY key) USING id"),
+		pitchesArea(), // pitches.go
 	}
 	m := make(map[string]*RecordArea, len(areas))
 	for _, a := range areas {
@@ -355,6 +375,10 @@ type RecordPage struct {
 	// Next, for a page in insertion order (see Cursor), is where the page
 	// after it starts; nil otherwise.
 	Next *Cursor
+	// Ahead, for a page in insertion order of an area with look-ahead,
+	// holds the positions of the rows that follow the page, in order, as
+	// far as the read looked (see RecordArea.WithLookAhead).
+	Ahead []Cursor
 }
 
 // Cursor is a position in insertion order (inserted_at, then id): a page
@@ -389,7 +413,7 @@ var ErrTimeout = errors.New("query timed out")
 // does not read in index order for ORDER BY ... LIMIT, so a one-step read
 // would read every column of every row before the page.
 func (s *Store) Records(ctx context.Context, a *RecordArea, q l2l.Query, sites []uint64) (RecordPage, error) {
-	return s.readRecords(ctx, a, q, sites, nil, nil)
+	return s.readRecords(ctx, a, q, sites, nil, nil, nil)
 }
 
 // RecordsAfter is Records for a query in insertion order (InsertionOrder)
@@ -399,14 +423,26 @@ func (s *Store) RecordsAfter(ctx context.Context, a *RecordArea, q l2l.Query, si
 	if !a.InsertionOrder(q) {
 		return RecordPage{}, fmt.Errorf("%s: a cursor needs the insertion order", a.name)
 	}
-	return s.readRecords(ctx, a, q, sites, nil, &after)
+	return s.readRecords(ctx, a, q, sites, nil, &after, nil)
+}
+
+// RecordsAt is Records for a query in insertion order whose page is known:
+// the rows at positions at (in order, as an earlier read's Ahead gave them;
+// at most q.Limit), read through the primary key without looking for them.
+// Rows at positions a paging client has reached never change (rows only
+// join the end of the order), so a remembered page is the page.
+func (s *Store) RecordsAt(ctx context.Context, a *RecordArea, q l2l.Query, sites []uint64, at []Cursor) (RecordPage, error) {
+	if !a.InsertionOrder(q) || len(at) == 0 || len(at) > q.Limit {
+		return RecordPage{}, fmt.Errorf("%s: RecordsAt needs the insertion order and 1 to limit positions", a.name)
+	}
+	return s.readRecords(ctx, a, q, sites, nil, nil, at)
 }
 
 // RecordByID returns the record of area a with that id when it is one of
 // the given sites' and matches q's filters, else ErrNotFound. A record of
 // another site is answered exactly like a missing one.
 func (s *Store) RecordByID(ctx context.Context, a *RecordArea, id uint64, q l2l.Query, sites []uint64) (RecordPage, error) {
-	p, err := s.readRecords(ctx, a, q, sites, &id, nil)
+	p, err := s.readRecords(ctx, a, q, sites, &id, nil, nil)
 	if err != nil {
 		return RecordPage{}, err
 	}
@@ -427,7 +463,7 @@ func withDeadline(ctx context.Context) context.Context {
 	return ctx
 }
 
-func (s *Store) readRecords(ctx context.Context, a *RecordArea, q l2l.Query, sites []uint64, id *uint64, after *Cursor) (RecordPage, error) {
+func (s *Store) readRecords(ctx context.Context, a *RecordArea, q l2l.Query, sites []uint64, id *uint64, after *Cursor, at []Cursor) (RecordPage, error) {
 	fields := q.Selected(a.schema)
 	if len(sites) == 0 {
 		return RecordPage{Fields: fields, Rows: [][]any{}}, nil
@@ -441,14 +477,41 @@ func (s *Store) readRecords(ctx context.Context, a *RecordArea, q l2l.Query, sit
 	var args []any
 	var order map[uint64]int
 	var next *Cursor
+	var ahead []Cursor
 	if a.keyset && id == nil {
-		ids, last, err := s.pageIDs(ctx, a, q, sites, after)
-		if err != nil {
-			return RecordPage{}, err
+		var ids []uint64
+		var last Cursor
+		if at != nil {
+			ids = make([]uint64, len(at))
+			for i, c := range at {
+				ids[i] = c.ID
+			}
+			last = at[len(at)-1]
+		} else {
+			n := q.Limit
+			if a.ahead > 1 && a.InsertionOrder(q) {
+				n *= a.ahead
+			}
+			pos, err := s.pageIDs(ctx, a, q, sites, after, n)
+			if err != nil {
+				return RecordPage{}, err
+			}
+			if len(pos) > q.Limit {
+				pos, ahead = pos[:q.Limit], pos[q.Limit:]
+			}
+			ids = make([]uint64, len(pos))
+			for i, c := range pos {
+				ids[i] = c.ID
+			}
+			if len(pos) > 0 {
+				last = pos[len(pos)-1]
+			}
 		}
 		if a.InsertionOrder(q) {
-			next = &last
-			if len(ids) == 0 && after != nil {
+			switch {
+			case len(ids) > 0:
+				next = &last
+			case after != nil:
 				next = after
 			}
 		}
@@ -522,36 +585,35 @@ func (s *Store) readRecords(ctx context.Context, a *RecordArea, q l2l.Query, sit
 		}
 		page = sorted
 	}
-	if next != nil && (next.ID != 0 || after != nil) {
-		page.Next = next
-	}
+	page.Next = next
+	page.Ahead = ahead
 	return page, nil
 }
 
-// pageIDs returns the ids of the page q asks for, in order, and the
-// insertion-order position of the last one.
-func (s *Store) pageIDs(ctx context.Context, a *RecordArea, q l2l.Query, sites []uint64, after *Cursor) ([]uint64, Cursor, error) {
-	query, args, err := pageIDsSQL(a, q, sites, after)
+// pageIDs returns the ids of the first n rows from the page q asks for
+// on, in order, with their insertion-order positions.
+func (s *Store) pageIDs(ctx context.Context, a *RecordArea, q l2l.Query, sites []uint64, after *Cursor, n int) ([]Cursor, error) {
+	query, args, err := pageIDsSQL(a, q, sites, after, n)
 	if err != nil {
-		return nil, Cursor{}, err
+		return nil, err
 	}
 	rows, err := s.conn.Query(ctx, query, args...)
 	if err != nil {
-		return nil, Cursor{}, readError(ctx, a, err)
+		return nil, readError(ctx, a, err)
 	}
 	defer rows.Close()
-	ids := make([]uint64, 0, q.Limit)
-	var last Cursor
+	out := make([]Cursor, 0, n)
 	for rows.Next() {
-		if err := rows.Scan(&last.ID, &last.InsertedAt); err != nil {
-			return nil, Cursor{}, fmt.Errorf("scan %s id: %w", a.name, err)
+		var c Cursor
+		if err := rows.Scan(&c.ID, &c.InsertedAt); err != nil {
+			return nil, fmt.Errorf("scan %s id: %w", a.name, err)
 		}
-		ids = append(ids, last.ID)
+		out = append(out, c)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, Cursor{}, readError(ctx, a, err)
+		return nil, readError(ctx, a, err)
 	}
-	return ids, last, nil
+	return out, nil
 }
 
 // customFields returns the custom properties a read of a shows: those
@@ -642,9 +704,10 @@ func recordsSQLProps(a *RecordArea, q l2l.Query, sites []uint64, id *uint64, pro
 	return b.String(), args, nil
 }
 
-// pageIDsSQL builds the first step of a keyset read: the ids of the page,
-// reading only what the filters and the order need.
-func pageIDsSQL(a *RecordArea, q l2l.Query, sites []uint64, after *Cursor) (string, []any, error) {
+// pageIDsSQL builds the first step of a keyset read: the ids of the first
+// n rows from the page on, reading only what the filters and the order
+// need.
+func pageIDsSQL(a *RecordArea, q l2l.Query, sites []uint64, after *Cursor, n int) (string, []any, error) {
 	var b strings.Builder
 	b.WriteString("SELECT id, toUInt32(inserted_at)")
 	where, args, err := whereSQL(a, q, sites, nil)
@@ -661,10 +724,10 @@ func pageIDsSQL(a *RecordArea, q l2l.Query, sites []uint64, after *Cursor) (stri
 	}
 	if after != nil {
 		b.WriteString(" LIMIT ?")
-		return b.String(), append(args, q.Limit), nil
+		return b.String(), append(args, n), nil
 	}
 	b.WriteString(" LIMIT ? OFFSET ?")
-	return b.String(), append(args, q.Limit, q.Offset), nil
+	return b.String(), append(args, n, q.Offset), nil
 }
 
 // rowsByIDSQL builds the second step of a keyset read: the rows with the

@@ -130,7 +130,7 @@ func TestRecordsSQLRejectsForeignQueries(t *testing.T) {
 }
 
 func TestRecordAreaDefinitions(t *testing.T) {
-	if got := RecordAreaNames(); !reflect.DeepEqual(got, []string{"apikeys", "areas", "lines", "machines", "parts", "productionperiods", "products", "reasons", "shifts", "sites", "users"}) {
+	if got := RecordAreaNames(); !reflect.DeepEqual(got, []string{"apikeys", "areas", "lines", "machines", "parts", "pitches", "productionperiods", "products", "reasons", "shifts", "sites", "users"}) {
 		t.Fatalf("areas = %v", got)
 	}
 	for _, name := range RecordAreaNames() {

@@ -26,6 +26,7 @@ func FuzzParseQuery(f *testing.F) {
 		"at__gt=2016-05-05T22:39:47.5Z&local__lt=2016-05-05",
 		"format=xml&l2lfmt_microseconds=true",
 		"name__like=x&custom__paint=red&color=1",
+		"custom__paint__gte=b&custom__size__isnull=True&fields=id,custom__paint",
 		"qty=1&qty=2&auth=k&auth=j",
 		"%zz=1&a;b",
 	} {
@@ -53,6 +54,13 @@ func FuzzParseQuery(f *testing.F) {
 		back, err := Parse(q.Encode(testSchema), testSchema)
 		if err != nil || !reflect.DeepEqual(back, q) {
 			t.Fatalf("Parse(%q) = %#v; after Encode: %#v, %v", raw, q, back, err)
+		}
+		// With custom properties, their filters and fields round-trip too.
+		if cq, err := Parse(args, customSchema); err == nil {
+			back, err := Parse(cq.Encode(customSchema), customSchema)
+			if err != nil || !reflect.DeepEqual(back, cq) {
+				t.Fatalf("custom: Parse(%q) = %#v; after Encode: %#v, %v", raw, cq, back, err)
+			}
 		}
 		fields := q.Selected(testSchema)
 		row := make([]any, len(fields))

@@ -415,7 +415,8 @@ func parseDateTime(s string) (time.Time, error) {
 }
 
 // Encode returns the query arguments that Parse turns back into q (for the
-// schema q was parsed with). Clients and tests use it to build requests.
+// schema q was parsed with), custom-property filters and fields included.
+// Clients and tests use it to build requests.
 func (q Query) Encode(s *Schema) url.Values {
 	v := url.Values{}
 	for _, f := range q.Filters {
@@ -425,6 +426,13 @@ func (q Query) Encode(s *Schema) url.Values {
 		}
 		field, _ := s.Field(f.Field)
 		v.Add(key, FormatValue(field.Type, f.Value))
+	}
+	for _, f := range q.Custom {
+		key := customPrefix + f.Field
+		if f.Op != OpEq {
+			key += "__" + string(f.Op)
+		}
+		v.Add(key, FormatValue(String, f.Value))
 	}
 	v.Set(argLimit, strconv.Itoa(q.Limit))
 	v.Set(argOffset, strconv.Itoa(q.Offset))
@@ -438,8 +446,12 @@ func (q Query) Encode(s *Schema) url.Values {
 		}
 		v.Set(argOrderBy, strings.Join(items, ","))
 	}
-	if len(q.Fields) > 0 {
-		v.Set(argFields, strings.Join(q.Fields, ","))
+	if len(q.Fields) > 0 || len(q.CustomFields) > 0 {
+		names := slices.Clone(q.Fields)
+		for _, p := range q.CustomFields {
+			names = append(names, customPrefix+p)
+		}
+		v.Set(argFields, strings.Join(names, ","))
 	}
 	if q.Format == XML {
 		v.Set(argFormat, "xml")

@@ -294,3 +294,53 @@ func TestFormatOf(t *testing.T) {
 		}
 	}
 }
+
+// customSchema is testSchema with custom properties (as machines have).
+var customSchema = testSchema.WithCustomProperties()
+
+// TestEncodeCustomProperties: custom-property filters and fields survive
+// Encode and Parse (Encode used to drop them, so a client built with it
+// asked for more records than it meant to).
+func TestEncodeCustomProperties(t *testing.T) {
+	byID := []Order{{Field: "id"}}
+	tests := []struct {
+		query string
+		want  Query
+		keys  []string // argument names Encode must write
+	}{
+		{"custom__paint=red", Query{Limit: 100, OrderBy: byID, Custom: []Filter{{"paint", OpEq, "red"}}},
+			[]string{"custom__paint"}},
+		{"custom__paint__gte=b&custom__size__isnull=True&qty=2", Query{Limit: 100, OrderBy: byID,
+			Filters: []Filter{{"qty", OpEq, int64(2)}},
+			Custom:  []Filter{{"paint", OpGte, "b"}, {"size", OpIsNull, true}}},
+			[]string{"custom__paint__gte", "custom__size__isnull", "qty"}},
+		{"custom__note=a%26b%3Dc", Query{Limit: 100, OrderBy: byID, Custom: []Filter{{"note", OpEq, "a&b=c"}}},
+			[]string{"custom__note"}},
+		{"fields=custom__paint", Query{Limit: 100, OrderBy: byID, CustomFields: []string{"paint"}},
+			[]string{"fields"}},
+		{"fields=name,custom__paint,id,custom__size", Query{Limit: 100, OrderBy: byID,
+			Fields: []string{"name", "id"}, CustomFields: []string{"paint", "size"}},
+			[]string{"fields"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.query, func(t *testing.T) {
+			q, err := Parse(mustValues(t, tt.query), customSchema)
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if !reflect.DeepEqual(q, tt.want) {
+				t.Fatalf("got  %#v\nwant %#v", q, tt.want)
+			}
+			enc := q.Encode(customSchema)
+			for _, k := range tt.keys {
+				if !enc.Has(k) {
+					t.Errorf("Encode wrote %q: no %s", enc.Encode(), k)
+				}
+			}
+			back, err := Parse(enc, customSchema)
+			if err != nil || !reflect.DeepEqual(back, q) {
+				t.Fatalf("round trip through %q: %#v, %v", enc.Encode(), back, err)
+			}
+		})
+	}
+}

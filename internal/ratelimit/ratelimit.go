@@ -13,6 +13,9 @@
 // skips Redis for a second so an outage costs one timeout per second, not
 // one per request. Callers authenticate first: an unauthenticated request
 // never reaches the limiter, so failing open never admits one.
+//
+// The same script notes when each key was last used; a UsageCopier copies
+// that to ClickHouse now and then (the apikeys area's last_used).
 package ratelimit
 
 import (
@@ -42,7 +45,8 @@ type Config struct {
 	// LimitsTTL is how often the keys' own limits are read again
 	// (TAKT_RATE_LIMITS_TTL).
 	LimitsTTL time.Duration
-	// Disabled turns limiting off (TAKT_RATE_DISABLED).
+	// Disabled turns limiting off (TAKT_RATE_DISABLED), and with it the
+	// record of when each key was last used.
 	Disabled bool
 }
 
@@ -89,9 +93,11 @@ type Decision struct {
 	FailedOpen bool
 }
 
-// bucket is the token-bucket script. KEYS[1] the bucket; ARGV rate, burst,
-// cost, ttl. It returns {allowed, seconds to wait}. Tokens and the time of
-// the last request (ts, also the key's "last used") live in a hash.
+// bucket is the token-bucket script. KEYS[1] the bucket, KEYS[2] the set of
+// last uses; ARGV rate, burst, cost, ttl, key id. It returns {allowed,
+// seconds to wait}. Tokens and the time of the last request live in a hash;
+// the time of the last request is also the key's score in the set of last
+// uses, which UsageCopier copies to ClickHouse.
 const bucket = `
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
@@ -116,6 +122,7 @@ else
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+redis.call('ZADD', KEYS[2], now, ARGV[5])
 return {allowed, tostring(wait)}
 `
 
@@ -132,9 +139,10 @@ type Limiter struct {
 	logger *slog.Logger
 	script *redis.Script
 
-	limits   atomic.Pointer[map[uint64]Limit]
-	loading  atomic.Bool
-	loadedAt atomic.Int64 // unix nanoseconds
+	limits    atomic.Pointer[map[uint64]Limit]
+	firstLoad sync.Once
+	loading   atomic.Bool
+	loadedAt  atomic.Int64 // unix nanoseconds
 
 	offUntil atomic.Int64 // Redis skipped before this (unix nanoseconds)
 	logMu    sync.Mutex
@@ -170,22 +178,23 @@ func New(cfg Config, rdb *redis.Client, prefix string, src LimitSource, logger *
 // BucketKey returns the Redis key of a key's bucket.
 func (l *Limiter) BucketKey(keyID uint64) string { return l.prefix + strconv.FormatUint(keyID, 10) }
 
-// limitOf returns the effective limit of a key, refreshing the keys'
-// limits in the background when they are older than LimitsTTL.
+// firstLoadTimeout bounds the wait of the first requests for the keys'
+// own limits.
+const firstLoadTimeout = 2 * time.Second
+
+// limitOf returns the effective limit of a key. The first call reads the
+// keys' own limits (concurrent first calls wait for it), so that a key's
+// limit holds from its first request after start; later calls refresh
+// them in the background when they are older than LimitsTTL.
 func (l *Limiter) limitOf(keyID uint64) Limit {
-	if l.src != nil && time.Since(time.Unix(0, l.loadedAt.Load())) > l.cfg.LimitsTTL && l.loading.CompareAndSwap(false, true) {
-		go func() {
-			defer l.loading.Store(false)
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			m, err := l.src.KeyRateLimits(ctx)
-			l.loadedAt.Store(time.Now().UnixNano())
-			if err != nil {
-				l.logger.Warn("read key rate limits", "err", err)
-				return
-			}
-			l.limits.Store(&m)
-		}()
+	if l.src != nil {
+		l.firstLoad.Do(func() {
+			l.loading.Store(true)
+			l.load(firstLoadTimeout)
+		})
+		if time.Since(time.Unix(0, l.loadedAt.Load())) > l.cfg.LimitsTTL && l.loading.CompareAndSwap(false, true) {
+			go l.load(10 * time.Second)
+		}
 	}
 	lim := (*l.limits.Load())[keyID]
 	if lim.Rate <= 0 {
@@ -197,7 +206,22 @@ func (l *Limiter) limitOf(keyID uint64) Limit {
 	return lim
 }
 
-// Allow takes cost tokens from the key's bucket.
+// load reads the keys' own limits; the caller has set loading.
+func (l *Limiter) load(timeout time.Duration) {
+	defer l.loading.Store(false)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	m, err := l.src.KeyRateLimits(ctx)
+	l.loadedAt.Store(time.Now().UnixNano())
+	if err != nil {
+		l.logger.Warn("read key rate limits", "err", err)
+		return
+	}
+	l.limits.Store(&m)
+}
+
+// Allow takes cost tokens from the key's bucket and records the key's
+// use (see UsageCopier).
 func (l *Limiter) Allow(ctx context.Context, keyID uint64, cost int) Decision {
 	if l.cfg.Disabled {
 		return Decision{Allowed: true}
@@ -210,8 +234,8 @@ func (l *Limiter) Allow(ctx context.Context, keyID uint64, cost int) Decision {
 	lim := l.limitOf(keyID)
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.RedisTimeout)
 	defer cancel()
-	res, err := l.script.Run(ctx, l.rdb, []string{l.BucketKey(keyID)},
-		lim.Rate, lim.Burst, max(cost, 1), int64(bucketTTL.Seconds())).Slice()
+	res, err := l.script.Run(ctx, l.rdb, []string{l.BucketKey(keyID), l.prefix + usedSuffix},
+		lim.Rate, lim.Burst, max(cost, 1), int64(bucketTTL.Seconds()), keyID).Slice()
 	if err == nil && len(res) != 2 {
 		err = fmt.Errorf("unexpected answer %v", res)
 	}

@@ -1,0 +1,160 @@
+package chstore_test
+
+import (
+	"context"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/takt/takt/internal/chstore"
+	"github.com/takt/takt/internal/testenv"
+)
+
+// TestOEEPartsRollupEqualsRaw sums parts per segment with cuts off the
+// whole hours (window edges, a half-hour boundary) through the rollup plus
+// raw edges, and checks the result equals a read of the raw table alone
+// and a sum computed here.
+func TestOEEPartsRollupEqualsRaw(t *testing.T) {
+	s, _ := testenv.ClickHouse(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	base := time.Date(2024, 3, 4, 5, 0, 0, 0, time.UTC).UnixMilli()
+	qualities := []string{"good", "good", "scrap", "rework"}
+	type key struct {
+		kind    string
+		loc     uint64
+		product uint64
+		seg     int
+	}
+	cuts := []int64{
+		base + 17*60_000 + 123,      // 05:17:00.123
+		base + 3_600_000,            // 06:00
+		base + 5_400_000,            // 06:30
+		base + 3*3_600_000,          // 08:00
+		base + 5*3_600_000 + 59_999, // 10:00:59.999
+	}
+	want := map[key]uint64{}
+	const n = 4000
+	var b chstore.PartsBlock
+	for i := range n {
+		r := samplePartRow(int32(i%2), int64(i))
+		r.LocationID = uint64(1 + i%3)
+		r.LocationKind = []string{"line", "machine"}[i%2]
+		r.ProductID = uint64(1 + i%2)
+		r.Quality = qualities[i%len(qualities)]
+		r.Quantity = uint32(1 + i%4)
+		r.RecordedMs = base + int64(i)*5_437 // ~6 h
+		if err := b.Append(&r); err != nil {
+			t.Fatal(err)
+		}
+		if b.Len() == 900 || i == n-1 {
+			if err := s.InsertParts(ctx, &b); err != nil {
+				t.Fatal(err)
+			}
+			b.Reset()
+		}
+		if r.RecordedMs >= cuts[0] && r.RecordedMs < cuts[len(cuts)-1] {
+			seg := 0
+			for seg+1 < len(cuts) && cuts[seg+1] <= r.RecordedMs {
+				seg++
+			}
+			want[key{r.LocationKind, r.LocationID, r.ProductID, seg}] += uint64(r.Quantity)
+		}
+	}
+	norm := func(rows []chstore.OEEPartsRow) map[key]uint64 {
+		m := map[key]uint64{}
+		for _, r := range rows {
+			if r.Produced != r.Good+r.Scrap+r.Rework {
+				t.Fatalf("row %+v: produced is not good + scrap + rework", r)
+			}
+			m[key{r.Kind, r.Location, r.Product, r.Segment}] += r.Produced
+		}
+		return m
+	}
+	all := chstore.OEEScope{Site: 1, All: true}
+	raw, err := s.OEEParts(ctx, all, cuts, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roll, err := s.OEEParts(ctx, all, cuts, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sortRows := func(rs []chstore.OEEPartsRow) {
+		slices.SortFunc(rs, func(a, b chstore.OEEPartsRow) int {
+			if c := strings.Compare(a.Kind, b.Kind); c != 0 {
+				return c
+			}
+			if a.Location != b.Location {
+				return int(a.Location) - int(b.Location)
+			}
+			if a.Product != b.Product {
+				return int(a.Product) - int(b.Product)
+			}
+			return a.Segment - b.Segment
+		})
+	}
+	sortRows(raw)
+	sortRows(roll)
+	if len(raw) == 0 || !reflect.DeepEqual(raw, roll) {
+		t.Fatalf("rollup + raw edges differ from raw:\nraw  %v\nroll %v", raw, roll)
+	}
+	if got := norm(roll); !reflect.DeepEqual(got, want) {
+		t.Fatalf("segment sums differ from the parts written:\ngot  %v\nwant %v", got, want)
+	}
+	// A scope of one machine and one product.
+	one, err := s.OEEParts(ctx, chstore.OEEScope{Site: 1, Machines: []uint64{2}, Product: 2}, cuts, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range one {
+		if r.Kind != "machine" || r.Location != 2 || r.Product != 2 {
+			t.Fatalf("scope not applied: %+v", r)
+		}
+	}
+	if len(one) == 0 {
+		t.Fatal("no rows for machine 2, product 2")
+	}
+}
+
+// TestOEEPeriodsNewestVersion stores several versions of periods and checks
+// the read returns only the newest live one of each, clipped to nothing.
+func TestOEEPeriodsNewestVersion(t *testing.T) {
+	s, _ := testenv.ClickHouse(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	h := int64(3_600_000)
+	base := time.Date(2024, 3, 4, 6, 0, 0, 0, time.UTC).UnixMilli()
+	p := func(id uint64, state string, start, end int64, open bool, version uint64, deleted bool) chstore.PeriodRow {
+		return chstore.PeriodRow{ID: id, Site: 1, Location: 7, LocationKind: "line", ExternalID: "x", State: state,
+			Start: start, End: end, Open: open, Version: version, Deleted: deleted}
+	}
+	for _, batch := range [][]chstore.PeriodRow{
+		{p(1, "running", base-2*h, 0, true, 1, false)},
+		{p(1, "running", base-2*h, base, false, 2, false), p(2, "down", base, 0, true, 3, false)},
+		{p(2, "down", base, base+h, false, 4, false), p(3, "running", base+h, 0, true, 5, false)},
+		{p(4, "down", base+2*h, base+3*h, false, 6, false)},
+		{p(4, "down", base+2*h, base+3*h, false, 7, true)},                                                                            // deleted
+		{p(5, "running", base-5*h, base-4*h, false, 8, false)},                                                                        // before the window
+		{p(6, "running", base+9*h, base+10*h, false, 9, false)},                                                                       // after it
+		{chstore.PeriodRow{ID: 7, Site: 2, Location: 7, LocationKind: "line", State: "running", Start: base, Open: true, Version: 1}}, // other site
+	} {
+		if err := s.InsertPeriods(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.OEEPeriods(ctx, chstore.OEEScope{Site: 1, All: true}, base, base+8*h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []chstore.OEEPeriod{
+		{Kind: "line", Location: 7, State: "running", Start: base - 2*h, End: base}, // ends at the window start
+		{Kind: "line", Location: 7, State: "down", Start: base, End: base + h},
+		{Kind: "line", Location: 7, State: "running", Start: base + h, Open: true},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("periods:\ngot  %+v\nwant %+v", got, want)
+	}
+}
