@@ -13,6 +13,7 @@ import (
 
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/config"
+	"github.com/takt/takt/internal/ratelimit"
 )
 
 // Config is the ingestor's configuration.
@@ -33,6 +34,10 @@ type Config struct {
 	// MaxBody is the largest request body accepted, in bytes
 	// (TAKT_INGEST_MAX_BODY).
 	MaxBody int
+	// MaxBatchBody is the largest body of a batch (process_parts) request,
+	// in bytes (TAKT_INGEST_MAX_BATCH_BODY); the default leaves ~1 KiB for
+	// each of MaxBatchParts items.
+	MaxBatchBody int
 	// ProduceLinger is how long the producer waits to fill a batch
 	// (TAKT_PRODUCE_LINGER); every request waits for its ack, so keep it
 	// small.
@@ -48,6 +53,8 @@ type Config struct {
 	LocationLocalTTL    time.Duration
 	LocationRedisTTL    time.Duration
 	LocationNegativeTTL time.Duration
+	// RateLimit configures the per-key rate limits (TAKT_RATE_*).
+	RateLimit ratelimit.Config
 	// LogLevel is debug, info, warn or error (TAKT_LOG_LEVEL).
 	LogLevel string
 	// Pprof serves Go profiles under /debug/pprof/ (TAKT_PPROF).
@@ -66,6 +73,7 @@ func ConfigFromEnv(e *config.Env) Config {
 		RedisPassword:       e.String("REDIS_PASSWORD", ""),
 		RedisPrefix:         e.String("REDIS_PREFIX", "takt:"),
 		MaxBody:             e.Int("INGEST_MAX_BODY", 64<<10),
+		MaxBatchBody:        e.Int("INGEST_MAX_BATCH_BODY", 1<<20),
 		ProduceLinger:       e.Duration("PRODUCE_LINGER", time.Millisecond),
 		ProduceTimeout:      e.Duration("PRODUCE_TIMEOUT", 5*time.Second),
 		AuthLocalTTL:        e.Duration("AUTH_LOCAL_TTL", 30*time.Second),
@@ -74,6 +82,7 @@ func ConfigFromEnv(e *config.Env) Config {
 		LocationLocalTTL:    e.Duration("LOCATION_LOCAL_TTL", 30*time.Second),
 		LocationRedisTTL:    e.Duration("LOCATION_REDIS_TTL", 5*time.Minute),
 		LocationNegativeTTL: e.Duration("LOCATION_NEGATIVE_TTL", 2*time.Second),
+		RateLimit:           ratelimit.ConfigFromEnv(e),
 		LogLevel:            e.String("LOG_LEVEL", "info"),
 		Pprof:               e.Bool("PPROF", false),
 	}
@@ -88,6 +97,8 @@ func (c Config) Validate() error {
 	p.Addf(c.RedisAddr == "", "TAKT_REDIS_ADDR: empty")
 	p.Addf(c.MaxBody < 256, "TAKT_INGEST_MAX_BODY=%d: must be at least 256 bytes", c.MaxBody)
 	p.Addf(c.MaxBody > 16<<20, "TAKT_INGEST_MAX_BODY=%d: must be at most 16 MiB", c.MaxBody)
+	p.Addf(c.MaxBatchBody < 256 || c.MaxBatchBody > 64<<20,
+		"TAKT_INGEST_MAX_BATCH_BODY=%d: must be between 256 bytes and 64 MiB", c.MaxBatchBody)
 	p.Addf(c.ProduceLinger < 0 || c.ProduceLinger > time.Second,
 		"TAKT_PRODUCE_LINGER=%s: must be between 0 and 1s (every request waits for it)", c.ProduceLinger)
 	p.Addf(c.ProduceTimeout <= 0, "TAKT_PRODUCE_TIMEOUT=%s: must be positive", c.ProduceTimeout)
@@ -104,6 +115,9 @@ func (c Config) Validate() error {
 	_, err := c.Level()
 	p.Addf(err != nil, "TAKT_LOG_LEVEL=%q: must be debug, info, warn or error", c.LogLevel)
 	if err := c.ClickHouse.Validate(); err != nil {
+		p = append(p, err)
+	}
+	if err := c.RateLimit.Validate(); err != nil {
 		p = append(p, err)
 	}
 	return p.Err()

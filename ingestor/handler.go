@@ -22,6 +22,7 @@ import (
 	"github.com/takt/takt/internal/catalog"
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/httpx"
+	"github.com/takt/takt/internal/ratelimit"
 	"github.com/takt/takt/internal/wire"
 )
 
@@ -37,6 +38,7 @@ var (
 	bodyOK           = []byte(`{"message":"Part processed successfully"}`)
 	bodyInvalidKey   = []byte(`{"error":"Invalid API key"}`)
 	bodyInternal     = []byte(`{"error":"Internal server error"}`)
+	bodyRateLimited  = []byte(`{"error":"Rate limit exceeded"}`)
 	errBodyTooLarge  = errors.New("request body too large")
 	errProduceFailed = errors.New("produce failed")
 )
@@ -73,6 +75,12 @@ type handler struct {
 	bufs         sync.Pool // *[]byte request body buffers
 	zones        sync.Map  // time zone name -> *time.Location (nil: unknown)
 	errLog       logLimiter
+
+	// limiter applies each key's rate limit (nil: none); it fails open
+	// when Redis is down.
+	limiter interface {
+		Allow(ctx context.Context, keyID uint64, cost int) ratelimit.Decision
+	}
 }
 
 func newHandler(keys keyChecker, locs locator, prod producer, topic string, maxBody int,
@@ -96,6 +104,7 @@ type result struct {
 	body   []byte
 	err    error // why, for logs; nil on success and plain client errors
 	prefix string
+	retry  time.Duration // Retry-After of a 429
 	part   wire.Part
 	parsed bool
 }
@@ -105,6 +114,9 @@ func (h *handler) serve(c *gin.Context) {
 	received := h.now()
 	var res result
 	h.process(c.Request, received, &res)
+	if res.status == http.StatusTooManyRequests {
+		c.Header("Retry-After", ratelimit.RetryAfterHeader(res.retry))
+	}
 	httpx.Raw(c, res.status, res.body)
 	h.m.answered(res.status)
 	if res.status >= 500 && h.errLog.allow(received) {
@@ -121,23 +133,8 @@ func (h *handler) serve(c *gin.Context) {
 // authentication, then the message, then the location, then Kafka.
 func (h *handler) process(r *http.Request, received time.Time, res *result) {
 	ctx := r.Context()
-	var key string
-	if v := r.Header[keyHeader]; len(v) > 0 {
-		key = v[0]
-	}
-	if auth.WellFormed(key) {
-		res.prefix = auth.Prefix(key)
-	}
-	p, err := h.keys.Authenticate(ctx, key)
-	switch {
-	case auth.IsInvalid(err):
-		res.status, res.body = http.StatusUnauthorized, bodyInvalidKey
-		return
-	case err != nil:
-		res.status, res.body, res.err = http.StatusInternalServerError, bodyInternal, err
-		return
-	case !p.HasScope(auth.ScopeIngest):
-		res.status, res.body, res.err = http.StatusUnauthorized, bodyInvalidKey, errors.New("key lacks the ingest scope")
+	p, ok := h.authenticate(r, res)
+	if !ok || !h.limit(ctx, p, 1, res) {
 		return
 	}
 
@@ -154,6 +151,46 @@ func (h *handler) process(r *http.Request, received time.Time, res *result) {
 		return
 	}
 
+	if !h.build(ctx, p, &in, received, res) {
+		return
+	}
+	if err := h.produce(ctx, &res.part); err != nil {
+		res.status, res.body, res.err = http.StatusInternalServerError, bodyInternal, err
+		return
+	}
+	res.status, res.body = http.StatusOK, bodyOK
+}
+
+// authenticate checks the API-KEY header and the ingest scope. When it
+// returns false, res holds the answer.
+func (h *handler) authenticate(r *http.Request, res *result) (auth.Principal, bool) {
+	var key string
+	if v := r.Header[keyHeader]; len(v) > 0 {
+		key = v[0]
+	}
+	if auth.WellFormed(key) {
+		res.prefix = auth.Prefix(key)
+	}
+	p, err := h.keys.Authenticate(r.Context(), key)
+	switch {
+	case auth.IsInvalid(err):
+		res.status, res.body = http.StatusUnauthorized, bodyInvalidKey
+		return p, false
+	case err != nil:
+		res.status, res.body, res.err = http.StatusInternalServerError, bodyInternal, err
+		return p, false
+	case !p.HasScope(auth.ScopeIngest):
+		res.status, res.body, res.err = http.StatusUnauthorized, bodyInvalidKey, errors.New("key lacks the ingest scope")
+		return p, false
+	}
+	return p, true
+}
+
+// build resolves the location of a parsed message for principal p and
+// makes its Kafka message in res.part (res.parsed). When it returns false,
+// res holds the answer: 422 for an unknown (or invisible) location or a
+// local time that cannot be resolved, 500 when the look-up failed.
+func (h *handler) build(ctx context.Context, p auth.Principal, in *partInput, received time.Time, res *result) bool {
 	loc, err := h.locs.Lookup(ctx, in.ExternalID)
 	if err == nil && !p.CanSeeSite(loc.Site) {
 		// Another tenant's location is indistinguishable from none.
@@ -162,22 +199,22 @@ func (h *handler) process(r *http.Request, received time.Time, res *result) {
 	switch {
 	case errors.Is(err, catalog.ErrNotFound):
 		res.status, res.body, res.err = http.StatusUnprocessableEntity, errorBody("Location not found for external_id: "+in.ExternalID), err
-		return
+		return false
 	case err != nil:
 		res.status, res.body, res.err = http.StatusInternalServerError, bodyInternal, err
-		return
+		return false
 	}
 	if in.Local {
 		if err := in.resolveLocal(h.zone(loc.Timezone), loc.Timezone, received); err != nil {
 			res.status, res.body, res.err = http.StatusUnprocessableEntity, errorBody("Invalid message format: "+err.Error()), err
-			return
+			return false
 		}
 	}
 
 	id, err := uuid.NewV7()
 	if err != nil {
 		res.status, res.body, res.err = http.StatusInternalServerError, bodyInternal, fmt.Errorf("event id: %w", err)
-		return
+		return false
 	}
 	res.part = wire.Part{
 		EventID:           id.String(),
@@ -196,11 +233,7 @@ func (h *handler) process(r *http.Request, received time.Time, res *result) {
 		ReceivedAtMs:      received.UnixMilli(),
 	}
 	res.parsed = true
-	if err := h.produce(ctx, &res.part); err != nil {
-		res.status, res.body, res.err = http.StatusInternalServerError, bodyInternal, err
-		return
-	}
-	res.status, res.body = http.StatusOK, bodyOK
+	return true
 }
 
 // readAndParse reads the body into a pooled buffer and parses it. The

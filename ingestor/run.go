@@ -17,6 +17,7 @@ import (
 	"github.com/takt/takt/internal/catalog"
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/httpx"
+	"github.com/takt/takt/internal/ratelimit"
 )
 
 // Run serves the ingest API until ctx ends, then shuts down in order: stop
@@ -85,6 +86,14 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 	h := newHandler(keys, locs, cl, cfg.Topic, cfg.MaxBody, cfg.ProduceTimeout, logger, m)
+	if h.limiter, err = ratelimit.New(cfg.RateLimit, rdb, cfg.RedisPrefix, ratelimit.StoreLimits{Store: store},
+		logger, reg, "takt_ingestor"); err != nil {
+		return err
+	}
+	bm, err := newBatchMetrics(reg)
+	if err != nil {
+		return err
+	}
 
 	r := httpx.NewEngine(logger)
 	httpx.Health(r, func(ctx context.Context) error {
@@ -97,6 +106,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return nil
 	}, reg)
 	r.POST(Path, h.serve)
+	r.POST(BatchPath, newBatchHandler(h, cfg.MaxBatchBody, bm).serve)
 	if cfg.Pprof {
 		httpx.Pprof(r)
 	}

@@ -1,0 +1,490 @@
+package ingestor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/takt/takt/internal/httpx"
+	"github.com/takt/takt/internal/ratelimit"
+	"github.com/takt/takt/internal/wire"
+)
+
+// BatchPath is the batch ingest endpoint: {"parts":[{...}, ...]}, each item
+// shaped like the "part" object of Path.
+const BatchPath = "/api/external/production/process_parts"
+
+// MaxBatchParts is the most items one batch may carry.
+const MaxBatchParts = 1000
+
+// maxDepth bounds the nesting skipped inside a rejected item, so a hostile
+// body cannot recurse the scanner deep.
+const maxDepth = 32
+
+// batchItem is one item of a batch: its parsed message or why it was
+// rejected (a *formatError).
+type batchItem struct {
+	in  partInput
+	err error
+}
+
+// parseParts parses the body of a process_parts request. A body that is not
+// {"parts":[...]} with 1..max items, or is not well-formed JSON, fails as a
+// whole (a *formatError); an item that is well-formed JSON but not a valid
+// part is rejected alone, with the message the single call would give for
+// it as its "part". Byte offsets in messages count from the start of the
+// body.
+func parseParts(body []byte, now time.Time, max int) ([]batchItem, error) {
+	s := scanner{b: body}
+	s.skipWS()
+	if s.i == len(s.b) {
+		return nil, formatErr("empty body")
+	}
+	if s.b[s.i] != '{' {
+		return nil, formatErr("body must be a JSON object")
+	}
+	s.i++
+	var items []batchItem
+	saw := false
+	for first := true; ; first = false {
+		s.skipWS()
+		if first && s.peek() == '}' {
+			s.i++
+			break
+		}
+		key, err := s.key()
+		if err != nil {
+			return nil, err
+		}
+		if string(key) != "parts" {
+			if string(key) == "part" {
+				return nil, formatErr("unknown field \"part\" (a batch carries an array \"parts\"; single parts go to %s)", Path)
+			}
+			return nil, formatErr("unknown field %s", quote(key))
+		}
+		if saw {
+			return nil, formatErr("duplicate field \"parts\"")
+		}
+		saw = true
+		switch s.peek() {
+		case '[':
+			if items, err = s.items(now, max); err != nil {
+				return nil, err
+			}
+		case 'n':
+			if err := s.literal("null"); err != nil {
+				return nil, err
+			}
+			saw = false
+		default:
+			if _, err := s.value(); err != nil {
+				return nil, err
+			}
+			return nil, formatErr("parts must be a JSON array")
+		}
+		if done, err := s.next(); err != nil {
+			return nil, err
+		} else if done {
+			break
+		}
+	}
+	s.skipWS()
+	if s.i != len(s.b) {
+		return nil, s.syntax("unexpected data after the JSON object")
+	}
+	if !saw {
+		return nil, formatErr("missing parts")
+	}
+	if len(items) == 0 {
+		return nil, formatErr("parts is empty")
+	}
+	return items, nil
+}
+
+// items reads the array of parts.
+func (s *scanner) items(now time.Time, max int) ([]batchItem, error) {
+	s.i++ // '['
+	s.skipWS()
+	if s.peek() == ']' {
+		s.i++
+		return nil, nil
+	}
+	items := make([]batchItem, 0, min(max, 64))
+	for {
+		if len(items) == max {
+			return nil, formatErr("more than %d parts in one batch", max)
+		}
+		start := s.i
+		var it batchItem
+		switch s.peek() {
+		case '{':
+			// Fast path: parse in place. On a rejected item, go back and
+			// skip it as plain JSON: a syntax error fails the whole body,
+			// anything else rejects only this item.
+			if err := s.part(&it.in, now); err == nil {
+				it.err = it.in.finish(now)
+			} else {
+				it = batchItem{err: err}
+				s.i = start
+				if err := s.skip(0); err != nil {
+					return nil, err
+				}
+			}
+		case 'n':
+			if err := s.literal("null"); err != nil {
+				return nil, err
+			}
+			it.err = formatErr("missing part")
+		default:
+			if err := s.skip(0); err != nil {
+				return nil, err
+			}
+			it.err = formatErr("part must be a JSON object")
+		}
+		items = append(items, it)
+		s.skipWS()
+		switch s.peek() {
+		case ',':
+			s.i++
+			s.skipWS()
+		case ']':
+			s.i++
+			return items, nil
+		default:
+			return nil, s.syntax("expected ',' or ']'")
+		}
+	}
+}
+
+// skip reads any JSON value, checking its syntax.
+func (s *scanner) skip(depth int) error {
+	if depth > maxDepth {
+		return s.syntax("nested too deep")
+	}
+	switch s.peek() {
+	case '{', '[':
+		closer := byte('}')
+		if s.peek() == '[' {
+			closer = ']'
+		}
+		obj := closer == '}'
+		s.i++
+		s.skipWS()
+		if s.peek() == closer {
+			s.i++
+			return nil
+		}
+		for {
+			if obj {
+				if _, err := s.key(); err != nil {
+					return err
+				}
+			}
+			if err := s.skip(depth + 1); err != nil {
+				return err
+			}
+			s.skipWS()
+			switch s.peek() {
+			case ',':
+				s.i++
+				s.skipWS()
+			case closer:
+				s.i++
+				return nil
+			default:
+				return s.syntax("expected ',' or '" + string(closer) + "'")
+			}
+		}
+	default:
+		_, err := s.value()
+		return err
+	}
+}
+
+// batchHandler serves POST BatchPath with the single call's code for
+// authentication, validation, location and event ids.
+type batchHandler struct {
+	*handler
+	maxBody      int
+	maxParts     int
+	bodyTooLarge []byte
+	m            *batchMetrics
+	bufs         sync.Pool // *[]byte request body buffers
+}
+
+func newBatchHandler(h *handler, maxBody int, m *batchMetrics) *batchHandler {
+	b := &batchHandler{handler: h, maxBody: maxBody, maxParts: MaxBatchParts, m: m}
+	b.bodyTooLarge = errorBody(fmt.Sprintf("Request body too large: limit is %d bytes", maxBody))
+	b.bufs.New = func() any {
+		buf := make([]byte, 0, min(64<<10, maxBody+1))
+		return &buf
+	}
+	return b
+}
+
+// batchResult is the outcome of one batch request.
+type batchResult struct {
+	result          // the request as a whole: auth and body errors, the status
+	items  []result // per item, when the body parsed
+	counts struct{ accepted, rejected, failed int }
+}
+
+// serve is the gin handler of POST BatchPath.
+func (b *batchHandler) serve(c *gin.Context) {
+	received := b.now()
+	var res batchResult
+	b.process(c.Request, received, &res)
+	body := res.body
+	if res.items != nil {
+		body = appendBatchBody(make([]byte, 0, 64+40*len(res.items)), &res)
+	}
+	if res.status == http.StatusTooManyRequests {
+		c.Header("Retry-After", ratelimit.RetryAfterHeader(res.retry))
+	}
+	httpx.Raw(c, res.status, body)
+	b.m.answered(res.status)
+	b.m.accepted.Add(float64(res.counts.accepted))
+	b.m.rejected.Add(float64(res.counts.rejected))
+	b.m.failed.Add(float64(res.counts.failed))
+	if res.status >= 500 && b.errLog.allow(received) {
+		b.logger.Error("process parts failed", "status", res.status, "key_prefix", res.prefix,
+			"parts", len(res.items), "failed", res.counts.failed, "err", res.err)
+	}
+	if c.Request.URL.RawQuery != "" {
+		if debug, _ := strconv.ParseBool(c.Query("debug")); debug {
+			b.logger.Info("process parts (debug)", "remote", c.Request.RemoteAddr, "key_prefix", res.prefix,
+				"status", res.status, "parts", len(res.items), "accepted", res.counts.accepted,
+				"rejected", res.counts.rejected, "failed", res.counts.failed,
+				"duration_ms", float64(b.now().Sub(received).Microseconds())/1000, "err", res.err)
+		}
+	}
+}
+
+// process authenticates, parses, builds every valid item's message,
+// produces them all, and waits for every ack. The answer is 200 only when
+// no item failed on the server side (a rejected item is the client's
+// problem, told in its result); otherwise 500, with the items that made it
+// to Kafka marked 200 and the others 500.
+func (b *batchHandler) process(r *http.Request, received time.Time, res *batchResult) {
+	ctx := r.Context()
+	p, ok := b.authenticate(r, &res.result)
+	if !ok {
+		return
+	}
+	items, err := b.readAndParse(r, received)
+	switch {
+	case errors.Is(err, errBodyTooLarge):
+		res.status, res.body, res.err = http.StatusRequestEntityTooLarge, b.bodyTooLarge, err
+		return
+	case isFormatError(err):
+		res.status, res.body, res.err = http.StatusUnprocessableEntity, errorBody("Invalid message format: "+err.Error()), err
+		return
+	case err != nil:
+		res.status, res.body, res.err = http.StatusUnprocessableEntity, errorBody("Invalid message format: could not read the body"), err
+		return
+	}
+	// One token per part, valid or not: the whole batch or nothing.
+	if !b.limit(ctx, p, len(items), &res.result) {
+		return
+	}
+
+	res.items = make([]result, len(items))
+	toSend := make([]int, 0, len(items))
+	for i := range items {
+		it, ir := &items[i], &res.items[i]
+		if it.err != nil {
+			ir.status, ir.body, ir.err = http.StatusUnprocessableEntity, errorBody("Invalid message format: "+it.err.Error()), it.err
+			continue
+		}
+		if !b.build(ctx, p, &it.in, received, ir) {
+			continue
+		}
+		toSend = append(toSend, i)
+	}
+	errs := b.produceAll(ctx, res.items, toSend)
+	for k, i := range toSend {
+		ir := &res.items[i]
+		if errs[k] != nil {
+			ir.status, ir.body, ir.err = http.StatusInternalServerError, bodyInternal, errs[k]
+			continue
+		}
+		ir.status, ir.body = http.StatusOK, bodyOK
+	}
+	res.status = http.StatusOK
+	for i := range res.items {
+		ir := &res.items[i]
+		switch {
+		case ir.status == http.StatusOK:
+			res.counts.accepted++
+		case ir.status >= 500:
+			res.counts.failed++
+			res.status = http.StatusInternalServerError
+			if res.err == nil {
+				res.err = fmt.Errorf("item %d: %w", i, ir.err)
+			}
+		default:
+			res.counts.rejected++
+		}
+	}
+}
+
+func (b *batchHandler) readAndParse(r *http.Request, received time.Time) ([]batchItem, error) {
+	if r.ContentLength > int64(b.maxBody) {
+		return nil, errBodyTooLarge
+	}
+	bp := b.bufs.Get().(*[]byte)
+	defer b.bufs.Put(bp)
+	body, err := readLimited(r.Body, (*bp)[:0], b.maxBody)
+	*bp = body[:0]
+	if err != nil {
+		return nil, err
+	}
+	return parseParts(body, received, b.maxParts)
+}
+
+// produceAll hands the messages of items[idx...] to the producer at once
+// (so they share produce requests) and waits for every promise, or for the
+// produce timeout. errs[k] is the outcome of items[idx[k]].
+func (b *batchHandler) produceAll(ctx context.Context, items []result, idx []int) []error {
+	errs := make([]error, len(idx))
+	if len(idx) == 0 {
+		return errs
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.produceTimeout)
+	defer cancel()
+	type ack struct {
+		k   int
+		err error
+	}
+	// Buffered for every record: a promise that fires after the timeout
+	// must not block the producer.
+	acks := make(chan ack, len(idx))
+	pending := make([]bool, len(idx))
+	start := time.Now()
+	for k, i := range idx {
+		p := &items[i].part
+		val, err := wire.Encode(p)
+		if err != nil {
+			errs[k] = fmt.Errorf("encode part: %w", err)
+			continue
+		}
+		pending[k] = true
+		b.prod.Produce(ctx, &kgo.Record{Topic: b.topic, Key: p.Key(), Value: val},
+			func(_ *kgo.Record, err error) { acks <- ack{k, err} })
+	}
+	waiting := 0
+	for _, p := range pending {
+		if p {
+			waiting++
+		}
+	}
+wait:
+	for ; waiting > 0; waiting-- {
+		select {
+		case a := <-acks:
+			pending[a.k] = false
+			errs[a.k] = a.err
+		case <-ctx.Done():
+			for k := range pending {
+				if pending[k] {
+					errs[k] = ctx.Err()
+				}
+			}
+			break wait
+		}
+	}
+	b.m.produceSeconds.Observe(time.Since(start).Seconds())
+	for k, err := range errs {
+		if err != nil {
+			b.handler.m.produceErrors.Inc()
+			errs[k] = fmt.Errorf("%w: event %s to %s: %w", errProduceFailed, items[idx[k]].part.EventID, b.topic, err)
+		}
+	}
+	return errs
+}
+
+// appendBatchBody writes the answer of a parsed batch:
+//
+//	{"accepted":n,"rejected":n,"failed":n,"results":[{"index":0,"status":200},
+//	 {"index":1,"status":422,"error":"..."}, ...]}
+//
+// An item's error is the "error" of the body the single call would have
+// answered for it, byte for byte.
+func appendBatchBody(dst []byte, res *batchResult) []byte {
+	dst = append(dst, `{"accepted":`...)
+	dst = strconv.AppendInt(dst, int64(res.counts.accepted), 10)
+	dst = append(dst, `,"rejected":`...)
+	dst = strconv.AppendInt(dst, int64(res.counts.rejected), 10)
+	dst = append(dst, `,"failed":`...)
+	dst = strconv.AppendInt(dst, int64(res.counts.failed), 10)
+	dst = append(dst, `,"results":[`...)
+	for i := range res.items {
+		ir := &res.items[i]
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"index":`...)
+		dst = strconv.AppendInt(dst, int64(i), 10)
+		dst = append(dst, `,"status":`...)
+		dst = strconv.AppendInt(dst, int64(ir.status), 10)
+		if ir.status == http.StatusOK {
+			dst = append(dst, '}')
+			continue
+		}
+		// ir.body is {"error":"..."}: splice its field in.
+		dst = append(dst, ',')
+		dst = append(dst, ir.body[1:]...)
+	}
+	return append(dst, "]}"...)
+}
+
+// batchMetrics are the batch endpoint's own metrics; produce errors count
+// in the single call's counter.
+type batchMetrics struct {
+	requests       *prometheus.CounterVec
+	accepted       prometheus.Counter
+	rejected       prometheus.Counter
+	failed         prometheus.Counter
+	produceSeconds prometheus.Histogram
+}
+
+func newBatchMetrics(reg prometheus.Registerer) (*batchMetrics, error) {
+	parts := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "takt_ingestor_batch_parts_total",
+		Help: "Items of process_parts requests, by outcome: accepted (on Kafka), rejected (invalid, 4xx), failed (5xx).",
+	}, []string{"outcome"})
+	m := &batchMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "takt_ingestor_batch_requests_total",
+			Help: "process_parts requests answered, by HTTP status code.",
+		}, []string{"code"}),
+		accepted: parts.WithLabelValues("accepted"),
+		rejected: parts.WithLabelValues("rejected"),
+		failed:   parts.WithLabelValues("failed"),
+		produceSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "takt_ingestor_batch_produce_duration_seconds",
+			Help:    "Time from handing a batch's records to the producer to the last ack (or the timeout).",
+			Buckets: prometheus.ExponentialBuckets(0.00025, 2, 15),
+		}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.requests, parts, m.produceSeconds} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("register ingestor batch metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}
+
+func (m *batchMetrics) answered(status int) {
+	m.requests.WithLabelValues(strconv.Itoa(status)).Inc()
+}
