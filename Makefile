@@ -8,7 +8,7 @@ STACK := compose/local/stack.sh
 # services whose state the cache cannot see).
 TESTFLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: run up down status test test-unit build lint fmt
+.PHONY: run up down status test test-unit build lint fmt loadtest bench
 
 run: ## whole stack in the foreground; Ctrl-C stops every process it started
 	@$(STACK) run
@@ -28,6 +28,12 @@ test: up ## unit and integration tests against the local stack
 
 test-unit: ## tests that need no servers
 	$(GO) test -short $(TESTFLAGS) ./...
+
+loadtest: up ## a short verified run of the load harness; LOADTEST_ARGS="-rate 5000 -duration 30s" changes it
+	$(GO) run ./loadtest/cmd/loadtest -verify -duration 10s -rate 1000 $(LOADTEST_ARGS)
+
+bench: up ## the four figures of bench/README.md on the local stack (~4 min): bench/report.md, bench/report.json
+	$(GO) run ./loadtest/cmd/bench -out bench $(BENCH_ARGS)
 
 build:
 	$(GO) build -o bin/ ./compose/cmd/... ./ingestor/cmd/... ./processor/cmd/... ./queryapi/cmd/...

@@ -1,0 +1,373 @@
+// Command bench measures Takt on the running local stack (`make up`) in one
+// go and writes bench/report.json and bench/report.md: single-part ingest
+// next to a bare gin server at saturation, single-part ingest at a fixed
+// 5,000 parts/s with verification, batch ingest at saturation with
+// verification, and the processor next to ClickHouse's Kafka table engine.
+// See bench/README.md. `make bench` runs it.
+//
+// It builds and starts its own ingestor (from this tree, on
+// 127.0.0.1:18180, pprof on) and the bare server (127.0.0.1:18090) against
+// the stack, so the figures are those of the code in the tree, whatever
+// binary the stack runs. Everything is bounded: about four minutes.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/takt/takt/internal/chstore"
+	"github.com/takt/takt/loadtest"
+)
+
+const (
+	ingestAddr = "127.0.0.1:18180"
+	bareAddr   = "127.0.0.1:18090"
+)
+
+// Report is bench/report.json.
+type Report struct {
+	Date      string `json:"date"`
+	Cores     int    `json:"cores"`
+	GoVersion string `json:"go_version"`
+	// Saturation: closed loop at each concurrency; the best of each side.
+	BareRuns      []*loadtest.Report `json:"bare_runs"`
+	IngestRuns    []*loadtest.Report `json:"ingest_runs"`
+	BareBest      float64            `json:"bare_requests_per_s"`
+	IngestBest    float64            `json:"ingest_requests_per_s"`
+	SaturationRat float64            `json:"ingest_vs_bare_ratio"`
+	// Fixed rate: single-part at 5,000 parts/s with -verify.
+	Fixed *loadtest.Report `json:"single_fixed_rate"`
+	// Batch: 100 parts per call at saturation with -verify.
+	Batch           *loadtest.Report          `json:"batch"`
+	BatchEndToEnd   float64                   `json:"batch_end_to_end_parts_per_s"`
+	Processor       *loadtest.ProcessorFigure `json:"processor"`
+	ProcessorError  string                    `json:"processor_error,omitempty"`
+	ProfileTop      string                    `json:"ingest_cpu_profile_top,omitempty"`
+	BatchProfileTop string                    `json:"batch_cpu_profile_top,omitempty"`
+}
+
+func main() {
+	out := flag.String("out", "bench", "directory of report.json, report.md and the CPU profiles")
+	envFile := flag.String("env", ".run/env", "the local stack's env file (make up writes it)")
+	satSecs := flag.Duration("saturation", 8*time.Second, "length of each saturation run")
+	fixedSecs := flag.Duration("fixed", 30*time.Second, "length of the fixed-rate run")
+	batchSecs := flag.Duration("batch", 15*time.Second, "length of the batch run")
+	procParts := flag.Int("processor-parts", 1_000_000, "parts in the processor comparison's topic")
+	only := flag.String("only", "1,2,3,4", "figures to measure (comma-separated)")
+	verbose := flag.Bool("v", false, "log at info level")
+	flag.Parse()
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelInfo
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	figs := map[string]bool{}
+	for _, f := range strings.Split(*only, ",") {
+		figs[strings.TrimSpace(f)] = true
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *out, *envFile, *satSecs, *fixedSecs, *batchSecs, *procParts, figs, logger); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, out, envFile string, satD, fixedD, batchD time.Duration, procParts int, figs map[string]bool, logger *slog.Logger) error {
+	env, err := loadtest.ReadEnvFile(envFile)
+	if err != nil {
+		return err
+	}
+	if env["API_KEY"] == "" {
+		return fmt.Errorf("no API_KEY in %s: run make up first", envFile)
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	bin := filepath.Join(".run", "bin")
+	for _, b := range [][2]string{{"bench-ingestor", "./ingestor/cmd/ingestor"}, {"bench-bare", "./loadtest/cmd/bare"}} {
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(bin, b[0]), b[1])
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("build %s: %w", b[1], err)
+		}
+	}
+	stackEnv := []string{
+		"TAKT_CLICKHOUSE_ADDR=" + env["CLICKHOUSE_ADDR"], "TAKT_CLICKHOUSE_DB=" + env["CLICKHOUSE_DB"],
+		"TAKT_REDIS_ADDR=" + env["REDIS_ADDR"], "TAKT_KAFKA_BROKERS=" + env["KAFKA_BROKERS"],
+		"TAKT_PARTS_TOPIC=" + env["PARTS_TOPIC"], "TAKT_INGEST_ADDR=" + ingestAddr, "TAKT_PPROF=true",
+		"TAKT_LOG_LEVEL=warn", "TAKT_BARE_ADDR=" + bareAddr,
+	}
+	logDir := filepath.Join(".run", "logs")
+	_ = os.MkdirAll(logDir, 0o755)
+	for _, a := range []string{ingestAddr, bareAddr} {
+		if resp, err := http.Get("http://" + a + "/"); err == nil {
+			resp.Body.Close()
+			return fmt.Errorf("%s already answers: another bench running? stop it first", a)
+		}
+	}
+	var procs []*proc
+	for _, name := range []string{"bench-ingestor", "bench-bare"} {
+		p, err := start(filepath.Join(bin, name), stackEnv, filepath.Join(logDir, name+".log"))
+		if err != nil {
+			return err
+		}
+		defer p.stop()
+		procs = append(procs, p)
+	}
+	for i, a := range []string{ingestAddr, bareAddr} {
+		if err := waitUp(ctx, "http://"+a, procs[i]); err != nil {
+			return err
+		}
+	}
+
+	rep := &Report{Date: time.Now().UTC().Format(time.RFC3339), Cores: runtime.NumCPU(), GoVersion: runtime.Version()}
+	base := loadtest.DefaultConfig()
+	base.Key, base.QueryURL = env["API_KEY"], env["QUERY_URL"]
+	base.ClickHouseAddr, base.ClickHouseDB = strings.Split(env["CLICKHOUSE_ADDR"], ","), env["CLICKHOUSE_DB"]
+	base.Machines, base.MaxParts = 100, loadtest.MaxParts
+	say := func(r *loadtest.Report) { r.Summary(os.Stderr); fmt.Fprintln(os.Stderr) }
+
+	// 1. Saturation: bare gin and single-part ingest, closed loop, same
+	// generator, same machine, one after the other.
+	for _, conc := range []int{32, 128} {
+		if !figs["1"] {
+			break
+		}
+		for _, target := range []string{"bare", "ingest"} {
+			c := base
+			c.Concurrency, c.Duration, c.Label = conc, satD, fmt.Sprintf("%s saturation, %d connections", target, conc)
+			c.IngestURL, c.Provision = "http://"+ingestAddr, true
+			var prof chan string
+			if target == "bare" {
+				c.IngestURL, c.Provision = "http://"+bareAddr, false
+			} else if conc == 128 {
+				prof = profile(ctx, ingestAddr, satD-2*time.Second, filepath.Join(out, "ingest-cpu.pprof"), filepath.Join(bin, "bench-ingestor"))
+			}
+			r, err := loadtest.Run(ctx, c, logger)
+			if err != nil {
+				return fmt.Errorf("%s: %w", c.Label, err)
+			}
+			say(r)
+			if prof != nil {
+				rep.ProfileTop = <-prof
+			}
+			if target == "bare" {
+				rep.BareRuns = append(rep.BareRuns, r)
+				rep.BareBest = max(rep.BareBest, r.RequestsPerS)
+			} else {
+				rep.IngestRuns = append(rep.IngestRuns, r)
+				rep.IngestBest = max(rep.IngestBest, r.RequestsPerS)
+			}
+		}
+	}
+	if rep.BareBest > 0 {
+		rep.SaturationRat = rep.IngestBest / rep.BareBest
+	}
+
+	// 2. Fixed rate with verification.
+	c := base
+	if figs["2"] {
+		c.IngestURL, c.Rate, c.Duration, c.Verify, c.Label = "http://"+ingestAddr, 5000, fixedD, true, "single-part at 5,000 parts/s"
+		if rep.Fixed, err = loadtest.Run(ctx, c, logger); err != nil {
+			return fmt.Errorf("%s: %w", c.Label, err)
+		}
+		say(rep.Fixed)
+	}
+
+	// 3. Batch at saturation with verification.
+	c = base
+	if figs["3"] {
+		c.IngestURL, c.Batch, c.Concurrency, c.Duration, c.Verify = "http://"+ingestAddr, 100, 8, batchD, true
+		c.Label, c.MaxParts = "batch of 100 at saturation", 3_000_000
+		prof := profile(ctx, ingestAddr, min(batchD-2*time.Second, 10*time.Second), filepath.Join(out, "batch-cpu.pprof"), filepath.Join(bin, "bench-ingestor"))
+		if rep.Batch, err = loadtest.Run(ctx, c, logger); err != nil {
+			return fmt.Errorf("%s: %w", c.Label, err)
+		}
+		rep.BatchProfileTop = <-prof
+		say(rep.Batch)
+		if t := rep.Batch.DurationS + rep.Batch.DrainS; t > 0 && rep.Batch.Verified {
+			rep.BatchEndToEnd = float64(rep.Batch.StoredRows) / t
+		}
+	}
+
+	// 4. Processor vs the Kafka table engine.
+	if figs["4"] {
+		fig, err := loadtest.ProcessorBench(ctx, strings.Split(env["KAFKA_BROKERS"], ","), chstore.Config{
+			Addr: strings.Split(env["CLICKHOUSE_ADDR"], ","), User: "default", DialTimeout: 5 * time.Second,
+			ReadTimeout: 120 * time.Second, MaxOpenConns: 8,
+		}, procParts, logger)
+		if err != nil {
+			rep.ProcessorError = err.Error()
+			fmt.Fprintln(os.Stderr, "processor comparison:", err)
+		} else {
+			rep.Processor = &fig
+			fmt.Fprintf(os.Stderr, "processor %.0f parts/s, Kafka engine %.0f parts/s, ratio %.2f\n",
+				fig.ProcessorPartsPerS, fig.EnginePartsPerS, fig.Ratio)
+		}
+	}
+
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(out, "report.json"), append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	md := markdown(rep)
+	if err := os.WriteFile(filepath.Join(out, "report.md"), []byte(md), 0o644); err != nil {
+		return err
+	}
+	fmt.Print(md)
+	return nil
+}
+
+// proc is a child process of the bench.
+type proc struct {
+	cmd    *exec.Cmd
+	exited chan struct{} // closed once the process has ended and been reaped
+}
+
+func start(path string, env []string, logPath string) (*proc, error) {
+	lf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(path)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = lf, lf
+	if err := cmd.Start(); err != nil {
+		lf.Close()
+		return nil, fmt.Errorf("start %s: %w", path, err)
+	}
+	p := &proc{cmd: cmd, exited: make(chan struct{})}
+	go func() { _ = cmd.Wait(); lf.Close(); close(p.exited) }()
+	// A server that cannot listen (the port is taken: another bench still
+	// running?) exits at once; don't measure whatever answers there.
+	select {
+	case <-p.exited:
+		return nil, fmt.Errorf("%s exited at start; see %s", path, logPath)
+	case <-time.After(500 * time.Millisecond):
+	}
+	return p, nil
+}
+
+// stop ends the process with SIGTERM (its ordered shutdown), then waits.
+func (p *proc) stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	}
+}
+
+func waitUp(ctx context.Context, base string, p *proc) error {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
+		for _, path := range []string{"/readyz", "/"} {
+			if resp, err := http.Get(base + path); err == nil {
+				resp.Body.Close()
+				if path == "/" || resp.StatusCode == http.StatusOK {
+					return nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-p.exited:
+			return fmt.Errorf("%s: the server exited", base)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s did not come up in 30 s", base)
+}
+
+// profile takes a CPU profile of the ingestor for d, saves it to path and
+// returns the top of `go tool pprof -top` on the channel ("" on failure).
+func profile(ctx context.Context, addr string, d time.Duration, path, binary string) chan string {
+	out := make(chan string, 1)
+	go func() {
+		defer close(out)
+		// Start once the load is on.
+		time.Sleep(time.Second)
+		u := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, max(1, int(d.Seconds())))
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			out <- ""
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			out <- ""
+			return
+		}
+		top, _ := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=30", binary, path).Output()
+		out <- string(top)
+	}()
+	return out
+}
+
+func markdown(r *Report) string {
+	var b strings.Builder
+	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	p("# Takt benchmark\n\n")
+	p("%s, %d cores, %s; pipeline and load generator on the same machine, loopback. `make bench` wrote this file.\n\n", r.Date, r.Cores, r.GoVersion)
+	p("| figure | result | goal |\n|---|---|---|\n")
+	if r.BareBest > 0 {
+		p("| 1. single-part ingest vs bare gin at saturation | %.0f vs %.0f requests/s: **%.2f×** | ≥ 0.6× |\n", r.IngestBest, r.BareBest, r.SaturationRat)
+	}
+	if f := r.Fixed; f != nil {
+		p("| 2. single-part at %.0f parts/s for %.0f s | achieved %.0f/s, p99 **%.1f ms** (p99.9 %.1f, max %.1f), errors %d, dropped %d, lost %d, duplicated %d, verified %v; freshness p50 %.0f ms, p99 **%.0f ms** | p99 ≤ 20 ms, 0 errors/lost/dup, freshness p99 ≤ 2 s |\n",
+			f.RateTarget, f.DurationS, f.RateAchieved, f.Latency.P99, f.Latency.P999, f.Latency.Max, f.Errors, f.Dropped, f.Lost, f.Duplicated, f.Verified, f.Freshness.P50, f.Freshness.P99)
+	}
+	if f := r.Batch; f != nil {
+		p("| 3. batch (100/call) at saturation | ingest %.0f parts/s acked; end to end (sent + drained into ClickHouse) **%.0f parts/s**; lost %d, duplicated %d, verified %v; p99 %.1f ms per call; freshness p99 %.0f ms | ≥ 100k parts/s end to end |\n",
+			f.RateAchieved, r.BatchEndToEnd, f.Lost, f.Duplicated, f.Verified, f.Latency.P99, f.Freshness.P99)
+	}
+	if f := r.Processor; f != nil {
+		p("| 4. processor vs ClickHouse Kafka engine, %d parts | processor %.0f parts/s (%.1f s), Kafka engine %.0f parts/s (%.1f s): **%.2f×** (first 99%%: %.0f vs %.0f) | ≥ 1.0× |\n",
+			f.Parts, f.ProcessorPartsPerS, f.ProcessorS, f.EnginePartsPerS, f.EngineS, f.Ratio, f.ProcessorFirst99PerS, f.EngineFirst99PerS)
+	} else if r.ProcessorError != "" {
+		p("| 4. processor vs ClickHouse Kafka engine | not measured: %s | ≥ 1.0× |\n", r.ProcessorError)
+	}
+	p("\n## Runs\n\n```\n")
+	var all []*loadtest.Report
+	all = append(all, r.BareRuns...)
+	all = append(all, r.IngestRuns...)
+	if r.Fixed != nil {
+		all = append(all, r.Fixed)
+	}
+	if r.Batch != nil {
+		all = append(all, r.Batch)
+	}
+	for _, x := range all {
+		x.Summary(&b)
+		b.WriteString("\n")
+	}
+	p("```\n")
+	for _, t := range []struct{ name, top string }{{"single-part saturation", r.ProfileTop}, {"batch", r.BatchProfileTop}} {
+		if t.top == "" {
+			continue
+		}
+		lines := strings.Split(t.top, "\n")
+		p("\n## Ingestor CPU profile, %s (top)\n\n```\n%s\n```\n", t.name, strings.Join(lines[:min(len(lines), 36)], "\n"))
+	}
+	return b.String()
+}

@@ -1,0 +1,277 @@
+package loadtest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/takt/takt/internal/chstore"
+)
+
+// verify waits for the pipeline to drain and counts what arrived.
+//
+// Event ids are assigned by the ingestor and not returned, so parts are
+// matched by counting: the harness knows, per location, how many parts it
+// had acknowledged (and their quantity) and how many had no definite
+// answer (timeouts, 5xx). ClickHouse is asked, over the harness's own
+// locations and the parts received since the run started, for rows, distinct
+// event ids and quantity:
+//
+//   - duplicated = rows − distinct events (one event stored twice: a replay
+//     the processor failed to make idempotent), plus distinct events beyond
+//     what was sent at a location (an event the ingestor produced twice);
+//   - lost = acknowledged − distinct events, per location.
+//
+// When some requests had no definite answer, a stored part of one of
+// them could hide a lost acknowledged one in the totals, so the counts are
+// then taken per location and such parts are reported as unacked_stored
+// (allowed: at least once for unanswered requests). With no uncertain
+// requests the totals are exact, and the stored quantity must equal the
+// acknowledged quantity as well.
+//
+// Two harness runs at once against the same locations would count each
+// other's parts: don't.
+func (r *runner) verify(ctx context.Context, store *chstore.Store, start time.Time, machines []*machine, rep *Report) error {
+	exts := make([]string, len(machines))
+	for i, m := range machines {
+		exts[i] = m.ExternalID
+	}
+	sinceMs := start.UnixMilli()
+	const where = " FROM parts WHERE has(?, externalid) AND received_ms >= ?"
+	q := func(expr string, ids []string) (uint64, error) {
+		qctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		v, err := store.QueryUint64(qctx, "SELECT toUInt64("+expr+")"+where, ids, sinceMs)
+		if err != nil {
+			return 0, fmt.Errorf("verify: %s: %w", expr, err)
+		}
+		return v, nil
+	}
+
+	acked := uint64(rep.Acked)
+	t0 := time.Now()
+	deadline := t0.Add(r.cfg.DrainTimeout)
+	var rows uint64
+	drained := false
+	for {
+		var err error
+		if rows, err = q("count()", exts); err != nil {
+			return err
+		}
+		if rows >= acked {
+			drained = true
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		r.clock.Sleep(ctx, 200*time.Millisecond)
+	}
+	rep.DrainS = time.Since(t0).Seconds()
+	if drained {
+		// A replayed batch would land after the first; give the
+		// processor one flush interval to show it.
+		r.clock.Sleep(ctx, 1500*time.Millisecond)
+	}
+	rows, err := q("count()", exts)
+	if err != nil {
+		return err
+	}
+	events, err := q("uniqExact(event_id)", exts)
+	if err != nil {
+		return err
+	}
+	qty, err := q("sum(quantity)", exts)
+	if err != nil {
+		return err
+	}
+	rep.StoredRows, rep.StoredQty = rows, qty
+	rep.Duplicated = int64(rows - events)
+
+	var uncertain int64
+	for i := range r.perUncertain {
+		uncertain += r.perUncertain[i].Load()
+	}
+	if uncertain == 0 {
+		switch {
+		case events < acked:
+			rep.Lost = int64(acked - events)
+		case events > acked:
+			rep.Duplicated += int64(events - acked)
+		}
+		if rep.Lost == 0 && rep.Duplicated == 0 && qty != uint64(rep.AckedQty) {
+			rep.VerifyError = fmt.Sprintf("stored quantity %d differs from the acknowledged %d", qty, rep.AckedQty)
+		}
+	} else {
+		for i, m := range machines {
+			ev, err := q("uniqExact(event_id)", []string{m.ExternalID})
+			if err != nil {
+				return err
+			}
+			a, u := uint64(r.perAcked[i].Load()), uint64(r.perUncertain[i].Load())
+			switch {
+			case ev < a:
+				rep.Lost += int64(a - ev)
+			case ev > a+u:
+				rep.Duplicated += int64(ev - a - u)
+				rep.UnackedStored += int64(u)
+			default:
+				rep.UnackedStored += int64(ev - a)
+			}
+		}
+	}
+	rep.Verified = rep.VerifyError == ""
+	if !drained {
+		return fmt.Errorf("%w (%s): %d of %d acknowledged parts stored", errNotDrained, r.cfg.DrainTimeout, rows, acked)
+	}
+	return nil
+}
+
+// freshness samples acknowledged parts and measures how long each takes to
+// be visible in the query API's parts area. At most maxPolls samples are
+// polled at a time, one new sample per sampleEvery: the polling must not
+// load the system it measures.
+type freshness struct {
+	cfg    Config
+	client *http.Client
+	logger *slog.Logger
+
+	want     atomic.Bool
+	samples  chan sample
+	active   atomic.Int32
+	h        *hist
+	timeouts atomic.Int64
+	polls    sync.WaitGroup
+	errOnce  sync.Once
+}
+
+type sample struct {
+	ext        string
+	recordedMs int64
+	ackAt      time.Time
+}
+
+const (
+	maxPolls    = 4
+	sampleEvery = 100 * time.Millisecond
+	pollEvery   = 50 * time.Millisecond
+)
+
+func newFreshness(cfg Config, client *http.Client, logger *slog.Logger) *freshness {
+	return &freshness{cfg: cfg, client: client, logger: logger, samples: make(chan sample, 1), h: newHist()}
+}
+
+// offer is called for every acknowledged part; it takes one when a sample
+// is wanted.
+func (f *freshness) offer(ext string, recordedMs int64, ackAt time.Time) {
+	if f.want.Load() && f.want.CompareAndSwap(true, false) {
+		select {
+		case f.samples <- sample{ext, recordedMs, ackAt}:
+		default:
+		}
+	}
+}
+
+// sampleLoop asks for samples until ctx ends (sending stopped).
+func (f *freshness) sampleLoop(ctx context.Context) {
+	t := time.NewTicker(sampleEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			f.want.Store(false)
+			return
+		case <-t.C:
+			if f.active.Load() < maxPolls {
+				f.want.Store(true)
+			}
+		case s := <-f.samples:
+			f.active.Add(1)
+			f.polls.Add(1)
+			go func() {
+				defer f.polls.Done()
+				defer f.active.Add(-1)
+				f.poll(s)
+			}()
+		}
+	}
+}
+
+// poll asks the query API for the sampled part until it is there, or the
+// drain timeout passed since its ack.
+func (f *freshness) poll(s sample) {
+	u := f.cfg.QueryURL + "/api/1.0/parts/?" + url.Values{
+		"externalid":  {s.ext},
+		"recorded_at": {time.UnixMilli(s.recordedMs).UTC().Format("2006-01-02T15:04:05.000Z")},
+		"limit":       {"1"},
+		"fields":      {"id"},
+	}.Encode()
+	deadline := s.ackAt.Add(f.cfg.DrainTimeout)
+	for time.Now().Before(deadline) {
+		found, err := f.query(u)
+		if err != nil {
+			f.errOnce.Do(func() { f.logger.Warn("freshness poll failed", "err", err) })
+			break
+		}
+		if found {
+			f.h.record(time.Since(s.ackAt))
+			return
+		}
+		time.Sleep(pollEvery)
+	}
+	f.timeouts.Add(1)
+}
+
+func (f *freshness) query(u string) (bool, error) {
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		return false, err
+	}
+	req.Header.Set("L2LAUTH", f.cfg.Key)
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return false, err
+	}
+	var ans struct {
+		Success bool
+		Data    []json.RawMessage
+		Error   string
+	}
+	if err := json.Unmarshal(b, &ans); err != nil {
+		return false, fmt.Errorf("query API HTTP %d: %s", resp.StatusCode, cut(b))
+	}
+	if !ans.Success {
+		return false, fmt.Errorf("query API: %s", ans.Error)
+	}
+	return len(ans.Data) > 0, nil
+}
+
+// finish waits for the outstanding polls (each bounded by the drain
+// timeout).
+func (f *freshness) finish(ctx context.Context, timeout time.Duration) {
+	done := make(chan struct{})
+	go func() { f.polls.Wait(); close(done) }()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+func (f *freshness) result() FreshnessSet {
+	return FreshnessSet{Percentiles: f.h.percentiles(), Timeouts: f.timeouts.Load()}
+}
