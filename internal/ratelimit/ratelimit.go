@@ -14,6 +14,13 @@
 // one per request. Callers authenticate first: an unauthenticated request
 // never reaches the limiter, so failing open never admits one.
 //
+// A round trip to Redis per request would cost the ingestor a third of its
+// CPU, so each process takes tokens in leases: up to Rate × LeaseWindow
+// tokens at once (never more than the burst), spends them locally, and
+// returns to Redis when they run out or LeaseWindow has passed (unspent
+// tokens then lapse). N replicas can so admit at most N leases ahead of the
+// bucket; a slow key (a lease of one token) is limited exactly.
+//
 // The same script notes when each key was last used; a UsageCopier copies
 // that to ClickHouse now and then (the apikeys area's last_used).
 package ratelimit
@@ -48,6 +55,10 @@ type Config struct {
 	// Disabled turns limiting off (TAKT_RATE_DISABLED), and with it the
 	// record of when each key was last used.
 	Disabled bool
+	// LeaseWindow sizes the tokens a process takes from Redis at once:
+	// Rate × LeaseWindow, at most the burst (TAKT_RATE_LEASE_WINDOW). 0
+	// asks Redis for every request.
+	LeaseWindow time.Duration
 }
 
 // ConfigFromEnv reads TAKT_RATE_* with the documented defaults: 1000
@@ -59,6 +70,7 @@ func ConfigFromEnv(e *config.Env) Config {
 		RedisTimeout: e.Duration("RATE_REDIS_TIMEOUT", 100*time.Millisecond),
 		LimitsTTL:    e.Duration("RATE_LIMITS_TTL", 10*time.Second),
 		Disabled:     e.Bool("RATE_DISABLED", false),
+		LeaseWindow:  e.Duration("RATE_LEASE_WINDOW", 50*time.Millisecond),
 	}
 }
 
@@ -69,6 +81,7 @@ func (c Config) Validate() error {
 	p.Addf(!(c.DefaultBurst >= 1), "TAKT_RATE_BURST=%v: must be at least 1", c.DefaultBurst)
 	p.Addf(c.RedisTimeout <= 0, "TAKT_RATE_REDIS_TIMEOUT=%s: must be positive", c.RedisTimeout)
 	p.Addf(c.LimitsTTL <= 0, "TAKT_RATE_LIMITS_TTL=%s: must be positive", c.LimitsTTL)
+	p.Addf(c.LeaseWindow < 0 || c.LeaseWindow > time.Second, "TAKT_RATE_LEASE_WINDOW=%s: must be between 0 and 1s", c.LeaseWindow)
 	return p.Err()
 }
 
@@ -94,14 +107,16 @@ type Decision struct {
 }
 
 // bucket is the token-bucket script. KEYS[1] the bucket, KEYS[2] the set of
-// last uses; ARGV rate, burst, cost, ttl, key id. It returns {allowed,
-// seconds to wait}. Tokens and the time of the last request live in a hash;
+// last uses; ARGV rate, burst, lease, ttl, key id, cost. It takes up to
+// lease tokens when at least cost are there and returns {tokens granted
+// (0: limited), seconds to wait for cost tokens}. Tokens and the time of the last request live in a hash;
 // the time of the last request is also the key's score in the set of last
 // uses, which UsageCopier copies to ClickHouse.
 const bucket = `
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
-local cost = math.min(tonumber(ARGV[3]), burst)
+local cost = math.min(tonumber(ARGV[6]), burst)
+local lease = math.max(cost, math.min(tonumber(ARGV[3]), burst))
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local b = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
@@ -115,8 +130,8 @@ tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
 local allowed = 0
 local wait = 0
 if tokens >= cost then
-  tokens = tokens - cost
-  allowed = 1
+  allowed = math.floor(math.min(tokens, lease))
+  tokens = tokens - allowed
 else
   wait = (cost - tokens) / rate
 end
@@ -148,7 +163,22 @@ type Limiter struct {
 	logMu    sync.Mutex
 	lastLog  time.Time
 
-	decisions *prometheus.CounterVec // result = allowed | limited | failed_open
+	leases sync.Map // key id -> *lease
+
+	decisions  *prometheus.CounterVec // result = allowed | limited | failed_open
+	redisCalls prometheus.Counter
+}
+
+// lease is the tokens of one key this process holds. mu also makes the
+// requests of a key that find the lease empty wait for one Redis call
+// instead of each making its own.
+type lease struct {
+	mu      sync.Mutex
+	tokens  int64
+	expires time.Time
+	// until: the bucket was empty; requests before then are limited here
+	// without asking Redis (a throttled flood costs Redis nothing).
+	until time.Time
 }
 
 // New returns a Limiter. Buckets live at <prefix>ratelimit:<key id>.
@@ -164,12 +194,18 @@ func New(cfg Config, rdb *redis.Client, prefix string, src LimitSource, logger *
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "ratelimit_decisions_total",
 			Help: "Rate-limit decisions, by result (allowed, limited, failed_open: Redis failed and the request was let through).",
-		}, []string{"result"})}
+		}, []string{"result"}),
+		redisCalls: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "ratelimit_redis_calls_total",
+			Help: "Token leases asked of Redis.",
+		})}
 	empty := map[uint64]Limit{}
 	l.limits.Store(&empty)
 	if reg != nil {
-		if err := reg.Register(l.decisions); err != nil {
-			return nil, fmt.Errorf("register ratelimit metrics: %w", err)
+		for _, c := range []prometheus.Collector{l.decisions, l.redisCalls} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("register ratelimit metrics: %w", err)
+			}
 		}
 	}
 	return l, nil
@@ -231,11 +267,32 @@ func (l *Limiter) Allow(ctx context.Context, keyID uint64, cost int) Decision {
 		l.decisions.WithLabelValues("failed_open").Inc()
 		return Decision{Allowed: true, FailedOpen: true}
 	}
+	cost = max(cost, 1)
+	v, _ := l.leases.Load(keyID)
+	if v == nil {
+		v, _ = l.leases.LoadOrStore(keyID, &lease{})
+	}
+	ls := v.(*lease)
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if ls.tokens >= int64(cost) && now.Before(ls.expires) {
+		ls.tokens -= int64(cost)
+		l.decisions.WithLabelValues("allowed").Inc()
+		return Decision{Allowed: true}
+	}
+	if now.Before(ls.until) {
+		l.decisions.WithLabelValues("limited").Inc()
+		return Decision{RetryAfter: ls.until.Sub(now)}
+	}
+	// What is left of an old lease lapses: a new one is taken whole.
+	ls.tokens = 0
 	lim := l.limitOf(keyID)
+	want := int64(lim.Rate * l.cfg.LeaseWindow.Seconds())
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.RedisTimeout)
 	defer cancel()
+	l.redisCalls.Inc()
 	res, err := l.script.Run(ctx, l.rdb, []string{l.BucketKey(keyID), l.prefix + usedSuffix},
-		lim.Rate, lim.Burst, max(cost, 1), int64(bucketTTL.Seconds()), keyID).Slice()
+		lim.Rate, lim.Burst, max(want, int64(cost)), int64(bucketTTL.Seconds()), keyID, cost).Slice()
 	if err == nil && len(res) != 2 {
 		err = fmt.Errorf("unexpected answer %v", res)
 	}
@@ -250,8 +307,11 @@ func (l *Limiter) Allow(ctx context.Context, keyID uint64, cost int) Decision {
 		l.logMu.Unlock()
 		return Decision{Allowed: true, FailedOpen: true}
 	}
-	allowed, _ := res[0].(int64)
-	if allowed == 1 {
+	// A cost above the burst takes the whole burst (the script caps it).
+	need := min(int64(cost), int64(lim.Burst))
+	granted, _ := res[0].(int64)
+	if granted >= need && granted > 0 {
+		ls.tokens, ls.expires = granted-need, now.Add(l.cfg.LeaseWindow)
 		l.decisions.WithLabelValues("allowed").Inc()
 		return Decision{Allowed: true}
 	}
@@ -261,8 +321,10 @@ func (l *Limiter) Allow(ctx context.Context, keyID uint64, cost int) Decision {
 			wait = w
 		}
 	}
+	retry := time.Duration(wait * float64(time.Second))
+	ls.until = now.Add(retry)
 	l.decisions.WithLabelValues("limited").Inc()
-	return Decision{RetryAfter: time.Duration(wait * float64(time.Second))}
+	return Decision{RetryAfter: retry}
 }
 
 // RetryAfterHeader returns the Retry-After value for d: whole seconds,

@@ -103,3 +103,39 @@ func TestFailOpen(t *testing.T) {
 		t.Errorf("failed_open counter %v", n)
 	}
 }
+
+// TestLeases: a fast key takes its tokens from Redis in leases, so most
+// requests never reach Redis, and two replicas sharing a bucket together
+// admit no more than the bucket holds (plus what refills meanwhile).
+func TestLeases(t *testing.T) {
+	rdb, prefix := testenv.Redis(t)
+	cfg := Config{DefaultRate: 100, DefaultBurst: 100, RedisTimeout: time.Second, LimitsTTL: time.Hour, LeaseWindow: time.Second}
+	a, err := New(cfg, rdb, prefix, nil, quiet, prometheus.NewRegistry(), "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(cfg, rdb, prefix, nil, quiet, prometheus.NewRegistry(), "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	start := time.Now()
+	admitted := 0
+	for i := range 300 {
+		l := a
+		if i%2 == 1 {
+			l = b
+		}
+		if l.Allow(ctx, 42, 1).Allowed {
+			admitted++
+		}
+	}
+	refill := int(cfg.DefaultRate*time.Since(start).Seconds()) + 1
+	if admitted < 100 || admitted > 100+refill {
+		t.Errorf("two replicas admitted %d of 300; the bucket holds 100 (+%d refilled)", admitted, refill)
+	}
+	calls := testutil.ToFloat64(a.redisCalls) + testutil.ToFloat64(b.redisCalls)
+	if calls >= 50 {
+		t.Errorf("%v Redis calls for 300 requests: leases are not used", calls)
+	}
+}
