@@ -812,7 +812,9 @@ func whereSQL(a *RecordArea, q l2l.Query, sites []uint64, id *uint64) (string, [
 		b.WriteString(" AND id = ?")
 		args = append(args, *id)
 	}
-	if a.lag > 0 && id == nil {
+	if a.lag > 0 && id == nil && a.InsertionOrder(q) {
+		// Only the insertion order promises exactly-once paging, so only
+		// it waits; an explicit order_by sees a row once it is stored.
 		// inserted_at and now() are whole seconds: with "<=" a row shows
 		// between lag-1s and lag after its INSERT started, so a lag of 2s
 		// is safe for every INSERT that takes under a second.
