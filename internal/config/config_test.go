@@ -71,3 +71,29 @@ func TestProblems(t *testing.T) {
 		t.Fatalf("Err = %v", err)
 	}
 }
+
+func TestLogger(t *testing.T) {
+	var b strings.Builder
+	l, err := Logger(env(map[string]string{"TAKT_LOG_FORMAT": "text", "TAKT_LOG_LEVEL": "warn"}), &b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Info("hidden")
+	l.Warn("shown", "k", "v")
+	if got := b.String(); strings.Contains(got, "hidden") || !strings.Contains(got, "level=WARN msg=shown k=v") {
+		t.Errorf("text logger at warn wrote %q", got)
+	}
+	b.Reset()
+	l, err = Logger(env(nil), &b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Info("x")
+	if !strings.HasPrefix(b.String(), `{"time":`) {
+		t.Errorf("default logger is not JSON: %q", b.String())
+	}
+	_, err = Logger(env(map[string]string{"TAKT_LOG_FORMAT": "xml", "TAKT_LOG_LEVEL": "loud"}), &b)
+	if err == nil || !strings.Contains(err.Error(), "TAKT_LOG_FORMAT") || !strings.Contains(err.Error(), "TAKT_LOG_LEVEL") {
+		t.Errorf("bad settings: %v", err)
+	}
+}

@@ -1,10 +1,10 @@
-// Command ingestor serves Takt's part ingest API; see package ingestor.
+// Command ingestor runs Takt's ingestor; see package ingestor. Settings come from
+// TAKT_* environment variables (see the README).
 package main
 
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -15,14 +15,13 @@ import (
 
 func main() {
 	var env config.Env
+	logger, lerr := config.Logger(&env, os.Stderr)
 	cfg := ingestor.ConfigFromEnv(&env)
-	level, _ := cfg.Level()
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	if err := errors.Join(env.Err(), cfg.Validate()); err != nil {
+	if err := errors.Join(lerr, env.Err(), cfg.Validate()); err != nil {
 		logger.Error("invalid configuration", "err", err)
 		os.Exit(1)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := ingestor.Run(ctx, cfg, logger); err != nil {
 		logger.Error("ingestor failed", "err", err)

@@ -1,12 +1,10 @@
-// Command processor consumes part messages from Kafka and writes them to
-// ClickHouse. Settings come from TAKT_* environment variables (see the
-// processor package's ConfigFromEnv).
+// Command processor runs Takt's processor; see package processor. Settings come from
+// TAKT_* environment variables (see the README).
 package main
 
 import (
 	"context"
-	"fmt"
-	"log/slog"
+	"errors"
 	"os"
 	"os/signal"
 	"syscall"
@@ -17,19 +15,10 @@ import (
 
 func main() {
 	var env config.Env
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(env.String("LOG_LEVEL", "info"))); err != nil {
-		fmt.Fprintf(os.Stderr, "TAKT_LOG_LEVEL: %v\n", err)
-		os.Exit(1)
-	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	logger, lerr := config.Logger(&env, os.Stderr)
 	cfg := processor.ConfigFromEnv(&env)
-	if err := env.Err(); err != nil {
-		logger.Error("bad configuration", "err", err)
-		os.Exit(1)
-	}
-	if err := cfg.Validate(); err != nil {
-		logger.Error("bad configuration", "err", err)
+	if err := errors.Join(lerr, env.Err(), cfg.Validate()); err != nil {
+		logger.Error("invalid configuration", "err", err)
 		os.Exit(1)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
