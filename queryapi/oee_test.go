@@ -8,8 +8,6 @@ import (
 	"math"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,60 +18,9 @@ import (
 	"github.com/takt/takt/internal/auth"
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/oee"
+	"github.com/takt/takt/internal/oee/oeetest"
 	"github.com/takt/takt/internal/period"
 )
-
-// oeeScenario is a reference case of internal/oee/testdata/scenarios (the
-// hand-computed figures are derived in the .md file of the same name).
-type oeeScenario struct {
-	Name     string     `json:"name"`
-	Timezone string     `json:"timezone"`
-	Location period.Key `json:"location"`
-	Shifts   []struct {
-		Name  string `json:"name"`
-		Start string `json:"start"`
-		End   string `json:"end"`
-		Days  string `json:"days"`
-	} `json:"shifts"`
-	Products map[string]float64 `json:"products"`
-	Window   struct {
-		Start time.Time `json:"start"`
-		End   time.Time `json:"end"`
-	} `json:"window"`
-	Bucket  oee.Bucket `json:"bucket"`
-	Buckets int        `json:"buckets"`
-	Events  []struct {
-		Series *struct {
-			From      time.Time `json:"from"`
-			EveryS    float64   `json:"every_s"`
-			Count     int       `json:"count"`
-			Product   string    `json:"product"`
-			CycleTime float64   `json:"cycle_time"`
-			Quality   string    `json:"quality"`
-			Quantity  uint32    `json:"quantity"`
-		} `json:"series"`
-		Tick   *time.Time `json:"tick"`
-		Assign *struct {
-			Start   time.Time `json:"start"`
-			Reason  uint64    `json:"reason"`
-			Planned bool      `json:"planned"`
-		} `json:"assign"`
-	} `json:"events"`
-	Expected map[string]float64 `json:"expected"`
-}
-
-func loadScenario(t *testing.T, name string) *oeeScenario {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "internal", "oee", "testdata", "scenarios", name+".json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sc oeeScenario
-	if err := json.Unmarshal(b, &sc); err != nil {
-		t.Fatal(err)
-	}
-	return &sc
-}
 
 // oeeSite is where a scenario is played: a site of the given zone and one
 // location of its own (a line, or a machine on a line) with the scenario's
@@ -89,68 +36,31 @@ type oeeSite struct {
 // playScenario stores the scenario's parts and every version of the
 // periods the state machine wrote for them (a FINAL reader must see the
 // newest). withPeriods false stores the parts only.
-func playScenario(t *testing.T, store *chstore.Store, sc *oeeScenario, at oeeSite, withPeriods bool, nextID *int64) {
+func playScenario(t *testing.T, store *chstore.Store, sc *oeetest.Scenario, at oeeSite, withPeriods bool, nextID *int64) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	loc, err := time.LoadLocation(sc.Timezone)
+	key := period.Key{Kind: at.kind, ID: at.loc}
+	played, err := oeetest.Replay(sc, key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cal := &period.Calendar{Loc: loc}
-	for _, s := range sc.Shifts {
-		sh, err := period.ParseShift(s.Name, s.Start, s.End, s.Days)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cal.Shifts = append(cal.Shifts, sh)
-	}
-	key := period.Key{Kind: at.kind, ID: at.loc}
-	m := period.New(key, period.Config{Calendar: cal})
-	var versions []chstore.PeriodRow
-	write := func(rows []period.Row) {
-		for _, r := range rows {
-			versions = append(versions, chstore.PeriodRow{ID: r.ID, Site: at.site, Location: at.loc, LocationKind: at.kind,
-				ExternalID: at.externalID, State: string(r.State), Start: r.Start, End: r.End, Open: r.Open,
-				Reason: r.Reason, Version: r.Version, Deleted: r.Deleted})
-		}
+	versions := make([]chstore.PeriodRow, 0, len(played.Rows))
+	for _, r := range played.Rows {
+		versions = append(versions, chstore.PeriodRow{ID: r.ID, Site: at.site, Location: at.loc, LocationKind: at.kind,
+			ExternalID: at.externalID, State: string(r.State), Start: r.Start, End: r.End, Open: r.Open,
+			Reason: r.Reason, Version: r.Version, Deleted: r.Deleted})
 	}
 	var b chstore.PartsBlock
-	for _, ev := range sc.Events {
-		switch {
-		case ev.Series != nil:
-			s := ev.Series
-			ideal := sc.Products[s.Product]
-			q, quality := s.Quantity, s.Quality
-			if q == 0 {
-				q = 1
-			}
-			if quality == "" {
-				quality = "good"
-			}
-			for i := range s.Count {
-				rec := s.From.UnixMilli() + int64(float64(i)*s.EveryS*1000)
-				rows, _ := m.Part(period.Part{RecordedMs: rec, CycleTime: s.CycleTime, HasCycleTime: s.CycleTime > 0, IdealCycleTime: ideal})
-				write(rows)
-				*nextID++
-				r := chstore.PartRow{ID: chstore.PartID(0, *nextID), EventID: uuid.Must(uuid.NewV7()), Site: at.site,
-					LocationKind: at.kind, LocationID: at.loc, ExternalID: at.externalID,
-					ProductID: at.products[s.Product], ProductCode: s.Product, ProductResolution: "code",
-					Quantity: q, Quality: quality, CycleTime: s.CycleTime, HasCycleTime: s.CycleTime > 0,
-					RecordedMs: rec, ReceivedMs: rec, Topic: "t", Offset: *nextID}
-				if err := b.Append(&r); err != nil {
-					t.Fatal(err)
-				}
-			}
-		case ev.Tick != nil:
-			write(m.Tick(ev.Tick.UnixMilli()))
-		case ev.Assign != nil:
-			rows, err := m.Assign(period.PeriodID(key, ev.Assign.Start.UnixMilli()),
-				period.Reason{ID: ev.Assign.Reason, Planned: ev.Assign.Planned})
-			if err != nil {
-				t.Fatal(err)
-			}
-			write(rows)
+	for _, p := range played.Parts {
+		*nextID++
+		r := chstore.PartRow{ID: chstore.PartID(0, *nextID), EventID: uuid.Must(uuid.NewV7()), Site: at.site,
+			LocationKind: at.kind, LocationID: at.loc, ExternalID: at.externalID,
+			ProductID: at.products[p.Product], ProductCode: p.Product, ProductResolution: "code",
+			Quantity: p.Quantity, Quality: p.Quality, CycleTime: p.CycleTime, HasCycleTime: p.CycleTime > 0,
+			RecordedMs: p.RecordedMs, ReceivedMs: p.RecordedMs, Topic: "t", Offset: *nextID}
+		if err := b.Append(&r); err != nil {
+			t.Fatal(err)
 		}
 	}
 	if err := store.InsertParts(ctx, &b); err != nil {
@@ -199,7 +109,7 @@ func newOEEFixture(t *testing.T) *oeeFixture {
 	var nextID int64
 	shiftID := uint64(100)
 	play := func(name string, line uint64, machine uint64, withPeriods bool) {
-		sc := loadScenario(t, name)
+		sc := oeetest.Load(t, name)
 		site := uint64(3)
 		if sc.Timezone != "UTC" {
 			site = 1
@@ -228,7 +138,7 @@ func newOEEFixture(t *testing.T) *oeeFixture {
 	play("05_dst_day", 15, 0, true)
 	play("06_late_part_in_down", 16, 0, true)
 	// Scenario 02's parts once more, on a line without periods.
-	sc := loadScenario(t, "02_scrap_rework")
+	sc := oeetest.Load(t, "02_scrap_rework")
 	at := oeeSite{site: 3, kind: "line", loc: 17, line: 17, externalID: "ext_17", products: products[3]}
 	must(store.PutLine(ctx, chstore.Line{ID: 17, Site: 3, Area: 1, Code: "L17", ExternalID: at.externalID, Audit: audit}))
 	shiftID++
@@ -253,7 +163,7 @@ func (f *oeeFixture) oeeRows(t *testing.T, key string, args url.Values) []map[st
 	return rows
 }
 
-func scenarioArgs(sc *oeeScenario, at oeeSite, bucket string) url.Values {
+func scenarioArgs(sc *oeetest.Scenario, at oeeSite, bucket string) url.Values {
 	v := url.Values{"site": {strconv.FormatUint(at.site, 10)},
 		"start": {sc.Window.Start.UTC().Format(time.RFC3339)}, "end": {sc.Window.End.UTC().Format(time.RFC3339)},
 		"bucket": {bucket}}
@@ -313,15 +223,15 @@ func TestOEE(t *testing.T) {
 	for _, name := range []string{"01_downtime_in_shift", "02_scrap_rework", "03_product_change",
 		"04_planned_stop", "05_dst_day", "06_late_part_in_down"} {
 		t.Run(name, func(t *testing.T) {
-			sc, at := loadScenario(t, name), f.played[name]
+			sc, at := oeetest.Load(t, name), f.played[name]
 			rows := f.oeeRows(t, f.key, scenarioArgs(sc, at, "none"))
 			if len(rows) != 1 {
 				t.Fatalf("%d rows, want 1: %v", len(rows), rows)
 			}
 			checkFigures(t, "bucket=none", rows[0], sc.Expected)
 			checkFigures(t, "bucket=none", rows[0], map[string]float64{"unrecorded_time": 0})
-			if sc.Bucket != oee.None {
-				rows := f.oeeRows(t, f.key, scenarioArgs(sc, at, string(sc.Bucket)))
+			if oee.Bucket(sc.Bucket) != oee.None {
+				rows := f.oeeRows(t, f.key, scenarioArgs(sc, at, sc.Bucket))
 				if len(rows) != sc.Buckets {
 					t.Fatalf("%d %s rows, want %d", len(rows), sc.Bucket, sc.Buckets)
 				}
@@ -336,7 +246,7 @@ func TestOEE(t *testing.T) {
 	}
 
 	t.Run("DST day in one local day bucket", func(t *testing.T) {
-		sc, at := loadScenario(t, "05_dst_day"), f.played["05_dst_day"]
+		sc, at := oeetest.Load(t, "05_dst_day"), f.played["05_dst_day"]
 		rows := f.oeeRows(t, f.key, scenarioArgs(sc, at, "day"))
 		if len(rows) != 1 {
 			t.Fatalf("%d day rows, want 1", len(rows))
@@ -356,7 +266,7 @@ func TestOEE(t *testing.T) {
 	})
 
 	t.Run("no periods yet", func(t *testing.T) {
-		sc := loadScenario(t, "02_scrap_rework")
+		sc := oeetest.Load(t, "02_scrap_rework")
 		rows := f.oeeRows(t, f.key, scenarioArgs(sc, oeeSite{site: 3, externalID: "ext_17"}, "none"))
 		if len(rows) != 1 {
 			t.Fatalf("%d rows", len(rows))
@@ -380,7 +290,7 @@ func TestOEE(t *testing.T) {
 		if byExt["ext_m40"]["line"] != 13.0 || byExt["ext_m40"]["location_kind"] != "machine" {
 			t.Errorf("machine row: %v", byExt["ext_m40"])
 		}
-		checkFigures(t, "location ext_12", byExt["ext_12"], loadScenario(t, "02_scrap_rework").Expected)
+		checkFigures(t, "location ext_12", byExt["ext_12"], oeetest.Load(t, "02_scrap_rework").Expected)
 
 		args.Set("group_by", "product")
 		args.Set("line", "13")
@@ -401,11 +311,11 @@ func TestOEE(t *testing.T) {
 		if len(rows) != 2 || rows[0]["shift"] != nil || rows[1]["shift"] != "A" {
 			t.Fatalf("group_by=shift: %v", rows)
 		}
-		checkFigures(t, "shift A", rows[1], loadScenario(t, "01_downtime_in_shift").Expected)
+		checkFigures(t, "shift A", rows[1], oeetest.Load(t, "01_downtime_in_shift").Expected)
 	})
 
 	t.Run("xml", func(t *testing.T) {
-		sc, at := loadScenario(t, "01_downtime_in_shift"), f.played["01_downtime_in_shift"]
+		sc, at := oeetest.Load(t, "01_downtime_in_shift"), f.played["01_downtime_in_shift"]
 		args := scenarioArgs(sc, at, "hour")
 		args.Set("format", "xml")
 		status, h, body := f.get(t, "/api/1.0/oee/?"+args.Encode(), f.key)

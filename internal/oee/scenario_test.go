@@ -11,134 +11,45 @@ import (
 	"testing"
 	"time"
 
+	"github.com/takt/takt/internal/oee/oeetest"
 	"github.com/takt/takt/internal/period"
 )
 
-// scenario is one reference case in testdata/scenarios: part events,
-// shifts, reasons and the hand-computed figures (derivation in the .md file
-// of the same name).
-type scenario struct {
-	Name     string     `json:"name"`
-	Timezone string     `json:"timezone"`
-	Location period.Key `json:"location"`
-	Shifts   []struct {
-		Name  string `json:"name"`
-		Start string `json:"start"`
-		End   string `json:"end"`
-		Days  string `json:"days"`
-	} `json:"shifts"`
-	// Products maps a product code to its ideal cycle time (s).
-	Products map[string]float64 `json:"products"`
-	Window   struct {
-		Start time.Time `json:"start"`
-		End   time.Time `json:"end"`
-	} `json:"window"`
-	Now        time.Time `json:"now"`
-	Bucket     Bucket    `json:"bucket"`
-	Buckets    int       `json:"buckets"`
-	DayBuckets int       `json:"day_buckets"`
-	Events     []struct {
-		Series *struct {
-			From      time.Time `json:"from"`
-			EveryS    float64   `json:"every_s"`
-			Count     int       `json:"count"`
-			Product   string    `json:"product"`
-			CycleTime float64   `json:"cycle_time"`
-			Quality   string    `json:"quality"`
-			Quantity  uint32    `json:"quantity"`
-		} `json:"series"`
-		Tick   *time.Time `json:"tick"`
-		Assign *struct {
-			Start   time.Time `json:"start"`
-			Reason  uint64    `json:"reason"`
-			Planned bool      `json:"planned"`
-		} `json:"assign"`
-	} `json:"events"`
-	Expected map[string]float64 `json:"expected"`
-}
-
 func TestScenarios(t *testing.T) {
-	files, err := filepath.Glob("testdata/scenarios/*.json")
-	if err != nil || len(files) < 6 {
-		t.Fatalf("want at least six scenarios, found %d (%v)", len(files), err)
+	scenarios := oeetest.LoadAll(t, "testdata/scenarios")
+	if len(scenarios) < 6 {
+		t.Fatalf("want at least six scenarios, found %d", len(scenarios))
 	}
-	for _, f := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(f), ".json"), func(t *testing.T) {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var sc scenario
-			if err := json.Unmarshal(b, &sc); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := os.Stat(strings.TrimSuffix(f, ".json") + ".md"); err != nil {
+	for _, sc := range scenarios {
+		t.Run(strings.TrimSuffix(filepath.Base(sc.File), ".json"), func(t *testing.T) {
+			if _, err := os.Stat(strings.TrimSuffix(sc.File, ".json") + ".md"); err != nil {
 				t.Errorf("scenario without its derivation: %v", err)
 			}
-			runScenario(t, &sc)
+			runScenario(t, sc)
 		})
 	}
 }
 
-func runScenario(t *testing.T, sc *scenario) {
-	loc, err := time.LoadLocation(sc.Timezone)
+func runScenario(t *testing.T, sc *oeetest.Scenario) {
+	played, err := oeetest.Replay(sc, sc.Location)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cal := &period.Calendar{Loc: loc}
-	for _, s := range sc.Shifts {
-		sh, err := period.ParseShift(s.Name, s.Start, s.End, s.Days)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cal.Shifts = append(cal.Shifts, sh)
-	}
-	m := period.New(sc.Location, period.Config{Calendar: cal})
+	loc, cal, m := played.Loc, played.Calendar, played.Machine
 	// table is what a ReplacingMergeTree(version) read with FINAL returns.
 	table := map[uint64]period.Row{}
-	write := func(rows []period.Row) {
-		for _, r := range rows {
-			if old, ok := table[r.ID]; ok && old.Version >= r.Version {
-				t.Fatalf("period %d: version %d after %d", r.ID, r.Version, old.Version)
-			}
-			table[r.ID] = r
+	for _, r := range played.Rows {
+		if old, ok := table[r.ID]; ok && old.Version >= r.Version {
+			t.Fatalf("period %d: version %d after %d", r.ID, r.Version, old.Version)
 		}
+		table[r.ID] = r
 	}
 	var parts []Part
-	for _, ev := range sc.Events {
-		switch {
-		case ev.Series != nil:
-			s := ev.Series
-			ideal, ok := sc.Products[s.Product]
-			if !ok {
-				t.Fatalf("unknown product %q", s.Product)
-			}
-			q, quality := s.Quantity, s.Quality
-			if q == 0 {
-				q = 1
-			}
-			if quality == "" {
-				quality = "good"
-			}
-			for i := range s.Count {
-				rec := s.From.UnixMilli() + int64(float64(i)*s.EveryS*1000)
-				rows, out := m.Part(period.Part{RecordedMs: rec, CycleTime: s.CycleTime, HasCycleTime: s.CycleTime > 0, IdealCycleTime: ideal})
-				if out == period.TooLate {
-					t.Fatalf("part at %v too late", time.UnixMilli(rec).UTC())
-				}
-				write(rows)
-				parts = append(parts, Part{Location: sc.Location.ID, RecordedMs: rec, Quantity: q, Quality: quality, IdealCycleTime: ideal})
-			}
-		case ev.Tick != nil:
-			write(m.Tick(ev.Tick.UnixMilli()))
-		case ev.Assign != nil:
-			rows, err := m.Assign(period.PeriodID(sc.Location, ev.Assign.Start.UnixMilli()),
-				period.Reason{ID: ev.Assign.Reason, Planned: ev.Assign.Planned})
-			if err != nil {
-				t.Fatalf("assign: %v", err)
-			}
-			write(rows)
+	for _, p := range played.Parts {
+		if p.Outcome == period.TooLate {
+			t.Fatalf("part at %v too late", time.UnixMilli(p.RecordedMs).UTC())
 		}
+		parts = append(parts, Part{Location: sc.Location.ID, RecordedMs: p.RecordedMs, Quantity: p.Quantity, Quality: p.Quality, IdealCycleTime: p.IdealCycleTime})
 	}
 	var periods []Period
 	var live []period.Row
@@ -159,7 +70,7 @@ func runScenario(t *testing.T, sc *scenario) {
 		t.Errorf("rows as a FINAL reader sees them differ from the machine's:\n%v\n%v", live, got)
 	}
 	w := Window{Start: sc.Window.Start.UnixMilli(), End: sc.Window.End.UnixMilli()}
-	rows := ComputeBuckets(sc.Bucket, w, loc, cal, sc.Now.UnixMilli(), periods, parts)
+	rows := ComputeBuckets(Bucket(sc.Bucket), w, loc, cal, sc.Now.UnixMilli(), periods, parts)
 	if sc.Buckets > 0 && len(rows) != sc.Buckets {
 		t.Errorf("%d %s buckets, want %d", len(rows), sc.Bucket, sc.Buckets)
 	}
