@@ -44,69 +44,28 @@ type batchItem struct {
 // body.
 func parseParts(body []byte, now time.Time, max int) ([]batchItem, error) {
 	s := scanner{b: body}
-	s.skipWS()
-	if s.i == len(s.b) {
-		return nil, formatErr("empty body")
-	}
-	if s.b[s.i] != '{' {
-		return nil, formatErr("body must be a JSON object")
-	}
-	s.i++
 	var items []batchItem
-	saw := false
-	for first := true; ; first = false {
-		s.skipWS()
-		if first && s.peek() == '}' {
-			s.i++
-			break
-		}
-		key, err := s.key()
-		if err != nil {
-			return nil, err
-		}
-		if string(key) != "parts" {
-			if string(key) == "part" {
-				return nil, formatErr("unknown field \"part\" (a batch carries an array \"parts\"; single parts go to %s)", Path)
-			}
-			return nil, formatErr("unknown field %s", quote(key))
-		}
-		if saw {
-			return nil, formatErr("duplicate field \"parts\"")
-		}
-		saw = true
-		switch s.peek() {
-		case '[':
-			if items, err = s.items(now, max); err != nil {
-				return nil, err
-			}
-		case 'n':
-			if err := s.literal("null"); err != nil {
-				return nil, err
-			}
-			saw = false
-		default:
-			if _, err := s.value(); err != nil {
-				return nil, err
-			}
-			return nil, formatErr("parts must be a JSON array")
-		}
-		if done, err := s.next(); err != nil {
-			return nil, err
-		} else if done {
-			break
-		}
-	}
-	s.skipWS()
-	if s.i != len(s.b) {
-		return nil, s.syntax("unexpected data after the JSON object")
-	}
-	if !saw {
-		return nil, formatErr("missing parts")
+	err := s.envelope("parts", '[', "parts must be a JSON array", "missing parts", unknownInBatch,
+		func() (err error) {
+			items, err = s.items(now, max)
+			return err
+		})
+	if err != nil {
+		return nil, err
 	}
 	if len(items) == 0 {
 		return nil, formatErr("parts is empty")
 	}
 	return items, nil
+}
+
+// unknownInBatch is the error for a top-level field other than "parts": a
+// single call's envelope says where it belongs.
+func unknownInBatch(key []byte) error {
+	if string(key) == "part" {
+		return formatErr("unknown field \"part\" (a batch carries an array \"parts\"; single parts go to %s)", Path)
+	}
+	return formatErr("unknown field %s", quote(key))
 }
 
 // items reads the array of parts.

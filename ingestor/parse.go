@@ -95,15 +95,39 @@ const (
 func parsePart(body []byte, now time.Time) (partInput, error) {
 	s := scanner{b: body}
 	var in partInput
+	err := s.envelope("part", '{', "part must be a JSON object", "missing part", unknownInSingle,
+		func() error { return s.part(&in, now) })
+	if err != nil {
+		return in, err
+	}
+	return in, in.finish(now)
+}
+
+// unknownInSingle is the error for a top-level field other than "part": a
+// part field sent without the envelope says where it belongs.
+func unknownInSingle(key []byte) error {
+	if fieldBit(key) != 0 {
+		return formatErr("unknown field %s (the part's fields go inside \"part\")", quote(key))
+	}
+	return formatErr("unknown field %s", quote(key))
+}
+
+// envelope reads a body that must be a JSON object whose only field is
+// name, shared by the single and the batch call. When the field's value
+// starts with open ('{' or '['), read parses it from there; null counts as
+// absent; any other value fails with wrongType. unknown gives the error
+// for any other field name; missing is the error when the field is absent.
+// Trailing data after the object is a syntax error.
+func (s *scanner) envelope(name string, open byte, wrongType, missing string, unknown func(key []byte) error, read func() error) error {
 	s.skipWS()
 	if s.i == len(s.b) {
-		return in, formatErr("empty body")
+		return formatErr("empty body")
 	}
 	if s.b[s.i] != '{' {
-		return in, formatErr("body must be a JSON object")
+		return formatErr("body must be a JSON object")
 	}
 	s.i++
-	sawPart := false
+	saw := false
 	for first := true; ; first = false {
 		s.skipWS()
 		if first && s.peek() == '}' {
@@ -112,48 +136,45 @@ func parsePart(body []byte, now time.Time) (partInput, error) {
 		}
 		key, err := s.key()
 		if err != nil {
-			return in, err
+			return err
 		}
-		if string(key) != "part" {
-			if fieldBit(key) != 0 {
-				return in, formatErr("unknown field %s (the part's fields go inside \"part\")", quote(key))
-			}
-			return in, formatErr("unknown field %s", quote(key))
+		if string(key) != name {
+			return unknown(key)
 		}
-		if sawPart {
-			return in, formatErr("duplicate field \"part\"")
+		if saw {
+			return formatErr("duplicate field %s", strconv.Quote(name))
 		}
-		sawPart = true
+		saw = true
 		switch s.peek() {
-		case '{':
-			if err := s.part(&in, now); err != nil {
-				return in, err
+		case open:
+			if err := read(); err != nil {
+				return err
 			}
 		case 'n':
 			if err := s.literal("null"); err != nil {
-				return in, err
+				return err
 			}
-			sawPart = false // null: as if absent
+			saw = false // null: as if absent
 		default:
 			if _, err := s.value(); err != nil {
-				return in, err
+				return err
 			}
-			return in, formatErr("part must be a JSON object")
+			return &formatError{msg: wrongType}
 		}
 		if done, err := s.next(); err != nil {
-			return in, err
+			return err
 		} else if done {
 			break
 		}
 	}
 	s.skipWS()
 	if s.i != len(s.b) {
-		return in, s.syntax("unexpected data after the JSON object")
+		return s.syntax("unexpected data after the JSON object")
 	}
-	if !sawPart {
-		return in, formatErr("missing part")
+	if !saw {
+		return &formatError{msg: missing}
 	}
-	return in, in.finish(now)
+	return nil
 }
 
 // part parses the part object into in.
