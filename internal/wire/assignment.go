@@ -1,0 +1,102 @@
+package wire
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// KindHeader is the record header that names the kind of a message on the
+// parts topic. A record without it is a part event (Part); the only other
+// kind is KindAssignment.
+const KindHeader = "takt-kind"
+
+// KindAssignment is the KindHeader value (and the "kind" field) of an
+// Assignment.
+const KindAssignment = "assignment"
+
+// Assignment gives a downtime reason to a production period. The record
+// API produces it to the parts topic with the location's external id as
+// key, so it lands in the partition of the location's parts and the one
+// processor that owns the location's state machine applies it, in order
+// with the parts and with the same exactly-once bookkeeping.
+//
+// Start, End and State describe the period as the API read it; the
+// processor needs them only for a period that has left its state
+// machine's lateness window (a final period), whose new version it writes
+// from them.
+type Assignment struct {
+	V    int    `json:"v"`
+	Kind string `json:"kind"`
+	// ID is a unique id of the request (UUIDv7, text form).
+	ID           string `json:"id"`
+	Site         uint64 `json:"site"`
+	LocationKind string `json:"location_kind"`
+	LocationID   uint64 `json:"location_id"`
+	ExternalID   string `json:"external_id"`
+	// Period is the id of the production period.
+	Period  uint64 `json:"period"`
+	StartMs int64  `json:"start_ms"`
+	// EndMs is 0 while the period is open.
+	EndMs int64  `json:"end_ms"`
+	State string `json:"state"`
+	// Reason is the id of a downtime reason, 0 to remove the reason;
+	// Planned is that reason's planned flag.
+	Reason  uint64 `json:"reason"`
+	Planned bool   `json:"planned"`
+	// AssignedAtMs is when the API accepted the assignment; By is the
+	// user who made it.
+	AssignedAtMs int64  `json:"assigned_at_ms"`
+	By           string `json:"by"`
+}
+
+// Key returns the Kafka record key of a: its location's external id.
+func (a *Assignment) Key() []byte { return []byte(a.ExternalID) }
+
+// EncodeAssignment returns the JSON form of a with version and kind set.
+func EncodeAssignment(a *Assignment) ([]byte, error) {
+	a.V, a.Kind = Version, KindAssignment
+	if err := a.Validate(); err != nil {
+		return nil, err
+	}
+	return json.Marshal(a)
+}
+
+// DecodeAssignment parses an assignment message and checks its invariants.
+func DecodeAssignment(b []byte) (Assignment, error) {
+	var a Assignment
+	if err := json.Unmarshal(b, &a); err != nil {
+		return Assignment{}, fmt.Errorf("decode assignment message: %w", err)
+	}
+	if a.V != Version {
+		return Assignment{}, fmt.Errorf("decode assignment message: %w: %d", ErrVersion, a.V)
+	}
+	if err := a.Validate(); err != nil {
+		return Assignment{}, err
+	}
+	return a, nil
+}
+
+// Validate checks the invariants of an assignment message.
+func (a *Assignment) Validate() error {
+	switch {
+	case a.Kind != KindAssignment:
+		return fmt.Errorf("%w: kind %q", ErrInvalid, a.Kind)
+	case a.ID == "":
+		return fmt.Errorf("%w: empty id", ErrInvalid)
+	case a.Site == 0:
+		return fmt.Errorf("%w: site 0", ErrInvalid)
+	case a.LocationKind != "line" && a.LocationKind != "machine":
+		return fmt.Errorf("%w: location_kind %q", ErrInvalid, a.LocationKind)
+	case a.ExternalID == "":
+		return fmt.Errorf("%w: empty external_id", ErrInvalid)
+	case a.Period == 0:
+		return fmt.Errorf("%w: period 0", ErrInvalid)
+	case a.State != "down" && a.State != "planned_down":
+		return fmt.Errorf("%w: a reason goes only to a down period, not %q", ErrInvalid, a.State)
+	case a.StartMs <= 0 || a.EndMs < 0 || (a.EndMs != 0 && a.EndMs < a.StartMs):
+		return fmt.Errorf("%w: period times %d–%d", ErrInvalid, a.StartMs, a.EndMs)
+	case a.Planned && a.Reason == 0:
+		return fmt.Errorf("%w: planned without a reason", ErrInvalid)
+	}
+	return nil
+}
