@@ -545,3 +545,35 @@ func PeriodID(k Key, start int64) uint64 {
 	h.Write(b[:])
 	return h.Sum64() &^ (1 << 63)
 }
+
+// ErrNotFinal means Relabel was given a period that is still in the
+// machine's window (use Assign) or still open.
+var ErrNotFinal = errors.New("period is not final")
+
+// Relabel gives reason r to a final period: one that has left the
+// lateness window, so the machine no longer holds it and no part can
+// change it again. row is the period as stored (its id, start, end and
+// state); Relabel returns its new version, with the state down or
+// planned_down after r and a version above every earlier one of this
+// location. Stored times may be truncated to seconds, so row.ID is taken
+// as given. The machine's timeline is not touched.
+func (m *Machine) Relabel(row Row, r Reason) (Row, error) {
+	if row.State != Down && row.State != PlannedDown {
+		return Row{}, ErrNotDown
+	}
+	if row.Open {
+		return Row{}, ErrNotFinal
+	}
+	for _, live := range m.st.Rows {
+		if live.ID == row.ID || row.End > live.Start {
+			return Row{}, ErrNotFinal
+		}
+	}
+	row.State, row.Reason = Down, r.ID
+	if r.Planned {
+		row.State = PlannedDown
+	}
+	m.st.Seq++
+	row.Version, row.Deleted = m.st.Seq, false
+	return row, nil
+}

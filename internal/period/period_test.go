@@ -545,3 +545,50 @@ func hasEqualTimes(ps []Part) bool {
 	}
 	return false
 }
+
+// TestRelabelFinalPeriod: a down period that has left the lateness window
+// can still get a reason; a period in the window must go through Assign,
+// and a running period gets none.
+func TestRelabelFinalPeriod(t *testing.T) {
+	m := New(key, Config{Lateness: 30 * time.Minute})
+	m.Part(*part("06:00:00", 0))
+	rows, _ := m.Part(*part("06:10:00", 0)) // 10 min gap: down 06:00–06:10
+	var down Row
+	for _, r := range rows {
+		if r.State == Down {
+			down = r
+		}
+	}
+	if down.ID == 0 {
+		t.Fatalf("no down period in %v", describeAll(rows))
+	}
+	if _, err := m.Relabel(down, Reason{ID: 3}); !errors.Is(err, ErrNotFinal) {
+		t.Fatalf("relabel of a live period: %v, want ErrNotFinal", err)
+	}
+	// Parts until 07:00 push the down period out of the window.
+	for _, s := range []string{"06:11:00", "06:40:00", "06:41:00", "07:20:00", "07:21:00"} {
+		m.Part(*part(s, 0))
+	}
+	for _, r := range m.Rows() {
+		if r.ID == down.ID {
+			t.Fatalf("down period still live: %v", describeAll(m.Rows()))
+		}
+	}
+	seq := m.Snapshot().Seq
+	got, err := m.Relabel(down, Reason{ID: 3, Planned: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != PlannedDown || got.Reason != 3 || got.Version != seq+1 || got.ID != down.ID ||
+		got.Start != down.Start || got.End != down.End {
+		t.Fatalf("relabelled %+v from %+v (seq %d)", got, down, seq)
+	}
+	if got, _ := m.Relabel(got, Reason{}); got.State != Down || got.Reason != 0 || got.Version != seq+2 {
+		t.Fatalf("reason removed: %+v", got)
+	}
+	running := down
+	running.State = Running
+	if _, err := m.Relabel(running, Reason{ID: 3}); !errors.Is(err, ErrNotDown) {
+		t.Fatalf("relabel of a running period: %v", err)
+	}
+}
