@@ -2,7 +2,10 @@
 // Leading2Lean's: GET /api/1.0/<area>/ pages through the records of an area
 // (filters, limit, offset, order_by, fields, format=xml; see internal/l2l),
 // GET /api/1.0/<area>/<id>/ returns one record, and POST, PUT and DELETE
-// create, update and delete master data (see writes.go and mutate.go).
+// create, update and delete master data (see writes.go and mutate.go). An
+// update of a production period gives it a downtime reason: the API does
+// not write the period, it produces a wire.Assignment to the parts topic
+// for the processor to apply (see assign.go).
 //
 // A request is authenticated by an API key in the L2LAUTH header or the
 // auth argument; the key needs the read scope to read, write to change
@@ -32,6 +35,11 @@ type Config struct {
 	RedisAddr     string
 	RedisPassword string
 	RedisPrefix   string
+	// KafkaBrokers and PartsTopic say where reason assignments of
+	// production periods go (TAKT_KAFKA_BROKERS, TAKT_PARTS_TOPIC): the
+	// parts topic, which the processor applies them from.
+	KafkaBrokers []string
+	PartsTopic   string
 	// QueryTimeout bounds the ClickHouse work of one request
 	// (TAKT_QUERY_TIMEOUT); it is also sent as max_execution_time.
 	QueryTimeout time.Duration
@@ -74,6 +82,8 @@ func ConfigFromEnv(e *config.Env) Config {
 		RedisAddr:        e.String("REDIS_ADDR", "127.0.0.1:16379"),
 		RedisPassword:    e.String("REDIS_PASSWORD", ""),
 		RedisPrefix:      e.String("REDIS_PREFIX", "takt:"),
+		KafkaBrokers:     e.List("KAFKA_BROKERS", []string{"127.0.0.1:19092"}),
+		PartsTopic:       e.String("PARTS_TOPIC", "takt.parts"),
 		QueryTimeout:     e.Duration("QUERY_TIMEOUT", 10*time.Second),
 		DefaultLimit:     e.Int("QUERY_DEFAULT_LIMIT", l2l.DefaultLimit),
 		MaxLimit:         e.Int("QUERY_MAX_LIMIT", l2l.MaxLimit),
@@ -93,6 +103,8 @@ func (c Config) Validate() error {
 	var p config.Problems
 	p.Addf(c.Addr == "", "TAKT_QUERY_ADDR: empty")
 	p.Addf(c.RedisAddr == "", "TAKT_REDIS_ADDR: empty")
+	p.Addf(len(c.KafkaBrokers) == 0, "TAKT_KAFKA_BROKERS: empty")
+	p.Addf(c.PartsTopic == "", "TAKT_PARTS_TOPIC: empty")
 	p.Addf(c.QueryTimeout < time.Second, "TAKT_QUERY_TIMEOUT=%s: must be at least 1s", c.QueryTimeout)
 	p.Addf(c.MaxLimit < 1, "TAKT_QUERY_MAX_LIMIT=%d: must be at least 1", c.MaxLimit)
 	p.Addf(c.DefaultLimit < 1 || c.DefaultLimit > c.MaxLimit,

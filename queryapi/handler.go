@@ -70,10 +70,12 @@ type handler struct {
 	bufs    sync.Pool // *[]byte answer buffers
 
 	// writes does POST, PUT and DELETE (nil: every area is read-only);
-	// limiter applies each key's rate limit (nil: none).
-	writes  *writer
-	limiter rateLimiter
-	cursors *cursors // nil: deep offsets are always counted
+	// assigner gives production periods their reasons (nil: the area is
+	// read-only); limiter applies each key's rate limit (nil: none).
+	writes   *writer
+	assigner *assigner
+	limiter  rateLimiter
+	cursors  *cursors // nil: deep offsets are always counted
 }
 
 // lookAheadPages is how many pages a read of parts in insertion order finds
@@ -372,7 +374,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "takt_queryapi_requests_total",
-			Help: "Record-area requests answered, by area and outcome (ok, invalid, unauthorized, forbidden, not_found, timeout, canceled, error).",
+			Help: "Record-area requests answered, by area and outcome (ok, created, updated, deleted, invalid, unauthorized, forbidden, not_found, read_only, rate_limited, timeout, unavailable, canceled, error).",
 		}, []string{"area", "outcome"}),
 		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "takt_queryapi_request_duration_seconds",

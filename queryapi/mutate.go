@@ -104,7 +104,7 @@ func (h *handler) mutate(c *gin.Context) {
 	case !known:
 		h.finish(r, http.StatusNotFound, "not_found", l2l.Failure(fmt.Sprintf("Unknown record area %q", name)))
 		return
-	case wa == nil || h.writes == nil:
+	case h.writes == nil || wa == nil && (name != periodsArea || h.assigner == nil):
 		h.finish(r, http.StatusMethodNotAllowed, "read_only", l2l.Failure(fmt.Sprintf(msgReadOnly, name)))
 		return
 	}
@@ -130,6 +130,10 @@ func (h *handler) mutate(c *gin.Context) {
 		h.finish(r, http.StatusOK, "invalid", l2l.Invalid(&l2l.QueryError{Problems: []string{fmt.Sprintf("_action %q: only delete is known", a)}}))
 		return
 	}
+	if name == periodsArea && (ch.delete || idText == "" && c.Request.Method != http.MethodPut) {
+		h.finish(r, http.StatusMethodNotAllowed, "read_only", l2l.Failure(msgPeriodWrites))
+		return
+	}
 	notFound := l2l.Failure(fmt.Sprintf("No %s record with id %s", name, idText))
 	if idText == "" {
 		if ch.delete || c.Request.Method == http.MethodPut {
@@ -144,6 +148,10 @@ func (h *handler) mutate(c *gin.Context) {
 			return
 		}
 		ch.id = id
+	}
+	if name == periodsArea {
+		h.assign(ctx, r, p, ra, ch, args, notFound)
+		return
 	}
 
 	if wa.signed != nil {

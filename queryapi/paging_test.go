@@ -58,7 +58,7 @@ func TestPagingUnderIngest(t *testing.T) {
 	var env config.Env
 	cfg := ConfigFromEnv(&env)
 	cfg.ClickHouse, cfg.RedisPrefix, cfg.PartsLag = chCfg, prefix, time.Second
-	r, err := newEngine(store, rdb, cfg, testenv.Logger(t), prometheus.NewRegistry())
+	r, err := newEngine(store, rdb, nil, cfg, testenv.Logger(t), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/takt/takt/internal/auth"
 	"github.com/takt/takt/internal/chstore"
@@ -36,6 +38,9 @@ type fixture struct {
 	partsB    []uint64
 	secret    string // signs for user 1 (server demo.SecretServer)
 	store     *chstore.Store
+	topic     string // the scratch parts topic reason assignments go to
+	rdb       *redis.Client
+	cfg       Config
 }
 
 const (
@@ -110,7 +115,16 @@ func newFixture(t *testing.T) *fixture {
 	cfg.ClickHouse = chCfg
 	cfg.RedisPrefix = prefix
 	cfg.PartsLag = 0
-	r, err := newEngine(store, rdb, cfg, testenv.Logger(t), prometheus.NewRegistry())
+	f.topic = testenv.Topic(t, 2)
+	cfg.PartsTopic = f.topic
+	f.rdb, f.cfg = rdb, cfg
+	cl, err := kgo.NewClient(kgo.SeedBrokers(testenv.Stack(t).Brokers...), kgo.DefaultProduceTopic(f.topic),
+		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	r, err := newEngine(store, rdb, cl, cfg, testenv.Logger(t), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

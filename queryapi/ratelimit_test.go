@@ -57,7 +57,7 @@ func TestRateLimitAndLastUsed(t *testing.T) {
 	var env config.Env
 	cfg := ConfigFromEnv(&env)
 	cfg.ClickHouse, cfg.RedisPrefix, cfg.PartsLag = chCfg, prefix, 0
-	r, err := newEngine(store, rdb, cfg, testenv.Logger(t), prometheus.NewRegistry())
+	r, err := newEngine(store, rdb, nil, cfg, testenv.Logger(t), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package queryapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/takt/takt/internal/auth"
@@ -20,10 +22,12 @@ import (
 )
 
 // Run serves the query API until ctx ends, then stops accepting requests,
-// lets those in flight finish (httpx.DrainTimeout at most) and closes the
-// clients.
+// lets those in flight finish (httpx.DrainTimeout at most), flushes the
+// producer and closes the clients.
 //
-// ClickHouse must answer at start; Redis need not (it only caches keys).
+// ClickHouse must answer at start; Redis need not (it only caches keys),
+// nor Kafka (the client connects when a reason is first assigned; until it
+// answers, assignments fail with 503 and /readyz reports it).
 func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("queryapi config: %w", err)
@@ -47,7 +51,24 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	})
 	defer rdb.Close()
 
-	r, err := newEngine(store, rdb, cfg, logger, reg)
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(cfg.KafkaBrokers...),
+		kgo.DefaultProduceTopic(cfg.PartsTopic),
+		// acks=all with the idempotent producer (franz-go's default): an
+		// acknowledged assignment is on every in-sync replica, and retries
+		// never duplicate it. Assignments are rare and each request waits
+		// for its own: no linger.
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(0),
+		kgo.RecordDeliveryTimeout(cfg.QueryTimeout),
+		kgo.WithLogger(kgoLogger{logger.With("component", "kafka")}),
+	)
+	if err != nil {
+		return fmt.Errorf("kafka client: %w", err)
+	}
+	defer cl.Close()
+
+	r, err := newEngine(store, rdb, cl, cfg, logger, reg)
 	if err != nil {
 		return err
 	}
@@ -61,13 +82,23 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		g.Go(func() error { return usage.Run(gctx) })
 	}
 	err = g.Wait()
+
+	// The server has drained: every answered assignment saw its ack. What
+	// is left in the producer belongs to requests that ran out of time;
+	// give it one more chance to land before closing.
+	fctx, cancel := context.WithTimeout(context.Background(), cfg.QueryTimeout)
+	defer cancel()
+	if ferr := cl.Flush(fctx); ferr != nil {
+		err = errors.Join(err, fmt.Errorf("flush producer: %w", ferr))
+	}
 	logger.Info("queryapi stopped")
 	return err
 }
 
 // newEngine wires the HTTP side: authentication, the record areas, health
-// and metrics.
-func newEngine(store *chstore.Store, rdb *redis.Client, cfg Config, logger *slog.Logger, reg *prometheus.Registry) (*gin.Engine, error) {
+// and metrics. Reason assignments go to kc, on cfg.PartsTopic; with a nil kc
+// production periods are read-only.
+func newEngine(store *chstore.Store, rdb *redis.Client, kc kafkaClient, cfg Config, logger *slog.Logger, reg *prometheus.Registry) (*gin.Engine, error) {
 	keys, err := auth.New(store, rdb, cfg.RedisPrefix, logger, reg,
 		auth.Namespace("takt_queryapi"), auth.LocalTTL(cfg.AuthLocalTTL),
 		auth.RedisTTL(cfg.AuthRedisTTL), auth.NegativeTTL(cfg.AuthNegativeTTL))
@@ -93,6 +124,9 @@ func newEngine(store *chstore.Store, rdb *redis.Client, cfg Config, logger *slog
 			delay: refetchDelay, logger: logger},
 		now: time.Now,
 	}
+	if kc != nil {
+		h.assigner = &assigner{store: store, prod: kc, topic: cfg.PartsTopic, now: time.Now}
+	}
 	lim, err := ratelimit.New(cfg.RateLimit, rdb, cfg.RedisPrefix, ratelimit.StoreLimits{Store: store}, logger, reg, "takt_queryapi")
 	if err != nil {
 		return nil, err
@@ -109,9 +143,27 @@ func newEngine(store *chstore.Store, rdb *redis.Client, cfg Config, logger *slog
 		if err := store.Ping(ctx); err != nil {
 			return fmt.Errorf("clickhouse: %w", err)
 		}
+		if kc != nil {
+			if err := kc.Ping(ctx); err != nil {
+				return fmt.Errorf("kafka: %w", err)
+			}
+		}
 		return nil
 	}, reg)
 	h.routes(r)
 	newOEE(h, store).routes(r)
 	return r, nil
+}
+
+// kgoLogger passes franz-go's warnings and errors to slog.
+type kgoLogger struct{ l *slog.Logger }
+
+func (k kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+
+func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	lvl := slog.LevelWarn
+	if level == kgo.LogLevelError {
+		lvl = slog.LevelError
+	}
+	k.l.Log(context.Background(), lvl, msg, keyvals...)
 }

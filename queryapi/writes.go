@@ -36,6 +36,7 @@ type wfield struct {
 	fixed    bool     // set on create only
 	options  []string // allowed values (wString, wStrings items)
 	def      any      // value on create when not given (else the zero value)
+	max      float64  // largest value of a wFloat (0: no maximum)
 }
 
 // writeArea says how records of one area are written.
@@ -61,7 +62,8 @@ var (
 var auditFields = []string{"created", "lastupdated", "createdby", "lastupdatedby", "deleted", "version"}
 
 // writeAreas are the writable record areas. parts and productionperiods
-// are read-only: the pipeline writes them.
+// are the pipeline's: parts are read-only, and an update of a production
+// period only gives it a reason (assign.go).
 var writeAreas = map[string]*writeArea{
 	"sites": {table: "sites", scope: auth.ScopeAdmin, fields: []wfield{
 		{name: "description", kind: wString},
@@ -78,6 +80,7 @@ var writeAreas = map[string]*writeArea{
 		{name: "code", kind: wString, required: true},
 		{name: "description", kind: wString},
 		{name: "externalid", kind: wString},
+		stopThreshold,
 	}},
 	"machines": {table: "machines", scope: auth.ScopeWrite, custom: true, fields: []wfield{
 		{name: "site", kind: wUint, required: true, fixed: true},
@@ -85,6 +88,7 @@ var writeAreas = map[string]*writeArea{
 		{name: "code", kind: wString, required: true},
 		{name: "description", kind: wString},
 		{name: "externalid", kind: wString},
+		stopThreshold,
 	}},
 	"products": {table: "products", scope: auth.ScopeWrite, fields: []wfield{
 		{name: "site", kind: wUint, required: true, fixed: true},
@@ -124,6 +128,14 @@ var writeAreas = map[string]*writeArea{
 	}, owned: []string{"prefix", "hash", "key", "last_used", "site"}},
 }
 
+// stopThreshold is a location's stop threshold in seconds (at most a day):
+// a gap between parts longer than it is downtime. 0, the default, derives
+// it from the product's ideal cycle time (see internal/period).
+var stopThreshold = wfield{name: "stop_threshold", kind: wFloat, max: maxStopThreshold}
+
+// maxStopThreshold is the largest stop threshold, in seconds.
+const maxStopThreshold = 86400
+
 // controlArgs are arguments of a write that are not fields.
 var controlArgs = map[string]bool{
 	"auth": true, "format": true, "realuser": true, "_action": true, "id": true,
@@ -143,6 +155,9 @@ func parseWriteValue(f wfield, raw string) (any, error) {
 		x, err := strconv.ParseFloat(strings.TrimSpace(raw), 64)
 		if err != nil || math.IsNaN(x) || math.IsInf(x, 0) || x < 0 {
 			return nil, fmt.Errorf("%s: %q is not a number >= 0", f.name, raw)
+		}
+		if f.max > 0 && x > f.max {
+			return nil, fmt.Errorf("%s: %q is above the maximum %g", f.name, raw, f.max)
 		}
 		return x, nil
 	case wString:

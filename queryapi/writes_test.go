@@ -92,13 +92,20 @@ func TestWrites(t *testing.T) {
 			t.Fatalf("created area %v", area)
 		}
 		aid := idText(t, area)
-		_, _, env = f.send(t, "POST", "/api/1.0/lines/", f.keyA, url.Values{"site": {"1"}, "area": {aid}, "code": {"L9"}, "externalid": {"line_9"}}, true)
+		_, _, env = f.send(t, "POST", "/api/1.0/lines/", f.keyA, url.Values{"site": {"1"}, "area": {aid}, "code": {"L9"}, "externalid": {"line_9"},
+			"stop_threshold": {"90.5"}}, true)
 		line := data(t, env)
 		lid := idText(t, line)
+		if line["stop_threshold"] != 90.5 {
+			t.Errorf("line stop_threshold %v, want 90.5", line["stop_threshold"])
+		}
 		_, _, env = f.send(t, "POST", "/api/1.0/machines/", f.keyA, url.Values{"site": {"1"}, "line": {lid}, "code": {"WLD1"},
 			"externalid": {"weld_1"}, "custom__vendor": {"acme"}, "custom__power_kw": {"12"}}, false)
 		m := data(t, env)
 		mid := idText(t, m)
+		if m["stop_threshold"] != 0.0 {
+			t.Errorf("machine stop_threshold %v, want the default 0", m["stop_threshold"])
+		}
 		list := records(t, f.getJSON(t, "/api/1.0/machines/?site=1", f.keyA, http.StatusOK))
 		if len(list) != 1 || list[0]["custom__vendor"] != "acme" || list[0]["custom__power_kw"] != "12" {
 			t.Fatalf("machines with custom properties: %v", list)
@@ -114,9 +121,17 @@ func TestWrites(t *testing.T) {
 		if d := data(t, env); d["description"] != "Welder" || d["code"] != "WLD1" {
 			t.Errorf("updated machine %v", d)
 		}
-		_, _, env = f.send(t, "PUT", "/api/1.0/machines/"+mid+"/", f.keyA, url.Values{"code": {"WLD2"}}, true)
-		if d := data(t, env); d["code"] != "WLD2" || d["description"] != "Welder" || d["createdby"] != demo.Username {
+		_, _, env = f.send(t, "PUT", "/api/1.0/machines/"+mid+"/", f.keyA, url.Values{"code": {"WLD2"}, "stop_threshold": {"86400"}}, true)
+		if d := data(t, env); d["code"] != "WLD2" || d["description"] != "Welder" || d["createdby"] != demo.Username || d["stop_threshold"] != 86400.0 {
 			t.Errorf("put machine %v", d)
+		}
+		// An update that does not name stop_threshold keeps it.
+		_, _, env = f.send(t, "PUT", "/api/1.0/lines/"+lid+"/", f.keyA, url.Values{"description": {"Line nine"}}, false)
+		if d := data(t, env); d["stop_threshold"] != 90.5 || d["description"] != "Line nine" {
+			t.Errorf("put line %v", d)
+		}
+		if n := len(records(t, f.getJSON(t, "/api/1.0/lines/?stop_threshold__gt=90", f.keyA, http.StatusOK))); n != 1 {
+			t.Errorf("lines with stop_threshold > 90: %d", n)
 		}
 		if _, ok := records(t, f.getJSON(t, "/api/1.0/machines/?site=1", f.keyA, http.StatusOK))[0]["custom__vendor"]; ok {
 			t.Errorf("custom property not removed")
@@ -148,15 +163,24 @@ func TestWrites(t *testing.T) {
 			{"/api/1.0/shifts/", url.Values{"site": {"1"}, "code": {"S1"}, "start_time": {"25:00"}, "end_time": {"14:00"}, "days": {"mon,xyz"}}, []string{"start_time", "days"}},
 			{"/api/1.0/sites/", url.Values{"timezone": {"Mars/Base"}}, []string{"timezone"}},
 			{"/api/1.0/lines/", url.Values{"id": {"1"}, "site": {"2"}}, []string{"cannot be changed"}},
+			{"/api/1.0/lines/", url.Values{"id": {"1"}, "stop_threshold": {"-1"}}, []string{`stop_threshold: "-1" is not a number >= 0`}},
+			{"/api/1.0/lines/", url.Values{"id": {"1"}, "stop_threshold": {"86400.5"}}, []string{`stop_threshold: "86400.5" is above the maximum 86400`}},
+			{"/api/1.0/lines/", url.Values{"site": {"1"}, "area": {"1"}, "code": {"LY"}, "stop_threshold": {"1e9"}}, []string{"stop_threshold", "above the maximum"}},
+			{"/api/1.0/machines/", url.Values{"site": {"1"}, "line": {"1"}, "code": {"MY"}, "stop_threshold": {"soon"}}, []string{`stop_threshold: "soon" is not a number`}},
+			{"/api/1.0/machines/", url.Values{"site": {"1"}, "line": {"1"}, "code": {"MZ"}, "stop_threshold": {"NaN"}}, []string{`stop_threshold: "NaN" is not a number`}},
 		} {
 			status, _, env := f.send(t, "POST", tt.path, f.keyA, tt.args, false)
-			b, _ := json.Marshal(env["errors"])
 			if status != http.StatusOK || env["success"] != false {
 				t.Errorf("%s %v: %d %v", tt.path, tt.args, status, env)
 				continue
 			}
+			var problems []string
+			for _, p := range env["errors"].([]any) {
+				problems = append(problems, p.(string))
+			}
+			b := strings.Join(problems, "\n")
 			for _, w := range tt.want {
-				if !strings.Contains(string(b), w) {
+				if !strings.Contains(b, w) {
 					t.Errorf("%s %v: errors %s lack %q", tt.path, tt.args, b, w)
 				}
 			}

@@ -63,6 +63,9 @@ type Line struct {
 	Code        string
 	Description string
 	ExternalID  string
+	// StopThreshold is the gap between parts (seconds) that makes a stop;
+	// 0 derives it from the product (see internal/period).
+	StopThreshold float64
 	Audit
 }
 
@@ -74,6 +77,8 @@ type Machine struct {
 	Code        string
 	Description string
 	ExternalID  string
+	// StopThreshold: as Line's.
+	StopThreshold float64
 	Audit
 }
 
@@ -155,15 +160,15 @@ func (s *Store) PutArea(ctx context.Context, v Area) error {
 // PutLine writes a version of a line.
 func (s *Store) PutLine(ctx context.Context, v Line) error {
 	v.fill(time.Now())
-	return s.insertRow(ctx, "lines (id, site, area, code, description, externalid, "+auditCols+")",
-		append([]any{v.ID, v.Site, v.Area, v.Code, v.Description, v.ExternalID}, v.Audit.values()...)...)
+	return s.insertRow(ctx, "lines (id, site, area, code, description, externalid, stop_threshold, "+auditCols+")",
+		append([]any{v.ID, v.Site, v.Area, v.Code, v.Description, v.ExternalID, v.StopThreshold}, v.Audit.values()...)...)
 }
 
 // PutMachine writes a version of a machine.
 func (s *Store) PutMachine(ctx context.Context, v Machine) error {
 	v.fill(time.Now())
-	return s.insertRow(ctx, "machines (id, site, line, code, description, externalid, "+auditCols+")",
-		append([]any{v.ID, v.Site, v.Line, v.Code, v.Description, v.ExternalID}, v.Audit.values()...)...)
+	return s.insertRow(ctx, "machines (id, site, line, code, description, externalid, stop_threshold, "+auditCols+")",
+		append([]any{v.ID, v.Site, v.Line, v.Code, v.Description, v.ExternalID, v.StopThreshold}, v.Audit.values()...)...)
 }
 
 // PutProduct writes a version of a product.

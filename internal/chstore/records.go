@@ -266,6 +266,7 @@ var recordAreas = func() map[string]*RecordArea {
 			col("code", l2l.String, "code"),
 			col("description", l2l.String, "description"),
 			nullCol("externalid", l2l.String, "nullIf(externalid, '')"),
+			col("stop_threshold", l2l.Float, "stop_threshold"),
 		)...),
 		mustRecordArea("machines", "machines", true, "site", withAudit(
 			col("id", l2l.Int, "id"),
@@ -274,6 +275,7 @@ var recordAreas = func() map[string]*RecordArea {
 			col("code", l2l.String, "code"),
 			col("description", l2l.String, "description"),
 			nullCol("externalid", l2l.String, "nullIf(externalid, '')"),
+			col("stop_threshold", l2l.Float, "stop_threshold"),
 		)...).withCustom(),
 		mustRecordArea("products", "products", true, "site", withAudit(
 			col("id", l2l.Int, "id"),

@@ -42,10 +42,12 @@ var writeTables = map[string][]WriteColumn{
 	"sites": {{Name: "description", Kind: KindString}, {Name: "timezone", Kind: KindString}},
 	"areas": {{Name: "site", Kind: KindUint}, {Name: "code", Kind: KindString}, {Name: "description", Kind: KindString}},
 	"lines": {{Name: "site", Kind: KindUint}, {Name: "area", Kind: KindUint}, {Name: "code", Kind: KindString},
-		{Name: "description", Kind: KindString}, {Name: "externalid", Kind: KindString}},
+		{Name: "description", Kind: KindString}, {Name: "externalid", Kind: KindString},
+		{Name: "stop_threshold", Kind: KindFloat}},
 	"machines": {{Name: "site", Kind: KindUint}, {Name: "line", Kind: KindUint}, {Name: "code", Kind: KindString},
 		{Name: "description", Kind: KindString}, {Name: "externalid", Kind: KindString},
-		{Name: "custom_keys", Kind: KindStrings}, {Name: "custom_values", Kind: KindStrings}},
+		{Name: "custom_keys", Kind: KindStrings}, {Name: "custom_values", Kind: KindStrings},
+		{Name: "stop_threshold", Kind: KindFloat}},
 	"products": {{Name: "site", Kind: KindUint}, {Name: "code", Kind: KindString}, {Name: "description", Kind: KindString},
 		{Name: "ideal_cycle_time", Kind: KindFloat}, {Name: "fallback", Kind: KindBool}},
 	"reasons": {{Name: "site", Kind: KindUint}, {Name: "code", Kind: KindString}, {Name: "description", Kind: KindString},
@@ -294,4 +296,37 @@ func (s *Store) KeyRateLimits(ctx context.Context) (map[uint64][2]float64, error
 		out[id] = [2]float64{r, b}
 	}
 	return out, rows.Err()
+}
+
+// PeriodByID returns the live version of production period id (the newest
+// version, read FINAL, not deleted), or ErrNotFound. Times are Unix
+// milliseconds (whole seconds as stored); End is 0 and Open true while the
+// period is open. The query API reads it to give the period a reason.
+func (s *Store) PeriodByID(ctx context.Context, id uint64) (PeriodRow, error) {
+	// The id filter inside FINAL keeps the read on the primary key: every
+	// version of a period has its id.
+	rows, err := s.conn.Query(ctx, `SELECT id, site, location, toString(location_kind), externalid, toString(state),
+		toInt64(toUInt32(start)) * 1000, toInt64(toUInt32(ifNull(end, toDateTime(0)))) * 1000, isNull(end), reason, version
+		FROM (SELECT * FROM productionperiods FINAL WHERE id = ?) WHERE deleted = 0`, id)
+	if err != nil {
+		return PeriodRow{}, fmt.Errorf("read period %d: %w", id, err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return PeriodRow{}, fmt.Errorf("read period %d: %w", id, err)
+		}
+		return PeriodRow{}, fmt.Errorf("period %d: %w", id, ErrNotFound)
+	}
+	var p PeriodRow
+	var open uint8
+	if err := rows.Scan(&p.ID, &p.Site, &p.Location, &p.LocationKind, &p.ExternalID, &p.State,
+		&p.Start, &p.End, &open, &p.Reason, &p.Version); err != nil {
+		return PeriodRow{}, fmt.Errorf("scan period %d: %w", id, err)
+	}
+	p.Open = open == 1
+	if p.Open {
+		p.End = 0
+	}
+	return p, nil
 }
