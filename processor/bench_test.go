@@ -33,6 +33,15 @@ func BenchmarkProcessorEndToEnd(b *testing.B) {
 		}
 	}
 	subprocess := os.Getenv("TAKT_BENCH_SUBPROCESS") != ""
+	// TAKT_BENCH_LOCATIONS spreads the parts over that many locations
+	// (default 97), each with its production-period state machine.
+	locations := 97
+	if v := os.Getenv("TAKT_BENCH_LOCATIONS"); v != "" {
+		var err error
+		if locations, err = strconv.Atoi(v); err != nil || locations < 1 {
+			b.Fatalf("TAKT_BENCH_LOCATIONS=%q", v)
+		}
+	}
 	batchRows := DefaultBatchRows
 	if v := os.Getenv("TAKT_BENCH_BATCH_ROWS"); v != "" {
 		var err error
@@ -59,7 +68,7 @@ func BenchmarkProcessorEndToEnd(b *testing.B) {
 		b.StopTimer()
 		e.topic = testenv.Topic(b, 6)
 		e.group = testenv.Name("takt-bench-group-")
-		prefill(b, e, n)
+		prefill(b, e, n, locations)
 		b.StartTimer()
 
 		start := time.Now()
@@ -123,17 +132,23 @@ func BenchmarkProcessorEndToEnd(b *testing.B) {
 }
 
 // prefill produces n parts to e.topic in batches.
-func prefill(b *testing.B, e *itEnv, n int) {
+func prefill(b *testing.B, e *itEnv, n, locations int) {
 	b.Helper()
+	base := time.Now().UnixMilli() - int64(n)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	const chunk = 20_000
 	rs := make([]*kgo.Record, 0, chunk)
 	for lo := 0; lo < n; lo += chunk {
 		rs = rs[:0]
-		parts := newParts(min(chunk, n-lo))
+		parts := newPartsAt(min(chunk, n-lo), locations)
 		for i := range parts {
-			parts[i].ExternalID = "line_" + strconv.Itoa((lo+i)%97)
+			// One clock over the whole topic, ending now: every location's
+			// parts are in time order, as a fleet sends them.
+			k := lo + i
+			parts[i].ExternalID = "line_" + strconv.Itoa(k%locations)
+			parts[i].LocationID = uint64(k%locations) + 1
+			parts[i].RecordedAtMs = base + int64(k)
 			v, err := wire.Encode(&parts[i])
 			if err != nil {
 				b.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/takt/takt/internal/chstore"
+	"github.com/takt/takt/internal/period"
 	"github.com/takt/takt/processor/resolve"
 )
 
@@ -16,6 +17,7 @@ import (
 type catalogSource interface {
 	Products(ctx context.Context) ([]chstore.Product, error)
 	Reasons(ctx context.Context) ([]chstore.Reason, error)
+	PeriodMaster(ctx context.Context) (chstore.PeriodMaster, error)
 }
 
 // unknownCodeReloadEvery rate-limits the reloads that parts naming an
@@ -36,7 +38,8 @@ type catalog struct {
 	logger    *slog.Logger
 	m         *metrics
 
-	cur atomic.Pointer[resolve.Catalog]
+	cur  atomic.Pointer[resolve.Catalog]
+	locs atomic.Pointer[locationConfigs]
 
 	mu         sync.Mutex // serialises reloads; guards lastReload
 	lastReload time.Time  // end of the last reload attempt, success or not
@@ -45,11 +48,20 @@ type catalog struct {
 func newCatalog(src catalogSource, tolerance float64, logger *slog.Logger, m *metrics) *catalog {
 	c := &catalog{src: src, tolerance: tolerance, logger: logger, m: m}
 	c.cur.Store(resolve.NewCatalog(nil, nil, tolerance))
+	c.locs.Store(&locationConfigs{})
 	return c
 }
 
 // get returns the current catalog.
 func (c *catalog) get() *resolve.Catalog { return c.cur.Load() }
+
+// location returns the state-machine configuration of a location; one
+// the master data does not know is always scheduled, with the derived
+// stop threshold.
+func (c *catalog) location(k period.Key) locationConfig { return c.locs.Load().byKey[k] }
+
+// locationGen changes whenever the location configurations are reloaded.
+func (c *catalog) locationGen() uint64 { return c.locs.Load().gen }
 
 // reload reads products and reasons and swaps the catalog. On error the
 // old catalog stays in use.
@@ -74,6 +86,11 @@ func (c *catalog) reloadLocked(ctx context.Context) error {
 		c.m.catalogErrors.Inc()
 		return fmt.Errorf("reload catalog: %w", err)
 	}
+	pm, err := c.src.PeriodMaster(ctx)
+	if err != nil {
+		c.m.catalogErrors.Inc()
+		return fmt.Errorf("reload catalog: %w", err)
+	}
 	ps := make([]resolve.Product, len(products))
 	for i, p := range products {
 		ps[i] = resolve.Product{ID: p.ID, Site: p.Site, Code: p.Code, IdealCycleTime: p.IdealCycleTime, Fallback: p.Fallback}
@@ -83,6 +100,7 @@ func (c *catalog) reloadLocked(ctx context.Context) error {
 		rs[i] = resolve.Reason{ID: r.ID, Site: r.Site, Code: r.Code, Kind: r.Kind}
 	}
 	c.cur.Store(resolve.NewCatalog(ps, rs, c.tolerance))
+	c.locs.Store(buildLocationConfigs(pm, c.locs.Load().gen+1, c.logger.Warn))
 	c.m.catalogProducts.Set(float64(len(ps)))
 	return nil
 }

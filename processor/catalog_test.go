@@ -30,6 +30,9 @@ func (s *countingSource) Products(context.Context) ([]chstore.Product, error) {
 }
 
 func (s *countingSource) Reasons(context.Context) ([]chstore.Reason, error) { return nil, nil }
+func (*countingSource) PeriodMaster(context.Context) (chstore.PeriodMaster, error) {
+	return chstore.PeriodMaster{}, nil
+}
 
 func TestCatalogReloads(t *testing.T) {
 	src := &countingSource{}

@@ -42,6 +42,11 @@ type Config struct {
 	// (TAKT_CATALOG_REFRESH).
 	CatalogRefresh time.Duration
 
+	// Clock is the wall clock the production-period state machines are
+	// ticked with; nil means time.Now. Tests set it to replay a
+	// scenario's time.
+	Clock func() time.Time
+
 	// Addr is where /healthz, /readyz and /metrics are served
 	// (TAKT_PROCESSOR_ADDR).
 	Addr string

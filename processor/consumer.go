@@ -99,6 +99,13 @@ type partState struct {
 	validGen int32
 
 	lag int64 // high watermark minus next, as of the last fetch
+	// positioned: next is the partition's position (known once the
+	// group assigned it with a committed or stored offset, or a record
+	// was consumed).
+	positioned bool
+
+	// periods are the state machines of the partition's locations.
+	periods periodSet
 }
 
 func (st *partState) consumed(r *kgo.Record, now time.Time) {
@@ -108,6 +115,7 @@ func (st *partState) consumed(r *kgo.Record, now time.Time) {
 	}
 	st.records++
 	st.next = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset + 1}
+	st.positioned = true
 }
 
 func (st *partState) reset() {
@@ -128,7 +136,7 @@ type consumer struct {
 	cfg    Config
 	logger *slog.Logger
 	m      *metrics
-	store  partsStore
+	store  consumerStore
 	cat    *catalog
 	cl     *kgo.Client
 	policy batchPolicy
@@ -136,6 +144,11 @@ type consumer struct {
 	// afterInsert runs after a flush's blocks are in ClickHouse and
 	// before its offsets are committed (crash tests hook in there).
 	afterInsert func()
+	// afterPeriods runs after a batch's period states and rows are in
+	// ClickHouse and before its parts block (crash tests).
+	afterPeriods func()
+	// clock is the wall clock of ticks.
+	clock func() time.Time
 
 	mu    sync.Mutex // guards parts (the map, not the states)
 	parts map[int32]*partState
@@ -160,18 +173,27 @@ type consumer struct {
 	recs      []*kgo.Record
 	hwms      []partitionMark
 	decoded   []decoded
+	nextTick  time.Time
 }
 
-func newConsumer(cfg Config, store partsStore, cat *catalog, m *metrics, logger *slog.Logger) (*consumer, error) {
+// consumerStore is what the consume loop needs from ClickHouse.
+type consumerStore interface {
+	partsStore
+	periodStore
+}
+
+func newConsumer(cfg Config, store consumerStore, cat *catalog, m *metrics, logger *slog.Logger) (*consumer, error) {
 	c := &consumer{
-		cfg:         cfg,
-		logger:      logger,
-		m:           m,
-		store:       store,
-		cat:         cat,
-		policy:      batchPolicy{rows: cfg.BatchRows, interval: cfg.BatchInterval},
-		afterInsert: func() {},
-		parts:       make(map[int32]*partState),
+		cfg:          cfg,
+		logger:       logger,
+		m:            m,
+		store:        store,
+		cat:          cat,
+		policy:       batchPolicy{rows: cfg.BatchRows, interval: cfg.BatchInterval},
+		afterInsert:  func() {},
+		afterPeriods: func() {},
+		clock:        time.Now,
+		parts:        make(map[int32]*partState),
 	}
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
@@ -259,11 +281,14 @@ func (c *consumer) adjustOffsets(ctx context.Context, offsets map[string]map[int
 			return nil, fmt.Errorf("wait for running inserts: %w", err)
 		}
 	}
+	var assigned []int32
+	starts := map[int32]int64{}
 	for topic, parts := range offsets {
 		if topic != c.cfg.Topic {
 			continue
 		}
 		for p, o := range parts {
+			assigned = append(assigned, p)
 			committed := o.EpochOffset().Offset // < 0: nothing committed yet
 			var (
 				last  int64
@@ -291,13 +316,62 @@ func (c *consumer) adjustOffsets(ctx context.Context, offsets map[string]map[int
 				c.logger.Warn("partition re-assigned while holding records; they are read again", "partition", p, "records", old.records)
 			}
 			_, gen := c.cl.GroupMetadata()
-			c.parts[p] = &partState{partition: p, block: new(chstore.PartsBlock), validGen: gen}
+			st := &partState{partition: p, block: new(chstore.PartsBlock), validGen: gen, lag: -1}
+			if start >= 0 {
+				st.next, st.positioned = kgo.EpochOffset{Epoch: -1, Offset: start}, true
+				starts[p] = start
+			}
+			c.parts[p] = st
 			c.mu.Unlock()
 			c.logger.Info("partition assigned", "topic", topic, "partition", p,
 				"committed", committed, "clickhouse_last_from_committed", optOffset(last, found), "start", start)
 		}
 	}
+	if len(assigned) == 0 {
+		return offsets, nil
+	}
+	// The state machines of the partitions' locations, as the previous
+	// owner saved them.
+	sets, err := c.loadPeriods(ctx, assigned)
+	if err != nil {
+		return nil, err
+	}
+	lags := c.endLags(ctx, starts)
+	c.mu.Lock()
+	for _, p := range assigned {
+		if st := c.parts[p]; st != nil {
+			st.periods.locs = sets[p]
+			if lag, ok := lags[p]; ok {
+				st.lag = lag
+			}
+			c.m.machines.Add(float64(len(sets[p])))
+		}
+	}
+	c.mu.Unlock()
 	return offsets, nil
+}
+
+// endLags returns how far each partition's start is behind its end
+// offset; a partition whose end cannot be listed is left out (its lag
+// stays unknown until its first fetch, and it is not ticked before).
+func (c *consumer) endLags(ctx context.Context, starts map[int32]int64) map[int32]int64 {
+	lags := map[int32]int64{}
+	if len(starts) == 0 {
+		return lags
+	}
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	ends, err := kadm.NewClient(c.cl).ListEndOffsets(lctx, c.cfg.Topic)
+	if err != nil {
+		c.logger.Warn("listing end offsets failed; ticks wait for the first fetch", "err", err)
+		return lags
+	}
+	for p, start := range starts {
+		if o, ok := ends.Lookup(c.cfg.Topic, p); ok && o.Err == nil {
+			lags[p] = max(o.Offset-start, 0)
+		}
+	}
+	return lags
 }
 
 func optOffset(o int64, ok bool) any {
@@ -331,9 +405,12 @@ func (c *consumer) forget(why string, parts []int32) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, p := range parts {
-		if st := c.parts[p]; st != nil && st.records > 0 {
-			c.logger.Warn("dropping unflushed records of a partition we no longer own; the new owner reads them",
-				"partition", p, "records", st.records)
+		if st := c.parts[p]; st != nil {
+			if st.records > 0 {
+				c.logger.Warn("dropping unflushed records of a partition we no longer own; the new owner reads them",
+					"partition", p, "records", st.records)
+			}
+			c.m.machines.Sub(float64(len(st.periods.locs)))
 		}
 		delete(c.parts, p)
 	}
@@ -376,15 +453,16 @@ func (c *consumer) snapshot() pending {
 	var lag int64
 	c.mu.Lock()
 	for _, st := range c.parts {
-		lag += st.lag
-		if st.records == 0 {
+		lag += max(st.lag, 0)
+		work := st.records + len(st.periods.dirty)
+		if work == 0 {
 			continue
 		}
 		c.states = append(c.states, st)
 		if pd.records == 0 || st.since.Before(pd.since) {
 			pd.since = st.since
 		}
-		pd.records += st.records
+		pd.records += work
 		pd.rows += st.block.Len()
 	}
 	c.mu.Unlock()
@@ -405,6 +483,10 @@ func (c *consumer) run(ctx context.Context) error {
 	waited := 0 // rejoin polls
 	for ctx.Err() == nil {
 		c.reap(nil)
+		if now := time.Now(); !now.Before(c.nextTick) {
+			c.tickPeriods(c.clock())
+			c.nextTick = now.Add(tickEvery)
+		}
 		pd := c.snapshot()
 		wanted := c.rebalanceWanted.Load()
 		if reason := c.policy.due(pd, time.Now(), wanted, false); reason != noFlush {
@@ -456,11 +538,12 @@ func (c *consumer) pollOnce(ctx context.Context, pd pending) error {
 		pctx   context.Context
 		cancel context.CancelFunc
 	)
-	if dl, ok := c.policy.deadline(pd); ok {
-		pctx, cancel = context.WithDeadline(ctx, dl)
-	} else {
-		pctx, cancel = context.WithCancel(ctx)
+	// Wake for the next tick at the latest.
+	dl := c.nextTick
+	if d, ok := c.policy.deadline(pd); ok && d.Before(dl) {
+		dl = d
 	}
+	pctx, cancel = context.WithDeadline(ctx, dl)
 	c.wakeMu.Lock()
 	c.wake = cancel
 	c.wakeMu.Unlock()
@@ -566,6 +649,12 @@ func (c *consumer) startFlush(why flushReason) bool {
 			next:        st.next,
 			resolutions: st.resolutions,
 			validGen:    st.validGen,
+			states:      st.periods.take(),
+		}
+		if st.records == 0 {
+			// Only period work (ticks): the partition's position is
+			// both where it starts and what it would commit.
+			b.first = st.next.Offset
 		}
 		job.batches = append(job.batches, b)
 		st.block = c.freeBlock()
@@ -635,6 +724,7 @@ func (c *consumer) apply(job *flushJob) {
 		c.rejoining, c.lostGen = true, job.lostGen
 	}
 	var rewind map[int32]kgo.EpochOffset
+	var reload []int32
 	for _, b := range job.batches {
 		if b.dropped {
 			// Neither written nor committed: read it again, and with
@@ -652,6 +742,9 @@ func (c *consumer) apply(job *flushJob) {
 				// have landed: check before writing this partition
 				// again (checkPositions then skips after it).
 				st.validGen = -1
+				// The machines have seen the dropped records:
+				// take them back to their saved state.
+				reload = append(reload, b.partition)
 			}
 		} else {
 			c.mu.Lock()
@@ -665,6 +758,30 @@ func (c *consumer) apply(job *flushJob) {
 	}
 	if len(rewind) > 0 {
 		c.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{c.cfg.Topic: rewind})
+	}
+	if len(reload) > 0 {
+		c.reloadPeriods(reload, rewind)
+	}
+}
+
+// reloadPeriods replaces the machines of partitions whose batch was
+// dropped with their saved state; the rewound records then replay into
+// them.
+func (c *consumer) reloadPeriods(parts []int32, rewind map[int32]kgo.EpochOffset) {
+	sets, err := c.loadPeriods(c.fctx, parts)
+	if err != nil {
+		c.logger.Error("reloading period state machines failed", "partitions", parts, "err", err)
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range parts {
+		if st := c.parts[p]; st != nil {
+			c.m.machines.Sub(float64(len(st.periods.locs)))
+			st.periods = periodSet{locs: sets[p]}
+			c.m.machines.Add(float64(len(sets[p])))
+			st.next, st.positioned = rewind[p], true
+		}
 	}
 }
 

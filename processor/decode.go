@@ -21,14 +21,23 @@ import (
 type decoded struct {
 	part    wire.Part
 	eventID uuid.UUID
-	err     error
-	class   string
+	// assign is set for an assignment record (wire.KindHeader).
+	assign *wire.Assignment
+	err    error
+	class  string
 }
 
-// decode parses one record's value.
-func decode(value []byte, d *decoded) {
+// decode parses one record: a part event, or an assignment when its
+// wire.KindHeader says so.
+func decode(r *kgo.Record, d *decoded) {
 	*d = decoded{}
-	part, err := wire.Decode(value)
+	for _, h := range r.Headers {
+		if h.Key == wire.KindHeader {
+			decodeKind(h.Value, r.Value, d)
+			return
+		}
+	}
+	part, err := wire.Decode(r.Value)
 	if err != nil {
 		d.err, d.class = err, dlqDecode
 		switch {
@@ -45,6 +54,25 @@ func decode(value []byte, d *decoded) {
 	}
 }
 
+// decodeKind decodes a record whose wire.KindHeader is kind.
+func decodeKind(kind, value []byte, d *decoded) {
+	if string(kind) != wire.KindAssignment {
+		d.err, d.class = fmt.Errorf("%w: message kind %q", wire.ErrVersion, kind), dlqVersion
+		return
+	}
+	a, err := wire.DecodeAssignment(value)
+	switch {
+	case errors.Is(err, wire.ErrVersion):
+		d.err, d.class = err, dlqVersion
+	case errors.Is(err, wire.ErrInvalid):
+		d.err, d.class = err, dlqInvalid
+	case err != nil:
+		d.err, d.class = err, dlqDecode
+	default:
+		d.assign = &a
+	}
+}
+
 // parallelDecodeMin is the batch size from which decoding is split over
 // the CPUs: JSON decoding is most of a record's cost.
 const parallelDecodeMin = 256
@@ -58,7 +86,7 @@ func decodeAll(recs []*kgo.Record, out []decoded) []decoded {
 	workers := runtime.GOMAXPROCS(0)
 	if len(recs) < parallelDecodeMin || workers < 2 {
 		for i, r := range recs {
-			decode(r.Value, &out[i])
+			decode(r, &out[i])
 		}
 		return out
 	}
@@ -68,7 +96,7 @@ func decodeAll(recs []*kgo.Record, out []decoded) []decoded {
 		hi := min(lo+chunk, len(recs))
 		wg.Go(func() {
 			for i := lo; i < hi; i++ {
-				decode(recs[i].Value, &out[i])
+				decode(recs[i], &out[i])
 			}
 		})
 	}
@@ -82,6 +110,11 @@ func decodeAll(recs []*kgo.Record, out []decoded) []decoded {
 func (c *consumer) process(ctx context.Context, st *partState, r *kgo.Record, d *decoded, now time.Time) error {
 	if d.err != nil {
 		return c.deadLetter(ctx, st, r, d.class, d.err, now)
+	}
+	if d.assign != nil {
+		c.applyAssignment(st, d.assign)
+		st.consumed(r, now)
+		return nil
 	}
 	part, eventID := &d.part, d.eventID
 
@@ -128,6 +161,7 @@ func (c *consumer) process(ctx context.Context, st *partState, r *kgo.Record, d 
 		return c.deadLetter(ctx, st, r, dlqRow, err, now)
 	}
 	st.resolutions.add(res.Resolution)
+	c.feedPart(st, part, res.IdealCycleTime)
 	st.consumed(r, now)
 	return nil
 }

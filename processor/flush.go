@@ -25,6 +25,10 @@ type batch struct {
 	firstRow    int64 // offset of the first row in block
 	next        kgo.EpochOffset
 	resolutions resolutionCounts
+	// states are the saved states of the locations the batch changed;
+	// they and their period rows are written before the block.
+	states      []savedState
+	periodsDone bool
 
 	// validGen is the group generation in which this partition's
 	// position was last checked against ClickHouse.
@@ -134,7 +138,10 @@ func (c *consumer) runJob(ctx context.Context, job *flushJob) {
 	for _, b := range job.batches {
 		if b.overtaken {
 			b.dropped = true
-		} else if err == nil || b.inserted || b.block.Len() == 0 {
+		} else if err == nil || b.inserted || (b.block.Len() == 0 && (b.periodsDone || len(b.states) == 0)) {
+			if b.records == 0 {
+				continue // period work only: nothing to commit
+			}
 			commit[b.partition] = b.next
 			c.m.inserted.Add(float64(b.block.Len()))
 			for i, n := range b.resolutions {
@@ -170,13 +177,42 @@ func (c *consumer) insert(ctx context.Context, batches []*batch) error {
 	errs := make([]error, len(batches))
 	var wg sync.WaitGroup
 	for i, b := range batches {
-		if b.inserted || b.overtaken || b.block.Len() == 0 {
+		if b.inserted || b.overtaken || (b.block.Len() == 0 && (b.periodsDone || len(b.states) == 0)) {
 			continue
 		}
-		wg.Go(func() { errs[i] = c.insertBlock(ctx, b) })
+		wg.Go(func() {
+			if errs[i] = c.insertPeriods(ctx, b); errs[i] == nil && b.block.Len() > 0 {
+				errs[i] = c.insertBlock(ctx, b)
+			}
+		})
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// insertPeriods writes the batch's saved states, then their period rows
+// (see periods.go for why in this order, and before the parts).
+func (c *consumer) insertPeriods(ctx context.Context, b *batch) error {
+	if b.periodsDone || len(b.states) == 0 {
+		return nil
+	}
+	states, rows, err := encodeStates(c.cfg.Topic, b.partition, b.next.Offset, b.states)
+	if err != nil {
+		return err
+	}
+	ictx, cancel := context.WithTimeout(ctx, insertTimeout)
+	defer cancel()
+	if err := c.store.InsertPeriodStates(ictx, states); err != nil {
+		return fmt.Errorf("partition %d: %w", b.partition, err)
+	}
+	if err := c.store.InsertPeriods(ictx, rows); err != nil {
+		return fmt.Errorf("partition %d: %w", b.partition, err)
+	}
+	b.periodsDone = true
+	c.m.periodStates.Add(float64(len(states)))
+	c.m.periodRows.Add(float64(len(rows)))
+	c.afterPeriods()
+	return nil
 }
 
 func (c *consumer) insertBlock(ctx context.Context, b *batch) error {

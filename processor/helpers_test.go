@@ -80,7 +80,11 @@ func (e *itEnv) config() Config {
 
 // newParts returns n valid parts with fresh event ids; external ids cycle
 // through line_0..line_96 so that they spread over all partitions.
-func newParts(n int) []wire.Part {
+func newParts(n int) []wire.Part { return newPartsAt(n, 97) }
+
+// newPartsAt returns n parts spread round-robin over the given number of
+// locations (line ids 1.., external ids line_0..), 1 ms apart.
+func newPartsAt(n, locations int) []wire.Part {
 	out := make([]wire.Part, n)
 	base := time.Now().UnixMilli()
 	for i := range out {
@@ -88,8 +92,8 @@ func newParts(n int) []wire.Part {
 			EventID:      uuid.Must(uuid.NewV7()).String(),
 			Site:         1,
 			LocationKind: "line",
-			LocationID:   1,
-			ExternalID:   fmt.Sprintf("line_%d", i%97),
+			LocationID:   uint64(i%locations) + 1,
+			ExternalID:   fmt.Sprintf("line_%d", i%locations),
 			Quantity:     1,
 			Quality:      wire.QualityGood,
 			Product:      demo.ProductCode,

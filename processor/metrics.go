@@ -23,6 +23,11 @@ type metrics struct {
 	catalogRefresh  prometheus.Counter
 	catalogErrors   prometheus.Counter
 	catalogProducts prometheus.Gauge
+	machines        prometheus.Gauge
+	tooLate         prometheus.Counter
+	assignments     *prometheus.CounterVec // applied or refused
+	periodRows      prometheus.Counter
+	periodStates    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -92,9 +97,30 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "takt_processor_catalog_products",
 			Help: "Products in the cached catalog.",
 		}),
+		machines: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "takt_processor_period_machines",
+			Help: "Locations whose production-period state machine this processor holds.",
+		}),
+		tooLate: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "takt_processor_parts_too_late_total",
+			Help: "Parts older than the allowed lateness: stored, but they change no production period.",
+		}),
+		assignments: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "takt_processor_reason_assignments_total",
+			Help: "Reason assignments from the record API, by result (applied, refused).",
+		}, []string{"result"}),
+		periodRows: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "takt_processor_period_rows_written_total",
+			Help: "Production-period row versions written to ClickHouse.",
+		}),
+		periodStates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "takt_processor_period_states_written_total",
+			Help: "Saved state-machine states written to ClickHouse.",
+		}),
 	}
 	reg.MustRegister(m.consumed, m.inserted, m.batches, m.blocks, m.insertSeconds, m.insertErrors,
 		m.commitErrors, m.fenced, m.dlq, m.dlqErrors, m.resolutions, m.lag, m.pendingRows,
-		m.catalogRefresh, m.catalogErrors, m.catalogProducts)
+		m.catalogRefresh, m.catalogErrors, m.catalogProducts, m.machines, m.tooLate, m.assignments,
+		m.periodRows, m.periodStates)
 	return m
 }

@@ -19,6 +19,9 @@ import (
 type fakeCatalog struct{ products []chstore.Product }
 
 func (f fakeCatalog) Products(context.Context) ([]chstore.Product, error) { return f.products, nil }
+func (fakeCatalog) PeriodMaster(context.Context) (chstore.PeriodMaster, error) {
+	return chstore.PeriodMaster{}, nil
+}
 func (f fakeCatalog) Reasons(context.Context) ([]chstore.Reason, error) {
 	return []chstore.Reason{{ID: 1, Site: 1, Code: "REASON01", Kind: "scrap"}}, nil
 }
@@ -150,6 +153,7 @@ func BenchmarkWireDecode(b *testing.B) {
 // maxOffsetStore answers PartsMaxOffset from a map (partition -> last
 // offset) and counts the calls.
 type maxOffsetStore struct {
+	periodStore
 	last  map[int32]int64
 	calls int
 }
@@ -206,7 +210,7 @@ func FuzzDecode(f *testing.F) {
 	c := testConsumer(f)
 	f.Fuzz(func(t *testing.T, value []byte) {
 		var d decoded
-		decode(value, &d)
+		decode(&kgo.Record{Value: value}, &d)
 		if d.err != nil {
 			switch d.class {
 			case dlqDecode, dlqVersion, dlqInvalid, dlqEventID:

@@ -70,6 +70,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 // tests wrap one to inject failures).
 type store interface {
 	partsStore
+	periodStore
 	catalogSource
 	pinger
 }
@@ -101,6 +102,11 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, store store) erro
 		return err
 	}
 	c.afterInsert = afterInsertFailpoint(logger)
+	c.afterPeriods = afterPeriodsFailpoint(logger)
+	c.clock = cfg.Clock
+	if c.clock == nil {
+		c.clock = clockFailpoint(logger)
+	}
 	srv := &http.Server{
 		Handler:           newMux(store, c, reg),
 		ReadHeaderTimeout: 5 * time.Second,

@@ -35,6 +35,9 @@ type pipeline struct {
 	cancel   context.CancelFunc
 	done     chan error
 	services int
+	// procCfg is the processor's configuration (run in-process unless
+	// options.noProcessor).
+	procCfg processor.Config
 }
 
 func freeAddr(t *testing.T) string {
@@ -51,6 +54,28 @@ func freeAddr(t *testing.T) string {
 // topic and Redis prefix; redisAddr overrides the stack's Redis.
 func start(t *testing.T, redisAddr string) *pipeline {
 	t.Helper()
+	return startWith(t, options{redisAddr: redisAddr})
+}
+
+// options vary the pipeline of startWith.
+type options struct {
+	// redisAddr overrides the stack's Redis.
+	redisAddr string
+	// setup runs after the demo seed, before the services start.
+	setup func(ctx context.Context, store *chstore.Store)
+	// clock is the processor's tick clock (nil: the wall clock).
+	clock func() time.Time
+	// noProcessor: the test runs the processor itself (p.procEnv says
+	// how to configure it).
+	noProcessor bool
+	// noRateLimit turns the per-key rate limits off.
+	noRateLimit bool
+}
+
+// startWith is start with options.
+func startWith(t *testing.T, o options) *pipeline {
+	t.Helper()
+	redisAddr := o.redisAddr
 	e := testenv.Stack(t)
 	store, chCfg := testenv.ClickHouse(t)
 	ctx, cancelSeed := context.WithTimeout(context.Background(), 30*time.Second)
@@ -58,6 +83,9 @@ func start(t *testing.T, redisAddr string) *pipeline {
 	seeded, err := demo.Seed(ctx, store, "", "")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if o.setup != nil {
+		o.setup(ctx, store)
 	}
 	topic := testenv.Topic(t, 3)
 	_, prefix := testenv.Redis(t)
@@ -78,21 +106,31 @@ func start(t *testing.T, redisAddr string) *pipeline {
 	pcfg.Group = testenv.Name("takt-test-group-")
 	pcfg.BatchInterval = 100 * time.Millisecond
 	pcfg.ClickHouse = chCfg
+	pcfg.Clock = o.clock
 
 	qcfg := queryapi.ConfigFromEnv(env)
 	qcfg.Addr = freeAddr(t)
 	qcfg.ClickHouse = chCfg
 	qcfg.RedisAddr, qcfg.RedisPrefix = redisAddr, prefix
+	qcfg.KafkaBrokers, qcfg.PartsTopic = e.Brokers, topic
+	icfg.RateLimit.Disabled = o.noRateLimit
+	qcfg.RateLimit.Disabled = o.noRateLimit
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	p := &pipeline{store: store, apiKey: seeded.APIKey, ingest: "http://" + icfg.Addr, query: "http://" + qcfg.Addr,
-		topic: topic, cancel: cancel, done: make(chan error, 3), services: 3}
+		topic: topic, cancel: cancel, done: make(chan error, 3), services: 3, procCfg: pcfg}
 	logger := testenv.Logger(t)
+	ready := []string{p.ingest + "/readyz", p.query + "/readyz"}
 	go func() { p.done <- fmt.Errorf("ingestor: %w", ingestor.Run(runCtx, icfg, logger)) }()
-	go func() { p.done <- fmt.Errorf("processor: %w", processor.Run(runCtx, pcfg, logger)) }()
+	if o.noProcessor {
+		p.services = 2
+	} else {
+		go func() { p.done <- fmt.Errorf("processor: %w", processor.Run(runCtx, pcfg, logger)) }()
+		ready = append(ready, "http://"+pcfg.Addr+"/readyz")
+	}
 	go func() { p.done <- fmt.Errorf("queryapi: %w", queryapi.Run(runCtx, qcfg, logger)) }()
 	t.Cleanup(p.stop)
-	for _, u := range []string{p.ingest + "/readyz", "http://" + pcfg.Addr + "/readyz", p.query + "/readyz"} {
+	for _, u := range ready {
 		waitFor(t, 30*time.Second, "ready "+u, func() bool {
 			resp, err := http.Get(u)
 			if err != nil {

@@ -69,6 +69,39 @@ func parseClock(s string) (time.Duration, error) {
 	return time.Duration(hh)*time.Hour + time.Duration(mm)*time.Minute, nil
 }
 
+// LineShift is a row of the shifts table in ParseShift's terms: Line 0
+// is a shift of the whole site.
+type LineShift struct {
+	Line                   uint64
+	Code, Start, End, Days string
+}
+
+// Calendars builds the calendar of a site's locations from its shifts in
+// zone loc: the site calendar (the site-wide shifts) and one per line that
+// has shifts of its own, which replace the site's for that line and its
+// machines.
+func Calendars(loc *time.Location, shifts []LineShift) (site *Calendar, lines map[uint64]*Calendar, err error) {
+	site = &Calendar{Loc: loc}
+	lines = map[uint64]*Calendar{}
+	for _, s := range shifts {
+		sh, err := ParseShift(s.Code, s.Start, s.End, s.Days)
+		if err != nil {
+			return nil, nil, err
+		}
+		if s.Line == 0 {
+			site.Shifts = append(site.Shifts, sh)
+			continue
+		}
+		c := lines[s.Line]
+		if c == nil {
+			c = &Calendar{Loc: loc}
+			lines[s.Line] = c
+		}
+		c.Shifts = append(c.Shifts, sh)
+	}
+	return site, lines, nil
+}
+
 // Interval is one occurrence of a shift, [Start, End) in Unix milliseconds.
 type Interval struct {
 	Shift      string

@@ -57,9 +57,11 @@ type Reason struct {
 
 // Result is a resolved product: ID and Code are zero when Resolution is None.
 type Result struct {
-	ID         uint64
-	Code       string
-	Resolution Resolution
+	ID   uint64
+	Code string
+	// IdealCycleTime is the product's, in seconds (0: none).
+	IdealCycleTime float64
+	Resolution     Resolution
 }
 
 type siteCode struct {
@@ -144,16 +146,16 @@ func (c *Catalog) HasCode(site uint64, code string) bool {
 func (c *Catalog) Product(site uint64, code string, cycleTime float64, hasCycleTime bool) Result {
 	if code != "" {
 		if p, ok := c.byCode[siteCode{site, code}]; ok {
-			return Result{ID: p.ID, Code: p.Code, Resolution: ByCode}
+			return Result{ID: p.ID, Code: p.Code, IdealCycleTime: p.IdealCycleTime, Resolution: ByCode}
 		}
 	}
 	if hasCycleTime && !math.IsNaN(cycleTime) && !math.IsInf(cycleTime, 0) {
 		if p, ok := c.nearest(site, cycleTime); ok {
-			return Result{ID: p.ID, Code: p.Code, Resolution: ByCycleTime}
+			return Result{ID: p.ID, Code: p.Code, IdealCycleTime: p.IdealCycleTime, Resolution: ByCycleTime}
 		}
 	}
 	if p, ok := c.fallback[site]; ok {
-		return Result{ID: p.ID, Code: p.Code, Resolution: ByFallback}
+		return Result{ID: p.ID, Code: p.Code, IdealCycleTime: p.IdealCycleTime, Resolution: ByFallback}
 	}
 	return Result{Resolution: None}
 }

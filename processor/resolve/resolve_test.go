@@ -29,6 +29,17 @@ var testReasons = []Reason{
 	{ID: 7, Site: 2, Code: "REASON01", Kind: "scrap"},
 }
 
+// res is the expected result for product id of testProducts, with its
+// ideal cycle time.
+func res(id uint64, code string, r Resolution) Result {
+	for _, p := range testProducts {
+		if p.ID == id {
+			return Result{ID: id, Code: code, IdealCycleTime: p.IdealCycleTime, Resolution: r}
+		}
+	}
+	panic("no test product")
+}
+
 func TestProduct(t *testing.T) {
 	c := NewCatalog(testProducts, testReasons, 0.1)
 	tests := []struct {
@@ -39,30 +50,30 @@ func TestProduct(t *testing.T) {
 		hasCT bool
 		want  Result
 	}{
-		{"code exact", 1, "PROD001", 0, false, Result{1, "PROD001", ByCode}},
-		{"code wins over cycle time", 1, "PROD001", 10, true, Result{1, "PROD001", ByCode}},
-		{"code of fallback product is a code match", 1, "FALLBACK", 0, false, Result{2, "FALLBACK", ByCode}},
-		{"code is case-sensitive", 1, "prod001", 0, false, Result{2, "FALLBACK", ByFallback}},
-		{"code with space is not trimmed", 1, "PROD001 ", 0, false, Result{2, "FALLBACK", ByFallback}},
+		{"code exact", 1, "PROD001", 0, false, res(1, "PROD001", ByCode)},
+		{"code wins over cycle time", 1, "PROD001", 10, true, res(1, "PROD001", ByCode)},
+		{"code of fallback product is a code match", 1, "FALLBACK", 0, false, res(2, "FALLBACK", ByCode)},
+		{"code is case-sensitive", 1, "prod001", 0, false, res(2, "FALLBACK", ByFallback)},
+		{"code with space is not trimmed", 1, "PROD001 ", 0, false, res(2, "FALLBACK", ByFallback)},
 		{"code of another site is not used", 3, "PROD001", 0, false, Result{Resolution: None}},
-		{"same code resolves per site", 2, "PROD001", 0, false, Result{11, "PROD001", ByCode}},
-		{"unknown code falls to cycle time", 1, "NOPE", 45.5, true, Result{1, "PROD001", ByCycleTime}},
-		{"no code, cycle time exact", 1, "", 45, true, Result{1, "PROD001", ByCycleTime}},
-		{"cycle time at upper edge (+10%)", 1, "", 49.5, true, Result{1, "PROD001", ByCycleTime}},
-		{"cycle time at lower edge (-10%)", 1, "", 40.5, true, Result{1, "PROD001", ByCycleTime}},
-		{"cycle time just above the edge", 1, "", 49.51, true, Result{2, "FALLBACK", ByFallback}},
-		{"cycle time just below the edge", 1, "", 40.49, true, Result{2, "FALLBACK", ByFallback}},
-		{"nearest of two candidates", 1, "", 11.1, true, Result{4, "PROD004", ByCycleTime}},
-		{"nearest of two candidates, other side", 1, "", 10.9, true, Result{3, "PROD003", ByCycleTime}},
-		{"equal distance goes to lower id", 4, "", 15, true, Result{31, "LO", ByCycleTime}},
-		{"fallback product is not matched by cycle time", 1, "", 60, true, Result{2, "FALLBACK", ByFallback}},
-		{"product without ideal cycle time never matches", 1, "", 0, true, Result{2, "FALLBACK", ByFallback}},
-		{"cycle time not reported is ignored", 1, "", 45, false, Result{2, "FALLBACK", ByFallback}},
-		{"NaN cycle time is ignored", 1, "", math.NaN(), true, Result{2, "FALLBACK", ByFallback}},
-		{"cycle time of another site's product is not used", 2, "", 45, true, Result{12, "FALLBACK", ByFallback}},
-		{"site 2 matches its own ideal", 2, "", 95, true, Result{11, "PROD001", ByCycleTime}},
+		{"same code resolves per site", 2, "PROD001", 0, false, res(11, "PROD001", ByCode)},
+		{"unknown code falls to cycle time", 1, "NOPE", 45.5, true, res(1, "PROD001", ByCycleTime)},
+		{"no code, cycle time exact", 1, "", 45, true, res(1, "PROD001", ByCycleTime)},
+		{"cycle time at upper edge (+10%)", 1, "", 49.5, true, res(1, "PROD001", ByCycleTime)},
+		{"cycle time at lower edge (-10%)", 1, "", 40.5, true, res(1, "PROD001", ByCycleTime)},
+		{"cycle time just above the edge", 1, "", 49.51, true, res(2, "FALLBACK", ByFallback)},
+		{"cycle time just below the edge", 1, "", 40.49, true, res(2, "FALLBACK", ByFallback)},
+		{"nearest of two candidates", 1, "", 11.1, true, res(4, "PROD004", ByCycleTime)},
+		{"nearest of two candidates, other side", 1, "", 10.9, true, res(3, "PROD003", ByCycleTime)},
+		{"equal distance goes to lower id", 4, "", 15, true, res(31, "LO", ByCycleTime)},
+		{"fallback product is not matched by cycle time", 1, "", 60, true, res(2, "FALLBACK", ByFallback)},
+		{"product without ideal cycle time never matches", 1, "", 0, true, res(2, "FALLBACK", ByFallback)},
+		{"cycle time not reported is ignored", 1, "", 45, false, res(2, "FALLBACK", ByFallback)},
+		{"NaN cycle time is ignored", 1, "", math.NaN(), true, res(2, "FALLBACK", ByFallback)},
+		{"cycle time of another site's product is not used", 2, "", 45, true, res(12, "FALLBACK", ByFallback)},
+		{"site 2 matches its own ideal", 2, "", 95, true, res(11, "PROD001", ByCycleTime)},
 		{"no fallback: none", 3, "X", 50, true, Result{Resolution: None}},
-		{"no fallback but cycle time matches", 3, "", 21, true, Result{21, "ONLY", ByCycleTime}},
+		{"no fallback but cycle time matches", 3, "", 21, true, res(21, "ONLY", ByCycleTime)},
 		{"unknown site: none", 99, "PROD001", 45, true, Result{Resolution: None}},
 	}
 	for _, tc := range tests {

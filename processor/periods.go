@@ -1,0 +1,371 @@
+package processor
+
+// Production periods: the processor runs one period.Machine per location
+// (internal/period) and writes what the machines return to the
+// productionperiods table.
+//
+// Ownership follows the partition: parts are keyed by their location's
+// external id, so every event of a location is in one partition, and the
+// member that owns the partition owns the location's machine. A machine
+// lives in its partition's partState and is dropped with it.
+//
+// Exactly once. Each flush writes, per partition and in this order: the
+// saved state of every location the batch touched (period_state: the
+// machine's snapshot plus the period rows written with it, the "outbox"),
+// the period rows, then the parts block; then it commits. A new owner
+// loads the saved states of its partitions, writes their outboxes again
+// (same id and version: ReplacingMergeTree keeps one) and resumes reading
+// where the parts block left off. So:
+//   - a crash before the states are written replays the batch into the
+//     machines as they were before it, which return the same rows;
+//   - a crash after the states were written replays parts the machines
+//     have already seen, which changes nothing (period.Machine ignores a
+//     part inside a run it knows), and the outbox restores any period rows
+//     that did not make it.
+//
+// Ticks: while a location sends nothing, the wall clock decides when its
+// stop shows as down (period.Machine.Tick). A partition is ticked only
+// while it is caught up (no lag): the parts still queued in a backlog are
+// the ones that say whether the line ran, and a tick during catch-up would
+// write down periods that the next part immediately takes back.
+//
+// Reasons: the record API produces a wire.Assignment to the parts topic
+// under the location's key; it arrives here in order with the parts and is
+// applied to the location's machine (or, for a period that has left the
+// machine's lateness window, relabels that final period).
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/takt/takt/internal/chstore"
+	"github.com/takt/takt/internal/period"
+	"github.com/takt/takt/internal/wire"
+)
+
+// tickEvery is how often caught-up partitions' machines are told the time.
+const tickEvery = time.Second
+
+// locState is one location's state machine and what it has not yet
+// handed to a flush.
+type locState struct {
+	key   period.Key
+	site  uint64
+	extID string
+	m     *period.Machine
+	// fp is the fingerprint of the configuration the machine runs with.
+	fp string
+	// version is the version of the newest saved state.
+	version uint64
+	dirty   bool
+	outbox  []period.Row
+}
+
+// periodSet holds the machines of one partition.
+type periodSet struct {
+	locs map[period.Key]*locState
+	// dirty lists the locations changed since the last flush took them.
+	dirty []*locState
+	// cfgGen is the location-config generation the machines were last
+	// checked against.
+	cfgGen uint64
+}
+
+// savedState is a location's state as a flush writes it.
+type savedState struct {
+	key     period.Key
+	site    uint64
+	extID   string
+	snap    period.Snapshot
+	outbox  []period.Row
+	version uint64
+}
+
+// touch records that ls changed and returned rows.
+func (ps *periodSet) touch(ls *locState, rows []period.Row) {
+	if !ls.dirty {
+		ls.dirty = true
+		ps.dirty = append(ps.dirty, ls)
+	}
+	ls.outbox = append(ls.outbox, rows...)
+}
+
+// take moves the changed locations' snapshots and outboxes out, for a
+// flush. Versions of saved states only grow: the wall clock in
+// nanoseconds, or one more than the last when the clock is behind it (a
+// previous owner's clock ran ahead).
+func (ps *periodSet) take() []savedState {
+	if len(ps.dirty) == 0 {
+		return nil
+	}
+	now := uint64(time.Now().UnixNano())
+	out := make([]savedState, len(ps.dirty))
+	for i, ls := range ps.dirty {
+		ls.version = max(ls.version+1, now)
+		out[i] = savedState{key: ls.key, site: ls.site, extID: ls.extID, snap: ls.m.Snapshot(),
+			outbox: ls.outbox, version: ls.version}
+		ls.dirty, ls.outbox = false, nil
+	}
+	clear(ps.dirty)
+	ps.dirty = ps.dirty[:0]
+	return out
+}
+
+// loc returns the machine of a location, creating it with its configured
+// state machine settings.
+func (c *consumer) loc(st *partState, key period.Key, site uint64, extID string) *locState {
+	if ls := st.periods.locs[key]; ls != nil {
+		return ls
+	}
+	cfg := c.cat.location(key)
+	ls := &locState{key: key, site: site, extID: extID, m: period.New(key, cfg.cfg), fp: cfg.fp}
+	if st.periods.locs == nil {
+		st.periods.locs = map[period.Key]*locState{}
+	}
+	st.periods.locs[key] = ls
+	c.m.machines.Inc()
+	return ls
+}
+
+// feedPart runs a part through its location's machine.
+func (c *consumer) feedPart(st *partState, p *wire.Part, ideal float64) {
+	if p.LocationID == 0 {
+		return
+	}
+	ls := c.loc(st, period.Key{Kind: p.LocationKind, ID: p.LocationID}, p.Site, p.ExternalID)
+	rows, out := ls.m.Part(period.Part{RecordedMs: p.RecordedAtMs, CycleTime: p.CycleTime,
+		HasCycleTime: p.HasCycleTime, IdealCycleTime: ideal})
+	switch out {
+	case period.TooLate:
+		c.m.tooLate.Inc()
+	case period.WithinRun:
+	default:
+		st.periods.touch(ls, rows)
+	}
+}
+
+// applyAssignment gives a period the reason of an assignment record. A
+// refused assignment (the period is not down, or unknown here) is logged
+// and counted; the record is consumed either way.
+func (c *consumer) applyAssignment(st *partState, a *wire.Assignment) {
+	ls := c.loc(st, period.Key{Kind: a.LocationKind, ID: a.LocationID}, a.Site, a.ExternalID)
+	r := period.Reason{ID: a.Reason, Planned: a.Planned}
+	rows, err := ls.m.Assign(a.Period, r)
+	if errors.Is(err, period.ErrUnknownPeriod) {
+		var row period.Row
+		row, err = ls.m.Relabel(period.Row{ID: a.Period, State: period.State(a.State), Start: a.StartMs,
+			End: a.EndMs, Open: a.EndMs == 0}, r)
+		rows = []period.Row{row}
+	}
+	if err != nil {
+		c.m.assignments.WithLabelValues("refused").Inc()
+		c.logger.Warn("reason assignment not applied", "period", a.Period, "location_kind", a.LocationKind,
+			"location", a.LocationID, "reason", a.Reason, "assignment", a.ID, "err", err)
+		return
+	}
+	c.m.assignments.WithLabelValues("applied").Inc()
+	st.periods.touch(ls, rows)
+}
+
+// tickPeriods tells the machines of every caught-up partition the time
+// and applies configuration changes (a shift or threshold edited).
+func (c *consumer) tickPeriods(now time.Time) {
+	gen := c.cat.locationGen()
+	nowMs := now.UnixMilli()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, st := range c.parts {
+		if st.periods.cfgGen != gen {
+			st.periods.cfgGen = gen
+			for _, ls := range st.periods.locs {
+				if cfg := c.cat.location(ls.key); cfg.fp != ls.fp {
+					ls.m.SetConfig(cfg.cfg)
+					ls.fp = cfg.fp
+				}
+			}
+		}
+		if st.lag != 0 || !st.positioned {
+			continue
+		}
+		for _, ls := range st.periods.locs {
+			if rows := ls.m.Tick(nowMs); len(rows) > 0 {
+				if st.records == 0 && len(st.periods.dirty) == 0 {
+					st.since = now
+				}
+				st.periods.touch(ls, rows)
+			}
+		}
+	}
+}
+
+// encodeStates turns a batch's saved states into the rows of period_state
+// and productionperiods.
+func encodeStates(topic string, partition int32, offset int64, states []savedState) ([]chstore.PeriodState, []chstore.PeriodRow, error) {
+	out := make([]chstore.PeriodState, len(states))
+	var rows []chstore.PeriodRow
+	for i, s := range states {
+		snap, err := json.Marshal(s.snap)
+		if err != nil {
+			return nil, nil, fmt.Errorf("encode period state: %w", err)
+		}
+		outbox, err := json.Marshal(s.outbox)
+		if err != nil {
+			return nil, nil, fmt.Errorf("encode period outbox: %w", err)
+		}
+		out[i] = chstore.PeriodState{Topic: topic, LocationKind: s.key.Kind, Location: s.key.ID, Partition: partition,
+			Offset: offset, Site: s.site, ExternalID: s.extID, State: snap, Outbox: outbox, Version: s.version}
+		rows = appendPeriodRows(rows, s.key, s.site, s.extID, s.outbox)
+	}
+	return out, rows, nil
+}
+
+func appendPeriodRows(dst []chstore.PeriodRow, key period.Key, site uint64, extID string, rows []period.Row) []chstore.PeriodRow {
+	for _, r := range rows {
+		dst = append(dst, chstore.PeriodRow{ID: r.ID, Site: site, Location: key.ID, LocationKind: key.Kind,
+			ExternalID: extID, State: string(r.State), Start: r.Start, End: r.End, Open: r.Open,
+			Reason: r.Reason, Version: r.Version, Deleted: r.Deleted})
+	}
+	return dst
+}
+
+// periodStore is what the machines need from ClickHouse (a *chstore.Store).
+type periodStore interface {
+	InsertPeriodStates(ctx context.Context, states []chstore.PeriodState) error
+	InsertPeriods(ctx context.Context, rows []chstore.PeriodRow) error
+	PeriodStates(ctx context.Context, topic string, partitions []int32) ([]chstore.PeriodState, error)
+}
+
+// loadPeriods reads the saved states of partitions, builds their machines
+// and writes the saved outboxes again. It retries until it succeeds or
+// ctx ends.
+func (c *consumer) loadPeriods(ctx context.Context, partitions []int32) (map[int32]map[period.Key]*locState, error) {
+	for attempt := 1; ; attempt++ {
+		sets, err := c.loadPeriodsOnce(ctx, partitions)
+		if err == nil {
+			return sets, nil
+		}
+		c.logger.Warn("loading the period state machines failed; retrying", "partitions", partitions,
+			"attempt", attempt, "err", err)
+		if !sleep(ctx, backoff(attempt, retryMin, retryMax)) {
+			return nil, fmt.Errorf("load period states: %w", err)
+		}
+	}
+}
+
+func (c *consumer) loadPeriodsOnce(ctx context.Context, partitions []int32) (map[int32]map[period.Key]*locState, error) {
+	lctx, cancel := context.WithTimeout(ctx, insertTimeout)
+	defer cancel()
+	saved, err := c.store.PeriodStates(lctx, c.cfg.Topic, partitions)
+	if err != nil {
+		return nil, err
+	}
+	sets := map[int32]map[period.Key]*locState{}
+	var outbox []chstore.PeriodRow
+	for _, s := range saved {
+		var snap period.Snapshot
+		if err := json.Unmarshal(s.State, &snap); err != nil {
+			return nil, fmt.Errorf("period state of %s %d: %w", s.LocationKind, s.Location, err)
+		}
+		var rows []period.Row
+		if len(s.Outbox) > 0 {
+			if err := json.Unmarshal(s.Outbox, &rows); err != nil {
+				return nil, fmt.Errorf("period outbox of %s %d: %w", s.LocationKind, s.Location, err)
+			}
+		}
+		key := period.Key{Kind: s.LocationKind, ID: s.Location}
+		cfg := c.cat.location(key)
+		ls := &locState{key: key, site: s.Site, extID: s.ExternalID, m: period.Restore(snap, cfg.cfg),
+			fp: cfg.fp, version: s.Version}
+		if sets[s.Partition] == nil {
+			sets[s.Partition] = map[period.Key]*locState{}
+		}
+		sets[s.Partition][key] = ls
+		outbox = appendPeriodRows(outbox, key, s.Site, s.ExternalID, rows)
+	}
+	if err := c.store.InsertPeriods(lctx, outbox); err != nil {
+		return nil, err
+	}
+	if len(saved) > 0 {
+		c.logger.Info("period state machines loaded", "partitions", partitions, "locations", len(saved),
+			"outbox_rows", len(outbox))
+	}
+	return sets, nil
+}
+
+// locationConfig is the state-machine configuration of one location.
+type locationConfig struct {
+	cfg period.Config
+	fp  string
+}
+
+// locationConfigs is an immutable set of location configurations.
+type locationConfigs struct {
+	gen   uint64
+	byKey map[period.Key]locationConfig
+}
+
+// buildLocationConfigs turns master data into machine configurations. A
+// site whose time zone does not load is scheduled in UTC (logged).
+func buildLocationConfigs(pm chstore.PeriodMaster, gen uint64, warn func(msg string, args ...any)) *locationConfigs {
+	type siteCals struct {
+		site  *period.Calendar
+		lines map[uint64]*period.Calendar
+		fp    map[*period.Calendar]string
+	}
+	shifts := map[uint64][]period.LineShift{}
+	for _, s := range pm.Shifts {
+		shifts[s.Site] = append(shifts[s.Site], period.LineShift{Line: s.Line, Code: s.Code, Start: s.Start, End: s.End, Days: s.Day})
+	}
+	sites := map[uint64]*siteCals{}
+	calsOf := func(site uint64) *siteCals {
+		if sc := sites[site]; sc != nil {
+			return sc
+		}
+		tz := pm.Zones[site]
+		loc, err := time.LoadLocation(tz)
+		if err != nil {
+			warn("site time zone does not load; its shifts are taken as UTC", "site", site, "timezone", tz, "err", err)
+			loc = time.UTC
+		}
+		sc := &siteCals{fp: map[*period.Calendar]string{}}
+		sc.site, sc.lines, err = period.Calendars(loc, shifts[site])
+		if err != nil {
+			warn("site shifts do not parse; the site is taken as always scheduled", "site", site, "err", err)
+			sc.site, sc.lines = nil, nil
+		}
+		fpOf := func(line uint64) string {
+			var b strings.Builder
+			fmt.Fprintf(&b, "%s", loc)
+			for _, s := range shifts[site] {
+				if s.Line == line {
+					fmt.Fprintf(&b, "|%s %s %s %s", s.Code, s.Start, s.End, s.Days)
+				}
+			}
+			return b.String()
+		}
+		sc.fp[sc.site] = fpOf(0)
+		for line, cal := range sc.lines {
+			sc.fp[cal] = fpOf(line)
+		}
+		sites[site] = sc
+		return sc
+	}
+	out := &locationConfigs{gen: gen, byKey: make(map[period.Key]locationConfig, len(pm.Locations))}
+	for _, l := range pm.Locations {
+		sc := calsOf(l.Site)
+		cal := sc.site
+		if lc := sc.lines[l.Line]; lc != nil {
+			cal = lc
+		}
+		thr := time.Duration(l.StopThreshold * float64(time.Second))
+		out.byKey[period.Key{Kind: l.Kind, ID: l.ID}] = locationConfig{
+			cfg: period.Config{Threshold: thr, Calendar: cal},
+			fp:  fmt.Sprintf("%d|%s", thr, sc.fp[cal]),
+		}
+	}
+	return out
+}

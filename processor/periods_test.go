@@ -1,0 +1,83 @@
+package processor
+
+import (
+	"testing"
+	"time"
+
+	"github.com/takt/takt/internal/chstore"
+	"github.com/takt/takt/internal/period"
+)
+
+// TestLocationConfigs: a line's own shifts replace its site's for it and
+// its machines, the threshold comes from the location, a zone that does not
+// load falls back to UTC, and the fingerprint changes exactly when the
+// configuration does.
+func TestLocationConfigs(t *testing.T) {
+	pm := chstore.PeriodMaster{
+		Locations: []chstore.PeriodLocation{
+			{Kind: "line", ID: 1, Site: 1, Line: 1, ExternalID: "a", StopThreshold: 120},
+			{Kind: "line", ID: 2, Site: 1, Line: 2, ExternalID: "b"},
+			{Kind: "machine", ID: 7, Site: 1, Line: 2, ExternalID: "m"},
+			{Kind: "line", ID: 3, Site: 2, Line: 3, ExternalID: "c"},
+		},
+		Zones: map[uint64]string{1: "Europe/Berlin", 2: "Not/AZone"},
+		Shifts: []chstore.SiteShift{
+			{Site: 1, OEEShift: chstore.OEEShift{Line: 0, Code: "S", Start: "06:00", End: "14:00", Day: ""}},
+			{Site: 1, OEEShift: chstore.OEEShift{Line: 2, Code: "L", Start: "22:00", End: "06:00", Day: "mon"}},
+			{Site: 2, OEEShift: chstore.OEEShift{Line: 0, Code: "U", Start: "08:00", End: "16:00", Day: ""}},
+		},
+	}
+	var warnings int
+	lc := buildLocationConfigs(pm, 4, func(string, ...any) { warnings++ })
+	if lc.gen != 4 {
+		t.Fatalf("gen %d", lc.gen)
+	}
+	line1 := lc.byKey[period.Key{Kind: "line", ID: 1}]
+	if line1.cfg.Threshold != 120*time.Second || len(line1.cfg.Calendar.Shifts) != 1 || line1.cfg.Calendar.Shifts[0].Name != "S" ||
+		line1.cfg.Calendar.Loc.String() != "Europe/Berlin" {
+		t.Errorf("line 1: %+v", line1.cfg)
+	}
+	line2, machine := lc.byKey[period.Key{Kind: "line", ID: 2}], lc.byKey[period.Key{Kind: "machine", ID: 7}]
+	if line2.cfg.Threshold != 0 || line2.cfg.Calendar.Shifts[0].Name != "L" || machine.cfg.Calendar != line2.cfg.Calendar {
+		t.Errorf("line 2 / its machine: %+v / %+v", line2.cfg, machine.cfg)
+	}
+	if line1.fp == line2.fp || line2.fp != machine.fp {
+		t.Errorf("fingerprints: %q %q %q", line1.fp, line2.fp, machine.fp)
+	}
+	line3 := lc.byKey[period.Key{Kind: "line", ID: 3}]
+	if warnings != 1 || line3.cfg.Calendar.Loc != time.UTC {
+		t.Errorf("bad zone: %d warnings, zone %v", warnings, line3.cfg.Calendar.Loc)
+	}
+	if unknown := lc.byKey[period.Key{Kind: "line", ID: 99}]; unknown.cfg.Calendar != nil || unknown.fp != "" {
+		t.Errorf("unknown location: %+v", unknown)
+	}
+	// Same master data: same fingerprints; a changed shift: another one.
+	again := buildLocationConfigs(pm, 5, func(string, ...any) {})
+	if again.byKey[period.Key{Kind: "line", ID: 1}].fp != line1.fp {
+		t.Error("fingerprint not stable")
+	}
+	pm.Shifts[0].End = "15:00"
+	changed := buildLocationConfigs(pm, 6, func(string, ...any) {})
+	if changed.byKey[period.Key{Kind: "line", ID: 1}].fp == line1.fp || changed.byKey[period.Key{Kind: "line", ID: 2}].fp != line2.fp {
+		t.Error("a site shift change must change the site calendar's fingerprint only")
+	}
+}
+
+// TestPeriodSetTake: a flush takes each changed location once, with its
+// outbox, and versions of saved states only grow.
+func TestPeriodSetTake(t *testing.T) {
+	var ps periodSet
+	ls := &locState{key: period.Key{Kind: "line", ID: 1}, m: period.New(period.Key{Kind: "line", ID: 1}, period.Config{}),
+		version: uint64(time.Now().Add(time.Hour).UnixNano())} // a previous owner's clock ran ahead
+	rows, _ := ls.m.Part(period.Part{RecordedMs: 1_700_000_000_000})
+	ps.touch(ls, rows)
+	ps.touch(ls, nil)
+	first := ls.version
+	got := ps.take()
+	if len(got) != 1 || len(got[0].outbox) != len(rows) || got[0].version != first+1 || ls.dirty || ls.outbox != nil {
+		t.Fatalf("take: %+v", got)
+	}
+	if again := ps.take(); again != nil {
+		t.Fatalf("second take: %+v", again)
+	}
+}
