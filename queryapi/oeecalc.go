@@ -62,27 +62,14 @@ type oeePlan struct {
 }
 
 // calendars builds the site calendar (site-wide shifts) and one per line
-// that has shifts of its own: a line's own shifts replace the site's.
+// that has shifts of its own: a line's own shifts replace the site's (the
+// processor's state machines use the same rule, period.Calendars).
 func calendars(loc *time.Location, shifts []chstore.OEEShift) (*period.Calendar, map[uint64]*period.Calendar, error) {
-	site := &period.Calendar{Loc: loc}
-	lines := map[uint64]*period.Calendar{}
-	for _, s := range shifts {
-		sh, err := period.ParseShift(s.Code, s.Start, s.End, s.Day)
-		if err != nil {
-			return nil, nil, err
-		}
-		if s.Line == 0 {
-			site.Shifts = append(site.Shifts, sh)
-			continue
-		}
-		c := lines[s.Line]
-		if c == nil {
-			c = &period.Calendar{Loc: loc}
-			lines[s.Line] = c
-		}
-		c.Shifts = append(c.Shifts, sh)
+	ls := make([]period.LineShift, len(shifts))
+	for i, s := range shifts {
+		ls[i] = period.LineShift{Line: s.Line, Code: s.Code, Start: s.Start, End: s.End, Days: s.Day}
 	}
-	return site, lines, nil
+	return period.Calendars(loc, ls)
 }
 
 // newOEEPlan resolves the request's scope and cuts the window into
