@@ -177,9 +177,10 @@ type OEEPartsRow struct {
 //
 // Hours wholly inside one segment come from the parts_hourly rollup;
 // the others (an edge of the window or a segment boundary not on a whole
-// UTC hour) from the raw parts table, which costs a scan of its site and
-// recorded_ms columns. raw reads everything from the parts table (the
-// reference, and the slow path the rollup is measured against).
+// UTC hour) from parts_by_time, the parts ordered by time. raw reads
+// everything from the parts table itself (the reference, and the slow path
+// the rollups are measured against), which costs a scan of its site and
+// recorded_ms columns.
 func (s *Store) OEEParts(ctx context.Context, sc OEEScope, cuts []int64, raw bool) ([]OEEPartsRow, error) {
 	if len(cuts) < 2 || !slices.IsSorted(cuts) {
 		return nil, fmt.Errorf("oee parts: %d cuts, want at least two, sorted", len(cuts))
@@ -188,8 +189,11 @@ func (s *Store) OEEParts(ctx context.Context, sc OEEScope, cuts []int64, raw boo
 	from, to := cuts[0], cuts[len(cuts)-1]
 	// Whole hours inside the window; of those, the ones a cut splits.
 	fullFrom, fullTo := ceilDiv(from, hourMs), to/hourMs // hour numbers [fullFrom, fullTo)
-	if raw || fullTo <= fullFrom {
-		return s.oeeParts(ctx, sc, cuts, nil, nil)
+	if raw {
+		return s.oeeParts(ctx, sc, cuts, nil, nil, false)
+	}
+	if fullTo <= fullFrom {
+		return s.oeeParts(ctx, sc, cuts, [][2]int64{{from, to}}, nil, true)
 	}
 	var dirty []int64
 	for _, c := range cuts {
@@ -211,7 +215,7 @@ func (s *Store) OEEParts(ctx context.Context, sc OEEScope, cuts []int64, raw boo
 	if fullTo*hourMs < to {
 		rawRanges = append(rawRanges, [2]int64{fullTo * hourMs, to})
 	}
-	return s.oeeParts(ctx, sc, cuts, rawRanges, &[2]int64{fullFrom, fullTo}, dirty...)
+	return s.oeeParts(ctx, sc, cuts, rawRanges, &[2]int64{fullFrom, fullTo}, true, dirty...)
 }
 
 func ceilDiv(a, b int64) int64 {
@@ -223,9 +227,10 @@ func ceilDiv(a, b int64) int64 {
 }
 
 // oeeParts runs the read: the rollup over the hours in rollup (hour
-// numbers [a, b)) minus skip, and the raw table over rawRanges (all of
-// the cuts' whole range when both are nil).
-func (s *Store) oeeParts(ctx context.Context, sc OEEScope, cuts []int64, rawRanges [][2]int64, rollup *[2]int64, skip ...int64) ([]OEEPartsRow, error) {
+// numbers [a, b)) minus skip, and the part rows over rawRanges (all of
+// the cuts' whole range when both are nil) from parts_by_time when byTime,
+// else from parts.
+func (s *Store) oeeParts(ctx context.Context, sc OEEScope, cuts []int64, rawRanges [][2]int64, rollup *[2]int64, byTime bool, skip ...int64) ([]OEEPartsRow, error) {
 	var q strings.Builder
 	var args []any
 	q.WriteString("SELECT toString(k), l, p, seg, toUInt64(sum(s_produced)), toUInt64(sum(s_good)), toUInt64(sum(s_scrap)), toUInt64(sum(s_rework)) FROM (")
@@ -237,8 +242,14 @@ func (s *Store) oeeParts(ctx context.Context, sc OEEScope, cuts []int64, rawRang
 		q.WriteString("SELECT location_kind AS k, location_id AS l, product_id AS p, " +
 			"toUInt32(arrayCount(c -> c <= recorded_ms, ?) - 1) AS seg, " +
 			"toUInt64(sum(quantity)) AS s_produced, toUInt64(sumIf(quantity, quality = 'good')) AS s_good, " +
-			"toUInt64(sumIf(quantity, quality = 'scrap')) AS s_scrap, toUInt64(sumIf(quantity, quality = 'rework')) AS s_rework " +
-			"FROM parts WHERE ")
+			"toUInt64(sumIf(quantity, quality = 'scrap')) AS s_scrap, toUInt64(sumIf(quantity, quality = 'rework')) AS s_rework ")
+		if byTime {
+			// Partial hours: a primary-key range of the time-ordered
+			// copy (0023_parts_by_time.sql).
+			q.WriteString("FROM parts_by_time FINAL WHERE ")
+		} else {
+			q.WriteString("FROM parts WHERE ")
+		}
 		args = append(args, cuts)
 		args = append(args, sc.where(&q, "location_kind", "location_id", "product_id")...)
 		// recorded_at (seconds) first: a cheap bound before the exact
@@ -250,8 +261,10 @@ func (s *Store) oeeParts(ctx context.Context, sc OEEScope, cuts []int64, rawRang
 			if i > 0 {
 				q.WriteString(" OR ")
 			}
-			q.WriteString("recorded_ms >= ? AND recorded_ms < ?")
-			args = append(args, r[0], r[1])
+			// recorded_at bounds each range too, so that the
+			// primary key of parts_by_time reads the ranges only.
+			q.WriteString("(recorded_at >= toDateTime(?) AND recorded_at <= toDateTime(?) AND recorded_ms >= ? AND recorded_ms < ?)")
+			args = append(args, r[0]/1000, r[1]/1000, r[0], r[1])
 		}
 		q.WriteString(") GROUP BY k, l, p, seg")
 		parts++
