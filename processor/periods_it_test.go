@@ -1,0 +1,177 @@
+package processor
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/takt/takt/internal/chstore"
+	"github.com/takt/takt/internal/demo"
+	"github.com/takt/takt/internal/period"
+	"github.com/takt/takt/internal/wire"
+)
+
+// TestPeriodsFollowPartitionsAcrossRebalance: twelve locations send runs
+// of parts with stops between them while a second member joins the group
+// and the first one leaves, so every partition changes owner mid-stream.
+// The stored periods must be exactly those of the pure state machine fed
+// every part: nothing lost, nothing doubled by the moves.
+func TestPeriodsFollowPartitionsAcrossRebalance(t *testing.T) {
+	e := newITEnv(t, 4)
+	const locations = 12
+	base := time.Date(2024, 5, 6, 6, 0, 0, 0, time.UTC).UnixMilli()
+	// phase p, location l: a run of 20 parts 30 s apart starting at
+	// 06:00 + p × 20 min (each run lasts 9.5 min, so a 10.5 min stop
+	// follows it); every third location also sends a late part into its
+	// previous stop.
+	phase := func(p int) []wire.Part {
+		var out []wire.Part
+		for l := range locations {
+			start := base + int64(p)*20*60_000
+			for i := range 20 {
+				out = append(out, partAt(l, start+int64(i)*30_000))
+			}
+			if p > 0 && l%3 == 0 {
+				out = append(out, partAt(l, start-5*60_000))
+			}
+		}
+		return out
+	}
+	cfgA, cfgB := e.config(), e.config()
+	epoch := func() time.Time { return time.Unix(0, 0) } // no ticks: parts alone decide
+	cfgA.Clock, cfgB.Clock = epoch, epoch
+	var all []wire.Part
+	send := func(ps []wire.Part) {
+		e.produce(ps)
+		all = append(all, ps...)
+	}
+	stopA, _ := runInProcess(t, cfgA, nil)
+	send(phase(0))
+	e.waitRows(uint64(len(all)), 30*time.Second, nil)
+	runInProcess(t, cfgB, nil) // B joins: some partitions move to it
+	deadline := time.Now().Add(30 * time.Second)
+	for metricValue(t, cfgA.Registry, "takt_processor_period_machines") == locations {
+		if time.Now().After(deadline) {
+			t.Fatal("A never gave partitions to B")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	send(phase(1))
+	e.waitRows(uint64(len(all)), 60*time.Second, nil)
+	send(phase(2))
+	if err := stopA(); err != nil { // A leaves mid-stream: B takes everything
+		t.Fatal(err)
+	}
+	send(phase(3))
+	e.waitRows(uint64(len(all)), 60*time.Second, nil)
+
+	want := map[int][]string{}
+	for l := range locations {
+		key := period.Key{Kind: "line", ID: uint64(l + 1)}
+		m := period.New(key, period.Config{})
+		var versions []period.Row
+		for _, p := range all {
+			if p.LocationID == key.ID {
+				rows, _ := m.Part(period.Part{RecordedMs: p.RecordedAtMs, IdealCycleTime: 45})
+				versions = append(versions, rows...)
+			}
+		}
+		want[l+1] = renderLive(versions)
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		got := storedByLocation(t, e.store)
+		diff := ""
+		for l := 1; l <= locations; l++ {
+			if strings.Join(got[l], "\n") != strings.Join(want[l], "\n") {
+				diff = fmt.Sprintf("line %d: stored\n%s\nwant\n%s", l, strings.Join(got[l], "\n"), strings.Join(want[l], "\n"))
+				break
+			}
+		}
+		if diff == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(diff)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Both members wrote, and B ends up holding every location's machine,
+	// the ones A had among them, restored from their saved states.
+	inserted := func() (a, b float64) {
+		return metricValue(t, cfgA.Registry, "takt_processor_parts_inserted_total"),
+			metricValue(t, cfgB.Registry, "takt_processor_parts_inserted_total")
+	}
+	for a, b := inserted(); a+b < float64(len(all)); a, b = inserted() {
+		if time.Now().After(deadline) {
+			t.Fatalf("inserted by A %v and B %v, want %d in all", a, b, len(all))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if a, b := inserted(); a == 0 || b == 0 || a+b != float64(len(all)) {
+		t.Fatalf("parts inserted by A %v, by B %v: want both, %d in all", a, b, len(all))
+	}
+	if n := metricValue(t, cfgB.Registry, "takt_processor_period_machines"); n != locations {
+		t.Fatalf("B holds %v machines, want %d", n, locations)
+	}
+	if len(want[1]) < 7 {
+		t.Fatalf("line 1 has %d periods; the test wants runs and stops: %v", len(want[1]), want[1])
+	}
+}
+
+// partAt is a part of line l+1 (external id move_<l>) of the demo product.
+func partAt(l int, recordedMs int64) wire.Part {
+	return wire.Part{EventID: uuid.Must(uuid.NewV7()).String(), Site: 1, LocationKind: "line",
+		LocationID: uint64(l + 1), ExternalID: fmt.Sprintf("move_%d", l), Quantity: 1, Quality: wire.QualityGood,
+		Product: demo.ProductCode, RecordedAtMs: recordedMs, ReceivedAtMs: recordedMs}
+}
+
+// renderLive is what a FINAL reader of the versions sees, at whole seconds.
+func renderLive(versions []period.Row) []string {
+	table := map[uint64]period.Row{}
+	for _, r := range versions {
+		if old, ok := table[r.ID]; !ok || r.Version > old.Version {
+			table[r.ID] = r
+		}
+	}
+	var out []string
+	for _, r := range table {
+		if r.Deleted {
+			continue
+		}
+		end := "open"
+		if !r.Open {
+			end = fmt.Sprint(r.End / 1000)
+		}
+		out = append(out, fmt.Sprintf("%d %s %d–%s", r.Start/1000, r.State, r.Start/1000, end))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// storedByLocation reads the live periods of site 1 by line.
+func storedByLocation(t *testing.T, s *chstore.Store) map[int][]string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ps, err := s.OEEPeriods(ctx, chstore.OEEScope{Site: 1, All: true}, 0, 4_000_000_000_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int][]string{}
+	for _, p := range ps {
+		end := "open"
+		if !p.Open {
+			end = fmt.Sprint(p.End / 1000)
+		}
+		out[int(p.Location)] = append(out[int(p.Location)], fmt.Sprintf("%d %s %d–%s", p.Start/1000, p.State, p.Start/1000, end))
+	}
+	for l := range out {
+		slices.Sort(out[l])
+	}
+	return out
+}
