@@ -17,6 +17,7 @@ import (
 	"github.com/takt/takt/internal/catalog"
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/httpx"
+	"github.com/takt/takt/internal/kafkalog"
 	"github.com/takt/takt/internal/ratelimit"
 )
 
@@ -74,7 +75,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(cfg.ProduceLinger),
 		kgo.RecordDeliveryTimeout(cfg.ProduceTimeout),
-		kgo.WithLogger(kgoLogger{logger.With("component", "kafka")}),
+		kgo.WithLogger(kafkalog.New(logger.With("component", "kafka"), kgo.LogLevelWarn)),
 	)
 	if err != nil {
 		return fmt.Errorf("kafka client: %w", err)
@@ -125,17 +126,4 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	logger.Info("ingestor stopped")
 	return err
-}
-
-// kgoLogger passes franz-go's warnings and errors to slog.
-type kgoLogger struct{ l *slog.Logger }
-
-func (k kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
-
-func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
-	lvl := slog.LevelWarn
-	if level == kgo.LogLevelError {
-		lvl = slog.LevelError
-	}
-	k.l.Log(context.Background(), lvl, msg, keyvals...)
 }

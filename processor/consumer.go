@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/takt/takt/internal/chstore"
+	"github.com/takt/takt/internal/kafkalog"
 	"github.com/takt/takt/processor/resolve"
 )
 
@@ -197,7 +198,7 @@ func newConsumer(cfg Config, store consumerStore, cat *catalog, m *metrics, logg
 	}
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
-		kgo.WithLogger(kgoLogger{logger.With("component", "kafka")}),
+		kgo.WithLogger(kafkalog.New(logger.With("component", "kafka"), kgo.LogLevelDebug)),
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Topic),
 		// A new group starts at the beginning of the topic: a part

@@ -20,42 +20,16 @@ import (
 	"github.com/takt/takt/internal/wire"
 )
 
-// binDir holds the processor binary once a test built it (removed by
-// TestMain).
-var binDir string
-
-// buildOnce builds the processor binary with the crash failpoint compiled
-// in, once per test binary run.
-var buildOnce = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "takt-processor-bin-")
-	if err != nil {
-		return "", err
-	}
-	binDir = dir
-	bin := filepath.Join(dir, "processor")
-	cmd := exec.Command("go", "build", "-tags", "takt_failpoints", "-o", bin, "./cmd/processor")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return bin, nil
-})
-
+// buildProcessor builds the processor binary with the crash failpoint
+// compiled in (-tags takt_failpoints), once per test run.
 func buildProcessor(t testing.TB) string {
 	t.Helper()
-	testenv.Stack(t) // skip under -short before paying for the build
-	bin, err := buildOnce()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return bin
+	return testenv.Binary(t, "github.com/takt/takt/processor/cmd/processor", "takt_failpoints")
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	testenv.RemoveBinaries()
 	os.Exit(code)
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/takt/takt/internal/catalog"
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/httpx"
+	"github.com/takt/takt/internal/kafkalog"
 	"github.com/takt/takt/internal/ratelimit"
 )
 
@@ -61,7 +62,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(0),
 		kgo.RecordDeliveryTimeout(cfg.QueryTimeout),
-		kgo.WithLogger(kgoLogger{logger.With("component", "kafka")}),
+		kgo.WithLogger(kafkalog.New(logger.With("component", "kafka"), kgo.LogLevelWarn)),
 	)
 	if err != nil {
 		return fmt.Errorf("kafka client: %w", err)
@@ -153,17 +154,4 @@ func newEngine(store *chstore.Store, rdb *redis.Client, kc kafkaClient, cfg Conf
 	h.routes(r)
 	newOEE(h, store).routes(r)
 	return r, nil
-}
-
-// kgoLogger passes franz-go's warnings and errors to slog.
-type kgoLogger struct{ l *slog.Logger }
-
-func (k kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
-
-func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
-	lvl := slog.LevelWarn
-	if level == kgo.LogLevelError {
-		lvl = slog.LevelError
-	}
-	k.l.Log(context.Background(), lvl, msg, keyvals...)
 }

@@ -541,38 +541,14 @@ func (r *procRunner) stop(cmd *exec.Cmd, done chan struct{}) {
 	<-done
 }
 
-var (
-	procBinDir  string
-	procBinOnce = sync.OnceValues(func() (string, error) {
-		dir, err := os.MkdirTemp("", "takt-e2e-processor-")
-		if err != nil {
-			return "", err
-		}
-		procBinDir = dir
-		bin := filepath.Join(dir, "processor")
-		out, err := exec.Command("go", "build", "-tags", "takt_failpoints", "-o", bin,
-			"github.com/takt/takt/processor/cmd/processor").CombinedOutput()
-		if err != nil {
-			return "", fmt.Errorf("go build: %v\n%s", err, out)
-		}
-		return bin, nil
-	})
-)
-
 // buildProcessor builds the processor with its failpoints, once per run.
 func buildProcessor(t *testing.T) string {
 	t.Helper()
-	bin, err := procBinOnce()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return bin
+	return testenv.Binary(t, "github.com/takt/takt/processor/cmd/processor", "takt_failpoints")
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if procBinDir != "" {
-		os.RemoveAll(procBinDir)
-	}
+	testenv.RemoveBinaries()
 	os.Exit(code)
 }

@@ -12,11 +12,15 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -173,3 +177,54 @@ func Redis(t testing.TB) (*redis.Client, string) {
 
 // Join is strings.Join for addresses, handy for building env-style configs.
 func Join(addrs []string) string { return strings.Join(addrs, ",") }
+
+// binaries are the programs Binary built, by package and tags.
+var binaries = struct {
+	sync.Mutex
+	dir   string
+	built map[string]string
+}{built: map[string]string{}}
+
+// Binary builds the Go package pkg (an import path) with the given build
+// tags, once per test process, and returns the program's path. Tests
+// that run a service as a process of their own (to SIGKILL it) use it;
+// RemoveBinaries, called from TestMain, deletes what it built. It skips
+// under -short like Stack.
+func Binary(tb testing.TB, pkg string, tags ...string) string {
+	tb.Helper()
+	Stack(tb) // skip under -short before paying for the build
+	binaries.Lock()
+	defer binaries.Unlock()
+	key := pkg + " " + strings.Join(tags, ",")
+	if bin, ok := binaries.built[key]; ok {
+		return bin
+	}
+	if binaries.dir == "" {
+		dir, err := os.MkdirTemp("", "takt-test-bin-")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		binaries.dir = dir
+	}
+	bin := filepath.Join(binaries.dir, fmt.Sprintf("bin%d", len(binaries.built)))
+	args := []string{"build", "-o", bin}
+	if len(tags) > 0 {
+		args = append(args, "-tags", strings.Join(tags, ","))
+	}
+	out, err := exec.Command("go", append(args, pkg)...).CombinedOutput()
+	if err != nil {
+		tb.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	}
+	binaries.built[key] = bin
+	return bin
+}
+
+// RemoveBinaries deletes the programs Binary built.
+func RemoveBinaries() {
+	binaries.Lock()
+	defer binaries.Unlock()
+	if binaries.dir != "" {
+		os.RemoveAll(binaries.dir)
+		binaries.dir, binaries.built = "", map[string]string{}
+	}
+}
