@@ -5,6 +5,7 @@ package chstore
 // figures themselves are computed by internal/oee.
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -177,9 +178,10 @@ type OEEPartsRow struct {
 //
 // Hours wholly inside one segment come from the parts_hourly rollup;
 // the others (an edge of the window or a segment boundary not on a whole
-// UTC hour) from parts_by_time, the parts ordered by time. raw reads
-// everything from the parts table itself (the reference, and the slow path
-// the rollups are measured against), which costs a scan of its site and
+// UTC hour) from the parts table, limited to the id ranges that
+// parts_hour_ranges gives for those hours. raw reads everything from the
+// parts table without those ranges (the reference, and the slow path the
+// rollups are measured against), which costs a scan of its site and
 // recorded_ms columns.
 func (s *Store) OEEParts(ctx context.Context, sc OEEScope, cuts []int64, raw bool) ([]OEEPartsRow, error) {
 	if len(cuts) < 2 || !slices.IsSorted(cuts) {
@@ -228,9 +230,22 @@ func ceilDiv(a, b int64) int64 {
 
 // oeeParts runs the read: the rollup over the hours in rollup (hour
 // numbers [a, b)) minus skip, and the part rows over rawRanges (all of
-// the cuts' whole range when both are nil) from parts_by_time when byTime,
-// else from parts.
-func (s *Store) oeeParts(ctx context.Context, sc OEEScope, cuts []int64, rawRanges [][2]int64, rollup *[2]int64, byTime bool, skip ...int64) ([]OEEPartsRow, error) {
+// the cuts' whole range when both are nil), limited to the id ranges of
+// their hours when ranged.
+func (s *Store) oeeParts(ctx context.Context, sc OEEScope, cuts []int64, rawRanges [][2]int64, rollup *[2]int64, ranged bool, skip ...int64) ([]OEEPartsRow, error) {
+	var ids [][2]uint64
+	if ranged && len(rawRanges) > 0 {
+		var err error
+		if ids, err = s.hourRanges(ctx, sc.Site, rawRanges); err != nil {
+			return nil, err
+		}
+		if len(ids) == 0 {
+			rawRanges = nil // no part in those hours
+			if rollup == nil {
+				return nil, nil
+			}
+		}
+	}
 	var q strings.Builder
 	var args []any
 	q.WriteString("SELECT toString(k), l, p, seg, toUInt64(sum(s_produced)), toUInt64(sum(s_good)), toUInt64(sum(s_scrap)), toUInt64(sum(s_rework)) FROM (")
@@ -242,16 +257,23 @@ func (s *Store) oeeParts(ctx context.Context, sc OEEScope, cuts []int64, rawRang
 		q.WriteString("SELECT location_kind AS k, location_id AS l, product_id AS p, " +
 			"toUInt32(arrayCount(c -> c <= recorded_ms, ?) - 1) AS seg, " +
 			"toUInt64(sum(quantity)) AS s_produced, toUInt64(sumIf(quantity, quality = 'good')) AS s_good, " +
-			"toUInt64(sumIf(quantity, quality = 'scrap')) AS s_scrap, toUInt64(sumIf(quantity, quality = 'rework')) AS s_rework ")
-		if byTime {
-			// Partial hours: a primary-key range of the time-ordered
-			// copy (0023_parts_by_time.sql).
-			q.WriteString("FROM parts_by_time FINAL WHERE ")
-		} else {
-			q.WriteString("FROM parts WHERE ")
-		}
+			"toUInt64(sumIf(quantity, quality = 'scrap')) AS s_scrap, toUInt64(sumIf(quantity, quality = 'rework')) AS s_rework " +
+			"FROM parts WHERE ")
 		args = append(args, cuts)
 		args = append(args, sc.where(&q, "location_kind", "location_id", "product_id")...)
+		if len(ids) > 0 {
+			// Only the id ranges holding these hours' parts: parts'
+			// primary key reads just their granules.
+			q.WriteString(" AND (")
+			for i, r := range ids {
+				if i > 0 {
+					q.WriteString(" OR ")
+				}
+				q.WriteString("id >= ? AND id <= ?")
+				args = append(args, r[0], r[1])
+			}
+			q.WriteString(")")
+		}
 		// recorded_at (seconds) first: a cheap bound before the exact
 		// millisecond ranges.
 		lo, hi := rawRanges[0][0], rawRanges[len(rawRanges)-1][1]
@@ -261,10 +283,8 @@ func (s *Store) oeeParts(ctx context.Context, sc OEEScope, cuts []int64, rawRang
 			if i > 0 {
 				q.WriteString(" OR ")
 			}
-			// recorded_at bounds each range too, so that the
-			// primary key of parts_by_time reads the ranges only.
-			q.WriteString("(recorded_at >= toDateTime(?) AND recorded_at <= toDateTime(?) AND recorded_ms >= ? AND recorded_ms < ?)")
-			args = append(args, r[0]/1000, r[1]/1000, r[0], r[1])
+			q.WriteString("recorded_ms >= ? AND recorded_ms < ?")
+			args = append(args, r[0], r[1])
 		}
 		q.WriteString(") GROUP BY k, l, p, seg")
 		parts++
@@ -324,6 +344,51 @@ func (s *Store) oeeParts(ctx context.Context, sc OEEScope, cuts []int64, rawRang
 		out = append(out, r)
 	}
 	return out, rows.Err()
+}
+
+// hourRanges returns, per Kafka partition, the range of part ids that
+// holds the site's parts recorded in the UTC hours the ranges (Unix ms)
+// touch (0023_parts_hour_ranges.sql).
+func (s *Store) hourRanges(ctx context.Context, site uint64, ranges [][2]int64) ([][2]uint64, error) {
+	const hourMs = 3_600_000
+	var hours []uint64
+	for _, r := range ranges {
+		for h := r[0] / hourMs; h*hourMs < r[1]; h++ {
+			if n := len(hours); n == 0 || hours[n-1] != uint64(h*3600) {
+				hours = append(hours, uint64(h*3600))
+			}
+		}
+	}
+	// One range per hour and partition: the hours are apart (a window's
+	// two edges), and one range over both would span the days between.
+	rows, err := s.conn.Query(ctx, `SELECT minMerge(min_id), maxMerge(max_id) FROM parts_hour_ranges
+		WHERE site = ? AND toUInt32(hour) IN ? GROUP BY hour, partition`, site, groupSet(hours))
+	if err != nil {
+		return nil, fmt.Errorf("oee part ranges: %w", err)
+	}
+	defer rows.Close()
+	var out [][2]uint64
+	for rows.Next() {
+		var r [2]uint64
+		if err := rows.Scan(&r[0], &r[1]); err != nil {
+			return nil, fmt.Errorf("oee part ranges: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("oee part ranges: %w", err)
+	}
+	// Merge overlapping ranges (late parts widen an hour's range).
+	slices.SortFunc(out, func(a, b [2]uint64) int { return cmp.Compare(a[0], b[0]) })
+	merged := out[:0]
+	for _, r := range out {
+		if n := len(merged); n > 0 && r[0] <= merged[n-1][1]+1 {
+			merged[n-1][1] = max(merged[n-1][1], r[1])
+			continue
+		}
+		merged = append(merged, r)
+	}
+	return merged, nil
 }
 
 // OEEPeriod is a live production period (the newest version of its id).
