@@ -97,6 +97,10 @@ func BenchmarkProcessorEndToEnd(b *testing.B) {
 				v, _ := p.tryMetric(m)
 				b.Logf("%s %.1f MiB", m, v/(1<<20))
 			}
+			for _, m := range []string{"takt_processor_period_states_written_total", "takt_processor_period_rows_written_total"} {
+				v, _ := p.tryMetric(m)
+				b.Logf("%s %.0f", m, v)
+			}
 			p.stop()
 		} else {
 			cfg := e.config()

@@ -42,6 +42,14 @@ type Config struct {
 	// (TAKT_CATALOG_REFRESH).
 	CatalogRefresh time.Duration
 
+	// PeriodSaveInterval is how long a location's production-period state
+	// machine may hold changes that wrote no period row before its state
+	// is saved (TAKT_PERIOD_SAVE_INTERVAL). After a crash the new owner
+	// reads the partition again from the oldest unsaved change, feeding
+	// the machines only; so it bounds that replay. 0 saves every changed
+	// machine at every flush.
+	PeriodSaveInterval time.Duration
+
 	// Clock is the wall clock the production-period state machines are
 	// ticked with; nil means time.Now. Tests set it to replay a
 	// scenario's time.
@@ -76,6 +84,7 @@ const (
 	DefaultBatchInterval      = 500 * time.Millisecond
 	DefaultCycleTimeTolerance = 0.1
 	DefaultCatalogRefresh     = 5 * time.Second
+	DefaultPeriodSaveInterval = 10 * time.Second
 	DefaultAddr               = "127.0.0.1:18082"
 	DefaultSessionTimeout     = 45 * time.Second
 )
@@ -99,6 +108,7 @@ func ConfigFromEnv(e *config.Env) Config {
 		BatchInterval:      e.Duration("BATCH_INTERVAL", DefaultBatchInterval),
 		CycleTimeTolerance: e.Float("CYCLE_TIME_TOLERANCE", DefaultCycleTimeTolerance),
 		CatalogRefresh:     e.Duration("CATALOG_REFRESH", DefaultCatalogRefresh),
+		PeriodSaveInterval: e.Duration("PERIOD_SAVE_INTERVAL", DefaultPeriodSaveInterval),
 		Addr:               e.String("PROCESSOR_ADDR", DefaultAddr),
 		ClickHouse:         chstore.ConfigFromEnv(e),
 	}
@@ -117,6 +127,7 @@ func (c Config) Validate() error {
 	p.Addf(c.BatchInterval <= 0, "TAKT_BATCH_INTERVAL=%s: must be positive", c.BatchInterval)
 	p.Addf(!(c.CycleTimeTolerance >= 0 && c.CycleTimeTolerance <= 1), "TAKT_CYCLE_TIME_TOLERANCE=%v: must be between 0 and 1", c.CycleTimeTolerance)
 	p.Addf(c.CatalogRefresh <= 0, "TAKT_CATALOG_REFRESH=%s: must be positive", c.CatalogRefresh)
+	p.Addf(c.PeriodSaveInterval < 0, "TAKT_PERIOD_SAVE_INTERVAL=%s: must not be negative", c.PeriodSaveInterval)
 	p.Addf(c.Addr == "", "TAKT_PROCESSOR_ADDR: empty")
 	if err := c.ClickHouse.Validate(); err != nil {
 		p = append(p, err)

@@ -332,7 +332,8 @@ func (c *consumer) adjustOffsets(ctx context.Context, offsets map[string]map[int
 		return offsets, nil
 	}
 	// The state machines of the partitions' locations, as the previous
-	// owner saved them.
+	// owner saved them; records since the partition's checkpoint that
+	// they have not seen are read again and fed to them only.
 	sets, err := c.loadPeriods(ctx, assigned)
 	if err != nil {
 		return nil, err
@@ -340,12 +341,21 @@ func (c *consumer) adjustOffsets(ctx context.Context, offsets map[string]map[int
 	lags := c.endLags(ctx, starts)
 	c.mu.Lock()
 	for _, p := range assigned {
-		if st := c.parts[p]; st != nil {
-			st.periods.locs = sets[p]
-			if lag, ok := lags[p]; ok {
-				st.lag = lag
-			}
-			c.m.machines.Add(float64(len(sets[p])))
+		st := c.parts[p]
+		if st == nil {
+			continue
+		}
+		l := sets[p]
+		st.periods = periodSet{locs: l.locs, checkpoint: l.checkpoint}
+		if lag, ok := lags[p]; ok {
+			st.lag = lag
+		}
+		c.m.machines.Add(float64(len(l.locs)))
+		if start, ok := starts[p]; ok && l.checkpoint >= 0 && l.checkpoint < start {
+			offsets[c.cfg.Topic][p] = kgo.NewOffset().At(l.checkpoint).WithEpoch(-1)
+			st.periods.replayUntil = start
+			c.logger.Info("replaying records into the period state machines", "partition", p,
+				"from", l.checkpoint, "until", start)
 		}
 	}
 	c.mu.Unlock()
@@ -455,7 +465,7 @@ func (c *consumer) snapshot() pending {
 	c.mu.Lock()
 	for _, st := range c.parts {
 		lag += max(st.lag, 0)
-		work := st.records + len(st.periods.dirty)
+		work := st.records + st.periods.work()
 		if work == 0 {
 			continue
 		}
@@ -488,8 +498,13 @@ func (c *consumer) run(ctx context.Context) error {
 			c.tickPeriods(c.clock())
 			c.nextTick = now.Add(tickEvery)
 		}
-		pd := c.snapshot()
 		wanted := c.rebalanceWanted.Load()
+		if wanted {
+			// Hand the partitions over with every machine saved: the
+			// next owner then replays nothing.
+			c.markPeriodsDue()
+		}
+		pd := c.snapshot()
 		if reason := c.policy.due(pd, time.Now(), wanted, false); reason != noFlush {
 			if !c.startFlush(reason) {
 				c.reap(ctx) // wait for the oldest flush
@@ -650,7 +665,12 @@ func (c *consumer) startFlush(why flushReason) bool {
 			next:        st.next,
 			resolutions: st.resolutions,
 			validGen:    st.validGen,
-			states:      st.periods.take(),
+		}
+		all := why == flushStop || why == flushRebalance
+		b.states, b.checkpoint = st.periods.take(all, time.Now(), c.cfg.PeriodSaveInterval, st.next.Offset)
+		if st.positioned && b.checkpoint != st.periods.checkpoint {
+			b.writeCheckpoint = true
+			st.periods.checkpoint = b.checkpoint
 		}
 		if st.records == 0 {
 			// Only period work (ticks): the partition's position is
@@ -757,17 +777,18 @@ func (c *consumer) apply(job *flushJob) {
 		b.block.Reset()
 		c.free = append(c.free, b.block)
 	}
-	if len(rewind) > 0 {
-		c.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{c.cfg.Topic: rewind})
-	}
 	if len(reload) > 0 {
 		c.reloadPeriods(reload, rewind)
+	}
+	if len(rewind) > 0 {
+		c.cl.SetOffsets(map[string]map[int32]kgo.EpochOffset{c.cfg.Topic: rewind})
 	}
 }
 
 // reloadPeriods replaces the machines of partitions whose batch was
-// dropped with their saved state; the rewound records then replay into
-// them.
+// dropped with their saved state. Each partition resumes at its rewind
+// offset, or earlier, at its checkpoint, replaying into the machines
+// only up to the rewind offset.
 func (c *consumer) reloadPeriods(parts []int32, rewind map[int32]kgo.EpochOffset) {
 	sets, err := c.loadPeriods(c.fctx, parts)
 	if err != nil {
@@ -777,11 +798,19 @@ func (c *consumer) reloadPeriods(parts []int32, rewind map[int32]kgo.EpochOffset
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, p := range parts {
-		if st := c.parts[p]; st != nil {
-			c.m.machines.Sub(float64(len(st.periods.locs)))
-			st.periods = periodSet{locs: sets[p]}
-			c.m.machines.Add(float64(len(sets[p])))
-			st.next, st.positioned = rewind[p], true
+		st := c.parts[p]
+		if st == nil {
+			continue
+		}
+		l := sets[p]
+		c.m.machines.Sub(float64(len(st.periods.locs)))
+		st.periods = periodSet{locs: l.locs, checkpoint: l.checkpoint}
+		c.m.machines.Add(float64(len(l.locs)))
+		resume := rewind[p]
+		st.next, st.positioned = resume, true
+		if l.checkpoint >= 0 && l.checkpoint < resume.Offset {
+			st.periods.replayUntil = resume.Offset
+			rewind[p] = kgo.EpochOffset{Epoch: -1, Offset: l.checkpoint}
 		}
 	}
 }
@@ -798,6 +827,7 @@ func (c *consumer) shutdown(ctx context.Context, cancelFlushes context.CancelFun
 	for len(c.inflight) > 0 && sctx.Err() == nil {
 		c.reap(sctx)
 	}
+	c.markPeriodsDue()
 	if pd := c.snapshot(); pd.records > 0 && len(c.inflight) == 0 {
 		c.startFlush(flushStop)
 		c.reap(sctx)
@@ -810,6 +840,15 @@ func (c *consumer) shutdown(ctx context.Context, cancelFlushes context.CancelFun
 		c.logger.Warn("leave group", "err", err)
 	}
 	c.logger.Info("consumer stopped")
+}
+
+// markPeriodsDue makes every partition's unsaved machines due for saving.
+func (c *consumer) markPeriodsDue() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, st := range c.parts {
+		st.periods.markDue()
+	}
 }
 
 // sleep waits d or until ctx is done; it reports whether d passed.

@@ -108,11 +108,21 @@ func decodeAll(recs []*kgo.Record, out []decoded) []decoded {
 // dead letter. It fails only when ctx ends before a dead letter was
 // produced.
 func (c *consumer) process(ctx context.Context, st *partState, r *kgo.Record, d *decoded, now time.Time) error {
+	if until := st.periods.replayUntil; until > 0 {
+		if r.Offset < until {
+			c.replay(st, r, d, now)
+			if r.Offset == until-1 {
+				st.periods.replayUntil = 0
+			}
+			return nil
+		}
+		st.periods.replayUntil = 0
+	}
 	if d.err != nil {
 		return c.deadLetter(ctx, st, r, d.class, d.err, now)
 	}
 	if d.assign != nil {
-		c.applyAssignment(st, d.assign)
+		c.applyAssignment(st, d.assign, r.Offset, now)
 		st.consumed(r, now)
 		return nil
 	}
@@ -161,9 +171,24 @@ func (c *consumer) process(ctx context.Context, st *partState, r *kgo.Record, d 
 		return c.deadLetter(ctx, st, r, dlqRow, err, now)
 	}
 	st.resolutions.add(res.Resolution)
-	c.feedPart(st, part, res.IdealCycleTime)
+	c.feedPart(st, part, res.IdealCycleTime, r.Offset, now)
 	st.consumed(r, now)
 	return nil
+}
+
+// replay feeds a record that ClickHouse already holds to the period state
+// machines only: no row, no dead letter, no commit (see periods.go).
+func (c *consumer) replay(st *partState, r *kgo.Record, d *decoded, now time.Time) {
+	c.m.replayed.Inc()
+	switch {
+	case d.err != nil:
+	case d.assign != nil:
+		c.applyAssignment(st, d.assign, r.Offset, now)
+	default:
+		p := &d.part
+		res := c.cat.get().Product(p.Site, p.Product, p.CycleTime, p.HasCycleTime)
+		c.feedPart(st, p, res.IdealCycleTime, r.Offset, now)
+	}
 }
 
 // deadLetter produces r to the dead-letter topic and waits for the

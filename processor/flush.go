@@ -27,8 +27,12 @@ type batch struct {
 	resolutions resolutionCounts
 	// states are the saved states of the locations the batch changed;
 	// they and their period rows are written before the block.
-	states      []savedState
-	periodsDone bool
+	states []savedState
+	// checkpoint: the partition's machines can be rebuilt from their
+	// saved states and the records from here on; written when changed.
+	checkpoint      int64
+	writeCheckpoint bool
+	periodsDone     bool
 
 	// validGen is the group generation in which this partition's
 	// position was last checked against ClickHouse.
@@ -138,7 +142,7 @@ func (c *consumer) runJob(ctx context.Context, job *flushJob) {
 	for _, b := range job.batches {
 		if b.overtaken {
 			b.dropped = true
-		} else if err == nil || b.inserted || (b.block.Len() == 0 && (b.periodsDone || len(b.states) == 0)) {
+		} else if err == nil || b.inserted || (b.block.Len() == 0 && (b.periodsDone || !b.hasPeriodWork())) {
 			if b.records == 0 {
 				continue // period work only: nothing to commit
 			}
@@ -177,7 +181,7 @@ func (c *consumer) insert(ctx context.Context, batches []*batch) error {
 	errs := make([]error, len(batches))
 	var wg sync.WaitGroup
 	for i, b := range batches {
-		if b.inserted || b.overtaken || (b.block.Len() == 0 && (b.periodsDone || len(b.states) == 0)) {
+		if b.inserted || b.overtaken || (b.block.Len() == 0 && (b.periodsDone || !b.hasPeriodWork())) {
 			continue
 		}
 		wg.Go(func() {
@@ -190,10 +194,15 @@ func (c *consumer) insert(ctx context.Context, batches []*batch) error {
 	return errors.Join(errs...)
 }
 
-// insertPeriods writes the batch's saved states, then their period rows
-// (see periods.go for why in this order, and before the parts).
+// hasPeriodWork reports whether the batch has states or a checkpoint to
+// write.
+func (b *batch) hasPeriodWork() bool { return len(b.states) > 0 || b.writeCheckpoint }
+
+// insertPeriods writes the batch's saved states, then their period rows,
+// then the partition's checkpoint (see periods.go for why in this order,
+// and before the parts).
 func (c *consumer) insertPeriods(ctx context.Context, b *batch) error {
-	if b.periodsDone || len(b.states) == 0 {
+	if b.periodsDone || !b.hasPeriodWork() {
 		return nil
 	}
 	states, rows, err := encodeStates(c.cfg.Topic, b.partition, b.next.Offset, b.states)
@@ -207,6 +216,13 @@ func (c *consumer) insertPeriods(ctx context.Context, b *batch) error {
 	}
 	if err := c.store.InsertPeriods(ictx, rows); err != nil {
 		return fmt.Errorf("partition %d: %w", b.partition, err)
+	}
+	if b.writeCheckpoint {
+		cp := chstore.PeriodCheckpoint{Topic: c.cfg.Topic, Partition: b.partition, Offset: b.checkpoint,
+			Version: uint64(time.Now().UnixNano())}
+		if err := c.store.InsertPeriodCheckpoints(ictx, []chstore.PeriodCheckpoint{cp}); err != nil {
+			return fmt.Errorf("partition %d: %w", b.partition, err)
+		}
 	}
 	b.periodsDone = true
 	c.m.periodStates.Add(float64(len(states)))

@@ -72,6 +72,7 @@ func (e *itEnv) config() Config {
 		BatchInterval:      50 * time.Millisecond,
 		CycleTimeTolerance: 0.1,
 		CatalogRefresh:     time.Hour,
+		PeriodSaveInterval: DefaultPeriodSaveInterval,
 		Addr:               "127.0.0.1:0",
 		ClickHouse:         e.ch,
 		Registry:           prometheus.NewRegistry(),

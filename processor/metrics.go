@@ -28,6 +28,7 @@ type metrics struct {
 	assignments     *prometheus.CounterVec // applied or refused
 	periodRows      prometheus.Counter
 	periodStates    prometheus.Counter
+	replayed        prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -117,10 +118,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "takt_processor_period_states_written_total",
 			Help: "Saved state-machine states written to ClickHouse.",
 		}),
+		replayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "takt_processor_records_replayed_total",
+			Help: "Records read again after an assignment and fed to the period state machines only.",
+		}),
 	}
 	reg.MustRegister(m.consumed, m.inserted, m.batches, m.blocks, m.insertSeconds, m.insertErrors,
 		m.commitErrors, m.fenced, m.dlq, m.dlqErrors, m.resolutions, m.lag, m.pendingRows,
 		m.catalogRefresh, m.catalogErrors, m.catalogProducts, m.machines, m.tooLate, m.assignments,
-		m.periodRows, m.periodStates)
+		m.periodRows, m.periodStates, m.replayed)
 	return m
 }

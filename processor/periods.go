@@ -61,15 +61,32 @@ type locState struct {
 	fp string
 	// version is the version of the newest saved state.
 	version uint64
-	dirty   bool
-	outbox  []period.Row
+	// savedOffset: the saved state the machine was loaded from covers
+	// the partition's records before it (a replay skips those).
+	savedOffset int64
+	// dirty: changed since its last save; dirtySince is the offset of
+	// the first record that changed it (-1: a tick), dirtyAt when.
+	dirty      bool
+	dirtySince int64
+	dirtyAt    time.Time
+	outbox     []period.Row
 }
 
 // periodSet holds the machines of one partition.
 type periodSet struct {
 	locs map[period.Key]*locState
-	// dirty lists the locations changed since the last flush took them.
+	// dirty lists the locations changed since their last save.
 	dirty []*locState
+	// withRows counts the dirty locations with period rows to write;
+	// due is set when a dirty location has waited the save interval.
+	// Either makes a flush of the partition due.
+	withRows int
+	due      bool
+	// checkpoint is the last checkpoint handed to a flush (-1: none).
+	checkpoint int64
+	// replayUntil: records before this offset are fed to the machines
+	// only (they are in ClickHouse already); 0 when not replaying.
+	replayUntil int64
 	// cfgGen is the location-config generation the machines were last
 	// checked against.
 	cfgGen uint64
@@ -85,34 +102,79 @@ type savedState struct {
 	version uint64
 }
 
-// touch records that ls changed and returned rows.
-func (ps *periodSet) touch(ls *locState, rows []period.Row) {
+// touch records that ls changed, by the record at offset (-1: a tick),
+// and returned rows.
+func (ps *periodSet) touch(ls *locState, rows []period.Row, offset int64, now time.Time) {
 	if !ls.dirty {
-		ls.dirty = true
+		ls.dirty, ls.dirtySince, ls.dirtyAt = true, offset, now
 		ps.dirty = append(ps.dirty, ls)
 	}
-	ls.outbox = append(ls.outbox, rows...)
+	if len(rows) > 0 {
+		if len(ls.outbox) == 0 {
+			ps.withRows++
+		}
+		ls.outbox = append(ls.outbox, rows...)
+	}
 }
 
-// take moves the changed locations' snapshots and outboxes out, for a
-// flush. Versions of saved states only grow: the wall clock in
-// nanoseconds, or one more than the last when the clock is behind it (a
-// previous owner's clock ran ahead).
-func (ps *periodSet) take() []savedState {
-	if len(ps.dirty) == 0 {
-		return nil
+// work is how much makes a flush of the partition due.
+func (ps *periodSet) work() int {
+	if ps.due {
+		return ps.withRows + 1
 	}
-	now := uint64(time.Now().UnixNano())
-	out := make([]savedState, len(ps.dirty))
-	for i, ls := range ps.dirty {
-		ls.version = max(ls.version+1, now)
-		out[i] = savedState{key: ls.key, site: ls.site, extID: ls.extID, snap: ls.m.Snapshot(),
-			outbox: ls.outbox, version: ls.version}
-		ls.dirty, ls.outbox = false, nil
+	return ps.withRows
+}
+
+// markDue makes every dirty location savable now (shutdown, rebalance).
+func (ps *periodSet) markDue() {
+	if len(ps.dirty) > 0 {
+		ps.due = true
 	}
-	clear(ps.dirty)
-	ps.dirty = ps.dirty[:0]
-	return out
+}
+
+// checkDue sets due when a dirty location has waited every.
+func (ps *periodSet) checkDue(now time.Time, every time.Duration) {
+	for _, ls := range ps.dirty {
+		if now.Sub(ls.dirtyAt) >= every {
+			ps.due = true
+			return
+		}
+	}
+}
+
+// take moves out, for a flush, the states to save: of every dirty
+// location with period rows (a row is never written without the state
+// that returned it), and of those dirty for every or longer (all of them
+// when all). The others stay dirty; a machine that only absorbed parts
+// without returning rows can be rebuilt by feeding it those parts again.
+// checkpoint is the offset from which a new owner must replay: the
+// oldest change not saved, or end (the partition's position) when all
+// are saved.
+//
+// Versions of saved states only grow: the wall clock in nanoseconds, or
+// one more than the last when the clock is behind it (a previous owner's
+// clock ran ahead).
+func (ps *periodSet) take(all bool, now time.Time, every time.Duration, end int64) (states []savedState, checkpoint int64) {
+	checkpoint = end
+	ns := uint64(now.UnixNano())
+	kept := ps.dirty[:0]
+	for _, ls := range ps.dirty {
+		if all || ps.due && now.Sub(ls.dirtyAt) >= every || len(ls.outbox) > 0 {
+			ls.version = max(ls.version+1, ns)
+			states = append(states, savedState{key: ls.key, site: ls.site, extID: ls.extID, snap: ls.m.Snapshot(),
+				outbox: ls.outbox, version: ls.version})
+			ls.dirty, ls.outbox = false, nil
+			continue
+		}
+		kept = append(kept, ls)
+		if ls.dirtySince >= 0 {
+			checkpoint = min(checkpoint, ls.dirtySince)
+		}
+	}
+	clear(ps.dirty[len(kept):])
+	ps.dirty = kept
+	ps.withRows, ps.due = 0, false
+	return states, checkpoint
 }
 
 // loc returns the machine of a location, creating it with its configured
@@ -131,12 +193,16 @@ func (c *consumer) loc(st *partState, key period.Key, site uint64, extID string)
 	return ls
 }
 
-// feedPart runs a part through its location's machine.
-func (c *consumer) feedPart(st *partState, p *wire.Part, ideal float64) {
+// feedPart runs the part of the record at offset through its location's
+// machine; a replay skips the machines whose saved state has it.
+func (c *consumer) feedPart(st *partState, p *wire.Part, ideal float64, offset int64, now time.Time) {
 	if p.LocationID == 0 {
 		return
 	}
 	ls := c.loc(st, period.Key{Kind: p.LocationKind, ID: p.LocationID}, p.Site, p.ExternalID)
+	if offset < ls.savedOffset {
+		return
+	}
 	rows, out := ls.m.Part(period.Part{RecordedMs: p.RecordedAtMs, CycleTime: p.CycleTime,
 		HasCycleTime: p.HasCycleTime, IdealCycleTime: ideal})
 	switch out {
@@ -144,15 +210,18 @@ func (c *consumer) feedPart(st *partState, p *wire.Part, ideal float64) {
 		c.m.tooLate.Inc()
 	case period.WithinRun:
 	default:
-		st.periods.touch(ls, rows)
+		st.periods.touch(ls, rows, offset, now)
 	}
 }
 
 // applyAssignment gives a period the reason of an assignment record. A
 // refused assignment (the period is not down, or unknown here) is logged
 // and counted; the record is consumed either way.
-func (c *consumer) applyAssignment(st *partState, a *wire.Assignment) {
+func (c *consumer) applyAssignment(st *partState, a *wire.Assignment, offset int64, now time.Time) {
 	ls := c.loc(st, period.Key{Kind: a.LocationKind, ID: a.LocationID}, a.Site, a.ExternalID)
+	if offset < ls.savedOffset {
+		return
+	}
 	r := period.Reason{ID: a.Reason, Planned: a.Planned}
 	rows, err := ls.m.Assign(a.Period, r)
 	if errors.Is(err, period.ErrUnknownPeriod) {
@@ -168,7 +237,7 @@ func (c *consumer) applyAssignment(st *partState, a *wire.Assignment) {
 		return
 	}
 	c.m.assignments.WithLabelValues("applied").Inc()
-	st.periods.touch(ls, rows)
+	st.periods.touch(ls, rows, offset, now)
 }
 
 // tickPeriods tells the machines of every caught-up partition the time
@@ -188,15 +257,16 @@ func (c *consumer) tickPeriods(now time.Time) {
 				}
 			}
 		}
-		if st.lag != 0 || !st.positioned {
+		st.periods.checkDue(now, c.cfg.PeriodSaveInterval)
+		if st.lag != 0 || !st.positioned || st.periods.replayUntil > 0 {
 			continue
 		}
 		for _, ls := range st.periods.locs {
 			if rows := ls.m.Tick(nowMs); len(rows) > 0 {
-				if st.records == 0 && len(st.periods.dirty) == 0 {
+				if st.records == 0 && st.periods.work() == 0 {
 					st.since = now
 				}
-				st.periods.touch(ls, rows)
+				st.periods.touch(ls, rows, -1, now)
 			}
 		}
 	}
@@ -237,12 +307,21 @@ type periodStore interface {
 	InsertPeriodStates(ctx context.Context, states []chstore.PeriodState) error
 	InsertPeriods(ctx context.Context, rows []chstore.PeriodRow) error
 	PeriodStates(ctx context.Context, topic string, partitions []int32) ([]chstore.PeriodState, error)
+	InsertPeriodCheckpoints(ctx context.Context, cps []chstore.PeriodCheckpoint) error
+	PeriodCheckpoints(ctx context.Context, topic string, partitions []int32) (map[int32]int64, error)
+}
+
+// loaded is what loadPeriods found for one partition.
+type loaded struct {
+	locs map[period.Key]*locState
+	// checkpoint is where a replay must start (-1: none saved).
+	checkpoint int64
 }
 
 // loadPeriods reads the saved states of partitions, builds their machines
 // and writes the saved outboxes again. It retries until it succeeds or
 // ctx ends.
-func (c *consumer) loadPeriods(ctx context.Context, partitions []int32) (map[int32]map[period.Key]*locState, error) {
+func (c *consumer) loadPeriods(ctx context.Context, partitions []int32) (map[int32]loaded, error) {
 	for attempt := 1; ; attempt++ {
 		sets, err := c.loadPeriodsOnce(ctx, partitions)
 		if err == nil {
@@ -256,14 +335,25 @@ func (c *consumer) loadPeriods(ctx context.Context, partitions []int32) (map[int
 	}
 }
 
-func (c *consumer) loadPeriodsOnce(ctx context.Context, partitions []int32) (map[int32]map[period.Key]*locState, error) {
+func (c *consumer) loadPeriodsOnce(ctx context.Context, partitions []int32) (map[int32]loaded, error) {
 	lctx, cancel := context.WithTimeout(ctx, insertTimeout)
 	defer cancel()
 	saved, err := c.store.PeriodStates(lctx, c.cfg.Topic, partitions)
 	if err != nil {
 		return nil, err
 	}
-	sets := map[int32]map[period.Key]*locState{}
+	cps, err := c.store.PeriodCheckpoints(lctx, c.cfg.Topic, partitions)
+	if err != nil {
+		return nil, err
+	}
+	sets := map[int32]loaded{}
+	for _, p := range partitions {
+		cp, ok := cps[p]
+		if !ok {
+			cp = -1
+		}
+		sets[p] = loaded{locs: map[period.Key]*locState{}, checkpoint: cp}
+	}
 	var outbox []chstore.PeriodRow
 	for _, s := range saved {
 		var snap period.Snapshot
@@ -279,11 +369,10 @@ func (c *consumer) loadPeriodsOnce(ctx context.Context, partitions []int32) (map
 		key := period.Key{Kind: s.LocationKind, ID: s.Location}
 		cfg := c.cat.location(key)
 		ls := &locState{key: key, site: s.Site, extID: s.ExternalID, m: period.Restore(snap, cfg.cfg),
-			fp: cfg.fp, version: s.Version}
-		if sets[s.Partition] == nil {
-			sets[s.Partition] = map[period.Key]*locState{}
+			fp: cfg.fp, version: s.Version, savedOffset: s.Offset}
+		if l, ok := sets[s.Partition]; ok {
+			l.locs[key] = ls
 		}
-		sets[s.Partition][key] = ls
 		outbox = appendPeriodRows(outbox, key, s.Site, s.ExternalID, rows)
 	}
 	if err := c.store.InsertPeriods(lctx, outbox); err != nil {

@@ -3,6 +3,7 @@ package processor
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -23,25 +24,7 @@ import (
 // every part: nothing lost, nothing doubled by the moves.
 func TestPeriodsFollowPartitionsAcrossRebalance(t *testing.T) {
 	e := newITEnv(t, 4)
-	const locations = 12
-	base := time.Date(2024, 5, 6, 6, 0, 0, 0, time.UTC).UnixMilli()
-	// phase p, location l: a run of 20 parts 30 s apart starting at
-	// 06:00 + p × 20 min (each run lasts 9.5 min, so a 10.5 min stop
-	// follows it); every third location also sends a late part into its
-	// previous stop.
-	phase := func(p int) []wire.Part {
-		var out []wire.Part
-		for l := range locations {
-			start := base + int64(p)*20*60_000
-			for i := range 20 {
-				out = append(out, partAt(l, start+int64(i)*30_000))
-			}
-			if p > 0 && l%3 == 0 {
-				out = append(out, partAt(l, start-5*60_000))
-			}
-		}
-		return out
-	}
+	phase := periodPhase
 	cfgA, cfgB := e.config(), e.config()
 	epoch := func() time.Time { return time.Unix(0, 0) } // no ticks: parts alone decide
 	cfgA.Clock, cfgB.Clock = epoch, epoch
@@ -70,39 +53,10 @@ func TestPeriodsFollowPartitionsAcrossRebalance(t *testing.T) {
 	send(phase(3))
 	e.waitRows(uint64(len(all)), 60*time.Second, nil)
 
-	want := map[int][]string{}
-	for l := range locations {
-		key := period.Key{Kind: "line", ID: uint64(l + 1)}
-		m := period.New(key, period.Config{})
-		var versions []period.Row
-		for _, p := range all {
-			if p.LocationID == key.ID {
-				rows, _ := m.Part(period.Part{RecordedMs: p.RecordedAtMs, IdealCycleTime: 45})
-				versions = append(versions, rows...)
-			}
-		}
-		want[l+1] = renderLive(versions)
-	}
-	deadline = time.Now().Add(30 * time.Second)
-	for {
-		got := storedByLocation(t, e.store)
-		diff := ""
-		for l := 1; l <= locations; l++ {
-			if strings.Join(got[l], "\n") != strings.Join(want[l], "\n") {
-				diff = fmt.Sprintf("line %d: stored\n%s\nwant\n%s", l, strings.Join(got[l], "\n"), strings.Join(want[l], "\n"))
-				break
-			}
-		}
-		if diff == "" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(diff)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	checkPeriods(t, e.store, all)
 	// Both members wrote, and B ends up holding every location's machine,
 	// the ones A had among them, restored from their saved states.
+	deadline = time.Now().Add(30 * time.Second)
 	inserted := func() (a, b float64) {
 		return metricValue(t, cfgA.Registry, "takt_processor_parts_inserted_total"),
 			metricValue(t, cfgB.Registry, "takt_processor_parts_inserted_total")
@@ -119,9 +73,117 @@ func TestPeriodsFollowPartitionsAcrossRebalance(t *testing.T) {
 	if n := metricValue(t, cfgB.Registry, "takt_processor_period_machines"); n != locations {
 		t.Fatalf("B holds %v machines, want %d", n, locations)
 	}
+}
+
+// locations is how many locations periodPhase sends parts of.
+const locations = 12
+
+// periodPhase returns the parts of phase p: for each of the locations, a
+// run of 20 parts 30 s apart starting at 06:00 + p × 20 min (each run
+// lasts 9.5 min, so a 10.5 min stop follows it); every third location also
+// sends a late part into its previous stop.
+func periodPhase(p int) []wire.Part {
+	base := time.Date(2024, 5, 6, 6, 0, 0, 0, time.UTC).UnixMilli()
+	var out []wire.Part
+	for l := range locations {
+		start := base + int64(p)*20*60_000
+		for i := range 20 {
+			out = append(out, partAt(l, start+int64(i)*30_000))
+		}
+		if p > 0 && l%3 == 0 {
+			out = append(out, partAt(l, start-5*60_000))
+		}
+	}
+	return out
+}
+
+// checkPeriods waits until the stored periods of every location are
+// exactly those of the pure state machine fed all the parts.
+func checkPeriods(t *testing.T, store *chstore.Store, all []wire.Part) {
+	t.Helper()
+	want := map[int][]string{}
+	for l := range locations {
+		key := period.Key{Kind: "line", ID: uint64(l + 1)}
+		m := period.New(key, period.Config{})
+		var versions []period.Row
+		for _, p := range all {
+			if p.LocationID == key.ID {
+				rows, _ := m.Part(period.Part{RecordedMs: p.RecordedAtMs, IdealCycleTime: 45})
+				versions = append(versions, rows...)
+			}
+		}
+		want[l+1] = renderLive(versions)
+	}
 	if len(want[1]) < 7 {
 		t.Fatalf("line 1 has %d periods; the test wants runs and stops: %v", len(want[1]), want[1])
 	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got := storedByLocation(t, store)
+		diff := ""
+		for l := 1; l <= locations; l++ {
+			if strings.Join(got[l], "\n") != strings.Join(want[l], "\n") {
+				diff = fmt.Sprintf("line %d: stored\n%s\nwant\n%s", l, strings.Join(got[l], "\n"), strings.Join(want[l], "\n"))
+				break
+			}
+		}
+		if diff == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(diff)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestPeriodsSurviveKills: the processor is SIGKILLed between phases,
+// holding machines it has not saved (the save interval is long), once by
+// the failpoint between period rows and parts; each new process replays
+// the partitions from their checkpoints into the machines. The periods
+// must be exactly those of the pure state machine.
+func TestPeriodsSurviveKills(t *testing.T) {
+	bin := buildProcessor(t)
+	e := newITEnv(t, 3)
+	env := func(kv ...string) map[string]string {
+		m := map[string]string{"TAKT_CONSUMER_INSTANCE_ID": "periods-kill-test",
+			"TAKT_FAILPOINT_CLOCK_FILE": filepath.Join(t.TempDir(), "no-clock"), // the epoch: no ticks
+			"TAKT_PERIOD_SAVE_INTERVAL": "1h"}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	var all []wire.Part
+	send := func(p int) {
+		ps := periodPhase(p)
+		e.produce(ps)
+		all = append(all, ps...)
+	}
+	p := e.startProc(bin, "p1", env())
+	send(0)
+	send(1)
+	e.waitRows(uint64(len(all)), 30*time.Second, p.alive)
+	p.kill()
+
+	p = e.startProc(bin, "p2", env())
+	send(2)
+	e.waitRows(uint64(len(all)), 30*time.Second, p.alive)
+	if n := p.metric("takt_processor_records_replayed_total"); n == 0 {
+		t.Error("the second process replayed nothing: the first one saved every machine")
+	}
+	p.kill()
+
+	p = e.startProc(bin, "p3", env("TAKT_FAILPOINT_CRASH_AFTER_PERIODS", "1"))
+	send(3)
+	p.waitKilledByFailpoint(30 * time.Second)
+
+	p = e.startProc(bin, "p4", env())
+	send(4)
+	e.waitRows(uint64(len(all)), 30*time.Second, p.alive)
+	checkPeriods(t, e.store, all)
+	p.stop()
+	e.assertExactly(uint64(len(all)))
 }
 
 // partAt is a part of line l+1 (external id move_<l>) of the demo product.

@@ -63,21 +63,56 @@ func TestLocationConfigs(t *testing.T) {
 	}
 }
 
-// TestPeriodSetTake: a flush takes each changed location once, with its
-// outbox, and versions of saved states only grow.
+// TestPeriodSetTake: a flush saves the locations that returned rows and
+// those that waited the save interval (all of them on a handover), each
+// once with its outbox; the checkpoint is the oldest unsaved change, and
+// versions of saved states only grow.
 func TestPeriodSetTake(t *testing.T) {
+	newLoc := func(id uint64) *locState {
+		k := period.Key{Kind: "line", ID: id}
+		return &locState{key: k, m: period.New(k, period.Config{})}
+	}
+	t0 := time.Unix(1_700_000_000, 0)
 	var ps periodSet
-	ls := &locState{key: period.Key{Kind: "line", ID: 1}, m: period.New(period.Key{Kind: "line", ID: 1}, period.Config{}),
-		version: uint64(time.Now().Add(time.Hour).UnixNano())} // a previous owner's clock ran ahead
-	rows, _ := ls.m.Part(period.Part{RecordedMs: 1_700_000_000_000})
-	ps.touch(ls, rows)
-	ps.touch(ls, nil)
-	first := ls.version
-	got := ps.take()
-	if len(got) != 1 || len(got[0].outbox) != len(rows) || got[0].version != first+1 || ls.dirty || ls.outbox != nil {
+	rowsLoc, silent := newLoc(1), newLoc(2)
+	rowsLoc.version = uint64(t0.Add(time.Hour).UnixNano()) // a previous owner's clock ran ahead
+	rows, _ := rowsLoc.m.Part(period.Part{RecordedMs: 1_700_000_000_000})
+	ps.touch(rowsLoc, rows, 100, t0)
+	ps.touch(rowsLoc, nil, 101, t0)
+	silent.m.Part(period.Part{RecordedMs: 1_700_000_000_000})
+	ps.touch(silent, nil, 102, t0) // as if the part had changed it without rows
+	if ps.work() != 1 {
+		t.Fatalf("work %d, want 1 (one location with rows)", ps.work())
+	}
+	first := rowsLoc.version
+	got, cp := ps.take(false, t0.Add(time.Second), 10*time.Second, 150)
+	if len(got) != 1 || got[0].key != rowsLoc.key || len(got[0].outbox) != len(rows) || got[0].version != first+1 ||
+		rowsLoc.dirty || rowsLoc.outbox != nil {
 		t.Fatalf("take: %+v", got)
 	}
-	if again := ps.take(); again != nil {
-		t.Fatalf("second take: %+v", again)
+	if cp != 102 || !silent.dirty || ps.work() != 0 {
+		t.Fatalf("checkpoint %d (want 102, the silent location's first change), work %d", cp, ps.work())
+	}
+	// Not yet due, then due after the interval.
+	ps.checkDue(t0.Add(5*time.Second), 10*time.Second)
+	if ps.work() != 0 {
+		t.Fatal("due before the interval")
+	}
+	ps.checkDue(t0.Add(10*time.Second), 10*time.Second)
+	if ps.work() != 1 {
+		t.Fatal("not due after the interval")
+	}
+	got, cp = ps.take(false, t0.Add(10*time.Second), 10*time.Second, 170)
+	if len(got) != 1 || got[0].key != silent.key || cp != 170 || len(ps.dirty) != 0 {
+		t.Fatalf("due take: %+v, checkpoint %d", got, cp)
+	}
+	// A handover saves everything at once.
+	ps.touch(silent, nil, 180, t0.Add(11*time.Second))
+	ps.markDue()
+	if got, cp = ps.take(true, t0.Add(11*time.Second), 10*time.Second, 190); len(got) != 1 || cp != 190 {
+		t.Fatalf("handover take: %+v, checkpoint %d", got, cp)
+	}
+	if got, _ := ps.take(false, t0.Add(12*time.Second), 10*time.Second, 190); got != nil {
+		t.Fatalf("nothing dirty, took %+v", got)
 	}
 }

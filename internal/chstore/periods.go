@@ -164,3 +164,61 @@ func (s *Store) PeriodStates(ctx context.Context, topic string, partitions []int
 	}
 	return out, rows.Err()
 }
+
+// PeriodCheckpoint says that every saved state of the locations of a
+// partition covers its records before Offset.
+type PeriodCheckpoint struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Version   uint64
+}
+
+// InsertPeriodCheckpoints writes checkpoints in one block.
+func (s *Store) InsertPeriodCheckpoints(ctx context.Context, cps []PeriodCheckpoint) error {
+	if len(cps) == 0 {
+		return nil
+	}
+	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO period_checkpoints (topic, partition, offset, version)")
+	if err != nil {
+		return fmt.Errorf("prepare insert into period_checkpoints: %w", err)
+	}
+	for _, cp := range cps {
+		if err := b.Append(cp.Topic, cp.Partition, cp.Offset, cp.Version); err != nil {
+			b.Abort()
+			return fmt.Errorf("insert into period_checkpoints: %w", err)
+		}
+	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("insert into period_checkpoints: %w", err)
+	}
+	return nil
+}
+
+// PeriodCheckpoints returns the newest checkpoint of each of the
+// partitions of topic that has one.
+func (s *Store) PeriodCheckpoints(ctx context.Context, topic string, partitions []int32) (map[int32]int64, error) {
+	out := map[int32]int64{}
+	if len(partitions) == 0 {
+		return out, nil
+	}
+	set := make([]any, len(partitions))
+	for i, p := range partitions {
+		set[i] = p
+	}
+	rows, err := s.conn.Query(ctx, `SELECT partition, offset FROM period_checkpoints FINAL
+		WHERE topic = ? AND partition IN ?`, topic, clickhouse.GroupSet{Value: set})
+	if err != nil {
+		return nil, fmt.Errorf("period checkpoints: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var p int32
+		var o int64
+		if err := rows.Scan(&p, &o); err != nil {
+			return nil, fmt.Errorf("period checkpoints: %w", err)
+		}
+		out[p] = o
+	}
+	return out, rows.Err()
+}
