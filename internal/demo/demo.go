@@ -23,6 +23,7 @@ import (
 const (
 	SiteID         = 1
 	SiteTimezone   = "Europe/Berlin"
+	LineID         = 1
 	LineExternalID = "line_1"
 	ProductCode    = "PROD001"
 	// ProductIdealCycleTime is PROD001's ideal cycle time in seconds.
@@ -53,7 +54,7 @@ func Seed(ctx context.Context, s *chstore.Store, apiKey, secret string) (Seeded,
 			return s.PutArea(ctx, chstore.Area{ID: 1, Site: SiteID, Code: "ASSEMBLY", Description: "Assembly", Audit: audit})
 		},
 		func() error {
-			return s.PutLine(ctx, chstore.Line{ID: 1, Site: SiteID, Area: 1, Code: "LINE1", Description: "Line 1", ExternalID: LineExternalID, Audit: audit})
+			return s.PutLine(ctx, chstore.Line{ID: LineID, Site: SiteID, Area: 1, Code: "LINE1", Description: "Line 1", ExternalID: LineExternalID, Audit: audit})
 		},
 		func() error {
 			return s.PutProduct(ctx, chstore.Product{ID: 1, Site: SiteID, Code: ProductCode, Description: "Demo product", IdealCycleTime: ProductIdealCycleTime, Audit: audit})

@@ -552,3 +552,57 @@ func TestMain(m *testing.M) {
 	testenv.RemoveBinaries()
 	os.Exit(code)
 }
+
+// TestStoppedLineShowsDown: a line's stop threshold is set through the
+// record API; after its last part the line shows an open down period on
+// the processor's wall clock alone, without another part, and the next
+// part closes it.
+func TestStoppedLineShowsDown(t *testing.T) {
+	p := startWith(t, options{catalogRefresh: 200 * time.Millisecond})
+	put := url.Values{"auth": {p.apiKey}, "stop_threshold": {"2"}}
+	req, _ := http.NewRequest(http.MethodPut, fmt.Sprintf("%s/api/1.0/lines/%d/", p.query, demo.LineID), strings.NewReader(put.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), `"stop_threshold":2`) {
+		t.Fatalf("set stop_threshold: %d %s", resp.StatusCode, b)
+	}
+	// The processor re-reads master data every 200 ms here and applies a
+	// changed threshold to the running machines on its next tick.
+	periods := func() []map[string]any {
+		args := url.Values{"auth": {p.apiKey}, "externalid": {demo.LineExternalID}, "order_by": {"start"}}
+		resp, err := http.Get(p.query + "/api/1.0/productionperiods/?" + args.Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var env envelope
+		if err := json.NewDecoder(resp.Body).Decode(&env); err != nil || !env.Success {
+			t.Fatalf("productionperiods: %v %s", err, env.Error)
+		}
+		return env.Data
+	}
+	part := `{"part":{"external_id":"` + demo.LineExternalID + `","quantity":1,"quality":"good","product":"` + demo.ProductCode + `"}}`
+	if code, body := p.post(t, part); code != http.StatusOK {
+		t.Fatalf("post: %d %s", code, body)
+	}
+	var last []map[string]any
+	// One part makes a run of no length: the line is running from it
+	// until the tick finds the threshold passed; then that period is down.
+	waitFor(t, 30*time.Second, "an open down period after the threshold", func() bool {
+		last = periods()
+		return len(last) == 1 && last[0]["state"] == "down" && last[0]["end"] == nil
+	})
+	if code, body := p.post(t, part); code != http.StatusOK {
+		t.Fatalf("post: %d %s", code, body)
+	}
+	waitFor(t, 30*time.Second, "the next part to end the downtime", func() bool {
+		last = periods()
+		return len(last) == 2 && last[0]["state"] == "down" && last[0]["end"] != nil &&
+			last[1]["state"] == "running" && last[1]["end"] == nil
+	})
+}

@@ -70,6 +70,9 @@ type options struct {
 	noProcessor bool
 	// noRateLimit turns the per-key rate limits off.
 	noRateLimit bool
+	// catalogRefresh overrides how often the processor re-reads master
+	// data.
+	catalogRefresh time.Duration
 }
 
 // startWith is start with options.
@@ -107,6 +110,9 @@ func startWith(t *testing.T, o options) *pipeline {
 	pcfg.BatchInterval = 100 * time.Millisecond
 	pcfg.ClickHouse = chCfg
 	pcfg.Clock = o.clock
+	if o.catalogRefresh > 0 {
+		pcfg.CatalogRefresh = o.catalogRefresh
+	}
 
 	qcfg := queryapi.ConfigFromEnv(env)
 	qcfg.Addr = freeAddr(t)
