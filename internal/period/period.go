@@ -248,6 +248,7 @@ func Restore(st Snapshot, cfg Config) *Machine {
 		cfg.Lateness = DefaultLateness
 	}
 	m := &Machine{cfg: cfg, st: st}
+	m.applyThreshold()
 	m.next = cfg.Calendar.NextBoundary(m.horizon())
 	return m
 }
@@ -265,13 +266,24 @@ func (m *Machine) Snapshot() Snapshot {
 func (m *Machine) Rows() []Row { return append([]Row(nil), m.st.Rows...) }
 
 // SetConfig replaces the configuration (e.g. after a shift edit); the next
-// event recomputes with it.
+// event recomputes with it. A location threshold (Config.Threshold > 0)
+// also judges the gap the location is in now, so a line stopped for
+// longer than a newly set threshold shows down at the next tick; gaps
+// between earlier runs stay as they were judged.
 func (m *Machine) SetConfig(cfg Config) {
 	if cfg.Lateness <= 0 {
 		cfg.Lateness = DefaultLateness
 	}
 	m.cfg = cfg
+	m.applyThreshold()
 	m.next = math.MinInt64 // force the slow path once
+}
+
+// applyThreshold sets a location threshold on the newest run.
+func (m *Machine) applyThreshold() {
+	if n := len(m.st.Runs); n > 0 && m.cfg.Threshold > 0 {
+		m.st.Runs[n-1].Threshold = m.cfg.Threshold.Milliseconds()
+	}
 }
 
 func (m *Machine) threshold(p Part) int64 {

@@ -592,3 +592,25 @@ func TestRelabelFinalPeriod(t *testing.T) {
 		t.Fatalf("relabel of a running period: %v", err)
 	}
 }
+
+// TestThresholdSetWhileStopped: a location threshold set while the line
+// is silent judges the current gap at the next tick; earlier gaps keep
+// their judgement.
+func TestThresholdSetWhileStopped(t *testing.T) {
+	m := New(key, Config{})
+	m.Part(*part("08:00:00", 0))
+	m.Part(*part("08:00:50", 0)) // 50 s gap: within the derived 60 s
+	if rows := m.Tick(at("08:01:30")); len(rows) != 0 {
+		t.Fatalf("down before the threshold: %v", describeAll(rows))
+	}
+	m.SetConfig(Config{Threshold: 30 * time.Second})
+	rows := m.Tick(at("08:01:31"))
+	got := describeAll(m.Rows())
+	if len(rows) == 0 || len(got) != 2 || m.Rows()[0].State != Running || m.Rows()[1].State != Down || !m.Rows()[1].Open ||
+		m.Rows()[1].Start != at("08:00:50") {
+		t.Fatalf("after setting 30 s: %v", got)
+	}
+	if m.Rows()[0].Start != at("08:00:00") || m.Rows()[0].End != at("08:00:50") {
+		t.Fatalf("the earlier gap was judged again: %v", got)
+	}
+}
