@@ -3,10 +3,12 @@ package queryapi
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -151,6 +153,42 @@ func BenchmarkOEE(b *testing.B) {
 				b.ReportMetric(float64(lat[min(len(lat)-1, len(lat)*99/100)].Microseconds())/1000, "ms-p99")
 			})
 		}
+	}
+	benchPitches(b, h)
+}
+
+// benchPitches measures pages of the pitches area over the same data.
+func benchPitches(b *testing.B, h *handler) {
+	pages := map[string]url.Values{
+		// One line's 24 pitches of one day.
+		"pitches_line_day": {"line": {"17"}, "pitch_start__gte": {"2024-03-10 00:00:00"},
+			"pitch_start__lt": {"2024-03-11 00:00:00"}, "limit": {"24"}},
+		// The newest 500 pitches of the site.
+		"pitches_site_page": {"limit": {"500"}, "order_by": {"-pitch_start"}},
+	}
+	for _, name := range slices.Sorted(maps.Keys(pages)) {
+		b.Run(name, func(b *testing.B) {
+			r := gin.New()
+			h.routes(r)
+			args := pages[name]
+			args.Set("site", "1")
+			target := "/api/1.0/pitches/?" + args.Encode()
+			var lat []time.Duration
+			for b.Loop() {
+				req := httptest.NewRequest(http.MethodGet, target, nil)
+				req.Header.Set(keyHeader, "bench")
+				w := httptest.NewRecorder()
+				t0 := time.Now()
+				r.ServeHTTP(w, req)
+				lat = append(lat, time.Since(t0))
+				if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"pitch_start"`) {
+					b.Fatalf("%s: %d %.300s", target, w.Code, w.Body.String())
+				}
+			}
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "ms-median")
+			b.ReportMetric(float64(lat[min(len(lat)-1, len(lat)*99/100)].Microseconds())/1000, "ms-p99")
+		})
 	}
 }
 

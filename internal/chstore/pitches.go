@@ -8,9 +8,13 @@ import "github.com/takt/takt/internal/l2l"
 // these hourly production buckets pitches.
 //
 //   - planned_production_minutes is running + unplanned down time in the
-//     hour, from the periods: until the processor writes periods it is 0,
-//     and so are availability, performance and the OEE of the pitch (see
-//     the OEE endpoint, which also reports unrecorded scheduled time).
+//     hour, from the periods the processor writes: an hour no period
+//     covers has 0, and so have its availability, performance and OEE
+//     (the OEE endpoint reports such time as unrecorded).
+//   - The FROM aggregates parts_hourly and productionperiods whole; the
+//     server pushes a request's filters (site, line, pitch_start, …) into
+//     it (withPushdown): one line's day reads ~22 ms instead of ~185 ms
+//     at 10M parts. A page of a whole site still aggregates the site.
 //   - actual is the produced quantity (good + scrap + rework).
 //   - overall_equipment_effectiveness = availability × performance ×
 //     quality of the hour, each 0 when its denominator is 0.
@@ -80,5 +84,5 @@ func pitchesArea() *RecordArea {
 		col("performance", l2l.Float, "performance"),
 		col("quality", l2l.Float, "quality"),
 		col("overall_equipment_effectiveness", l2l.Float, "availability * performance * quality"),
-	).withFrom(pitchesFrom)
+	).withFrom(pitchesFrom).withPushdown()
 }

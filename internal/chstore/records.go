@@ -48,7 +48,9 @@ type RecordArea struct {
 	table  string
 	master bool   // ReplacingMergeTree master data: read FINAL, skip deleted
 	from   string // the FROM expression (default: the table, or its FINAL subquery)
-	site   string // the record's site, or, with siteArray, its Array(UInt64) of sites
+	// pushdown: filters are pushed into the FROM subquery (withPushdown).
+	pushdown bool
+	site     string // the record's site, or, with siteArray, its Array(UInt64) of sites
 	// siteArray: a record is visible when its sites are a non-empty subset
 	// of the caller's (users, and API keys through their user).
 	siteArray bool
@@ -106,6 +108,15 @@ func mustRecordArea(name, table string, master bool, siteExpr string, cols ...Re
 		panic(err)
 	}
 	return a
+}
+
+// withPushdown has the server push the request's filters into the FROM
+// subquery (enable_optimize_predicate_expression: off by default on 18.16,
+// on in later versions), for an area whose FROM aggregates whole tables.
+func (a *RecordArea) withPushdown() *RecordArea {
+	c := *a
+	c.pushdown = true
+	return &c
 }
 
 // withFrom replaces the FROM expression (a fixed fragment of this file).
@@ -454,15 +465,20 @@ func (s *Store) RecordByID(ctx context.Context, a *RecordArea, id uint64, q l2l.
 	return p, nil
 }
 
-// withDeadline passes ctx's deadline on to the server.
-func withDeadline(ctx context.Context) context.Context {
+// querySettings passes ctx's deadline on to the server, and turns on
+// predicate push-down for an area that asks for it.
+func querySettings(ctx context.Context, a *RecordArea) context.Context {
+	set := clickhouse.Settings{}
 	if deadline, ok := ctx.Deadline(); ok {
-		secs := int(math.Ceil(time.Until(deadline).Seconds()))
-		ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{
-			"max_execution_time": max(secs, 1),
-		}))
+		set["max_execution_time"] = max(int(math.Ceil(time.Until(deadline).Seconds())), 1)
 	}
-	return ctx
+	if a.pushdown {
+		set["enable_optimize_predicate_expression"] = 1
+	}
+	if len(set) == 0 {
+		return ctx
+	}
+	return clickhouse.Context(ctx, clickhouse.WithSettings(set))
 }
 
 func (s *Store) readRecords(ctx context.Context, a *RecordArea, q l2l.Query, sites []uint64, id *uint64, after *Cursor, at []Cursor) (RecordPage, error) {
@@ -470,7 +486,7 @@ func (s *Store) readRecords(ctx context.Context, a *RecordArea, q l2l.Query, sit
 	if len(sites) == 0 {
 		return RecordPage{Fields: fields, Rows: [][]any{}}, nil
 	}
-	ctx = withDeadline(ctx)
+	ctx = querySettings(ctx, a)
 	props, err := s.customFields(ctx, a, q, sites)
 	if err != nil {
 		return RecordPage{}, readError(ctx, a, err)
