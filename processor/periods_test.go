@@ -1,11 +1,14 @@
 package processor
 
 import (
+	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/period"
+	"github.com/takt/takt/internal/wire"
 )
 
 // TestLocationConfigs: a line's own shifts replace its site's for it and
@@ -114,5 +117,41 @@ func TestPeriodSetTake(t *testing.T) {
 	}
 	if got, _ := ps.take(false, t0.Add(12*time.Second), 10*time.Second, 190); got != nil {
 		t.Fatalf("nothing dirty, took %+v", got)
+	}
+}
+
+// BenchmarkLocationMemory reports what the processor holds per location:
+// its locState and machine after an hour of parts every 30 s with one
+// stop, in a partition of 10,000 locations, after a flush took their
+// states (so no outbox is held).
+//
+//	go test -run '^$' -bench LocationMemory -benchtime 1x ./processor/
+func BenchmarkLocationMemory(b *testing.B) {
+	const n = 10_000
+	c := testConsumer(b)
+	start := time.Date(2024, 3, 4, 6, 0, 0, 0, time.UTC).UnixMilli()
+	for range b.N {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		st := &partState{}
+		now := time.Now()
+		for i := range n {
+			p := wire.Part{Site: 1, LocationKind: "line", LocationID: uint64(i + 1), ExternalID: fmt.Sprint("line_", i),
+				Quantity: 1, Quality: wire.QualityGood}
+			for t := int64(0); t < 3600_000; t += 30_000 {
+				if t >= 1200_000 && t < 1800_000 {
+					continue
+				}
+				p.RecordedAtMs = start + t
+				c.feedPart(st, &p, 25, int64(i), now)
+			}
+		}
+		st.periods.take(true, now, time.Hour, n)
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "heap-B/location")
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)*10_000/n/(1<<20), "MiB/10k-locations")
+		runtime.KeepAlive(st)
 	}
 }
