@@ -42,6 +42,13 @@ type Config struct {
 	// (TAKT_CATALOG_REFRESH).
 	CatalogRefresh time.Duration
 
+	// RedisAddr, when set, is where the record API announces master-data
+	// changes (TAKT_REDIS_ADDR, TAKT_REDIS_PASSWORD, TAKT_REDIS_PREFIX):
+	// the catalog reloads on each. Empty: only the periodic refresh.
+	RedisAddr     string
+	RedisPassword string
+	RedisPrefix   string
+
 	// PeriodSaveInterval is how long a location's production-period state
 	// machine may hold changes that wrote no period row before its state
 	// is saved (TAKT_PERIOD_SAVE_INTERVAL). After a crash the new owner
@@ -109,6 +116,9 @@ func ConfigFromEnv(e *config.Env) Config {
 		CycleTimeTolerance: e.Float("CYCLE_TIME_TOLERANCE", DefaultCycleTimeTolerance),
 		CatalogRefresh:     e.Duration("CATALOG_REFRESH", DefaultCatalogRefresh),
 		PeriodSaveInterval: e.Duration("PERIOD_SAVE_INTERVAL", DefaultPeriodSaveInterval),
+		RedisAddr:          e.String("REDIS_ADDR", "127.0.0.1:16379"),
+		RedisPassword:      e.String("REDIS_PASSWORD", ""),
+		RedisPrefix:        e.String("REDIS_PREFIX", "takt:"),
 		Addr:               e.String("PROCESSOR_ADDR", DefaultAddr),
 		ClickHouse:         chstore.ConfigFromEnv(e),
 	}

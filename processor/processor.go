@@ -41,6 +41,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/takt/takt/internal/chstore"
@@ -121,6 +122,13 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, store store) erro
 		return c.run(gctx)
 	})
 	g.Go(func() error { return cat.run(gctx, cfg.CatalogRefresh) })
+	if cfg.RedisAddr != "" {
+		rdb := redis.NewClient(&redis.Options{Addr: cfg.RedisAddr, Password: cfg.RedisPassword})
+		defer rdb.Close()
+		g.Go(func() error {
+			return listenForChanges(gctx, rdb, cfg.RedisPrefix+"invalidate", cat, logger)
+		})
+	}
 	g.Go(func() error {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serve http: %w", err)

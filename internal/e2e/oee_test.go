@@ -558,7 +558,9 @@ func TestMain(m *testing.M) {
 // the processor's wall clock alone, without another part, and the next
 // part closes it.
 func TestStoppedLineShowsDown(t *testing.T) {
-	p := startWith(t, options{catalogRefresh: 200 * time.Millisecond})
+	// No periodic refresh within the test: the processor learns of the
+	// threshold from the record API's change announcement.
+	p := startWith(t, options{catalogRefresh: time.Hour})
 	put := url.Values{"auth": {p.apiKey}, "stop_threshold": {"2"}}
 	req, _ := http.NewRequest(http.MethodPut, fmt.Sprintf("%s/api/1.0/lines/%d/", p.query, demo.LineID), strings.NewReader(put.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -571,7 +573,7 @@ func TestStoppedLineShowsDown(t *testing.T) {
 	if !strings.Contains(string(b), `"stop_threshold":2`) {
 		t.Fatalf("set stop_threshold: %d %s", resp.StatusCode, b)
 	}
-	// The processor re-reads master data every 200 ms here and applies a
+	// The processor reloads master data on the announcement and applies a
 	// changed threshold to the running machines on its next tick.
 	periods := func() []map[string]any {
 		args := url.Values{"auth": {p.apiKey}, "externalid": {demo.LineExternalID}, "order_by": {"start"}}

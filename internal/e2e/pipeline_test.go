@@ -110,6 +110,7 @@ func startWith(t *testing.T, o options) *pipeline {
 	pcfg.BatchInterval = 100 * time.Millisecond
 	pcfg.ClickHouse = chCfg
 	pcfg.Clock = o.clock
+	pcfg.RedisAddr, pcfg.RedisPrefix = redisAddr, prefix
 	if o.catalogRefresh > 0 {
 		pcfg.CatalogRefresh = o.catalogRefresh
 	}
