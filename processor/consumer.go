@@ -667,7 +667,7 @@ func (c *consumer) startFlush(why flushReason) bool {
 			validGen:    st.validGen,
 		}
 		all := why == flushStop || why == flushRebalance
-		b.states, b.checkpoint = st.periods.take(all, time.Now(), c.cfg.PeriodSaveInterval, st.next.Offset)
+		b.states, b.checkpoint = st.periods.take(all, time.Now(), st.next.Offset)
 		if st.positioned && b.checkpoint != st.periods.checkpoint {
 			b.writeCheckpoint = true
 			st.periods.checkpoint = b.checkpoint

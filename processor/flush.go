@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/takt/takt/internal/chstore"
 )
@@ -172,23 +173,24 @@ func (c *consumer) runJob(ctx context.Context, job *flushJob) {
 	}
 }
 
-// insert writes the block of every batch not yet written. The blocks go
-// concurrently, one connection each: every block is its own atomic data
-// part, so they are independent, and ClickHouse's cost per part is mostly
-// fixed latency (creating the part's files), which overlaps well. A failed
-// block does not undo the others.
+// insert writes what the batches have not yet written: first the period
+// work of all of them (states, then rows and checkpoints; one INSERT per
+// table, since ClickHouse's cost is mostly per INSERT), then each batch's
+// parts block. The blocks go concurrently, one connection each: every
+// block is its own atomic data part, so they are independent, and
+// ClickHouse's cost per part is mostly fixed latency (creating the part's
+// files), which overlaps well. A failed block does not undo the others.
 func (c *consumer) insert(ctx context.Context, batches []*batch) error {
+	if err := c.insertPeriods(ctx, batches); err != nil {
+		return err
+	}
 	errs := make([]error, len(batches))
 	var wg sync.WaitGroup
 	for i, b := range batches {
-		if b.inserted || b.overtaken || (b.block.Len() == 0 && (b.periodsDone || !b.hasPeriodWork())) {
+		if b.inserted || b.overtaken || b.block.Len() == 0 {
 			continue
 		}
-		wg.Go(func() {
-			if errs[i] = c.insertPeriods(ctx, b); errs[i] == nil && b.block.Len() > 0 {
-				errs[i] = c.insertBlock(ctx, b)
-			}
-		})
+		wg.Go(func() { errs[i] = c.insertBlock(ctx, b) })
 	}
 	wg.Wait()
 	return errors.Join(errs...)
@@ -198,33 +200,48 @@ func (c *consumer) insert(ctx context.Context, batches []*batch) error {
 // write.
 func (b *batch) hasPeriodWork() bool { return len(b.states) > 0 || b.writeCheckpoint }
 
-// insertPeriods writes the batch's saved states, then their period rows,
-// then the partition's checkpoint (see periods.go for why in this order,
-// and before the parts).
-func (c *consumer) insertPeriods(ctx context.Context, b *batch) error {
-	if b.periodsDone || !b.hasPeriodWork() {
-		return nil
+// insertPeriods writes the saved states of every batch that has period
+// work left, then their period rows and the partitions' checkpoints (see
+// periods.go for why states come first, and all of it before the parts).
+func (c *consumer) insertPeriods(ctx context.Context, batches []*batch) error {
+	var (
+		todo   []*batch
+		states []chstore.PeriodState
+		rows   []chstore.PeriodRow
+		cps    []chstore.PeriodCheckpoint
+	)
+	for _, b := range batches {
+		if b.periodsDone || b.overtaken || !b.hasPeriodWork() {
+			continue
+		}
+		st, rs, err := encodeStates(c.cfg.Topic, b.partition, b.next.Offset, b.states)
+		if err != nil {
+			return err
+		}
+		states, rows = append(states, st...), append(rows, rs...)
+		if b.writeCheckpoint {
+			cps = append(cps, chstore.PeriodCheckpoint{Topic: c.cfg.Topic, Partition: b.partition,
+				Offset: b.checkpoint, Version: uint64(time.Now().UnixNano())})
+		}
+		todo = append(todo, b)
 	}
-	states, rows, err := encodeStates(c.cfg.Topic, b.partition, b.next.Offset, b.states)
-	if err != nil {
-		return err
+	if len(todo) == 0 {
+		return nil
 	}
 	ictx, cancel := context.WithTimeout(ctx, insertTimeout)
 	defer cancel()
 	if err := c.store.InsertPeriodStates(ictx, states); err != nil {
-		return fmt.Errorf("partition %d: %w", b.partition, err)
+		return err
 	}
-	if err := c.store.InsertPeriods(ictx, rows); err != nil {
-		return fmt.Errorf("partition %d: %w", b.partition, err)
+	var g errgroup.Group
+	g.Go(func() error { return c.store.InsertPeriods(ictx, rows) })
+	g.Go(func() error { return c.store.InsertPeriodCheckpoints(ictx, cps) })
+	if err := g.Wait(); err != nil {
+		return err
 	}
-	if b.writeCheckpoint {
-		cp := chstore.PeriodCheckpoint{Topic: c.cfg.Topic, Partition: b.partition, Offset: b.checkpoint,
-			Version: uint64(time.Now().UnixNano())}
-		if err := c.store.InsertPeriodCheckpoints(ictx, []chstore.PeriodCheckpoint{cp}); err != nil {
-			return fmt.Errorf("partition %d: %w", b.partition, err)
-		}
+	for _, b := range todo {
+		b.periodsDone = true
 	}
-	b.periodsDone = true
 	c.m.periodStates.Add(float64(len(states)))
 	c.m.periodRows.Add(float64(len(rows)))
 	c.afterPeriods()

@@ -144,8 +144,10 @@ func (ps *periodSet) checkDue(now time.Time, every time.Duration) {
 
 // take moves out, for a flush, the states to save: of every dirty
 // location with period rows (a row is never written without the state
-// that returned it), and of those dirty for every or longer (all of them
-// when all). The others stay dirty; a machine that only absorbed parts
+// that returned it), and of all dirty ones once one of them has waited
+// the save interval (due) or when all: saving a partition's machines
+// together costs one INSERT per interval, not one per flush. The others
+// stay dirty; a machine that only absorbed parts
 // without returning rows can be rebuilt by feeding it those parts again.
 // checkpoint is the offset from which a new owner must replay: the
 // oldest change not saved, or end (the partition's position) when all
@@ -154,12 +156,12 @@ func (ps *periodSet) checkDue(now time.Time, every time.Duration) {
 // Versions of saved states only grow: the wall clock in nanoseconds, or
 // one more than the last when the clock is behind it (a previous owner's
 // clock ran ahead).
-func (ps *periodSet) take(all bool, now time.Time, every time.Duration, end int64) (states []savedState, checkpoint int64) {
+func (ps *periodSet) take(all bool, now time.Time, end int64) (states []savedState, checkpoint int64) {
 	checkpoint = end
 	ns := uint64(now.UnixNano())
 	kept := ps.dirty[:0]
 	for _, ls := range ps.dirty {
-		if all || ps.due && now.Sub(ls.dirtyAt) >= every || len(ls.outbox) > 0 {
+		if all || ps.due || len(ls.outbox) > 0 {
 			ls.version = max(ls.version+1, ns)
 			states = append(states, savedState{key: ls.key, site: ls.site, extID: ls.extID, snap: ls.m.Snapshot(),
 				outbox: ls.outbox, version: ls.version})

@@ -66,9 +66,9 @@ func TestLocationConfigs(t *testing.T) {
 	}
 }
 
-// TestPeriodSetTake: a flush saves the locations that returned rows and
-// those that waited the save interval (all of them on a handover), each
-// once with its outbox; the checkpoint is the oldest unsaved change, and
+// TestPeriodSetTake: a flush saves the locations that returned rows, and
+// every dirty one once one has waited the save interval or on a
+// handover, each once with its outbox; the checkpoint is the oldest unsaved change, and
 // versions of saved states only grow.
 func TestPeriodSetTake(t *testing.T) {
 	newLoc := func(id uint64) *locState {
@@ -88,7 +88,7 @@ func TestPeriodSetTake(t *testing.T) {
 		t.Fatalf("work %d, want 1 (one location with rows)", ps.work())
 	}
 	first := rowsLoc.version
-	got, cp := ps.take(false, t0.Add(time.Second), 10*time.Second, 150)
+	got, cp := ps.take(false, t0.Add(time.Second), 150)
 	if len(got) != 1 || got[0].key != rowsLoc.key || len(got[0].outbox) != len(rows) || got[0].version != first+1 ||
 		rowsLoc.dirty || rowsLoc.outbox != nil {
 		t.Fatalf("take: %+v", got)
@@ -105,17 +105,17 @@ func TestPeriodSetTake(t *testing.T) {
 	if ps.work() != 1 {
 		t.Fatal("not due after the interval")
 	}
-	got, cp = ps.take(false, t0.Add(10*time.Second), 10*time.Second, 170)
+	got, cp = ps.take(false, t0.Add(10*time.Second), 170)
 	if len(got) != 1 || got[0].key != silent.key || cp != 170 || len(ps.dirty) != 0 {
 		t.Fatalf("due take: %+v, checkpoint %d", got, cp)
 	}
 	// A handover saves everything at once.
 	ps.touch(silent, nil, 180, t0.Add(11*time.Second))
 	ps.markDue()
-	if got, cp = ps.take(true, t0.Add(11*time.Second), 10*time.Second, 190); len(got) != 1 || cp != 190 {
+	if got, cp = ps.take(true, t0.Add(11*time.Second), 190); len(got) != 1 || cp != 190 {
 		t.Fatalf("handover take: %+v, checkpoint %d", got, cp)
 	}
-	if got, _ := ps.take(false, t0.Add(12*time.Second), 10*time.Second, 190); got != nil {
+	if got, _ := ps.take(false, t0.Add(12*time.Second), 190); got != nil {
 		t.Fatalf("nothing dirty, took %+v", got)
 	}
 }
@@ -147,7 +147,7 @@ func BenchmarkLocationMemory(b *testing.B) {
 				c.feedPart(st, &p, 25, int64(i), now)
 			}
 		}
-		st.periods.take(true, now, time.Hour, n)
+		st.periods.take(true, now, n)
 		runtime.GC()
 		runtime.ReadMemStats(&after)
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "heap-B/location")
