@@ -67,15 +67,7 @@ func (e *itEnv) startProc(bin, name string, env map[string]string) *proc {
 	for k, v := range env {
 		vars[k] = v
 	}
-	var environ []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "TAKT_") {
-			environ = append(environ, kv)
-		}
-	}
-	for k, v := range vars {
-		environ = append(environ, k+"="+v)
-	}
+	environ := testenv.Environ(vars)
 	logPath := filepath.Join(e.t.TempDir(), name+".log")
 	logFile, err := os.Create(logPath)
 	if err != nil {

@@ -446,15 +446,7 @@ func (r *procRunner) start(extra map[string]string) {
 	for k, v := range extra {
 		vars[k] = v
 	}
-	var environ []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "TAKT_") {
-			environ = append(environ, kv)
-		}
-	}
-	for k, v := range vars {
-		environ = append(environ, k+"="+v)
-	}
+	environ := testenv.Environ(vars)
 	cmd := exec.Command(r.bin)
 	cmd.Env = environ
 	logf, err := os.CreateTemp(r.t.TempDir(), "processor-*.log")

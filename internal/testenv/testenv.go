@@ -228,3 +228,18 @@ func RemoveBinaries() {
 		binaries.dir, binaries.built = "", map[string]string{}
 	}
 }
+
+// Environ is this process's environment without its TAKT_ variables, plus
+// vars: the environment of a Takt service a test starts as a process.
+func Environ(vars map[string]string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "TAKT_") {
+			env = append(env, kv)
+		}
+	}
+	for k, v := range vars {
+		env = append(env, k+"="+v)
+	}
+	return env
+}
