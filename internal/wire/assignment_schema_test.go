@@ -11,11 +11,24 @@ import (
 )
 
 // TestAssignmentSchemaMatchesStruct keeps
-// schemas/kafka/assignment.v1.schema.json and Assignment in step: the
-// schema lists exactly the fields the encoder writes (and the struct
-// declares), requires all of them, and pins the version and kind.
+// schemas/kafka/assignment.v1.schema.json and Assignment in step.
 func TestAssignmentSchemaMatchesStruct(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join("..", "..", "schemas", "kafka", "assignment.v1.schema.json"))
+	a := sampleAssignment()
+	enc, err := EncodeAssignment(&a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSchema(t, "assignment.v1.schema.json", enc, reflect.TypeFor[Assignment](),
+		map[string]string{"v": "1", "kind": `"` + KindAssignment + `"`})
+}
+
+// checkSchema checks a JSON Schema of schemas/kafka against an encoded
+// message and its struct: the schema lists exactly the fields the encoder
+// writes and the struct declares, requires all of them, allows nothing
+// else, and pins the consts (field → JSON value) the message carries.
+func checkSchema(t *testing.T, file string, enc []byte, st reflect.Type, consts map[string]string) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join("..", "..", "schemas", "kafka", file))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,52 +40,46 @@ func TestAssignmentSchemaMatchesStruct(t *testing.T) {
 	if err := json.Unmarshal(raw, &schema); err != nil {
 		t.Fatal(err)
 	}
-	a := sampleAssignment()
-	enc, err := EncodeAssignment(&a)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(enc, &fields); err != nil {
 		t.Fatal(err)
 	}
 	for name := range fields {
 		if _, ok := schema.Properties[name]; !ok {
-			t.Errorf("encoded field %q is not in the schema", name)
+			t.Errorf("%s: encoded field %q is not in the schema", file, name)
 		}
 		if !slices.Contains(schema.Required, name) {
-			t.Errorf("encoded field %q is not required by the schema", name)
+			t.Errorf("%s: encoded field %q is not required by the schema", file, name)
 		}
 	}
 	for name := range schema.Properties {
 		if _, ok := fields[name]; !ok {
-			t.Errorf("schema property %q is not encoded", name)
+			t.Errorf("%s: schema property %q is not encoded", file, name)
 		}
 	}
 	if len(schema.Required) != len(fields) {
-		t.Errorf("schema requires %d fields, encoder writes %d", len(schema.Required), len(fields))
+		t.Errorf("%s: schema requires %d fields, encoder writes %d", file, len(schema.Required), len(fields))
 	}
 	// Every field of the struct, also one the sample might leave out.
-	st := reflect.TypeFor[Assignment]()
 	for i := range st.NumField() {
 		name, _, _ := strings.Cut(st.Field(i).Tag.Get("json"), ",")
 		if _, ok := schema.Properties[name]; !ok {
-			t.Errorf("struct field %s (json %q) is not in the schema", st.Field(i).Name, name)
+			t.Errorf("%s: struct field %s (json %q) is not in the schema", file, st.Field(i).Name, name)
 		}
 	}
 	if schema.AdditionalProperties == nil || *schema.AdditionalProperties {
-		t.Error("schema allows additional properties")
+		t.Errorf("%s: schema allows additional properties", file)
 	}
-	var consts struct {
+	var c struct {
 		Const json.RawMessage `json:"const"`
 	}
-	for name, want := range map[string]string{"v": "1", "kind": `"` + KindAssignment + `"`} {
-		consts.Const = nil
-		if err := json.Unmarshal(schema.Properties[name], &consts); err != nil || string(consts.Const) != want || string(fields[name]) != want {
-			t.Errorf("%s: schema const %s, encoded %s, want %s", name, consts.Const, fields[name], want)
+	for name, want := range consts {
+		c.Const = nil
+		if err := json.Unmarshal(schema.Properties[name], &c); err != nil || string(c.Const) != want || string(fields[name]) != want {
+			t.Errorf("%s: %s: schema const %s, encoded %s, want %s", file, name, c.Const, fields[name], want)
 		}
 	}
 	if Version != 1 {
-		t.Errorf("Version is %d: write assignment.v%d.schema.json", Version, Version)
+		t.Errorf("Version is %d: write the v%d schemas", Version, Version)
 	}
 }
