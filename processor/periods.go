@@ -9,19 +9,31 @@ package processor
 // member that owns the partition owns the location's machine. A machine
 // lives in its partition's partState and is dropped with it.
 //
-// Exactly once. Each flush writes, per partition and in this order: the
-// saved state of every location the batch touched (period_state: the
-// machine's snapshot plus the period rows written with it, the "outbox"),
-// the period rows, then the parts block; then it commits. A new owner
-// loads the saved states of its partitions, writes their outboxes again
-// (same id and version: ReplacingMergeTree keeps one) and resumes reading
-// where the parts block left off. So:
+// Exactly once. A machine's state is saved (period_state: its snapshot
+// plus the period rows written with it, the "outbox") in the flush after
+// it returned rows, and otherwise lazily: once a location of the partition
+// has held unsaved changes for TAKT_PERIOD_SAVE_INTERVAL, all of the
+// partition's changed machines are saved together, and all of them when
+// the partition is handed over. Each flush writes, in this order: the
+// saved states of all its partitions (one INSERT), then their period rows
+// and the partitions' checkpoints (period_checkpoints: the offset of the
+// oldest change still unsaved), then each partition's parts block; then it
+// commits. A new owner loads the saved states of its partitions, writes
+// their outboxes again (same id and version: ReplacingMergeTree keeps
+// one), reads each partition again from its checkpoint up to where the
+// parts end feeding the machines only (replay: no rows, no dead letters,
+// no commits; a machine skips records its saved state already covers),
+// and goes on from there. So:
+//   - a machine that returned no rows since its save has only absorbed
+//     parts: feeding them again rebuilds it exactly;
 //   - a crash before the states are written replays the batch into the
 //     machines as they were before it, which return the same rows;
 //   - a crash after the states were written replays parts the machines
 //     have already seen, which changes nothing (period.Machine ignores a
 //     part inside a run it knows), and the outbox restores any period rows
-//     that did not make it.
+//     that did not make it;
+//   - an older checkpoint (a crash before it was written) only means a
+//     longer replay.
 //
 // Ticks: while a location sends nothing, the wall clock decides when its
 // stop shows as down (period.Machine.Tick). A partition is ticked only
