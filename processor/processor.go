@@ -1,7 +1,8 @@
 // Package processor is Takt's Kafka-to-ClickHouse stage: a consumer-group
 // member that decodes part messages, resolves their product and scrap
-// reason against the master data (package resolve), and writes them to
-// the parts table in batches with an exactly-once effect.
+// reason against the master data (package resolve), writes them to the
+// parts table in batches with an exactly-once effect, and runs the
+// production-period state machines.
 //
 // Exactly once, in short: every part row's id is (partition << 40) |
 // offset; each flush writes one INSERT block per Kafka partition (one
@@ -23,6 +24,10 @@
 // rebalance waits, the loop stops reading, flushes, and allows it. So a
 // revoked partition never has rows in memory, and nothing is committed for
 // a partition this member no longer owns.
+//
+// Production periods: each location's period state machine runs here,
+// with its partition, and its rows and saved state are written before the
+// parts of the same flush; periods.go explains how a new owner resumes.
 //
 // Records that can never be decoded go to a dead-letter topic (at least
 // once: a crash after the dead letter and before the commit sends it
