@@ -5,11 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
@@ -19,6 +15,7 @@ import (
 	"github.com/takt/takt/internal/httpx"
 	"github.com/takt/takt/internal/kafkalog"
 	"github.com/takt/takt/internal/ratelimit"
+	"github.com/takt/takt/internal/rcache"
 )
 
 // Run serves the ingest API until ctx ends, then shuts down in order: stop
@@ -32,8 +29,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("ingestor config: %w", err)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := httpx.NewRegistry()
 
 	store, err := chstore.Open(ctx, cfg.ClickHouse, logger)
 	if err != nil {
@@ -41,16 +37,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	defer store.Close()
 
-	rdb := redis.NewClient(&redis.Options{
-		Addr:     cfg.RedisAddr,
-		Password: cfg.RedisPassword,
-		// The caches bound every call themselves and fall back to
-		// ClickHouse; retries would only delay that.
-		MaxRetries:         1,
-		DialTimeout:        time.Second,
-		DialerRetries:      1,
-		DialerRetryTimeout: 10 * time.Millisecond,
-	})
+	rdb := rcache.NewRedisClient(cfg.RedisAddr, cfg.RedisPassword)
 	defer rdb.Close()
 
 	keys, err := auth.New(store, rdb, cfg.RedisPrefix, logger, reg,

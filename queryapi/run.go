@@ -9,7 +9,6 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
@@ -20,6 +19,7 @@ import (
 	"github.com/takt/takt/internal/httpx"
 	"github.com/takt/takt/internal/kafkalog"
 	"github.com/takt/takt/internal/ratelimit"
+	"github.com/takt/takt/internal/rcache"
 )
 
 // Run serves the query API until ctx ends, then stops accepting requests,
@@ -33,8 +33,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("queryapi config: %w", err)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := httpx.NewRegistry()
 
 	store, err := chstore.Open(ctx, cfg.ClickHouse, logger)
 	if err != nil {
@@ -42,14 +41,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	defer store.Close()
 
-	rdb := redis.NewClient(&redis.Options{
-		Addr:     cfg.RedisAddr,
-		Password: cfg.RedisPassword,
-		// The key cache bounds every call itself and falls back to
-		// ClickHouse; retries would only delay that.
-		MaxRetries:  1,
-		DialTimeout: time.Second,
-	})
+	rdb := rcache.NewRedisClient(cfg.RedisAddr, cfg.RedisPassword)
 	defer rdb.Close()
 
 	cl, err := kgo.NewClient(

@@ -21,6 +21,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -221,4 +222,12 @@ func Pprof(r gin.IRoutes) {
 	r.GET("/debug/pprof/symbol", gin.WrapF(pprof.Symbol))
 	r.GET("/debug/pprof/trace", gin.WrapF(pprof.Trace))
 	r.GET("/debug/pprof/:name", func(c *gin.Context) { pprof.Handler(c.Param("name")).ServeHTTP(c.Writer, c.Request) })
+}
+
+// NewRegistry returns a metrics registry with the Go runtime and process
+// collectors, what every Takt service serves at /metrics besides its own.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
 }
