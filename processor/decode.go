@@ -16,6 +16,25 @@ import (
 	"github.com/takt/takt/internal/wire"
 )
 
+// Headers of a dead-letter record. The record keeps the original key,
+// value, timestamp and headers.
+const (
+	HeaderDLQReason          = "takt-dlq-reason"
+	HeaderDLQClass           = "takt-dlq-class"
+	HeaderDLQSourceTopic     = "takt-dlq-source-topic"
+	HeaderDLQSourcePartition = "takt-dlq-source-partition"
+	HeaderDLQSourceOffset    = "takt-dlq-source-offset"
+)
+
+// Dead-letter classes (the takt-dlq-class header and the metric label).
+const (
+	dlqDecode  = "decode"   // not JSON of the message's shape
+	dlqVersion = "version"  // a schema version this build does not know
+	dlqInvalid = "invalid"  // breaks an invariant of wire.Part
+	dlqEventID = "event_id" // event id is not a UUID
+	dlqRow     = "row"      // a value the parts table cannot store
+)
+
 // decoded is a record's message after the pure, CPU-bound part of
 // processing; err (with class) says why it must go to the dead letters.
 type decoded struct {

@@ -16,61 +16,6 @@ import (
 	"github.com/takt/takt/internal/chstore"
 )
 
-// batch is one partition's share of a flush: its rows (one INSERT block)
-// and the records' offsets.
-type batch struct {
-	partition   int32
-	block       *chstore.PartsBlock
-	records     int
-	first       int64 // offset of the first record
-	firstRow    int64 // offset of the first row in block
-	next        kgo.EpochOffset
-	resolutions resolutionCounts
-	// states are the saved states of the locations the batch changed;
-	// they and their period rows are written before the block.
-	states []savedState
-	// checkpoint: the partition's machines can be rebuilt from their
-	// saved states and the records from here on; written when changed.
-	checkpoint      int64
-	writeCheckpoint bool
-	periodsDone     bool
-
-	// validGen is the group generation in which this partition's
-	// position was last checked against ClickHouse.
-	validGen int32
-
-	// Outcome, written by the flush. inserted: block is in ClickHouse.
-	// insertFailed: an attempt failed, so before trying again we must ask
-	// whether it landed anyway. dropped: neither written nor committed;
-	// the loop reads the partition again from resumeAt.
-	inserted     bool
-	insertFailed bool
-	dropped      bool
-	overtaken    bool
-	resumeAt     int64
-}
-
-// flushJob is one flush, run by a goroutine of its own; the loop reads
-// the batches' outcome after done is closed.
-type flushJob struct {
-	why     flushReason
-	batches []*batch
-	done    chan struct{}
-	// lost: the group no longer knew this member in generation lostGen
-	// (set by the flush).
-	lost    bool
-	lostGen int32
-}
-
-func (j *flushJob) finished() bool {
-	select {
-	case <-j.done:
-		return true
-	default:
-		return false
-	}
-}
-
 // errLostMembership means the group no longer knows this member: another
 // member may own our partitions now, so nothing may be written for them.
 var errLostMembership = errors.New("group membership lost")
