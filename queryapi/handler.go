@@ -29,13 +29,8 @@ const (
 	authArg   = "auth"
 )
 
-// Messages of failed answers.
-const (
-	msgMissingKey = "Missing API key: send it in the L2LAUTH header or the auth argument"
-	msgInvalidKey = "Invalid API key"
-	msgScope      = "API key lacks the read scope"
-	msgInternal   = "Internal server error"
-)
+// msgInternal answers failures that are the server's.
+const msgInternal = "Internal server error"
 
 // keyChecker authenticates API keys (*auth.Authenticator).
 type keyChecker interface {
@@ -69,9 +64,11 @@ type handler struct {
 	m       *metrics
 	bufs    sync.Pool // *[]byte answer buffers
 
+	// users finds realuser (nil: a key may act only for its own user);
 	// writes does POST, PUT and DELETE (nil: every area is read-only);
 	// assigner gives production periods their reasons (nil: the area is
 	// read-only); limiter applies each key's rate limit (nil: none).
+	users    userFinder
 	writes   *writer
 	assigner *assigner
 	limiter  rateLimiter
@@ -147,13 +144,14 @@ type request struct {
 	start   time.Time
 	area    *area
 	label   string // area name for metrics ("unknown" when not served)
+	write   bool   // POST, PUT or DELETE
 	format  l2l.Format
 	query   l2l.Query
 	sites   []uint64
 	outcome string
 }
 
-// begin authenticates the caller, finds the area and parses the query.
+// begin authorizes the caller, finds the area and parses the query.
 // It answers and returns nil when any of these fails.
 func (h *handler) begin(c *gin.Context) *request {
 	args := c.Request.URL.Query()
@@ -163,49 +161,15 @@ func (h *handler) begin(c *gin.Context) *request {
 	if ok {
 		r.label = name
 	}
-
-	key := c.GetHeader(keyHeader)
-	if key == "" {
-		key = args.Get(authArg)
-	}
-	if key == "" {
-		h.finish(r, http.StatusUnauthorized, "unauthorized", l2l.Failure(msgMissingKey))
-		return nil
-	}
-	p, err := h.keys.Authenticate(c.Request.Context(), key)
-	switch {
-	case errors.Is(err, auth.ErrInvalidKey):
-		h.finish(r, http.StatusUnauthorized, "unauthorized", l2l.Failure(msgInvalidKey))
-		return nil
-	case err != nil:
-		h.logger.Error("authenticate", "key_prefix", auth.Prefix(key), "err", err)
-		h.finish(r, http.StatusInternalServerError, "error", l2l.Failure(msgInternal))
-		return nil
-	case !p.HasScope(auth.ScopeRead) && !p.HasScope(auth.ScopeAdmin):
-		h.finish(r, http.StatusForbidden, "forbidden", l2l.Failure(msgScope))
-		return nil
-	}
-	if !h.allow(r, p) {
+	cl, authorized := h.authorize(r, args, auth.ScopeRead)
+	if !authorized {
 		return nil
 	}
 	if !ok {
 		h.finish(r, http.StatusNotFound, "not_found", l2l.Failure(fmt.Sprintf("Unknown record area %q", name)))
 		return nil
 	}
-	r.area, r.sites = a, p.Sites
-	if args.Get("realuser") != "" {
-		_, sites, err := h.actingUser(c.Request.Context(), p, args)
-		if errors.Is(err, errRealUser) {
-			h.finish(r, http.StatusForbidden, "forbidden", l2l.Failure(msgRealUser))
-			return nil
-		}
-		if err != nil {
-			h.readFailed(r, err)
-			return nil
-		}
-		r.sites = sites
-	}
-
+	r.area, r.sites = a, cl.sites
 	q, err := l2l.Parse(args, a.schema)
 	if err != nil {
 		// A validation failure is an answer, not an HTTP error.

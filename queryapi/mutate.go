@@ -17,69 +17,12 @@ import (
 	"github.com/takt/takt/internal/l2l"
 )
 
-// Messages of failed writes.
-const (
-	msgReadOnly = "%s is read-only"
-	msgRealUser = "realuser: not allowed for this API user, or no such user within its sites"
-)
-
-// principalFor authenticates the key of a request (header, then the auth
-// argument of the query or the body) and checks that it carries scope or
-// admin. It answers and returns false on failure.
-func (h *handler) principalFor(r *request, args url.Values, scope string) (auth.Principal, bool) {
-	key := r.c.GetHeader(keyHeader)
-	if key == "" {
-		key = args.Get(authArg)
-	}
-	if key == "" {
-		h.finish(r, http.StatusUnauthorized, "unauthorized", l2l.Failure(msgMissingKey))
-		return auth.Principal{}, false
-	}
-	p, err := h.keys.Authenticate(r.c.Request.Context(), key)
-	switch {
-	case errors.Is(err, auth.ErrInvalidKey):
-		h.finish(r, http.StatusUnauthorized, "unauthorized", l2l.Failure(msgInvalidKey))
-		return p, false
-	case err != nil:
-		h.logger.Error("authenticate", "key_prefix", auth.Prefix(key), "err", err)
-		h.finish(r, http.StatusInternalServerError, "error", l2l.Failure(msgInternal))
-		return p, false
-	case !p.HasScope(scope) && !p.HasScope(auth.ScopeAdmin):
-		h.finish(r, http.StatusForbidden, "forbidden", l2l.Failure("API key lacks the "+scope+" scope"))
-		return p, false
-	}
-	if !h.allow(r, p) {
-		return p, false
-	}
-	return p, true
-}
-
-// actingUser resolves realuser: the name and sites changes are made with
-// and attributed to. Only an admin API user may name another user, and only
-// one whose sites are among its own.
-func (h *handler) actingUser(ctx context.Context, p auth.Principal, args url.Values) (string, []uint64, error) {
-	name := args.Get("realuser")
-	if name == "" || name == p.Username {
-		return p.Username, p.Sites, nil
-	}
-	if !p.Admin || h.writes == nil {
-		return "", nil, errRealUser
-	}
-	u, err := h.writes.store.UserByName(ctx, name)
-	if errors.Is(err, chstore.ErrNotFound) || err == nil && (!u.Active || !within(u.Sites, p.Sites)) {
-		return "", nil, errRealUser
-	}
-	if err != nil {
-		return "", nil, err
-	}
-	return u.Username, u.Sites, nil
-}
-
-var errRealUser = errors.New("realuser not allowed")
+// msgReadOnly answers writes to areas that take none.
+const msgReadOnly = "%s is read-only"
 
 // mutate serves POST, PUT and DELETE on /api/1.0/<area>/[<id>/].
 func (h *handler) mutate(c *gin.Context) {
-	r := &request{c: c, start: time.Now(), label: "unknown", format: l2l.FormatOf(c.Request.URL.Query())}
+	r := &request{c: c, start: time.Now(), label: "unknown", write: true, format: l2l.FormatOf(c.Request.URL.Query())}
 	name := c.Param("area")
 	ra, known := h.areas[name]
 	if known {
@@ -96,7 +39,7 @@ func (h *handler) mutate(c *gin.Context) {
 	if wa != nil {
 		scope = wa.scope
 	}
-	p, ok := h.principalFor(r, args, scope)
+	cl, ok := h.authorize(r, args, scope)
 	if !ok {
 		return
 	}
@@ -110,17 +53,8 @@ func (h *handler) mutate(c *gin.Context) {
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), h.timeout)
 	defer cancel()
-	actor, sites, err := h.actingUser(ctx, p, args)
-	if errors.Is(err, errRealUser) {
-		h.finish(r, http.StatusForbidden, "forbidden", l2l.Failure(msgRealUser))
-		return
-	}
-	if err != nil {
-		h.writeFailed(r, err)
-		return
-	}
-
-	ch := &change{area: wa, name: name, actor: actor, sites: sites}
+	sites := cl.sites
+	ch := &change{area: wa, name: name, actor: cl.actor, sites: sites}
 	idText := c.Param("id")
 	if idText == "" {
 		idText = args.Get("id")
@@ -150,7 +84,7 @@ func (h *handler) mutate(c *gin.Context) {
 		ch.id = id
 	}
 	if name == periodsArea {
-		h.assign(ctx, r, p, ra, ch, args, notFound)
+		h.assign(ctx, r, cl.key, ra, ch, args, notFound)
 		return
 	}
 
@@ -159,7 +93,7 @@ func (h *handler) mutate(c *gin.Context) {
 		if ch.delete {
 			order = []string{"id"}
 		}
-		if err := h.checkSigned(ctx, p, args, order, ch.id); err != nil {
+		if err := h.checkSigned(ctx, cl.key, args, order, ch.id); err != nil {
 			if errors.Is(err, auth.ErrSignature) {
 				h.finish(r, http.StatusForbidden, "forbidden", l2l.Failure(err.Error()))
 				return
@@ -196,7 +130,7 @@ func (h *handler) mutate(c *gin.Context) {
 	}
 	if name == "sites" && ch.create {
 		// The new site joins the acting users' sites, or nobody could see it.
-		if err := h.writes.grantSite(ctx, p, actor, ch.id); err != nil {
+		if err := h.writes.grantSite(ctx, cl.key, cl.actor, ch.id); err != nil {
 			h.writeFailed(r, err)
 			return
 		}
@@ -222,7 +156,7 @@ func (h *handler) mutate(c *gin.Context) {
 	case ch.delete:
 		outcome = "deleted"
 	}
-	h.logger.Info("record written", "area", name, "id", ch.id, "outcome", outcome, "by", actor, "key_prefix", p.Prefix)
+	h.logger.Info("record written", "area", name, "id", ch.id, "outcome", outcome, "by", cl.actor, "key_prefix", cl.key.Prefix)
 	h.finish(r, http.StatusOK, outcome, l2l.Record(fields, row))
 }
 

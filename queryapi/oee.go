@@ -206,10 +206,11 @@ func (o *oeeServer) serve(c *gin.Context) {
 	h := o.h
 	args := c.Request.URL.Query()
 	r := &request{c: c, start: time.Now(), label: "oee", format: l2l.FormatOf(args)}
-	sites, ok := o.authenticate(r, args)
+	cl, ok := h.authorize(r, args, auth.ScopeRead)
 	if !ok {
 		return
 	}
+	sites := cl.sites
 	a, problems := parseOEEArgs(args)
 	r.query.Microseconds = a.micro
 	invalid := func(problems ...string) {
@@ -280,51 +281,6 @@ func (o *oeeServer) serve(c *gin.Context) {
 	fields, values := renderOEE(a, m, loc, rows)
 	h.m.records.WithLabelValues(r.label).Add(float64(len(values)))
 	h.finish(r, http.StatusOK, "ok", l2l.List(fields, values, len(values), 0))
-}
-
-// authenticate checks the caller's key, scope, rate limit and realuser
-// the way record-area reads do, and returns the sites it may see. It
-// answers and returns false when any check fails.
-func (o *oeeServer) authenticate(r *request, args url.Values) ([]uint64, bool) {
-	h := o.h
-	key := r.c.GetHeader(keyHeader)
-	if key == "" {
-		key = args.Get(authArg)
-	}
-	if key == "" {
-		h.finish(r, http.StatusUnauthorized, "unauthorized", l2l.Failure(msgMissingKey))
-		return nil, false
-	}
-	p, err := h.keys.Authenticate(r.c.Request.Context(), key)
-	switch {
-	case errors.Is(err, auth.ErrInvalidKey):
-		h.finish(r, http.StatusUnauthorized, "unauthorized", l2l.Failure(msgInvalidKey))
-		return nil, false
-	case err != nil:
-		h.logger.Error("authenticate", "key_prefix", auth.Prefix(key), "err", err)
-		h.finish(r, http.StatusInternalServerError, "error", l2l.Failure(msgInternal))
-		return nil, false
-	case !p.HasScope(auth.ScopeRead) && !p.HasScope(auth.ScopeAdmin):
-		h.finish(r, http.StatusForbidden, "forbidden", l2l.Failure(msgScope))
-		return nil, false
-	}
-	if !h.allow(r, p) {
-		return nil, false
-	}
-	sites := p.Sites
-	if args.Get("realuser") != "" {
-		_, s, err := h.actingUser(r.c.Request.Context(), p, args)
-		if errors.Is(err, errRealUser) {
-			h.finish(r, http.StatusForbidden, "forbidden", l2l.Failure(msgRealUser))
-			return nil, false
-		}
-		if err != nil {
-			h.readFailed(r, err)
-			return nil, false
-		}
-		sites = s
-	}
-	return sites, true
 }
 
 // resolveScope turns line, machine, externalid and product into the

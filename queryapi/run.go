@@ -110,6 +110,7 @@ func newEngine(store *chstore.Store, rdb *redis.Client, kc kafkaClient, cfg Conf
 	if err != nil {
 		return nil, err
 	}
+	h.users = store
 	h.writes = &writer{
 		store: store,
 		ids:   &idSource{rdb: rdb, key: cfg.RedisPrefix + "ids", highest: store.MaxRecordID},

@@ -18,6 +18,7 @@ import (
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/config"
 	"github.com/takt/takt/internal/l2l"
+	"github.com/takt/takt/internal/ratelimit"
 )
 
 func envFrom(vars map[string]string) *config.Env {
@@ -167,5 +168,87 @@ func TestErrorAnswers(t *testing.T) {
 				t.Fatalf("not an error envelope: %s", w.Body)
 			}
 		})
+	}
+}
+
+// emptyBucket is a rate limiter that refuses every request.
+type emptyBucket struct{ calls int }
+
+func (e *emptyBucket) Allow(context.Context, uint64, int) ratelimit.Decision {
+	e.calls++
+	return ratelimit.Decision{RetryAfter: 3 * time.Second}
+}
+
+// TestAuthorizeEveryRoute: list, one, the writes and OEE pass the same
+// authorization: a missing or invalid key, a missing scope, an empty
+// bucket and a realuser the key may not act for are answered alike on
+// every route, before the route looks at its area or arguments.
+func TestAuthorizeEveryRoute(t *testing.T) {
+	reader := auth.Principal{Username: "r", Sites: []uint64{1}, Scopes: []string{auth.ScopeRead}}
+	writer := auth.Principal{Username: "w", Sites: []uint64{1}, Scopes: []string{auth.ScopeWrite}}
+	routes := []struct{ method, path string }{
+		{"GET", "/api/1.0/parts/"}, {"GET", "/api/1.0/parts/7/"}, {"GET", "/api/1.0/nope/"},
+		{"POST", "/api/1.0/products/"}, {"PUT", "/api/1.0/products/7/"}, {"DELETE", "/api/1.0/nope/7/"},
+		{"GET", "/api/1.0/oee/"},
+	}
+	tests := []struct {
+		name       string
+		keys       fakeKeys
+		query      string
+		limited    bool
+		wantStatus int
+		wantError  string
+	}{
+		{"no key", fakeKeys{p: reader}, "", false, 401, "Missing API key"},
+		{"invalid key", fakeKeys{err: auth.ErrInvalidKey}, "auth=k", false, 401, "Invalid API key"},
+		{"lookup failed", fakeKeys{err: errors.New("down")}, "auth=k", false, 500, "Internal server error"},
+		{"empty bucket", fakeKeys{p: auth.Principal{Admin: true, Scopes: []string{auth.ScopeAdmin}}}, "auth=k", true, 429, "Rate limit exceeded"},
+		{"realuser of a non-admin", fakeKeys{p: auth.Principal{Username: "a", Scopes: []string{auth.ScopeAdmin}}}, "auth=k&realuser=b", false, 403, "realuser: not allowed"},
+	}
+	for _, tt := range tests {
+		for _, rt := range routes {
+			t.Run(tt.name+" "+rt.method+" "+rt.path, func(t *testing.T) {
+				logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+				m, _ := newMetrics(nil)
+				h, err := newHandler(tt.keys, fakeStore{}, newZones(&fakeZones{}, time.Minute, logger), ConfigFromEnv(envFrom(nil)), logger, m)
+				if err != nil {
+					t.Fatal(err)
+				}
+				lim := &emptyBucket{}
+				if tt.limited {
+					h.limiter = lim
+				}
+				gin.SetMode(gin.ReleaseMode)
+				r := gin.New()
+				h.routes(r)
+				newOEE(h, nil).routes(r)
+				w := httptest.NewRecorder()
+				r.ServeHTTP(w, httptest.NewRequest(rt.method, rt.path+"?"+tt.query, nil))
+				if w.Code != tt.wantStatus || !strings.Contains(w.Body.String(), tt.wantError) {
+					t.Fatalf("got %d %s, want %d with %q", w.Code, w.Body, tt.wantStatus, tt.wantError)
+				}
+				if tt.limited && (lim.calls != 1 || w.Header().Get("Retry-After") != "3") {
+					t.Fatalf("limiter asked %d times, Retry-After %q", lim.calls, w.Header().Get("Retry-After"))
+				}
+			})
+		}
+	}
+	// The scope a route needs: read for reads, the area's for writes.
+	for _, rt := range routes {
+		keys := fakeKeys{p: writer}
+		if rt.method != "GET" {
+			keys = fakeKeys{p: reader}
+		}
+		logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+		m, _ := newMetrics(nil)
+		h, _ := newHandler(keys, fakeStore{}, newZones(&fakeZones{}, time.Minute, logger), ConfigFromEnv(envFrom(nil)), logger, m)
+		r := gin.New()
+		h.routes(r)
+		newOEE(h, nil).routes(r)
+		w := httptest.NewRecorder()
+		r.ServeHTTP(w, httptest.NewRequest(rt.method, rt.path+"?auth=k", nil))
+		if w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), "API key lacks the") {
+			t.Errorf("%s %s without its scope: %d %s", rt.method, rt.path, w.Code, w.Body)
+		}
 	}
 }

@@ -31,6 +31,10 @@ const (
 // which of these it was is not the caller's business.
 var ErrInvalidKey = errors.New("invalid API key")
 
+// IsInvalid reports whether err means "answer 401" rather than a failure to
+// check the key.
+func IsInvalid(err error) bool { return errors.Is(err, ErrInvalidKey) }
+
 // KeyLookup finds the active key with the given hash (hex SHA-256) and its
 // active user. It returns an error wrapping chstore.ErrNotFound when there
 // is none. *chstore.Store implements it.

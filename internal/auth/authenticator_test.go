@@ -8,14 +8,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
 
-	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
@@ -149,44 +146,6 @@ func TestForget(t *testing.T) {
 		a.Authenticate(ctx, key)
 		if n := store.calls.Load(); n != tt.calls {
 			t.Fatalf("after Forget(%q): store asked %d times, want %d", tt.hash, n, tt.calls)
-		}
-	}
-}
-
-func TestMiddleware(t *testing.T) {
-	store := &fakeStore{}
-	ingest := store.add(ScopeIngest)
-	read := store.add(ScopeRead)
-	a, _ := newTest(t, store, nil, "")
-	gin.SetMode(gin.ReleaseMode)
-	r := gin.New()
-	r.GET("/x", a.Middleware(HeaderKey("L2LAUTH"), ScopeRead, func(c *gin.Context, err error) {
-		code := http.StatusInternalServerError
-		if IsInvalid(err) {
-			code = http.StatusUnauthorized
-		}
-		c.String(code, err.Error())
-	}), func(c *gin.Context) {
-		p, ok := PrincipalFrom(c)
-		if !ok {
-			c.String(500, "no principal")
-			return
-		}
-		c.String(200, p.Prefix)
-	})
-	for _, tt := range []struct {
-		key  string
-		want int
-	}{{read, 200}, {ingest, 401}, {"", 401}} {
-		w := httptest.NewRecorder()
-		req := httptest.NewRequest("GET", "/x", nil)
-		req.Header.Set("L2LAUTH", tt.key)
-		r.ServeHTTP(w, req)
-		if w.Code != tt.want {
-			t.Errorf("key %q: %d %s, want %d", Prefix(tt.key), w.Code, w.Body, tt.want)
-		}
-		if tt.want == 200 && w.Body.String() != Prefix(read) {
-			t.Errorf("principal prefix %q", w.Body)
 		}
 	}
 }
