@@ -1,0 +1,313 @@
+package chstore
+
+// The statements of record-area reads.
+//
+// Statements are built from two kinds of text only: fragments fixed in the
+// area definitions and this file (table names, column expressions,
+// operators, keywords) and "?" placeholders. A field name from a request is
+// never written into SQL: it only selects one of the area's columns, and
+// every value a request carries is bound with "?" (clickhouse-go writes it
+// as an escaped literal).
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/takt/takt/internal/l2l"
+)
+
+// sqlOps maps filter operators to SQL; only these fragments are written.
+var sqlOps = map[l2l.Op]string{l2l.OpEq: " = ", l2l.OpLt: " < ", l2l.OpLte: " <= ", l2l.OpGt: " > ", l2l.OpGte: " >= "}
+
+// recordsSQL builds the one-step read of a page (or of the record id) and
+// its arguments: the site and the id come first in the result, then the
+// selected fields.
+func recordsSQL(a *RecordArea, q l2l.Query, sites []uint64, id *uint64) (string, []any, error) {
+	return recordsSQLProps(a, q, sites, id, q.CustomFields)
+}
+
+func recordsSQLProps(a *RecordArea, q l2l.Query, sites []uint64, id *uint64, props []string) (string, []any, error) {
+	var b strings.Builder
+	args := selectSQL(&b, a, q, props)
+	where, wargs, err := whereSQL(a, q, sites, id)
+	if err != nil {
+		return "", nil, err
+	}
+	b.WriteString(where)
+	args = append(args, wargs...)
+	if err := orderSQL(&b, a, q); err != nil {
+		return "", nil, err
+	}
+	if id != nil {
+		b.WriteString(" LIMIT 1")
+	} else {
+		b.WriteString(" LIMIT ? OFFSET ?")
+		args = append(args, q.Limit, q.Offset)
+	}
+	return b.String(), args, nil
+}
+
+// pageIDsSQL builds the first step of a keyset read: the ids of the first
+// n rows from the page on, reading only what the filters and the order
+// need.
+func pageIDsSQL(a *RecordArea, q l2l.Query, sites []uint64, after *Cursor, n int) (string, []any, error) {
+	var b strings.Builder
+	b.WriteString("SELECT id, toUInt32(inserted_at)")
+	where, args, err := whereSQL(a, q, sites, nil)
+	if err != nil {
+		return "", nil, err
+	}
+	b.WriteString(where)
+	if after != nil {
+		b.WriteString(" AND (inserted_at > toDateTime(?) OR inserted_at = toDateTime(?) AND id > ?)")
+		args = append(args, after.InsertedAt, after.InsertedAt, after.ID)
+	}
+	if err := orderSQL(&b, a, q); err != nil {
+		return "", nil, err
+	}
+	if after != nil {
+		b.WriteString(" LIMIT ?")
+		return b.String(), append(args, n), nil
+	}
+	b.WriteString(" LIMIT ? OFFSET ?")
+	return b.String(), append(args, n, q.Offset), nil
+}
+
+// rowsByIDSQL builds the second step of a keyset read: the rows with the
+// given ids, found through the primary key. The caller orders them.
+func rowsByIDSQL(a *RecordArea, q l2l.Query, sites []uint64, props []string, ids []uint64) (string, []any, error) {
+	var b strings.Builder
+	args := selectSQL(&b, a, q, props)
+	where, wargs, err := whereSQL(a, q, sites, nil)
+	if err != nil {
+		return "", nil, err
+	}
+	args = append(args, wargs...)
+	// Ranges per id >> 40 (a part's Kafka partition) rather than a list
+	// of 2000 ids: a long IN list costs more to parse than the read. Within
+	// one partition the page's ids are contiguous in insertion order, so a
+	// range holds only the page's rows; the caller drops any other.
+	lo, hi := map[uint64]uint64{}, map[uint64]uint64{}
+	for _, id := range ids {
+		g := id >> 40
+		if v, ok := lo[g]; !ok || id < v {
+			lo[g] = id
+		}
+		if id > hi[g] {
+			hi[g] = id
+		}
+	}
+	groups := make([]uint64, 0, len(lo))
+	for g := range lo {
+		groups = append(groups, g)
+	}
+	slices.Sort(groups)
+	b.WriteString(where + " AND (")
+	for i, g := range groups {
+		if i > 0 {
+			b.WriteString(" OR ")
+		}
+		b.WriteString("id BETWEEN ? AND ?")
+		args = append(args, lo[g], hi[g])
+	}
+	b.WriteString(")")
+	return b.String(), args, nil
+}
+
+// selectSQL writes the select list (without FROM) and returns its
+// arguments (custom property names).
+func selectSQL(b *strings.Builder, a *RecordArea, q l2l.Query, props []string) []any {
+	var args []any
+	b.WriteString("SELECT toUInt64(")
+	if a.siteArray {
+		b.WriteString(a.site + "[1]")
+	} else {
+		b.WriteString(a.site)
+	}
+	b.WriteString(") AS _site, toUInt64(id) AS _id")
+	for i, f := range q.Selected(a.schema) {
+		fmt.Fprintf(b, ", %s AS _c%d", selectExpr(f, a.cols[a.byName[f.Name]].Expr), i)
+	}
+	for i, p := range props {
+		fmt.Fprintf(b, ", if(has(custom_keys, ?), toNullable(custom_values[indexOf(custom_keys, ?)]), NULL) AS _p%d", i)
+		args = append(args, p, p)
+	}
+	return args
+}
+
+// whereSQL writes " FROM ... WHERE ..." with the site restriction, the id,
+// the visibility lag and the filters.
+func whereSQL(a *RecordArea, q l2l.Query, sites []uint64, id *uint64) (string, []any, error) {
+	var b strings.Builder
+	var args []any
+	b.WriteString(" FROM " + a.from + " WHERE ")
+	if a.master {
+		b.WriteString("deleted = 0 AND ")
+	}
+	if a.siteArray {
+		b.WriteString("notEmpty(" + a.site + ") AND hasAll(?, " + a.site + ")")
+		args = append(args, slices.Clone(sites))
+	} else {
+		b.WriteString(a.site + " IN ?")
+		args = append(args, groupSet(sites))
+	}
+	if id != nil {
+		b.WriteString(" AND id = ?")
+		args = append(args, *id)
+	}
+	if a.lag > 0 && id == nil && a.InsertionOrder(q) {
+		// Only the insertion order promises exactly-once paging, so only
+		// it waits; an explicit order_by sees a row once it is stored.
+		// inserted_at and now() are whole seconds: with "<=" a row shows
+		// between lag-1s and lag after its INSERT started, so a lag of 2s
+		// is safe for every INSERT that takes under a second.
+		b.WriteString(" AND inserted_at <= now() - ?")
+		args = append(args, int64(math.Ceil(a.lag.Seconds())))
+	}
+	for _, f := range q.Filters {
+		i, ok := a.byName[f.Field]
+		if !ok {
+			return "", nil, fmt.Errorf("%s: filter on unknown field %q", a.name, f.Field)
+		}
+		c := a.cols[i]
+		if f.Op == l2l.OpIsNull {
+			isNull, ok := f.Value.(bool)
+			if !ok {
+				return "", nil, fmt.Errorf("%s: isnull filter on %s with %T", a.name, f.Field, f.Value)
+			}
+			fn := "isNotNull("
+			if isNull {
+				fn = "isNull("
+			}
+			b.WriteString(" AND " + fn + c.Expr + ")")
+			continue
+		}
+		op, ok := sqlOps[f.Op]
+		if !ok {
+			return "", nil, fmt.Errorf("%s: unknown operator %q", a.name, f.Op)
+		}
+		v, err := sqlValue(c.Field, f.Value)
+		if err != nil {
+			return "", nil, fmt.Errorf("%s: filter on %s: %w", a.name, f.Field, err)
+		}
+		b.WriteString(" AND (" + c.Expr + ")" + op + "?")
+		args = append(args, v)
+	}
+	if len(q.Custom) > 0 && !a.custom {
+		return "", nil, fmt.Errorf("%s has no custom properties", a.name)
+	}
+	for _, f := range q.Custom {
+		if f.Op == l2l.OpIsNull {
+			isNull, ok := f.Value.(bool)
+			if !ok {
+				return "", nil, fmt.Errorf("%s: isnull filter on custom %s with %T", a.name, f.Field, f.Value)
+			}
+			if isNull {
+				b.WriteString(" AND NOT has(custom_keys, ?)")
+			} else {
+				b.WriteString(" AND has(custom_keys, ?)")
+			}
+			args = append(args, f.Field)
+			continue
+		}
+		op, ok := sqlOps[f.Op]
+		v, isString := f.Value.(string)
+		if !ok || !isString {
+			return "", nil, fmt.Errorf("%s: bad filter on custom %s", a.name, f.Field)
+		}
+		b.WriteString(" AND has(custom_keys, ?) AND custom_values[indexOf(custom_keys, ?)]" + op + "?")
+		args = append(args, f.Field, f.Field, v)
+	}
+	return b.String(), args, nil
+}
+
+// orderSQL writes " ORDER BY ...".
+func orderSQL(b *strings.Builder, a *RecordArea, q l2l.Query) error {
+	b.WriteString(" ORDER BY ")
+	for i, o := range q.OrderBy {
+		ci, ok := a.byName[o.Field]
+		if !ok {
+			return fmt.Errorf("%s: order by unknown field %q", a.name, o.Field)
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		if c := a.cols[ci]; c.Order != "" {
+			b.WriteString(c.Order)
+		} else {
+			b.WriteString(c.Expr)
+		}
+		if o.Desc {
+			b.WriteString(" DESC")
+		}
+	}
+	return nil
+}
+
+// selectExpr converts a column expression to the one type each field type
+// is scanned as.
+func selectExpr(f l2l.Field, expr string) string {
+	var conv string
+	switch f.Type {
+	case l2l.Int, l2l.DateTime, l2l.LocalDateTime, l2l.Date:
+		conv = "toInt64"
+	case l2l.Float:
+		conv = "toFloat64"
+	case l2l.String:
+		conv = "toString"
+	case l2l.Bool:
+		conv = "toUInt8"
+	}
+	e := conv + "(" + expr + ")"
+	if f.Nullable {
+		e = "toNullable(" + e + ")"
+	}
+	return e
+}
+
+// sqlValue converts a filter value to what its column expression compares
+// with.
+func sqlValue(f l2l.Field, v any) (any, error) {
+	switch x := v.(type) {
+	case int64:
+		if f.Type == l2l.Int {
+			return x, nil
+		}
+	case float64:
+		if f.Type == l2l.Float {
+			return x, nil
+		}
+	case string:
+		if f.Type == l2l.String {
+			return x, nil
+		}
+	case bool:
+		if f.Type == l2l.Bool {
+			if x {
+				return uint8(1), nil
+			}
+			return uint8(0), nil
+		}
+	case time.Time:
+		switch f.Type {
+		case l2l.DateTime, l2l.LocalDateTime:
+			return x.UnixMilli(), nil
+		case l2l.Date:
+			return int64(math.Floor(float64(x.Unix()) / 86400)), nil
+		}
+	}
+	return nil, fmt.Errorf("value %v (%T) does not fit a %v field", v, v, f.Type)
+}
+
+func groupSet(sites []uint64) clickhouse.GroupSet {
+	set := make([]any, len(sites))
+	for i, s := range sites {
+		set[i] = s
+	}
+	return clickhouse.GroupSet{Value: set}
+}
