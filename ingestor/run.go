@@ -6,16 +6,15 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/takt/takt/internal/auth"
 	"github.com/takt/takt/internal/catalog"
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/httpx"
-	"github.com/takt/takt/internal/kafkalog"
+	"github.com/takt/takt/internal/kafkax"
 	"github.com/takt/takt/internal/ratelimit"
-	"github.com/takt/takt/internal/rcache"
+	"github.com/takt/takt/internal/redisx"
 )
 
 // Run serves the ingest API until ctx ends, then shuts down in order: stop
@@ -37,7 +36,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	defer store.Close()
 
-	rdb := rcache.NewRedisClient(cfg.RedisAddr, cfg.RedisPassword)
+	rdb := redisx.NewClient(cfg.RedisAddr, cfg.RedisPassword)
 	defer rdb.Close()
 
 	keys, err := auth.New(store, rdb, cfg.RedisPrefix, logger, reg,
@@ -53,19 +52,10 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(cfg.Brokers...),
-		kgo.DefaultProduceTopic(cfg.Topic),
-		// acks=all with the idempotent producer (franz-go's default): a
-		// 200 means every in-sync replica has the record, and retries
-		// never duplicate it.
-		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.ProducerLinger(cfg.ProduceLinger),
-		kgo.RecordDeliveryTimeout(cfg.ProduceTimeout),
-		kgo.WithLogger(kafkalog.New(logger.With("component", "kafka"), kgo.LogLevelWarn)),
-	)
+	cl, err := kafkax.NewClient(kafkax.Config{Brokers: cfg.Brokers, ProduceTopic: cfg.Topic,
+		Linger: cfg.ProduceLinger, DeliveryTimeout: cfg.ProduceTimeout}, logger)
 	if err != nil {
-		return fmt.Errorf("kafka client: %w", err)
+		return err
 	}
 	defer cl.Close()
 

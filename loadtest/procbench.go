@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/takt/takt/internal/chstore"
+	"github.com/takt/takt/internal/kafkax"
 	"github.com/takt/takt/internal/wire"
 	"github.com/takt/takt/processor"
 )
@@ -47,10 +48,10 @@ func ProcessorBench(ctx context.Context, brokers []string, ch chstore.Config, n 
 	suffix := strings.ReplaceAll(uuid.NewString()[:8], "-", "")
 	topic := "takt-bench-" + suffix
 	ch.Database = "takt_bench_" + suffix
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerLinger(5*time.Millisecond),
+	cl, err := kafkax.NewClient(kafkax.Config{Brokers: brokers, Linger: 5 * time.Millisecond}, logger,
 		kgo.MaxBufferedRecords(100_000))
 	if err != nil {
-		return fig, fmt.Errorf("kafka client: %w", err)
+		return fig, err
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)

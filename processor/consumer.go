@@ -12,7 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/takt/takt/internal/chstore"
-	"github.com/takt/takt/internal/kafkalog"
+	"github.com/takt/takt/internal/kafkax"
 	"github.com/takt/takt/processor/resolve"
 )
 
@@ -176,8 +176,6 @@ func newConsumer(cfg Config, store consumerStore, cat *catalog, m *metrics, logg
 		parts:        make(map[int32]*partState),
 	}
 	opts := []kgo.Opt{
-		kgo.SeedBrokers(cfg.Brokers...),
-		kgo.WithLogger(kafkalog.New(logger.With("component", "kafka"), kgo.LogLevelDebug)),
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Topic),
 		// A new group starts at the beginning of the topic: a part
@@ -196,16 +194,14 @@ func newConsumer(cfg Config, store consumerStore, cat *catalog, m *metrics, logg
 		kgo.OnPartitionsRevoked(c.onRevoked),
 		kgo.OnPartitionsLost(c.onLost),
 		kgo.OnPartitionsCallbackBlocked(c.onBlocked),
-		// Dead letters are produced one at a time and awaited.
-		kgo.ProducerLinger(0),
-		kgo.RequiredAcks(kgo.AllISRAcks()),
 	}
 	if cfg.InstanceID != "" {
 		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
 	}
-	cl, err := kgo.NewClient(opts...)
+	// Dead letters are produced one at a time and awaited: no linger.
+	cl, err := kafkax.NewClient(kafkax.Config{Brokers: cfg.Brokers, LogLevel: kgo.LogLevelDebug}, logger, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("kafka client: %w", err)
+		return nil, err
 	}
 	c.cl = cl
 	return c, nil

@@ -6,11 +6,13 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/takt/takt/internal/redisx"
 )
 
 // Master-data changes: the record API publishes the name of a changed
-// master-data table on <prefix>invalidate. The processor listens and
-// reloads its catalog (products, reasons, and the locations' stop
+// master-data table on redisx.Keys.MasterDataChanges. The processor listens
+// and reloads its catalog (products, reasons, and the locations' stop
 // thresholds and shifts) at once instead of at the next periodic refresh.
 // Redis is optional: without it, or while it is down, the periodic refresh
 // (TAKT_CATALOG_REFRESH) alone keeps the catalog current.
@@ -26,12 +28,7 @@ const reloadDebounce = 50 * time.Millisecond
 // listenForChanges reloads cat whenever a catalog table is announced
 // changed, and once after every (re)subscription, for announcements missed
 // while the subscription was down. It returns when ctx is done.
-func listenForChanges(ctx context.Context, rdb *redis.Client, channel string, cat *catalog, logger *slog.Logger) error {
-	sub := rdb.Subscribe(ctx, channel)
-	defer sub.Close()
-	// Receive does not end with ctx; closing the subscription does.
-	stop := context.AfterFunc(ctx, func() { sub.Close() })
-	defer stop()
+func listenForChanges(ctx context.Context, rdb *redis.Client, channel string, cat *catalog, logger *slog.Logger) {
 	want := make(chan struct{}, 1)
 	request := func() {
 		select {
@@ -39,7 +36,13 @@ func listenForChanges(ctx context.Context, rdb *redis.Client, channel string, ca
 		default:
 		}
 	}
+	// The reloads end with the subscription.
+	done := make(chan struct{})
+	defer func() { <-done }()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	go func() {
+		defer close(done)
 		for {
 			select {
 			case <-ctx.Done():
@@ -58,32 +61,15 @@ func listenForChanges(ctx context.Context, rdb *redis.Client, channel string, ca
 			}
 		}
 	}()
-	down := false
-	for {
-		msg, err := sub.Receive(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
-			// go-redis resubscribes on the next Receive; wait a moment
-			// rather than spin while Redis is down.
-			if !down {
-				logger.Warn("master-data change announcements unavailable; the catalog refreshes periodically meanwhile", "err", err)
-				down = true
-			}
-			sleep(ctx, time.Second)
-			continue
-		}
-		down = false
-		switch m := msg.(type) {
-		case *redis.Subscription:
-			if m.Kind == "subscribe" {
+	redisx.Listen(ctx, rdb, channel, redisx.Listener{
+		Subscribed: func(bool) { request() },
+		Message: func(table string) {
+			if catalogTables[table] {
 				request()
 			}
-		case *redis.Message:
-			if catalogTables[m.Payload] {
-				request()
-			}
-		}
-	}
+		},
+		Down: func(err error) {
+			logger.Warn("master-data change announcements unavailable; the catalog refreshes periodically meanwhile", "err", err)
+		},
+	})
 }

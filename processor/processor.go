@@ -46,10 +46,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/takt/takt/internal/chstore"
+	"github.com/takt/takt/internal/redisx"
 )
 
 // Run starts the processor and blocks until ctx is done or a component
@@ -128,10 +128,11 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, store store) erro
 	})
 	g.Go(func() error { return cat.run(gctx, cfg.CatalogRefresh) })
 	if cfg.RedisAddr != "" {
-		rdb := redis.NewClient(&redis.Options{Addr: cfg.RedisAddr, Password: cfg.RedisPassword})
+		rdb := redisx.NewClient(cfg.RedisAddr, cfg.RedisPassword)
 		defer rdb.Close()
 		g.Go(func() error {
-			return listenForChanges(gctx, rdb, cfg.RedisPrefix+"invalidate", cat, logger)
+			listenForChanges(gctx, rdb, redisx.NewKeys(cfg.RedisPrefix).MasterDataChanges(), cat, logger)
+			return nil
 		})
 	}
 	g.Go(func() error {

@@ -33,7 +33,7 @@ import (
 // never changes, for the same reason a cursor stays correct.
 type cursors struct {
 	rdb    *redis.Client
-	prefix string // <redis prefix>cursor:
+	prefix string // redisx.Keys.Cursors
 }
 
 const (

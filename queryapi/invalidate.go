@@ -22,7 +22,7 @@ type forgetter interface {
 type cacheInvalidator struct {
 	keys, locations forgetter
 	rdb             *redis.Client
-	channel         string // <prefix>invalidate: table names of changed master data
+	channel         string // redisx.Keys.MasterDataChanges: table names of changed master data
 	delay           time.Duration
 	logger          *slog.Logger
 }

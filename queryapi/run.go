@@ -10,16 +10,15 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/takt/takt/internal/auth"
 	"github.com/takt/takt/internal/catalog"
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/httpx"
-	"github.com/takt/takt/internal/kafkalog"
+	"github.com/takt/takt/internal/kafkax"
 	"github.com/takt/takt/internal/ratelimit"
-	"github.com/takt/takt/internal/rcache"
+	"github.com/takt/takt/internal/redisx"
 )
 
 // Run serves the query API until ctx ends, then stops accepting requests,
@@ -41,23 +40,14 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	defer store.Close()
 
-	rdb := rcache.NewRedisClient(cfg.RedisAddr, cfg.RedisPassword)
+	rdb := redisx.NewClient(cfg.RedisAddr, cfg.RedisPassword)
 	defer rdb.Close()
 
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(cfg.KafkaBrokers...),
-		kgo.DefaultProduceTopic(cfg.PartsTopic),
-		// acks=all with the idempotent producer (franz-go's default): an
-		// acknowledged assignment is on every in-sync replica, and retries
-		// never duplicate it. Assignments are rare and each request waits
-		// for its own: no linger.
-		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.ProducerLinger(0),
-		kgo.RecordDeliveryTimeout(cfg.QueryTimeout),
-		kgo.WithLogger(kafkalog.New(logger.With("component", "kafka"), kgo.LogLevelWarn)),
-	)
+	// Assignments are rare and each request waits for its own: no linger.
+	cl, err := kafkax.NewClient(kafkax.Config{Brokers: cfg.KafkaBrokers, ProduceTopic: cfg.PartsTopic,
+		DeliveryTimeout: cfg.QueryTimeout}, logger)
 	if err != nil {
-		return fmt.Errorf("kafka client: %w", err)
+		return err
 	}
 	defer cl.Close()
 
@@ -92,6 +82,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 // and metrics. Reason assignments go to kc, on cfg.PartsTopic; with a nil kc
 // production periods are read-only.
 func newEngine(store *chstore.Store, rdb *redis.Client, kc kafkaClient, cfg Config, logger *slog.Logger, reg *prometheus.Registry) (*gin.Engine, error) {
+	rkeys := redisx.NewKeys(cfg.RedisPrefix)
 	keys, err := auth.New(store, rdb, cfg.RedisPrefix, logger, reg,
 		auth.Namespace("takt_queryapi"), auth.LocalTTL(cfg.AuthLocalTTL),
 		auth.RedisTTL(cfg.AuthRedisTTL), auth.NegativeTTL(cfg.AuthNegativeTTL))
@@ -113,8 +104,8 @@ func newEngine(store *chstore.Store, rdb *redis.Client, kc kafkaClient, cfg Conf
 	h.users = store
 	h.writes = &writer{
 		store: store,
-		ids:   &idSource{rdb: rdb, key: cfg.RedisPrefix + "ids", highest: store.MaxRecordID},
-		inv: &cacheInvalidator{keys: keys, locations: locs, rdb: rdb, channel: cfg.RedisPrefix + "invalidate",
+		ids:   &idSource{rdb: rdb, key: rkeys.RecordIDs(), highest: store.MaxRecordID},
+		inv: &cacheInvalidator{keys: keys, locations: locs, rdb: rdb, channel: rkeys.MasterDataChanges(),
 			delay: refetchDelay, logger: logger},
 		now: time.Now,
 	}
@@ -126,7 +117,7 @@ func newEngine(store *chstore.Store, rdb *redis.Client, kc kafkaClient, cfg Conf
 		return nil, err
 	}
 	h.limiter = lim
-	h.cursors = &cursors{rdb: rdb, prefix: cfg.RedisPrefix + "cursor:"}
+	h.cursors = &cursors{rdb: rdb, prefix: rkeys.Cursors()}
 	count, err := httpx.CountRequests(reg, "takt_queryapi")
 	if err != nil {
 		return nil, err

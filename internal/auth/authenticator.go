@@ -16,6 +16,7 @@ import (
 
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/rcache"
+	"github.com/takt/takt/internal/redisx"
 )
 
 // Scopes an API key may carry.
@@ -136,7 +137,7 @@ type Authenticator struct {
 
 // New returns an Authenticator over store. rdb may be nil (no Redis layer);
 // prefix is the Redis key prefix of the deployment (TAKT_REDIS_PREFIX, e.g.
-// "takt:"): entries live at <prefix>apikey:<sha256 hex>. Metrics are
+// "takt:"): entries live at redisx.Keys.APIKeys()+<sha256 hex>. Metrics are
 // registered with reg unless it is nil.
 func New(store KeyLookup, rdb *redis.Client, prefix string, logger *slog.Logger, reg prometheus.Registerer, opts ...Option) (*Authenticator, error) {
 	cfg := rcache.NewConfig()
@@ -144,7 +145,7 @@ func New(store KeyLookup, rdb *redis.Client, prefix string, logger *slog.Logger,
 		f(&cfg)
 	}
 	cache, err := rcache.New(rcache.Spec[[sha256.Size]byte, entry]{
-		Subsystem: "auth", RedisPrefix: prefix + "apikey:",
+		Subsystem: "auth", RedisPrefix: redisx.NewKeys(prefix).APIKeys(),
 		Name: func(sum [sha256.Size]byte) string { return hex.EncodeToString(sum[:]) },
 		Load: func(ctx context.Context, sum [sha256.Size]byte) (entry, error) {
 			o, err := store.KeyByHash(ctx, hex.EncodeToString(sum[:]))

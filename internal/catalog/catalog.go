@@ -21,6 +21,7 @@ import (
 
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/rcache"
+	"github.com/takt/takt/internal/redisx"
 )
 
 // ErrNotFound means no live location has that external id.
@@ -77,7 +78,7 @@ type Catalog struct {
 
 // New returns a Catalog over store. rdb may be nil (no Redis layer); prefix
 // is the deployment's Redis key prefix (TAKT_REDIS_PREFIX): entries live at
-// <prefix>location:<external id>. Metrics are registered with reg unless it
+// redisx.Keys.Locations()+<external id>. Metrics are registered with reg unless it
 // is nil.
 func New(store LocationLookup, rdb *redis.Client, prefix string, logger *slog.Logger, reg prometheus.Registerer, opts ...Option) (*Catalog, error) {
 	cfg := rcache.NewConfig()
@@ -86,7 +87,7 @@ func New(store LocationLookup, rdb *redis.Client, prefix string, logger *slog.Lo
 		f(&cfg)
 	}
 	cache, err := rcache.New(rcache.Spec[string, entry]{
-		Subsystem: "catalog", RedisPrefix: prefix + "location:",
+		Subsystem: "catalog", RedisPrefix: redisx.NewKeys(prefix).Locations(),
 		Name: func(id string) string { return id },
 		Load: func(ctx context.Context, id string) (entry, error) {
 			loc, err := store.LocationByExternalID(ctx, id)

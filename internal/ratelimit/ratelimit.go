@@ -39,6 +39,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/takt/takt/internal/config"
+	"github.com/takt/takt/internal/redisx"
 )
 
 // Config holds the limiter's settings.
@@ -149,7 +150,7 @@ const bucketTTL = 30 * 24 * time.Hour
 type Limiter struct {
 	cfg    Config
 	rdb    *redis.Client
-	prefix string
+	keys   redisx.Keys
 	src    LimitSource
 	logger *slog.Logger
 	script *redis.Script
@@ -181,7 +182,8 @@ type lease struct {
 	until time.Time
 }
 
-// New returns a Limiter. Buckets live at <prefix>ratelimit:<key id>.
+// New returns a Limiter. prefix is the deployment's Redis key prefix;
+// buckets live at redisx.Keys.RateLimitBucket.
 // namespace prefixes the metric names (e.g. "takt_ingestor" gives
 // takt_ingestor_ratelimit_decisions_total); they are registered with reg
 // unless it is nil.
@@ -189,7 +191,7 @@ func New(cfg Config, rdb *redis.Client, prefix string, src LimitSource, logger *
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	l := &Limiter{cfg: cfg, rdb: rdb, prefix: prefix + "ratelimit:", src: src, logger: logger.With("component", "ratelimit"),
+	l := &Limiter{cfg: cfg, rdb: rdb, keys: redisx.NewKeys(prefix), src: src, logger: logger.With("component", "ratelimit"),
 		script: redis.NewScript(bucket),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "ratelimit_decisions_total",
@@ -212,7 +214,7 @@ func New(cfg Config, rdb *redis.Client, prefix string, src LimitSource, logger *
 }
 
 // BucketKey returns the Redis key of a key's bucket.
-func (l *Limiter) BucketKey(keyID uint64) string { return l.prefix + strconv.FormatUint(keyID, 10) }
+func (l *Limiter) BucketKey(keyID uint64) string { return l.keys.RateLimitBucket(keyID) }
 
 // firstLoadTimeout bounds the wait of the first requests for the keys'
 // own limits.
@@ -291,7 +293,7 @@ func (l *Limiter) Allow(ctx context.Context, keyID uint64, cost int) Decision {
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.RedisTimeout)
 	defer cancel()
 	l.redisCalls.Inc()
-	res, err := l.script.Run(ctx, l.rdb, []string{l.BucketKey(keyID), l.prefix + usedSuffix},
+	res, err := l.script.Run(ctx, l.rdb, []string{l.BucketKey(keyID), l.keys.RateLimitUsed()},
 		lim.Rate, lim.Burst, max(want, int64(cost)), int64(bucketTTL.Seconds()), keyID, cost).Slice()
 	if err == nil && len(res) != 2 {
 		err = fmt.Errorf("unexpected answer %v", res)

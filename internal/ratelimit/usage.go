@@ -9,13 +9,14 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/takt/takt/internal/redisx"
 )
 
-// usedSuffix names, after the limiter's prefix, the sorted set of last
-// uses: member the key id, score the Redis time (Unix seconds) of its last
-// request. Every replica of every service writes it in the bucket script,
-// so it is one cheap ZADD per request and never a write to ClickHouse.
-const usedSuffix = "used"
+// The keys' last uses are a sorted set (redisx.Keys.RateLimitUsed): member
+// the key id, score the Redis time (Unix seconds) of its last request.
+// Every replica of every service writes it in the bucket script, so it is
+// one cheap ZADD per request and never a write to ClickHouse.
 
 // UsageSink stores when keys were last used (*chstore.Store). Storing an
 // older time than the one already stored for a key must not move it back.
@@ -51,7 +52,7 @@ const usageSlack = 2.0 // seconds
 // NewUsageCopier returns a copier of the uses recorded by Limiters with the
 // same Redis prefix, every interval.
 func NewUsageCopier(rdb *redis.Client, prefix string, sink UsageSink, every time.Duration, logger *slog.Logger) *UsageCopier {
-	return &UsageCopier{rdb: rdb, used: prefix + "ratelimit:" + usedSuffix, lock: prefix + "ratelimit:usedcopy",
+	return &UsageCopier{rdb: rdb, used: redisx.NewKeys(prefix).RateLimitUsed(), lock: redisx.NewKeys(prefix).RateLimitCopyLock(),
 		sink: sink, every: every, logger: logger.With("component", "key_usage")}
 }
 

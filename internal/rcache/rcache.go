@@ -304,17 +304,3 @@ func decode[V any](b []byte) (answer[V], error) {
 	}
 	return answer[V]{v: v, found: true}, nil
 }
-
-// NewRedisClient returns a Redis client for caches: a cache bounds every
-// call itself and falls back to its source, so a call is retried once at
-// most and a connection is given a second.
-func NewRedisClient(addr, password string) *redis.Client {
-	return redis.NewClient(&redis.Options{
-		Addr:               addr,
-		Password:           password,
-		MaxRetries:         1,
-		DialTimeout:        time.Second,
-		DialerRetries:      1,
-		DialerRetryTimeout: 10 * time.Millisecond,
-	})
-}

@@ -1,4 +1,4 @@
-package kafkalog
+package kafkax
 
 import (
 	"bytes"
@@ -24,11 +24,11 @@ func TestLevelsAndLines(t *testing.T) {
 		{debug, kgo.LogLevelWarn, kgo.LogLevelWarn},
 		{errOnly, kgo.LogLevelDebug, kgo.LogLevelError},
 	} {
-		if got := New(tc.l, tc.most).Level(); got != tc.want {
+		if got := NewLogger(tc.l, tc.most).Level(); got != tc.want {
 			t.Errorf("Level() = %v, want %v", got, tc.want)
 		}
 	}
-	New(info, kgo.LogLevelDebug).Log(kgo.LogLevelWarn, "broker gone", "broker", 3)
+	NewLogger(info, kgo.LogLevelDebug).Log(kgo.LogLevelWarn, "broker gone", "broker", 3)
 	if s := buf.String(); !strings.Contains(s, "level=WARN") || !strings.Contains(s, "broker gone") || !strings.Contains(s, "broker=3") {
 		t.Fatalf("logged %q", s)
 	}

@@ -1,5 +1,4 @@
-// Package kafkalog passes franz-go's log lines to slog.
-package kafkalog
+package kafkax
 
 import (
 	"context"
@@ -14,10 +13,10 @@ type Logger struct {
 	most kgo.LogLevel
 }
 
-// New returns a kgo.Logger that logs to l at l's level, but never more
+// NewLogger returns a kgo.Logger that logs to l at l's level, but never more
 // verbosely than most (kgo.LogLevelWarn keeps a client to its warnings and
 // errors).
-func New(l *slog.Logger, most kgo.LogLevel) Logger { return Logger{l: l, most: most} }
+func NewLogger(l *slog.Logger, most kgo.LogLevel) Logger { return Logger{l: l, most: most} }
 
 // Level is the most verbose level l is enabled for, capped at most.
 func (k Logger) Level() kgo.LogLevel {
