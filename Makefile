@@ -36,7 +36,7 @@ bench: up ## the four figures of bench/README.md on the local stack (~4 min): be
 	$(GO) run ./loadtest/cmd/bench -out bench $(BENCH_ARGS)
 
 build:
-	$(GO) build -o bin/ ./compose/cmd/... ./ingestor/cmd/... ./processor/cmd/... ./queryapi/cmd/...
+	$(GO) build -o bin/ ./cmd/... ./ingestor/cmd/... ./processor/cmd/... ./queryapi/cmd/...
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -19,9 +19,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/takt/takt/internal/auth"
-	"github.com/takt/takt/internal/catalog"
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/httpx"
+	"github.com/takt/takt/internal/locations"
 	"github.com/takt/takt/internal/ratelimit"
 	"github.com/takt/takt/internal/wire"
 )
@@ -48,8 +48,8 @@ type keyChecker interface {
 	Authenticate(ctx context.Context, key string) (auth.Principal, error)
 }
 
-// locator resolves external ids (*catalog.Catalog). It returns
-// catalog.ErrNotFound for unknown ids.
+// locator resolves external ids (*locations.Cache). It returns
+// locations.ErrNotFound for unknown ids.
 type locator interface {
 	Lookup(ctx context.Context, externalID string) (chstore.Location, error)
 }
@@ -194,10 +194,10 @@ func (h *handler) build(ctx context.Context, p auth.Principal, in *partInput, re
 	loc, err := h.locs.Lookup(ctx, in.ExternalID)
 	if err == nil && !p.CanSeeSite(loc.Site) {
 		// Another tenant's location is indistinguishable from none.
-		err = fmt.Errorf("site %d not among the key owner's sites: %w", loc.Site, catalog.ErrNotFound)
+		err = fmt.Errorf("site %d not among the key owner's sites: %w", loc.Site, locations.ErrNotFound)
 	}
 	switch {
-	case errors.Is(err, catalog.ErrNotFound):
+	case errors.Is(err, locations.ErrNotFound):
 		res.status, res.body, res.err = http.StatusUnprocessableEntity, errorBody("Location not found for external_id: "+in.ExternalID), err
 		return false
 	case err != nil:

@@ -18,9 +18,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/takt/takt/internal/auth"
-	"github.com/takt/takt/internal/catalog"
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/httpx"
+	"github.com/takt/takt/internal/locations"
 	"github.com/takt/takt/internal/wire"
 )
 
@@ -47,7 +47,7 @@ func (f fakeLocs) Lookup(_ context.Context, id string) (chstore.Location, error)
 	}
 	l, ok := f[id]
 	if !ok {
-		return chstore.Location{}, catalog.ErrNotFound
+		return chstore.Location{}, locations.ErrNotFound
 	}
 	return l, nil
 }
@@ -324,7 +324,7 @@ func BenchmarkHandler(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	locs, err := catalog.New(fakeLocs{"line_1": {Kind: "line", ID: 1, Site: 1, ExternalID: "line_1"}}, nil, "", quiet, reg)
+	locs, err := locations.New(fakeLocs{"line_1": {Kind: "line", ID: 1, Site: 1, ExternalID: "line_1"}}, nil, "", quiet, reg)
 	if err != nil {
 		b.Fatal(err)
 	}

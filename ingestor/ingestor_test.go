@@ -21,11 +21,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/takt/takt/internal/auth"
-	"github.com/takt/takt/internal/catalog"
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/config"
 	"github.com/takt/takt/internal/demo"
 	"github.com/takt/takt/internal/httpx"
+	"github.com/takt/takt/internal/locations"
 	"github.com/takt/takt/internal/testenv"
 	"github.com/takt/takt/internal/wire"
 )
@@ -313,7 +313,7 @@ func (s *stack) server(t *testing.T, keys auth.KeyLookup, rdb *redis.Client, cl 
 	if err != nil {
 		t.Fatal(err)
 	}
-	locs, err := catalog.New(s.store, rdb, s.prefix, logger, reg)
+	locs, err := locations.New(s.store, rdb, s.prefix, logger, reg)
 	if err != nil {
 		t.Fatal(err)
 	}

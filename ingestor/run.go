@@ -9,10 +9,10 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/takt/takt/internal/auth"
-	"github.com/takt/takt/internal/catalog"
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/httpx"
 	"github.com/takt/takt/internal/kafkax"
+	"github.com/takt/takt/internal/locations"
 	"github.com/takt/takt/internal/ratelimit"
 	"github.com/takt/takt/internal/redisx"
 )
@@ -45,9 +45,9 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	locs, err := catalog.New(store, rdb, cfg.RedisPrefix, logger, reg,
-		catalog.Namespace("takt_ingestor"), catalog.LocalTTL(cfg.LocationLocalTTL),
-		catalog.RedisTTL(cfg.LocationRedisTTL), catalog.NegativeTTL(cfg.LocationNegativeTTL))
+	locs, err := locations.New(store, rdb, cfg.RedisPrefix, logger, reg,
+		locations.Namespace("takt_ingestor"), locations.LocalTTL(cfg.LocationLocalTTL),
+		locations.RedisTTL(cfg.LocationRedisTTL), locations.NegativeTTL(cfg.LocationNegativeTTL))
 	if err != nil {
 		return err
 	}

@@ -117,9 +117,9 @@ type consumer struct {
 	logger *slog.Logger
 	m      *metrics
 	store  consumerStore
-	cat    *catalog
+	master *masterData
 	cl     *kgo.Client
-	policy batchPolicy
+	policy flushPolicy
 
 	// afterInsert runs after a flush's blocks are in ClickHouse and
 	// before its offsets are committed (crash tests hook in there).
@@ -162,14 +162,14 @@ type consumerStore interface {
 	periodStore
 }
 
-func newConsumer(cfg Config, store consumerStore, cat *catalog, m *metrics, logger *slog.Logger) (*consumer, error) {
+func newConsumer(cfg Config, store consumerStore, master *masterData, m *metrics, logger *slog.Logger) (*consumer, error) {
 	c := &consumer{
 		cfg:          cfg,
 		logger:       logger,
 		m:            m,
 		store:        store,
-		cat:          cat,
-		policy:       batchPolicy{rows: cfg.BatchRows, interval: cfg.BatchInterval},
+		master:       master,
+		policy:       flushPolicy{rows: cfg.BatchRows, interval: cfg.BatchInterval},
 		afterInsert:  func() {},
 		afterPeriods: func() {},
 		clock:        time.Now,

@@ -147,10 +147,10 @@ func (c *consumer) process(ctx context.Context, st *partState, r *kgo.Record, d 
 	}
 	part, eventID := &d.part, d.eventID
 
-	cat := c.cat.get()
+	cat := c.master.get()
 	if part.Product != "" && !cat.HasCode(part.Site, part.Product) {
 		// Possibly a product created since the last reload.
-		cat = c.cat.reloadForUnknownCode(ctx)
+		cat = c.master.reloadForUnknownCode(ctx)
 	}
 	res := cat.Product(part.Site, part.Product, part.CycleTime, part.HasCycleTime)
 	row := chstore.PartRow{
@@ -205,7 +205,7 @@ func (c *consumer) replay(st *partState, r *kgo.Record, d *decoded, now time.Tim
 		c.applyAssignment(st, d.assign, r.Offset, now)
 	default:
 		p := &d.part
-		res := c.cat.get().Product(p.Site, p.Product, p.CycleTime, p.HasCycleTime)
+		res := c.master.get().Product(p.Site, p.Product, p.CycleTime, p.HasCycleTime)
 		c.feedPart(st, p, res.IdealCycleTime, r.Offset, now)
 	}
 }

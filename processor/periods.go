@@ -197,7 +197,7 @@ func (c *consumer) loc(st *partState, key period.Key, site uint64, extID string)
 	if ls := st.periods.locs[key]; ls != nil {
 		return ls
 	}
-	cfg := c.cat.location(key)
+	cfg := c.master.location(key)
 	ls := &locState{key: key, site: site, extID: extID, m: period.New(key, cfg.cfg), fp: cfg.fp}
 	if st.periods.locs == nil {
 		st.periods.locs = map[period.Key]*locState{}
@@ -257,7 +257,7 @@ func (c *consumer) applyAssignment(st *partState, a *wire.Assignment, offset int
 // tickPeriods tells the machines of every caught-up partition the time
 // and applies configuration changes (a shift or threshold edited).
 func (c *consumer) tickPeriods(now time.Time) {
-	gen := c.cat.locationGen()
+	gen := c.master.locationGen()
 	nowMs := now.UnixMilli()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -265,7 +265,7 @@ func (c *consumer) tickPeriods(now time.Time) {
 		if st.periods.cfgGen != gen {
 			st.periods.cfgGen = gen
 			for _, ls := range st.periods.locs {
-				if cfg := c.cat.location(ls.key); cfg.fp != ls.fp {
+				if cfg := c.master.location(ls.key); cfg.fp != ls.fp {
 					ls.m.SetConfig(cfg.cfg)
 					ls.fp = cfg.fp
 				}
@@ -381,7 +381,7 @@ func (c *consumer) loadPeriodsOnce(ctx context.Context, partitions []int32) (map
 			}
 		}
 		key := period.Key{Kind: s.LocationKind, ID: s.Location}
-		cfg := c.cat.location(key)
+		cfg := c.master.location(key)
 		ls := &locState{key: key, site: s.Site, extID: s.ExternalID, m: period.Restore(snap, cfg.cfg),
 			fp: cfg.fp, version: s.Version, savedOffset: s.Offset}
 		if l, ok := sets[s.Partition]; ok {

@@ -25,25 +25,25 @@ type pending struct {
 	since time.Time
 }
 
-// batchPolicy is the pure flush decision: it takes the clock as an
+// flushPolicy is the pure flush decision: it takes the clock as an
 // argument so every case is a table test.
-type batchPolicy struct {
+type flushPolicy struct {
 	rows     int
 	interval time.Duration
 }
 
 // due says whether the pending work must be flushed at now.
-func (bp batchPolicy) due(p pending, now time.Time, rebalanceWanted, stopping bool) flushReason {
+func (fp flushPolicy) due(p pending, now time.Time, rebalanceWanted, stopping bool) flushReason {
 	switch {
 	case p.records == 0:
 		return noFlush
 	case stopping:
 		return flushStop
-	case p.rows >= bp.rows:
+	case p.rows >= fp.rows:
 		return flushFull
 	case rebalanceWanted:
 		return flushRebalance
-	case !now.Before(p.since.Add(bp.interval)):
+	case !now.Before(p.since.Add(fp.interval)):
 		return flushInterval
 	}
 	return noFlush
@@ -51,17 +51,17 @@ func (bp batchPolicy) due(p pending, now time.Time, rebalanceWanted, stopping bo
 
 // deadline is when the pending work becomes due by the interval rule;
 // ok is false when nothing is pending (a poll may then wait indefinitely).
-func (bp batchPolicy) deadline(p pending) (t time.Time, ok bool) {
+func (fp flushPolicy) deadline(p pending) (t time.Time, ok bool) {
 	if p.records == 0 {
 		return time.Time{}, false
 	}
-	return p.since.Add(bp.interval), true
+	return p.since.Add(fp.interval), true
 }
 
 // pollLimit is how many records the next poll may return so that a batch
 // does not grow past its row limit.
-func (bp batchPolicy) pollLimit(p pending) int {
-	if n := bp.rows - p.rows; n > 0 {
+func (fp flushPolicy) pollLimit(p pending) int {
+	if n := fp.rows - p.rows; n > 0 {
 		return n
 	}
 	return 1

@@ -5,8 +5,8 @@ import (
 	"time"
 )
 
-func TestBatchPolicyDue(t *testing.T) {
-	bp := batchPolicy{rows: 100, interval: time.Second}
+func TestFlushPolicyDue(t *testing.T) {
+	fp := flushPolicy{rows: 100, interval: time.Second}
 	t0 := time.Unix(1_700_000_000, 0)
 	tests := []struct {
 		name      string
@@ -31,24 +31,24 @@ func TestBatchPolicyDue(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := bp.due(tc.p, tc.now, tc.rebalance, tc.stopping); got != tc.want {
+			if got := fp.due(tc.p, tc.now, tc.rebalance, tc.stopping); got != tc.want {
 				t.Errorf("due = %q, want %q", got, tc.want)
 			}
 		})
 	}
 }
 
-func TestBatchPolicyDeadlineAndLimit(t *testing.T) {
-	bp := batchPolicy{rows: 100, interval: time.Second}
+func TestFlushPolicyDeadlineAndLimit(t *testing.T) {
+	fp := flushPolicy{rows: 100, interval: time.Second}
 	t0 := time.Unix(1_700_000_000, 0)
-	if _, ok := bp.deadline(pending{}); ok {
+	if _, ok := fp.deadline(pending{}); ok {
 		t.Error("deadline with nothing pending")
 	}
-	if d, ok := bp.deadline(pending{records: 1, since: t0}); !ok || !d.Equal(t0.Add(time.Second)) {
+	if d, ok := fp.deadline(pending{records: 1, since: t0}); !ok || !d.Equal(t0.Add(time.Second)) {
 		t.Errorf("deadline = %v, %v", d, ok)
 	}
 	for _, tc := range []struct{ rows, want int }{{0, 100}, {40, 60}, {99, 1}, {100, 1}, {250, 1}} {
-		if got := bp.pollLimit(pending{rows: tc.rows}); got != tc.want {
+		if got := fp.pollLimit(pending{rows: tc.rows}); got != tc.want {
 			t.Errorf("pollLimit(%d rows) = %d, want %d", tc.rows, got, tc.want)
 		}
 	}

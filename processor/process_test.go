@@ -15,14 +15,14 @@ import (
 	"github.com/takt/takt/internal/wire"
 )
 
-// fakeCatalog serves a fixed catalog like the demo seed's.
-type fakeCatalog struct{ products []chstore.Product }
+// fakeMasterData serves fixed master data like the demo seed's.
+type fakeMasterData struct{ products []chstore.Product }
 
-func (f fakeCatalog) Products(context.Context) ([]chstore.Product, error) { return f.products, nil }
-func (fakeCatalog) PeriodMaster(context.Context) (chstore.PeriodMaster, error) {
+func (f fakeMasterData) Products(context.Context) ([]chstore.Product, error) { return f.products, nil }
+func (fakeMasterData) PeriodMaster(context.Context) (chstore.PeriodMaster, error) {
 	return chstore.PeriodMaster{}, nil
 }
-func (f fakeCatalog) Reasons(context.Context) ([]chstore.Reason, error) {
+func (f fakeMasterData) Reasons(context.Context) ([]chstore.Reason, error) {
 	return []chstore.Reason{{ID: 1, Site: 1, Code: "REASON01", Kind: "scrap"}}, nil
 }
 
@@ -34,13 +34,13 @@ var demoProducts = []chstore.Product{
 func testConsumer(tb testing.TB) *consumer {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	m := newMetrics(prometheus.NewRegistry())
-	cat := newCatalog(fakeCatalog{demoProducts}, 0.1, logger, m)
-	if err := cat.reload(context.Background()); err != nil {
+	md := newMasterData(fakeMasterData{demoProducts}, 0.1, logger, m)
+	if err := md.reload(context.Background()); err != nil {
 		tb.Fatal(err)
 	}
 	return &consumer{
 		cfg:    Config{Topic: "parts", BatchRows: 10000, BatchInterval: time.Second},
-		logger: logger, m: m, cat: cat,
+		logger: logger, m: m, master: md,
 		parts: map[int32]*partState{},
 	}
 }
@@ -221,7 +221,7 @@ func FuzzDecode(f *testing.F) {
 		}
 		// Row building must not panic; a row the table cannot hold is
 		// caught by CheckPartRow (class "row").
-		res := c.cat.get().Product(d.part.Site, d.part.Product, d.part.CycleTime, d.part.HasCycleTime)
+		res := c.master.get().Product(d.part.Site, d.part.Product, d.part.CycleTime, d.part.HasCycleTime)
 		row := chstore.PartRow{
 			ID:                1,
 			EventID:           d.eventID,

@@ -77,7 +77,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 type store interface {
 	partsStore
 	periodStore
-	catalogSource
+	masterDataSource
 	pinger
 }
 
@@ -88,8 +88,8 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, store store) erro
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	m := newMetrics(reg)
-	cat := newCatalog(store, cfg.CycleTimeTolerance, logger, m)
-	if err := cat.reload(ctx); err != nil {
+	master := newMasterData(store, cfg.CycleTimeTolerance, logger, m)
+	if err := master.reload(ctx); err != nil {
 		return err
 	}
 
@@ -97,7 +97,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, store store) erro
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	c, err := newConsumer(cfg, store, cat, m, logger)
+	c, err := newConsumer(cfg, store, master, m, logger)
 	if err != nil {
 		ln.Close()
 		return err
@@ -126,12 +126,12 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, store store) erro
 		defer close(consumerDone)
 		return c.run(gctx)
 	})
-	g.Go(func() error { return cat.run(gctx, cfg.CatalogRefresh) })
+	g.Go(func() error { return master.run(gctx, cfg.CatalogRefresh) })
 	if cfg.RedisAddr != "" {
 		rdb := redisx.NewClient(cfg.RedisAddr, cfg.RedisPassword)
 		defer rdb.Close()
 		g.Go(func() error {
-			listenForChanges(gctx, rdb, redisx.NewKeys(cfg.RedisPrefix).MasterDataChanges(), cat, logger)
+			listenForChanges(gctx, rdb, redisx.NewKeys(cfg.RedisPrefix).MasterDataChanges(), master, logger)
 			return nil
 		})
 	}

@@ -9,7 +9,7 @@ import (
 )
 
 // forgetter is a cache that drops one entry everywhere (auth.Authenticator,
-// catalog.Catalog): in this process, in Redis, and, through Redis pub/sub,
+// locations.Cache): in this process, in Redis, and, through Redis pub/sub,
 // in every other process.
 type forgetter interface {
 	Forget(ctx context.Context, key string) error

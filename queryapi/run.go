@@ -13,10 +13,10 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/takt/takt/internal/auth"
-	"github.com/takt/takt/internal/catalog"
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/httpx"
 	"github.com/takt/takt/internal/kafkax"
+	"github.com/takt/takt/internal/locations"
 	"github.com/takt/takt/internal/ratelimit"
 	"github.com/takt/takt/internal/redisx"
 )
@@ -97,7 +97,7 @@ func newEngine(store *chstore.Store, rdb *redis.Client, kc kafkaClient, cfg Conf
 	if err != nil {
 		return nil, err
 	}
-	locs, err := catalog.New(store, rdb, cfg.RedisPrefix, logger, reg, catalog.Namespace("takt_queryapi"))
+	locs, err := locations.New(store, rdb, cfg.RedisPrefix, logger, reg, locations.Namespace("takt_queryapi"))
 	if err != nil {
 		return nil, err
 	}

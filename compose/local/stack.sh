@@ -140,7 +140,7 @@ stop() {
 build() {
 	say "building binaries into .run/bin"
 	mkdir -p "$BIN"
-	(cd "$ROOT" && go build -o "$BIN/" ./compose/cmd/broker ./compose/cmd/taktctl \
+	(cd "$ROOT" && go build -o "$BIN/" ./cmd/broker ./cmd/taktctl \
 		./ingestor/cmd/ingestor ./processor/cmd/processor ./queryapi/cmd/queryapi)
 }
 

@@ -10,18 +10,17 @@ package demo
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 
 	"github.com/takt/takt/internal/auth"
+	"github.com/takt/takt/internal/bootstrap"
 	"github.com/takt/takt/internal/chstore"
 )
 
 // Fixed ids and names of the demo records.
 const (
-	SiteID         = 1
+	SiteID         = bootstrap.SiteID
 	SiteTimezone   = "Europe/Berlin"
 	LineID         = 1
 	LineExternalID = "line_1"
@@ -34,16 +33,9 @@ const (
 	SecretServer          = "takt-demo"
 )
 
-// Seeded is what a caller needs to use the demo data.
-type Seeded struct {
-	APIKey       string
-	SecretKey    string
-	SecretServer string
-}
-
 // Seed writes the demo records. apiKey and secret are kept when non-empty
 // and still known; otherwise new ones are made.
-func Seed(ctx context.Context, s *chstore.Store, apiKey, secret string) (Seeded, error) {
+func Seed(ctx context.Context, s *chstore.Store, apiKey, secret string) (bootstrap.Credentials, error) {
 	const by = "seed"
 	audit := chstore.Audit{CreatedBy: by, LastUpdatedBy: by}
 	steps := []func() error{
@@ -71,16 +63,16 @@ func Seed(ctx context.Context, s *chstore.Store, apiKey, secret string) (Seeded,
 	}
 	for _, step := range steps {
 		if err := step(); err != nil {
-			return Seeded{}, fmt.Errorf("seed demo data: %w", err)
+			return bootstrap.Credentials{}, fmt.Errorf("seed demo data: %w", err)
 		}
 	}
 
-	out := Seeded{SecretServer: SecretServer}
+	out := bootstrap.Credentials{SecretServer: SecretServer}
 	if apiKey != "" {
 		if _, err := s.KeyByHash(ctx, auth.HashKey(apiKey)); err == nil {
 			out.APIKey = apiKey
 		} else if !errors.Is(err, chstore.ErrNotFound) {
-			return Seeded{}, err
+			return bootstrap.Credentials{}, err
 		}
 	}
 	if out.APIKey == "" {
@@ -88,31 +80,56 @@ func Seed(ctx context.Context, s *chstore.Store, apiKey, secret string) (Seeded,
 		err := s.PutAPIKey(ctx, chstore.APIKey{ID: 1, User: 1, Prefix: prefix, Hash: hash,
 			Scopes: []string{"ingest", "read", "write", "admin"}, Active: true, Audit: audit})
 		if err != nil {
-			return Seeded{}, fmt.Errorf("seed api key: %w", err)
+			return bootstrap.Credentials{}, fmt.Errorf("seed api key: %w", err)
 		}
 		out.APIKey = key
 	}
 	if err := setKeyLimit(ctx, s, 1, DemoKeyRate, DemoKeyBurst); err != nil {
-		return Seeded{}, err
+		return bootstrap.Credentials{}, err
 	}
 
 	if secret != "" {
 		if k, err := s.SecretByServer(ctx, SecretServer); err == nil && k.Secret == secret {
 			out.SecretKey = secret
 		} else if err != nil && !errors.Is(err, chstore.ErrNotFound) {
-			return Seeded{}, err
+			return bootstrap.Credentials{}, err
 		}
 	}
 	if out.SecretKey == "" {
-		var b [32]byte
-		if _, err := rand.Read(b[:]); err != nil {
-			return Seeded{}, fmt.Errorf("make secret: %w", err)
-		}
-		out.SecretKey = hex.EncodeToString(b[:])
-		err := s.PutSecretKey(ctx, chstore.SecretKey{ID: 1, User: 1, Server: SecretServer, Secret: out.SecretKey, Active: true, Audit: audit})
+		sk, err := bootstrap.NewSecret()
 		if err != nil {
-			return Seeded{}, fmt.Errorf("seed secret key: %w", err)
+			return bootstrap.Credentials{}, err
+		}
+		out.SecretKey = sk
+		err = s.PutSecretKey(ctx, chstore.SecretKey{ID: 1, User: 1, Server: SecretServer, Secret: out.SecretKey, Active: true, Audit: audit})
+		if err != nil {
+			return bootstrap.Credentials{}, fmt.Errorf("seed secret key: %w", err)
 		}
 	}
 	return out, nil
+}
+
+// DemoKeyRate and DemoKeyBurst are the demo key's own rate limit (parts
+// per second): far above what one machine can ingest, so the limiter never
+// bounds a benchmark run with the demo key.
+const (
+	DemoKeyRate  = 1_000_000
+	DemoKeyBurst = 2_000_000
+)
+
+// setKeyLimit gives API key id its own rate limit.
+func setKeyLimit(ctx context.Context, s *chstore.Store, id uint64, rate, burst float64) error {
+	row, a, err := s.ReadRow(ctx, "apikeys", id)
+	if err != nil {
+		return fmt.Errorf("key %d rate limit: %w", id, err)
+	}
+	if row["rate_limit"] == rate && row["rate_burst"] == burst {
+		return nil
+	}
+	row["rate_limit"], row["rate_burst"] = rate, burst
+	a.Version++
+	if err := s.WriteRow(ctx, "apikeys", id, row, a); err != nil {
+		return fmt.Errorf("key %d rate limit: %w", id, err)
+	}
+	return nil
 }

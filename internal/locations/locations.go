@@ -1,4 +1,4 @@
-// Package catalog resolves a location's external id to the location (line
+// Package locations resolves a location's external id to the location (line
 // or machine, its site and the site's time zone) on the ingest hot path.
 //
 // Look-ups go through the layers of package rcache: an in-process cache,
@@ -7,7 +7,7 @@
 // reporting against a location that does not exist costs the store one
 // query per NegativeTTL, while a newly created location works almost at
 // once.
-package catalog
+package locations
 
 import (
 	"context"
@@ -39,7 +39,7 @@ type entry struct {
 	Location chstore.Location `json:"location,omitzero"`
 }
 
-// Option tunes a Catalog.
+// Option tunes a Cache.
 type Option func(*rcache.Config)
 
 // LocalTTL sets how long a found location stays in the in-process cache
@@ -64,30 +64,33 @@ func LookupTimeout(d time.Duration) Option { return func(c *rcache.Config) { c.L
 func MaxEntries(n int) Option { return func(c *rcache.Config) { c.MaxEntries = n } }
 
 // Namespace sets the metric name prefix (default "takt"): metrics are named
-// <namespace>_catalog_*.
+// <namespace>_catalog_* (the name this cache had first; dashboards use it).
 func Namespace(ns string) Option { return func(c *rcache.Config) { c.Namespace = ns } }
+
+// metricSubsystem names the cache's metrics and log lines.
+const metricSubsystem = "catalog"
 
 // Clock replaces time.Now (tests).
 func Clock(now func() time.Time) Option { return func(c *rcache.Config) { c.Now = now } }
 
-// Catalog is the cached map from external id to location. It is safe for
+// Cache is the cached map from external id to location. It is safe for
 // concurrent use.
-type Catalog struct {
+type Cache struct {
 	cache *rcache.Cache[string, entry]
 }
 
-// New returns a Catalog over store. rdb may be nil (no Redis layer); prefix
+// New returns a Cache over store. rdb may be nil (no Redis layer); prefix
 // is the deployment's Redis key prefix (TAKT_REDIS_PREFIX): entries live at
 // redisx.Keys.Locations()+<external id>. Metrics are registered with reg unless it
 // is nil.
-func New(store LocationLookup, rdb *redis.Client, prefix string, logger *slog.Logger, reg prometheus.Registerer, opts ...Option) (*Catalog, error) {
+func New(store LocationLookup, rdb *redis.Client, prefix string, logger *slog.Logger, reg prometheus.Registerer, opts ...Option) (*Cache, error) {
 	cfg := rcache.NewConfig()
 	cfg.NegativeTTL = 2 * time.Second
 	for _, f := range opts {
 		f(&cfg)
 	}
 	cache, err := rcache.New(rcache.Spec[string, entry]{
-		Subsystem: "catalog", RedisPrefix: redisx.NewKeys(prefix).Locations(),
+		Subsystem: metricSubsystem, RedisPrefix: redisx.NewKeys(prefix).Locations(),
 		Name: func(id string) string { return id },
 		Load: func(ctx context.Context, id string) (entry, error) {
 			loc, err := store.LocationByExternalID(ctx, id)
@@ -101,13 +104,13 @@ func New(store LocationLookup, rdb *redis.Client, prefix string, logger *slog.Lo
 	if err != nil {
 		return nil, err
 	}
-	return &Catalog{cache: cache}, nil
+	return &Cache{cache: cache}, nil
 }
 
 // Lookup returns the location with that external id (case-sensitive),
 // ErrNotFound when there is none, or another error when the store could not
 // be asked.
-func (c *Catalog) Lookup(ctx context.Context, externalID string) (chstore.Location, error) {
+func (c *Cache) Lookup(ctx context.Context, externalID string) (chstore.Location, error) {
 	if externalID == "" {
 		return chstore.Location{}, ErrNotFound
 	}
@@ -124,7 +127,7 @@ func (c *Catalog) Lookup(ctx context.Context, externalID string) (chstore.Locati
 // Forget drops the cached answer for an external id from this process and
 // from Redis. Call it after creating, changing or deleting a location;
 // other instances drop their in-process copy within LocalTTL.
-func (c *Catalog) Forget(ctx context.Context, externalID string) error {
+func (c *Cache) Forget(ctx context.Context, externalID string) error {
 	if err := c.cache.Forget(ctx, externalID); err != nil {
 		return fmt.Errorf("forget location %q: %w", externalID, err)
 	}

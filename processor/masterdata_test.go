@@ -34,20 +34,20 @@ func (*countingSource) PeriodMaster(context.Context) (chstore.PeriodMaster, erro
 	return chstore.PeriodMaster{}, nil
 }
 
-func TestCatalogReloads(t *testing.T) {
+func TestMasterDataReloads(t *testing.T) {
 	src := &countingSource{}
 	src.products.Store(&demoProducts)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	cat := newCatalog(src, 0.1, logger, newMetrics(prometheus.NewRegistry()))
+	md := newMasterData(src, 0.1, logger, newMetrics(prometheus.NewRegistry()))
 	ctx := context.Background()
 
-	if cat.get().HasCode(1, "PROD001") {
-		t.Fatal("catalog has products before the first reload")
+	if md.get().HasCode(1, "PROD001") {
+		t.Fatal("master data has products before the first reload")
 	}
-	if err := cat.reload(ctx); err != nil {
+	if err := md.reload(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if !cat.get().HasCode(1, "PROD001") {
+	if !md.get().HasCode(1, "PROD001") {
 		t.Fatal("reload did not load products")
 	}
 
@@ -56,32 +56,32 @@ func TestCatalogReloads(t *testing.T) {
 	withNew := append(append([]chstore.Product{}, demoProducts...), chstore.Product{ID: 9, Site: 1, Code: "NEW"})
 	src.products.Store(&withNew)
 	reads := src.reads.Load()
-	if cat.reloadForUnknownCode(ctx).HasCode(1, "NEW") || src.reads.Load() != reads {
+	if md.reloadForUnknownCode(ctx).HasCode(1, "NEW") || src.reads.Load() != reads {
 		t.Fatal("reloaded within the rate limit")
 	}
 	// ... but once the limit passed it does, and finds it.
-	cat.mu.Lock()
-	cat.lastReload = time.Now().Add(-unknownCodeReloadEvery)
-	cat.mu.Unlock()
-	if !cat.reloadForUnknownCode(ctx).HasCode(1, "NEW") {
+	md.mu.Lock()
+	md.lastReload = time.Now().Add(-unknownCodeReloadEvery)
+	md.mu.Unlock()
+	if !md.reloadForUnknownCode(ctx).HasCode(1, "NEW") {
 		t.Fatal("unknown code did not trigger a reload")
 	}
 
 	// A failed reload keeps the previous catalog.
 	src.fail.Store(true)
-	if err := cat.reload(ctx); err == nil {
+	if err := md.reload(ctx); err == nil {
 		t.Fatal("reload did not report the failure")
 	}
-	if !cat.get().HasCode(1, "NEW") {
-		t.Fatal("failed reload dropped the catalog")
+	if !md.get().HasCode(1, "NEW") {
+		t.Fatal("failed reload dropped the products")
 	}
 
 	// While a reload runs, the consume loop does not wait for it.
-	cat.mu.Lock()
-	cat.lastReload = time.Time{}
+	md.mu.Lock()
+	md.lastReload = time.Time{}
 	done := make(chan struct{})
 	go func() {
-		cat.reloadForUnknownCode(ctx)
+		md.reloadForUnknownCode(ctx)
 		close(done)
 	}()
 	select {
@@ -89,5 +89,5 @@ func TestCatalogReloads(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("reloadForUnknownCode waited for a reload in progress")
 	}
-	cat.mu.Unlock()
+	md.mu.Unlock()
 }

@@ -27,6 +27,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/takt/takt/internal/bootstrap"
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/config"
 	"github.com/takt/takt/internal/demo"
@@ -99,7 +100,7 @@ func run(args []string, logger *slog.Logger) error {
 		if err := s.Migrate(ctx); err != nil {
 			return err
 		}
-		out, err := demo.Bootstrap(ctx, s, *user, *tz, *server)
+		out, err := bootstrap.FirstAdmin(ctx, s, *user, *tz, *server)
 		if err != nil {
 			return err
 		}

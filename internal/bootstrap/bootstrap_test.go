@@ -1,4 +1,4 @@
-package demo_test
+package bootstrap_test
 
 import (
 	"context"
@@ -7,15 +7,15 @@ import (
 	"time"
 
 	"github.com/takt/takt/internal/auth"
-	"github.com/takt/takt/internal/demo"
+	"github.com/takt/takt/internal/bootstrap"
 	"github.com/takt/takt/internal/testenv"
 )
 
-func TestBootstrap(t *testing.T) {
+func TestFirstAdmin(t *testing.T) {
 	s, _ := testenv.ClickHouse(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	out, err := demo.Bootstrap(ctx, s, "root", "Europe/Vienna", "hr")
+	out, err := bootstrap.FirstAdmin(ctx, s, "root", "Europe/Vienna", "hr")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,7 +26,7 @@ func TestBootstrap(t *testing.T) {
 	if sk, err := s.SecretByServer(ctx, "hr"); err != nil || sk.Secret != out.SecretKey || sk.User != k.UserID {
 		t.Fatalf("secret %+v, %v", sk, err)
 	}
-	if _, err := demo.Bootstrap(ctx, s, "root", "UTC", "hr"); !errors.Is(err, demo.ErrNotEmpty) {
+	if _, err := bootstrap.FirstAdmin(ctx, s, "root", "UTC", "hr"); !errors.Is(err, bootstrap.ErrNotEmpty) {
 		t.Fatalf("second bootstrap: %v", err)
 	}
 }

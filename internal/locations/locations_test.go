@@ -1,4 +1,4 @@
-package catalog
+package locations
 
 import (
 	"context"
@@ -47,7 +47,7 @@ func (c *countingStore) LocationByExternalID(ctx context.Context, id string) (ch
 
 var line1 = chstore.Location{Kind: "line", ID: 1, Site: 1, ExternalID: "line_1", Timezone: "Europe/Berlin"}
 
-func newTest(t *testing.T, store LocationLookup, rdb *redis.Client, prefix string, opts ...Option) *Catalog {
+func newTest(t *testing.T, store LocationLookup, rdb *redis.Client, prefix string, opts ...Option) *Cache {
 	t.Helper()
 	c, err := New(store, rdb, prefix, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry(), opts...)
 	if err != nil {
@@ -106,7 +106,7 @@ func TestLookupStoreError(t *testing.T) {
 	}
 }
 
-// Integration: real ClickHouse behind the catalog, shared through Redis.
+// Integration: real ClickHouse behind the cache, shared through Redis.
 func TestCatalogWithClickHouseAndRedis(t *testing.T) {
 	s, _ := testenv.ClickHouse(t)
 	rdb, prefix := testenv.Redis(t)

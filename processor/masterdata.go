@@ -13,8 +13,8 @@ import (
 	"github.com/takt/takt/processor/resolve"
 )
 
-// catalogSource is where the catalog reads master data (a *chstore.Store).
-type catalogSource interface {
+// masterDataSource is where masterData reads (a *chstore.Store).
+type masterDataSource interface {
 	Products(ctx context.Context) ([]chstore.Product, error)
 	Reasons(ctx context.Context) ([]chstore.Reason, error)
 	PeriodMaster(ctx context.Context) (chstore.PeriodMaster, error)
@@ -29,11 +29,12 @@ const unknownCodeReloadEvery = time.Second
 // waits for.
 const unknownCodeReloadTimeout = 2 * time.Second
 
-// catalog caches the product and reason catalog. The consume loop reads it
-// without locking (an atomic pointer to an immutable resolve.Catalog);
-// reloads are serialised by mu and swap the pointer.
-type catalog struct {
-	src       catalogSource
+// masterData is the processor's cached master data: the product and reason
+// catalog (resolve.Catalog) and the locations' state-machine configurations.
+// The consume loop reads both without locking (atomic pointers to immutable
+// snapshots); reloads are serialised by mu and swap the pointers.
+type masterData struct {
+	src       masterDataSource
 	tolerance float64
 	logger    *slog.Logger
 	m         *metrics
@@ -45,33 +46,33 @@ type catalog struct {
 	lastReload time.Time  // end of the last reload attempt, success or not
 }
 
-func newCatalog(src catalogSource, tolerance float64, logger *slog.Logger, m *metrics) *catalog {
-	c := &catalog{src: src, tolerance: tolerance, logger: logger, m: m}
+func newMasterData(src masterDataSource, tolerance float64, logger *slog.Logger, m *metrics) *masterData {
+	c := &masterData{src: src, tolerance: tolerance, logger: logger, m: m}
 	c.cur.Store(resolve.NewCatalog(nil, nil, tolerance))
 	c.locs.Store(&locationConfigs{})
 	return c
 }
 
 // get returns the current catalog.
-func (c *catalog) get() *resolve.Catalog { return c.cur.Load() }
+func (c *masterData) get() *resolve.Catalog { return c.cur.Load() }
 
 // location returns the state-machine configuration of a location; one
 // the master data does not know is always scheduled, with the derived
 // stop threshold.
-func (c *catalog) location(k period.Key) locationConfig { return c.locs.Load().byKey[k] }
+func (c *masterData) location(k period.Key) locationConfig { return c.locs.Load().byKey[k] }
 
 // locationGen changes whenever the location configurations are reloaded.
-func (c *catalog) locationGen() uint64 { return c.locs.Load().gen }
+func (c *masterData) locationGen() uint64 { return c.locs.Load().gen }
 
-// reload reads products and reasons and swaps the catalog. On error the
-// old catalog stays in use.
-func (c *catalog) reload(ctx context.Context) error {
+// reload reads products, reasons and the locations' configurations and
+// swaps the snapshots. On error the old ones stay in use.
+func (c *masterData) reload(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.reloadLocked(ctx)
 }
 
-func (c *catalog) reloadLocked(ctx context.Context) error {
+func (c *masterData) reloadLocked(ctx context.Context) error {
 	c.m.catalogRefresh.Inc()
 	defer func() { c.lastReload = time.Now() }()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -79,17 +80,17 @@ func (c *catalog) reloadLocked(ctx context.Context) error {
 	products, err := c.src.Products(ctx)
 	if err != nil {
 		c.m.catalogErrors.Inc()
-		return fmt.Errorf("reload catalog: %w", err)
+		return fmt.Errorf("reload master data: %w", err)
 	}
 	reasons, err := c.src.Reasons(ctx)
 	if err != nil {
 		c.m.catalogErrors.Inc()
-		return fmt.Errorf("reload catalog: %w", err)
+		return fmt.Errorf("reload master data: %w", err)
 	}
 	pm, err := c.src.PeriodMaster(ctx)
 	if err != nil {
 		c.m.catalogErrors.Inc()
-		return fmt.Errorf("reload catalog: %w", err)
+		return fmt.Errorf("reload master data: %w", err)
 	}
 	ps := make([]resolve.Product, len(products))
 	for i, p := range products {
@@ -108,7 +109,7 @@ func (c *catalog) reloadLocked(ctx context.Context) error {
 // reloadForUnknownCode reloads at once unless a reload ended less than
 // unknownCodeReloadEvery ago or is running now (the consume loop does not
 // wait for the periodic one); it returns the catalog to use.
-func (c *catalog) reloadForUnknownCode(ctx context.Context) *resolve.Catalog {
+func (c *masterData) reloadForUnknownCode(ctx context.Context) *resolve.Catalog {
 	if !c.mu.TryLock() {
 		return c.get()
 	}
@@ -119,13 +120,13 @@ func (c *catalog) reloadForUnknownCode(ctx context.Context) *resolve.Catalog {
 	ctx, cancel := context.WithTimeout(ctx, unknownCodeReloadTimeout)
 	defer cancel()
 	if err := c.reloadLocked(ctx); err != nil {
-		c.logger.Warn("catalog reload for unknown product code failed", "err", err)
+		c.logger.Warn("master-data reload for an unknown product code failed", "err", err)
 	}
 	return c.get()
 }
 
-// run reloads the catalog every interval until ctx is done.
-func (c *catalog) run(ctx context.Context, every time.Duration) error {
+// run reloads the master data every interval until ctx is done.
+func (c *masterData) run(ctx context.Context, every time.Duration) error {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -134,7 +135,7 @@ func (c *catalog) run(ctx context.Context, every time.Duration) error {
 			return nil
 		case <-t.C:
 			if err := c.reload(ctx); err != nil && ctx.Err() == nil {
-				c.logger.Warn("catalog reload failed; keeping the previous one", "err", err)
+				c.logger.Warn("master-data reload failed; keeping the previous one", "err", err)
 			}
 		}
 	}
