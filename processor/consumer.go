@@ -176,8 +176,10 @@ func newConsumer(cfg Config, store consumerStore, master *masterData, m *metrics
 		parts:        make(map[int32]*partState),
 	}
 	opts := []kgo.Opt{
+		// The topic is added by run: the group callbacks below read
+		// fields set after this returns (c.cl, and the hooks run sets), so
+		// the client must not join the group before then.
 		kgo.ConsumerGroup(cfg.Group),
-		kgo.ConsumeTopics(cfg.Topic),
 		// A new group starts at the beginning of the topic: a part
 		// produced before the first processor started is not lost.
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),

@@ -16,6 +16,8 @@ func (c *consumer) run(ctx context.Context) error {
 	defer cancelFlushes()
 	c.fctx = fctx
 	defer c.cl.Close()
+	// Joins the group: from here on the group callbacks run.
+	c.cl.AddConsumeTopics(c.cfg.Topic)
 
 	waited := 0 // rejoin polls
 	for ctx.Err() == nil {

@@ -103,6 +103,11 @@ type PartsBlock struct {
 // Len returns the number of rows in b.
 func (b *PartsBlock) Len() int { return len(b.ids) }
 
+// IDs returns the ids of b's rows, in order (PartID); the slice is b's own
+// and valid until b changes. A sink other than ClickHouse (a test's) reads
+// what a block holds through it.
+func (b *PartsBlock) IDs() []uint64 { return b.ids }
+
 // Reset empties b and keeps its memory.
 func (b *PartsBlock) Reset() {
 	b.ids = b.ids[:0]
