@@ -30,9 +30,6 @@ import (
 	"github.com/takt/takt/internal/wire"
 )
 
-// periodsArea is the record area whose records take reason assignments.
-const periodsArea = "productionperiods"
-
 // Answers of reason assignments.
 const (
 	msgPeriodWrites = "productionperiods: periods are written by the pipeline and cannot be created or deleted;" +
@@ -55,7 +52,7 @@ var (
 // periodStore is what a reason assignment reads (*chstore.Store).
 type periodStore interface {
 	PeriodByID(ctx context.Context, id uint64) (chstore.PeriodRow, error)
-	ReadRow(ctx context.Context, table string, id uint64) (chstore.Row, chstore.Audit, error)
+	ReadRow(ctx context.Context, area string, id uint64) (chstore.Row, chstore.Audit, error)
 }
 
 // recordProducer sends a Kafka record and calls promise with Kafka's

@@ -17,6 +17,7 @@ import (
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/l2l"
 	"github.com/takt/takt/internal/ratelimit"
+	"github.com/takt/takt/internal/record"
 )
 
 // Prefix is the path under which record areas are served.
@@ -43,14 +44,17 @@ type recordReader interface {
 	RecordsAfter(ctx context.Context, a *chstore.RecordArea, q l2l.Query, sites []uint64, after chstore.Cursor) (chstore.RecordPage, error)
 	RecordsAt(ctx context.Context, a *chstore.RecordArea, q l2l.Query, sites []uint64, at []chstore.Cursor) (chstore.RecordPage, error)
 	RecordByID(ctx context.Context, a *chstore.RecordArea, id uint64, q l2l.Query, sites []uint64) (chstore.RecordPage, error)
+	// Areas returns the definitions of the areas the store holds.
+	Areas() *record.Registry
 }
 
-// area is a served record area with the schema requests are parsed with
-// (the area's fields and the configured limits).
+// area is a served record area: its definition, how it is read, and the
+// schema requests are parsed with (the area's fields and the configured
+// limits).
 type area struct {
+	def    *record.Area
 	rec    *chstore.RecordArea
 	schema *l2l.Schema
-	local  []int // indexes of LocalDateTime fields in the schema
 }
 
 // handler serves the record areas. It is safe for concurrent use.
@@ -103,13 +107,16 @@ func (h *handler) allow(r *request, p auth.Principal) bool {
 func newHandler(keys keyChecker, store recordReader, z *zones, cfg Config, logger *slog.Logger, m *metrics) (*handler, error) {
 	h := &handler{keys: keys, store: store, zones: z, areas: map[string]*area{},
 		timeout: cfg.QueryTimeout, logger: logger, m: m}
-	for _, name := range chstore.RecordAreaNames() {
-		rec, _ := chstore.RecordAreaByName(name)
+	for _, def := range store.Areas().Areas() {
+		rec, err := chstore.NewRecordArea(def)
+		if err != nil {
+			return nil, err
+		}
 		s, err := rec.Schema().WithLimits(cfg.DefaultLimit, cfg.MaxLimit)
 		if err != nil {
 			return nil, err
 		}
-		h.areas[name] = &area{rec: rec.WithSchema(s).WithVisibilityLag(cfg.PartsLag).WithLookAhead(lookAheadPages), schema: s}
+		h.areas[def.Name] = &area{def: def, rec: rec.WithSchema(s).WithVisibilityLag(cfg.PartsLag).WithLookAhead(lookAheadPages), schema: s}
 	}
 	return h, nil
 }

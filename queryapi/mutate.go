@@ -15,6 +15,7 @@ import (
 	"github.com/takt/takt/internal/auth"
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/l2l"
+	"github.com/takt/takt/internal/record"
 )
 
 // msgReadOnly answers writes to areas that take none.
@@ -34,10 +35,9 @@ func (h *handler) mutate(c *gin.Context) {
 		return
 	}
 	r.format = l2l.FormatOf(args)
-	wa := writeAreas[name]
 	scope := auth.ScopeWrite
-	if wa != nil {
-		scope = wa.scope
+	if known && ra.def.Scope != "" {
+		scope = ra.def.Scope
 	}
 	cl, ok := h.authorize(r, args, scope)
 	if !ok {
@@ -47,14 +47,14 @@ func (h *handler) mutate(c *gin.Context) {
 	case !known:
 		h.finish(r, http.StatusNotFound, "not_found", l2l.Failure(fmt.Sprintf("Unknown record area %q", name)))
 		return
-	case h.writes == nil || wa == nil && (name != periodsArea || h.assigner == nil):
+	case h.writes == nil || ra.def.Writes == record.ReadOnly || ra.def.Writes == record.WriteAssign && h.assigner == nil:
 		h.finish(r, http.StatusMethodNotAllowed, "read_only", l2l.Failure(fmt.Sprintf(msgReadOnly, name)))
 		return
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), h.timeout)
 	defer cancel()
 	sites := cl.sites
-	ch := &change{area: wa, name: name, actor: cl.actor, sites: sites}
+	ch := &change{area: ra.def, actor: cl.actor, sites: sites}
 	idText := c.Param("id")
 	if idText == "" {
 		idText = args.Get("id")
@@ -64,7 +64,8 @@ func (h *handler) mutate(c *gin.Context) {
 		h.finish(r, http.StatusOK, "invalid", l2l.Invalid(&l2l.QueryError{Problems: []string{fmt.Sprintf("_action %q: only delete is known", a)}}))
 		return
 	}
-	if name == periodsArea && (ch.delete || idText == "" && c.Request.Method != http.MethodPut) {
+	assign := ra.def.Writes == record.WriteAssign
+	if assign && (ch.delete || idText == "" && c.Request.Method != http.MethodPut) {
 		h.finish(r, http.StatusMethodNotAllowed, "read_only", l2l.Failure(msgPeriodWrites))
 		return
 	}
@@ -83,13 +84,12 @@ func (h *handler) mutate(c *gin.Context) {
 		}
 		ch.id = id
 	}
-	if name == periodsArea {
+	if assign {
 		h.assign(ctx, r, cl.key, ra, ch, args, notFound)
 		return
 	}
 
-	if wa.signed != nil {
-		order := wa.signed
+	if order := ra.def.SignedFields(); len(order) > 0 {
 		if ch.delete {
 			order = []string{"id"}
 		}
@@ -128,7 +128,7 @@ func (h *handler) mutate(c *gin.Context) {
 		h.writeFailed(r, err)
 		return
 	}
-	if name == "sites" && ch.create {
+	if ra.def.OnCreate == record.GrantSite && ch.create {
 		// The new site joins the acting users' sites, or nobody could see it.
 		if err := h.writes.grantSite(ctx, cl.key, cl.actor, ch.id); err != nil {
 			h.writeFailed(r, err)
@@ -187,31 +187,4 @@ func (h *handler) writeFailed(r *request, err error) {
 	}
 	h.logger.Error("record write failed", "area", r.label, "err", err)
 	h.finish(r, http.StatusInternalServerError, "error", l2l.Failure(msgInternal))
-}
-
-// grantSite adds a new site to the API user's sites and, when the call is
-// made for a real user, to that user's.
-func (w *writer) grantSite(ctx context.Context, p auth.Principal, actor string, site uint64) error {
-	names := []string{p.Username}
-	if actor != p.Username {
-		names = append(names, actor)
-	}
-	for _, n := range names {
-		u, err := w.store.UserByName(ctx, n)
-		if err != nil {
-			return fmt.Errorf("grant site %d to %s: %w", site, n, err)
-		}
-		row, a, err := w.store.ReadRow(ctx, "users", u.ID)
-		if err != nil {
-			return fmt.Errorf("grant site %d to %s: %w", site, n, err)
-		}
-		row["sites"] = append(row["sites"].([]uint64), site)
-		a.LastUpdated, a.LastUpdatedBy = w.now().UTC(), actor
-		a.Version = max(uint64(w.now().UnixNano()), a.Version+1)
-		if err := w.store.WriteRow(ctx, "users", u.ID, row, a); err != nil {
-			return fmt.Errorf("grant site %d to %s: %w", site, n, err)
-		}
-		w.invalidate(ctx, &change{area: writeAreas["users"], id: u.ID})
-	}
-	return nil
 }

@@ -104,6 +104,7 @@ func newEngine(store *chstore.Store, rdb *redis.Client, kc kafkaClient, cfg Conf
 	h.users = store
 	h.writes = &writer{
 		store: store,
+		areas: store.Areas(),
 		ids:   &idSource{rdb: rdb, key: rkeys.RecordIDs(), highest: store.MaxRecordID},
 		inv: &cacheInvalidator{keys: keys, locations: locs, rdb: rdb, channel: rkeys.MasterDataChanges(),
 			delay: refetchDelay, logger: logger},

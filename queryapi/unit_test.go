@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/takt/takt/internal/config"
 	"github.com/takt/takt/internal/l2l"
 	"github.com/takt/takt/internal/ratelimit"
+	"github.com/takt/takt/internal/record"
 )
 
 func envFrom(vars map[string]string) *config.Env {
@@ -121,6 +123,8 @@ func (f fakeStore) RecordsAfter(context.Context, *chstore.RecordArea, l2l.Query,
 func (f fakeStore) RecordsAt(context.Context, *chstore.RecordArea, l2l.Query, []uint64, []chstore.Cursor) (chstore.RecordPage, error) {
 	return chstore.RecordPage{}, f.err
 }
+
+func (fakeStore) Areas() *record.Registry { return record.Takt }
 
 func (f fakeStore) RecordByID(context.Context, *chstore.RecordArea, uint64, l2l.Query, []uint64) (chstore.RecordPage, error) {
 	return chstore.RecordPage{}, f.err
@@ -250,5 +254,21 @@ func TestAuthorizeEveryRoute(t *testing.T) {
 		if w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), "API key lacks the") {
 			t.Errorf("%s %s without its scope: %d %s", rt.method, rt.path, w.Code, w.Body)
 		}
+	}
+}
+
+// TestAreaScopes: the scopes the area definitions name are the scopes
+// keys carry (internal/record cannot import internal/auth, which imports
+// chstore, which imports record).
+func TestAreaScopes(t *testing.T) {
+	all := []string{auth.ScopeIngest, auth.ScopeRead, auth.ScopeWrite, auth.ScopeAdmin}
+	for _, a := range record.Takt.Areas() {
+		if a.Writes != record.ReadOnly && !slices.Contains(all, a.Scope) {
+			t.Errorf("%s: write scope %q is not a key scope", a.Name, a.Scope)
+		}
+	}
+	f, _ := record.Takt.Must("apikeys").Field("scopes")
+	if !slices.Equal(f.Options, all) {
+		t.Errorf("apikeys.scopes takes %v, keys carry %v", f.Options, all)
 	}
 }

@@ -1,140 +1,24 @@
 package queryapi
 
+// Writes of master data: what an area's definition (internal/record) says
+// a request may set is checked field by field, then the record as a whole
+// (its sites, the records it references, what must be unique), and the
+// new version of the row is written; the caches that hold the record are
+// told to forget it.
+
 import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/takt/takt/internal/auth"
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/l2l"
+	"github.com/takt/takt/internal/record"
 )
-
-// wkind is how a writable field's text is parsed.
-type wkind uint8
-
-const (
-	wUint    wkind = iota + 1 // a whole number >= 0
-	wFloat                    // a finite number
-	wString                   // text
-	wBool                     // True/False (true/false, 1/0)
-	wUints                    // whole numbers separated by commas
-	wStrings                  // words separated by commas
-)
-
-// wfield is a field a request may set.
-type wfield struct {
-	name     string
-	kind     wkind
-	required bool     // on create
-	fixed    bool     // set on create only
-	options  []string // allowed values (wString, wStrings items)
-	def      any      // value on create when not given (else the zero value)
-	max      float64  // largest value of a wFloat (0: no maximum)
-}
-
-// writeArea says how records of one area are written.
-type writeArea struct {
-	table  string
-	scope  string   // the scope a key needs (besides admin, which may do all)
-	signed []string // signed arguments after _server and _expiration; nil: unsigned
-	fields []wfield
-	// owned are fields the server sets (besides id and the audit fields).
-	owned []string
-	// custom: custom__<name>=value sets a property, an empty value removes it.
-	custom bool
-}
-
-var (
-	timeOfDay = regexp.MustCompile(`^([01][0-9]|2[0-3]):[0-5][0-9]$`)
-	username  = regexp.MustCompile(`^[A-Za-z0-9_.@+-]{1,64}$`)
-	weekdays  = []string{"mon", "tue", "wed", "thu", "fri", "sat", "sun"}
-	allScopes = []string{auth.ScopeIngest, auth.ScopeRead, auth.ScopeWrite, auth.ScopeAdmin}
-)
-
-// auditFields can never be set by a request.
-var auditFields = []string{"created", "lastupdated", "createdby", "lastupdatedby", "deleted", "version"}
-
-// writeAreas are the writable record areas. parts and productionperiods
-// are the pipeline's: parts are read-only, and an update of a production
-// period only gives it a reason (assign.go).
-var writeAreas = map[string]*writeArea{
-	"sites": {table: "sites", scope: auth.ScopeAdmin, fields: []wfield{
-		{name: "description", kind: wString},
-		{name: "timezone", kind: wString, required: true},
-	}, owned: []string{"site"}},
-	"areas": {table: "areas", scope: auth.ScopeWrite, fields: []wfield{
-		{name: "site", kind: wUint, required: true, fixed: true},
-		{name: "code", kind: wString, required: true},
-		{name: "description", kind: wString},
-	}},
-	"lines": {table: "lines", scope: auth.ScopeWrite, fields: []wfield{
-		{name: "site", kind: wUint, required: true, fixed: true},
-		{name: "area", kind: wUint, required: true},
-		{name: "code", kind: wString, required: true},
-		{name: "description", kind: wString},
-		{name: "externalid", kind: wString},
-		stopThreshold,
-	}},
-	"machines": {table: "machines", scope: auth.ScopeWrite, custom: true, fields: []wfield{
-		{name: "site", kind: wUint, required: true, fixed: true},
-		{name: "line", kind: wUint, required: true},
-		{name: "code", kind: wString, required: true},
-		{name: "description", kind: wString},
-		{name: "externalid", kind: wString},
-		stopThreshold,
-	}},
-	"products": {table: "products", scope: auth.ScopeWrite, fields: []wfield{
-		{name: "site", kind: wUint, required: true, fixed: true},
-		{name: "code", kind: wString, required: true},
-		{name: "description", kind: wString},
-		{name: "ideal_cycle_time", kind: wFloat, required: true},
-		{name: "fallback", kind: wBool},
-	}},
-	"reasons": {table: "reasons", scope: auth.ScopeWrite, fields: []wfield{
-		{name: "site", kind: wUint, required: true, fixed: true},
-		{name: "code", kind: wString, required: true},
-		{name: "description", kind: wString},
-		{name: "kind", kind: wString, required: true, options: []string{"scrap", "downtime"}},
-		{name: "planned", kind: wBool},
-	}},
-	"shifts": {table: "shifts", scope: auth.ScopeWrite, fields: []wfield{
-		{name: "site", kind: wUint, required: true, fixed: true},
-		{name: "line", kind: wUint},
-		{name: "code", kind: wString, required: true},
-		{name: "description", kind: wString},
-		{name: "start_time", kind: wString, required: true},
-		{name: "end_time", kind: wString, required: true},
-		{name: "days", kind: wStrings, options: weekdays, def: []string{"mon", "tue", "wed", "thu", "fri"}},
-	}},
-	"users": {table: "users", scope: auth.ScopeAdmin, signed: []string{"username", "active"}, fields: []wfield{
-		{name: "username", kind: wString, required: true},
-		{name: "admin", kind: wBool},
-		{name: "sites", kind: wUints, required: true},
-		{name: "active", kind: wBool, def: true},
-	}, owned: []string{"site"}},
-	"apikeys": {table: "apikeys", scope: auth.ScopeAdmin, signed: []string{"user", "scopes"}, fields: []wfield{
-		{name: "user", kind: wUint, required: true, fixed: true},
-		{name: "scopes", kind: wStrings, required: true, options: allScopes},
-		{name: "active", kind: wBool, def: true},
-		{name: "rate_limit", kind: wFloat},
-		{name: "rate_burst", kind: wFloat},
-	}, owned: []string{"prefix", "hash", "key", "last_used", "site"}},
-}
-
-// stopThreshold is a location's stop threshold in seconds (at most a day):
-// a gap between parts longer than it is downtime. 0, the default, derives
-// it from the product's ideal cycle time (see internal/period).
-var stopThreshold = wfield{name: "stop_threshold", kind: wFloat, max: maxStopThreshold}
-
-// maxStopThreshold is the largest stop threshold, in seconds.
-const maxStopThreshold = 86400
 
 // controlArgs are arguments of a write that are not fields.
 var controlArgs = map[string]bool{
@@ -142,91 +26,15 @@ var controlArgs = map[string]bool{
 	"l2lfmt_microseconds": true, auth.ArgServer: true, auth.ArgExpiration: true, auth.ArgSignature: true,
 }
 
-// parseWriteValue parses the text of field f.
-func parseWriteValue(f wfield, raw string) (any, error) {
-	switch f.kind {
-	case wUint:
-		n, err := strconv.ParseUint(strings.TrimSpace(raw), 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %q is not a whole number", f.name, raw)
-		}
-		return n, nil
-	case wFloat:
-		x, err := strconv.ParseFloat(strings.TrimSpace(raw), 64)
-		if err != nil || math.IsNaN(x) || math.IsInf(x, 0) || x < 0 {
-			return nil, fmt.Errorf("%s: %q is not a number >= 0", f.name, raw)
-		}
-		if f.max > 0 && x > f.max {
-			return nil, fmt.Errorf("%s: %q is above the maximum %g", f.name, raw, f.max)
-		}
-		return x, nil
-	case wString:
-		if len(raw) > 1000 {
-			return nil, fmt.Errorf("%s: longer than 1000 bytes", f.name)
-		}
-		if f.options != nil && !slices.Contains(f.options, raw) {
-			return nil, fmt.Errorf("%s: %q is not one of %s", f.name, raw, strings.Join(f.options, ", "))
-		}
-		return raw, nil
-	case wBool:
-		switch {
-		case raw == "1" || strings.EqualFold(raw, "true"):
-			return true, nil
-		case raw == "0" || strings.EqualFold(raw, "false"):
-			return false, nil
-		}
-		return nil, fmt.Errorf("%s: %q is not True or False", f.name, raw)
-	case wUints:
-		out := []uint64{}
-		for item := range strings.SplitSeq(raw, ",") {
-			if item = strings.TrimSpace(item); item == "" {
-				continue
-			}
-			n, err := strconv.ParseUint(item, 10, 64)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %q is not a whole number", f.name, item)
-			}
-			if !slices.Contains(out, n) {
-				out = append(out, n)
-			}
-		}
-		return out, nil
-	case wStrings:
-		out := []string{}
-		for item := range strings.SplitSeq(raw, ",") {
-			if item = strings.TrimSpace(item); item == "" {
-				continue
-			}
-			if f.options != nil && !slices.Contains(f.options, item) {
-				return nil, fmt.Errorf("%s: %q is not one of %s", f.name, item, strings.Join(f.options, ", "))
-			}
-			if !slices.Contains(out, item) {
-				out = append(out, item)
-			}
-		}
-		return out, nil
-	}
-	return nil, fmt.Errorf("%s: not writable", f.name)
-}
-
-// rowValue converts a parsed value to the column's Row value.
-func rowValue(f wfield, v any) any {
-	if f.name == "days" {
-		return strings.Join(v.([]string), ",")
-	}
-	return v
-}
-
 // writeStore is what writes need of ClickHouse (*chstore.Store).
 type writeStore interface {
-	ReadRow(ctx context.Context, table string, id uint64) (chstore.Row, chstore.Audit, error)
-	WriteRow(ctx context.Context, table string, id uint64, row chstore.Row, a chstore.Audit) error
-	Taken(ctx context.Context, table, column string, value any, site, id uint64) (bool, error)
+	ReadRow(ctx context.Context, area string, id uint64) (record.Row, chstore.Audit, error)
+	WriteRow(ctx context.Context, area string, id uint64, row record.Row, au chstore.Audit) error
+	Taken(ctx context.Context, area, field string, value any, site, id uint64) (bool, error)
 	UserByName(ctx context.Context, username string) (chstore.User, error)
 	SecretByServer(ctx context.Context, server string) (chstore.SecretKey, error)
 	KeyHashesOfUser(ctx context.Context, user uint64) ([]string, error)
 	ExternalIDsOfSite(ctx context.Context, site uint64) ([]string, error)
-	PutUser(ctx context.Context, v chstore.User) error
 }
 
 // invalidator drops cached master data in every process (auth and catalog
@@ -239,15 +47,14 @@ type invalidator interface {
 
 // change is one validated write.
 type change struct {
-	area    *writeArea
-	name    string
+	area    *record.Area
 	id      uint64
 	create  bool
 	delete  bool
-	old     chstore.Row // nil on create
+	old     record.Row // nil on create
 	oldA    chstore.Audit
-	row     chstore.Row
-	key     string // the new API key (apikeys create), shown once
+	row     record.Row
+	key     string // the new API key (record.IssueKey), shown once
 	actor   string
 	sites   []uint64 // the acting user's sites
 	problem []string
@@ -255,26 +62,6 @@ type change struct {
 
 func (c *change) bad(format string, a ...any) {
 	c.problem = append(c.problem, fmt.Sprintf(format, a...))
-}
-
-// sitesOfRow returns the sites a row belongs to, for access checks.
-func (w *writer) sitesOfRow(ctx context.Context, table string, id uint64, row chstore.Row) ([]uint64, error) {
-	switch table {
-	case "sites":
-		return []uint64{id}, nil
-	case "users":
-		return row["sites"].([]uint64), nil
-	case "apikeys":
-		u, _, err := w.store.ReadRow(ctx, "users", row["user"].(uint64))
-		if errors.Is(err, chstore.ErrNotFound) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		return u["sites"].([]uint64), nil
-	}
-	return []uint64{row["site"].(uint64)}, nil
 }
 
 // within reports whether every one of sites is among allowed (and there
@@ -294,6 +81,7 @@ func within(sites, allowed []uint64) bool {
 // writer does the writes of the record API.
 type writer struct {
 	store writeStore
+	areas *record.Registry // the store's areas
 	ids   *idSource
 	inv   invalidator
 	now   func() time.Time
@@ -303,8 +91,27 @@ type writer struct {
 // caller may not see (answered alike).
 var errNotFound = errors.New("no such record")
 
+// sitesOf returns the sites record id of a (with row) belongs to: none
+// when it comes through a reference to a record that is gone.
+func (w *writer) sitesOf(ctx context.Context, a *record.Area, id uint64, row record.Row) ([]uint64, error) {
+	if sites, ok := a.SiteIDs(id, row); ok {
+		return sites, nil
+	}
+	f, _ := a.Field(a.Site.Via)
+	ref := w.areas.Must(f.Ref)
+	refID, _ := row[f.Name].(uint64)
+	other, _, err := w.store.ReadRow(ctx, ref.Name, refID)
+	if errors.Is(err, chstore.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return w.sitesOf(ctx, ref, refID, other)
+}
+
 // prepare checks a write and builds the new row. args are the request's
-// arguments; id is 0 for a create.
+// arguments; c.id is 0 for a create.
 func (w *writer) prepare(ctx context.Context, c *change, args map[string][]string) error {
 	a := c.area
 	get := func(k string) (string, bool) {
@@ -315,14 +122,14 @@ func (w *writer) prepare(ctx context.Context, c *change, args map[string][]strin
 		return v[len(v)-1], true
 	}
 	if !c.create {
-		old, oldA, err := w.store.ReadRow(ctx, a.table, c.id)
+		old, oldA, err := w.store.ReadRow(ctx, a.Name, c.id)
 		if errors.Is(err, chstore.ErrNotFound) {
 			return errNotFound
 		}
 		if err != nil {
 			return err
 		}
-		sites, err := w.sitesOfRow(ctx, a.table, c.id, old)
+		sites, err := w.sitesOf(ctx, a, c.id, old)
 		if err != nil {
 			return err
 		}
@@ -336,13 +143,9 @@ func (w *writer) prepare(ctx context.Context, c *change, args map[string][]strin
 		return nil
 	}
 
-	row := chstore.ZeroRow(a.table)
+	row := a.ZeroRow()
 	for k, v := range c.old {
 		row[k] = v
-	}
-	known := map[string]wfield{}
-	for _, f := range a.fields {
-		known[f.name] = f
 	}
 	keys := make([]string, 0, len(args))
 	for k := range args {
@@ -355,7 +158,7 @@ func (w *writer) prepare(ctx context.Context, c *change, args map[string][]strin
 			continue
 		}
 		raw, _ := get(k)
-		if prop, ok := strings.CutPrefix(k, "custom__"); ok && a.custom {
+		if prop, ok := strings.CutPrefix(k, "custom__"); ok && a.Custom {
 			if !l2l.CustomName(prop) {
 				c.bad("%s: %q is not a custom property name", k, prop)
 				continue
@@ -363,62 +166,53 @@ func (w *writer) prepare(ctx context.Context, c *change, args map[string][]strin
 			props[prop] = raw
 			continue
 		}
-		f, ok := known[k]
+		f, ok := a.Field(k)
 		switch {
-		case slices.Contains(auditFields, k) || slices.Contains(a.owned, k):
+		case a.ServerOwned(k):
 			c.bad("%s: set by the server, cannot be written", k)
 			continue
 		case !ok:
-			c.bad("%s: unknown field of %s", k, c.name)
+			c.bad("%s: unknown field of %s", k, a.Name)
 			continue
-		case f.fixed && !c.create:
-			if v, err := parseWriteValue(f, raw); err != nil || !equalValue(rowValue(f, v), c.old[f.name]) {
+		case f.Has(record.Fixed) && !c.create:
+			if v, err := f.Parse(raw); err != nil || !record.Equal(v, c.old[f.Name]) {
 				c.bad("%s: cannot be changed after the record was created", k)
 			}
 			continue
 		}
-		v, err := parseWriteValue(f, raw)
+		v, err := f.Parse(raw)
 		if err != nil {
 			c.bad("%s", err)
 			continue
 		}
-		row[f.name] = rowValue(f, v)
+		row[f.Name] = v
 	}
 	if c.create {
-		for _, f := range a.fields {
-			_, given := get(f.name)
-			if f.required && !given {
-				c.bad("%s: required", f.name)
+		for _, f := range a.Fields {
+			if !f.Has(record.Write) {
+				continue
 			}
-			if !given && f.def != nil {
-				row[f.name] = rowValue(f, f.def)
+			_, given := get(f.Name)
+			if f.Has(record.Required) && !given {
+				c.bad("%s: required", f.Name)
+			}
+			if !given && f.Default != nil {
+				row[f.Name] = f.Default
 			}
 		}
 	}
-	if a.custom && len(props) > 0 {
+	if a.Custom && len(props) > 0 {
 		setProps(row, props)
 	}
 	c.row = row
 	return w.check(ctx, c)
 }
 
-func equalValue(a, b any) bool {
-	switch x := a.(type) {
-	case []uint64:
-		y, _ := b.([]uint64)
-		return slices.Equal(x, y)
-	case []string:
-		y, _ := b.([]string)
-		return slices.Equal(x, y)
-	}
-	return a == b
-}
-
 // setProps merges custom properties into a row's parallel arrays; an
 // empty value removes the property.
-func setProps(row chstore.Row, props map[string]string) {
-	keys, _ := row["custom_keys"].([]string)
-	vals, _ := row["custom_values"].([]string)
+func setProps(row record.Row, props map[string]string) {
+	keys, _ := row[record.CustomKeys].([]string)
+	vals, _ := row[record.CustomValues].([]string)
 	m := map[string]string{}
 	for i, k := range keys {
 		if i < len(vals) {
@@ -441,142 +235,146 @@ func setProps(row chstore.Row, props map[string]string) {
 	for i, k := range names {
 		outV[i] = m[k]
 	}
-	row["custom_keys"], row["custom_values"] = names, outV
+	row[record.CustomKeys], row[record.CustomValues] = names, outV
 }
 
-// check validates the new row as a whole: sites, references, uniqueness.
+// check validates the new row as a whole: its sites, its fields' values,
+// the records it references, uniqueness.
 func (w *writer) check(ctx context.Context, c *change) error {
-	r := c.row
-	site, _ := r["site"].(uint64)
-	if _, has := r["site"]; has && c.area.table != "users" {
-		if !slices.Contains(c.sites, site) {
+	a, r := c.area, c.row
+	site, _ := r["site"].(uint64) // the record's site, when it has a site field
+	switch sites, ok := a.SiteIDs(c.id, r); {
+	case !ok || a.Site == record.OwnSite:
+		// Through a reference (checked with it), or the record is a site.
+	case a.Site == record.SiteField:
+		if !within(sites, c.sites) {
 			c.bad("site: %d is not one of your sites", site)
 		}
-	}
-	unique := func(column string, value any, perSite bool) error {
-		s := uint64(0)
-		if perSite {
-			s = site
+	default:
+		if !within(sites, c.sites) {
+			c.bad("%s: must be one or more of your sites", a.Site.Field)
 		}
-		taken, err := w.store.Taken(ctx, c.area.table, column, value, s, c.id)
+	}
+	for _, f := range a.Fields {
+		if !f.Has(record.Write) {
+			continue
+		}
+		v := r[f.Name]
+		if f.Has(record.NotEmpty) && record.Empty(v) {
+			if f.Options != nil {
+				c.bad("%s: at least one of %s", f.Name, strings.Join(f.Options, ", "))
+			} else {
+				c.bad("%s: must not be empty", f.Name)
+			}
+			continue
+		}
+		if f.Check != nil {
+			if p := f.Check(v, r); p != "" {
+				c.bad("%s: %s", f.Name, p)
+			}
+		}
+	}
+	var errs []error
+	for _, f := range a.Fields {
+		if f.Ref == "" || !f.Has(record.Write) {
+			continue
+		}
+		errs = append(errs, w.checkRef(ctx, c, &f, site))
+	}
+	for _, u := range a.Unique {
+		errs = append(errs, w.checkUnique(ctx, c, u, site))
+	}
+	return errors.Join(errs...)
+}
+
+// checkRef checks that field f of the new row names a live record of its
+// Ref area: of the record's site, or, when the record's sites come
+// through f, one within the caller's sites. 0 names none, which only a
+// record whose sites come through f may not do.
+func (w *writer) checkRef(ctx context.Context, c *change, f *record.Field, site uint64) error {
+	ref := w.areas.Must(f.Ref)
+	id, _ := c.row[f.Name].(uint64)
+	via := c.area.Site.Via == f.Name
+	if id == 0 && !via {
+		return nil
+	}
+	other, _, err := w.store.ReadRow(ctx, ref.Name, id)
+	switch {
+	case err != nil && !errors.Is(err, chstore.ErrNotFound):
+		return err
+	case via:
+		var sites []uint64
+		if err == nil {
+			if sites, err = w.sitesOf(ctx, ref, id, other); err != nil {
+				return err
+			}
+		}
+		if !within(sites, c.sites) {
+			c.bad("%s: no %s %d", f.Name, ref.Noun(), id)
+		}
+	case err != nil || other["site"] != site:
+		c.bad("%s: no %s %d in site %d", f.Name, ref.Noun(), id, site)
+	}
+	return nil
+}
+
+// checkUnique checks that no other live record has the new row's value of
+// u.Field (a zero value is exempt).
+func (w *writer) checkUnique(ctx context.Context, c *change, u record.Unique, site uint64) error {
+	v := c.row[u.Field]
+	if record.Zero(v) {
+		return nil
+	}
+	if !u.PerSite {
+		site = 0
+	}
+	areas := u.Areas
+	if len(areas) == 0 {
+		areas = []string{c.area.Name}
+	}
+	for _, other := range areas {
+		// Ids are unique across areas: "id != c.id" excludes only the
+		// record itself.
+		taken, err := w.store.Taken(ctx, other, u.Field, v, site, c.id)
 		if err != nil {
 			return err
 		}
-		if taken {
-			c.bad("%s: %v is already used", column, value)
+		if !taken {
+			continue
 		}
-		return nil
-	}
-	ref := func(table, field string, id uint64) error {
-		if id == 0 {
-			return nil
-		}
-		other, _, err := w.store.ReadRow(ctx, table, id)
-		if errors.Is(err, chstore.ErrNotFound) || err == nil && other["site"] != site {
-			c.bad("%s: no %s %d in site %d", field, strings.TrimSuffix(table, "s"), id, site)
-			return nil
-		}
-		return err
-	}
-	var errs []error
-	switch c.area.table {
-	case "sites":
-		if _, err := time.LoadLocation(r["timezone"].(string)); err != nil || r["timezone"] == "" {
-			c.bad("timezone: %q is not an IANA time zone", r["timezone"])
-		}
-	case "areas", "products", "reasons", "shifts":
-		if r["code"] == "" {
-			c.bad("code: must not be empty")
-		}
-		errs = append(errs, unique("code", r["code"], true))
-	}
-	switch c.area.table {
-	case "lines", "machines":
-		if r["code"] == "" {
-			c.bad("code: must not be empty")
-		}
-		errs = append(errs, unique("code", r["code"], true))
-		if ext := r["externalid"].(string); ext != "" {
-			// External ids are unique across lines and machines: ids are
-			// unique across tables, so "id != this" excludes only itself.
-			for _, t := range []string{"lines", "machines"} {
-				taken, err := w.store.Taken(ctx, t, "externalid", ext, 0, c.id)
-				errs = append(errs, err)
-				if taken {
-					c.bad("externalid: %q is already used by another location", ext)
-					break
-				}
-			}
-		}
-		if c.area.table == "lines" {
-			errs = append(errs, ref("areas", "area", r["area"].(uint64)))
+		if u.Among != "" {
+			c.bad("%s: %q is already used by %s", u.Field, v, u.Among)
 		} else {
-			errs = append(errs, ref("lines", "line", r["line"].(uint64)))
+			c.bad("%s: %v is already used", u.Field, v)
 		}
-	case "products":
-		if r["fallback"] == true {
-			errs = append(errs, unique("fallback", uint8(1), true))
-		}
-	case "reasons":
-		if r["kind"] == "scrap" && r["planned"] == true {
-			c.bad("planned: only downtime reasons can be planned")
-		}
-	case "shifts":
-		for _, f := range []string{"start_time", "end_time"} {
-			if !timeOfDay.MatchString(r[f].(string)) {
-				c.bad("%s: %q is not HH:MM", f, r[f])
-			}
-		}
-		if r["days"] == "" {
-			c.bad("days: at least one of %s", strings.Join(weekdays, ", "))
-		}
-		errs = append(errs, ref("lines", "line", r["line"].(uint64)))
-	case "users":
-		if !username.MatchString(r["username"].(string)) {
-			c.bad("username: 1 to 64 letters, digits or _.@+-")
-		}
-		errs = append(errs, unique("username", r["username"], false))
-		if !within(r["sites"].([]uint64), c.sites) {
-			c.bad("sites: must be one or more of your sites")
-		}
-	case "apikeys":
-		owner, _, err := w.store.ReadRow(ctx, "users", r["user"].(uint64))
-		switch {
-		case errors.Is(err, chstore.ErrNotFound) || err == nil && !within(owner["sites"].([]uint64), c.sites):
-			c.bad("user: no user %d", r["user"])
-		case err != nil:
-			errs = append(errs, err)
-		}
-		if len(r["scopes"].([]string)) == 0 {
-			c.bad("scopes: at least one of %s", strings.Join(allScopes, ", "))
-		}
+		break
 	}
-	return errors.Join(errs...)
+	return nil
 }
 
 // apply writes a prepared change and invalidates caches.
 func (w *writer) apply(ctx context.Context, c *change) error {
 	now := w.now().UTC().Truncate(time.Second)
-	a := chstore.Audit{LastUpdated: now, LastUpdatedBy: c.actor}
+	au := chstore.Audit{LastUpdated: now, LastUpdatedBy: c.actor}
 	if c.create {
 		id, err := w.ids.next(ctx)
 		if err != nil {
 			return err
 		}
 		c.id = id
-		a.Created, a.CreatedBy = now, c.actor
-		if c.area.table == "apikeys" {
+		au.Created, au.CreatedBy = now, c.actor
+		if c.area.OnCreate == record.IssueKey {
 			key, prefix, hash := auth.NewKey()
 			c.key = key
 			c.row["prefix"], c.row["hash"] = prefix, hash
 		}
 	} else {
-		a.Created, a.CreatedBy = c.oldA.Created, c.oldA.CreatedBy
+		au.Created, au.CreatedBy = c.oldA.Created, c.oldA.CreatedBy
 		// A version above the live one even when clocks disagree.
-		a.Version = max(uint64(w.now().UnixNano()), c.oldA.Version+1)
+		au.Version = max(uint64(w.now().UnixNano()), c.oldA.Version+1)
 	}
-	a.Deleted = c.delete
-	if err := w.store.WriteRow(ctx, c.area.table, c.id, c.row, a); err != nil {
+	au.Deleted = c.delete
+	if err := w.store.WriteRow(ctx, c.area.Name, c.id, c.row, au); err != nil {
 		return err
 	}
 	w.invalidate(ctx, c)
@@ -586,28 +384,56 @@ func (w *writer) apply(ctx context.Context, c *change) error {
 // invalidate drops what caches hold about the changed record, here and in
 // every process sharing Redis.
 func (w *writer) invalidate(ctx context.Context, c *change) {
-	switch c.area.table {
-	case "lines", "machines":
-		for _, r := range []chstore.Row{c.old, c.row} {
-			if ext, _ := r["externalid"].(string); ext != "" {
+	for _, f := range c.area.Forget {
+		switch f {
+		case record.ForgetLocation:
+			for _, r := range []record.Row{c.old, c.row} {
+				if ext, _ := r["externalid"].(string); ext != "" {
+					w.inv.forgetLocation(ctx, ext)
+				}
+			}
+		case record.ForgetSiteLocations:
+			exts, _ := w.store.ExternalIDsOfSite(ctx, c.id)
+			for _, ext := range exts {
 				w.inv.forgetLocation(ctx, ext)
 			}
-		}
-	case "sites":
-		// Locations carry their site's time zone.
-		exts, _ := w.store.ExternalIDsOfSite(ctx, c.id)
-		for _, ext := range exts {
-			w.inv.forgetLocation(ctx, ext)
-		}
-	case "users":
-		hashes, _ := w.store.KeyHashesOfUser(ctx, c.id)
-		for _, h := range hashes {
-			w.inv.forgetKey(ctx, h)
-		}
-	case "apikeys":
-		if h, _ := c.row["hash"].(string); h != "" {
-			w.inv.forgetKey(ctx, h)
+		case record.ForgetUserKeys:
+			hashes, _ := w.store.KeyHashesOfUser(ctx, c.id)
+			for _, h := range hashes {
+				w.inv.forgetKey(ctx, h)
+			}
+		case record.ForgetKey:
+			if h, _ := c.row["hash"].(string); h != "" {
+				w.inv.forgetKey(ctx, h)
+			}
 		}
 	}
-	w.inv.changed(ctx, c.area.table)
+	w.inv.changed(ctx, c.area.Table)
+}
+
+// grantSite adds a new site to the API user's sites and, when the call is
+// made for a real user, to that user's.
+func (w *writer) grantSite(ctx context.Context, p auth.Principal, actor string, site uint64) error {
+	names := []string{p.Username}
+	if actor != p.Username {
+		names = append(names, actor)
+	}
+	for _, n := range names {
+		u, err := w.store.UserByName(ctx, n)
+		if err != nil {
+			return fmt.Errorf("grant site %d to %s: %w", site, n, err)
+		}
+		row, au, err := w.store.ReadRow(ctx, "users", u.ID)
+		if err != nil {
+			return fmt.Errorf("grant site %d to %s: %w", site, n, err)
+		}
+		row["sites"] = append(row["sites"].([]uint64), site)
+		au.LastUpdated, au.LastUpdatedBy = w.now().UTC(), actor
+		au.Version = max(uint64(w.now().UnixNano()), au.Version+1)
+		if err := w.store.WriteRow(ctx, "users", u.ID, row, au); err != nil {
+			return fmt.Errorf("grant site %d to %s: %w", site, n, err)
+		}
+		w.invalidate(ctx, &change{area: w.areas.Must("users"), id: u.ID})
+	}
+	return nil
 }

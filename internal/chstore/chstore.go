@@ -19,6 +19,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/takt/takt/internal/config"
+	"github.com/takt/takt/internal/record"
 )
 
 // Config says where ClickHouse is.
@@ -65,6 +66,7 @@ type Store struct {
 	conn   driver.Conn
 	db     string
 	logger *slog.Logger
+	areas  *record.Registry // the record areas the database holds
 }
 
 // Open connects to ClickHouse, creates the Takt database if it is missing,
@@ -111,7 +113,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 		conn.Close()
 		return nil, fmt.Errorf("ping clickhouse %v: %w", cfg.Addr, err)
 	}
-	return &Store{conn: conn, db: cfg.Database, logger: logger}, nil
+	return &Store{conn: conn, db: cfg.Database, logger: logger, areas: record.Takt}, nil
 }
 
 // Close closes every connection.

@@ -66,7 +66,7 @@ func (s *Store) Records(ctx context.Context, a *RecordArea, q l2l.Query, sites [
 // only the rows past the cursor, however deep it is.
 func (s *Store) RecordsAfter(ctx context.Context, a *RecordArea, q l2l.Query, sites []uint64, after Cursor) (RecordPage, error) {
 	if !a.InsertionOrder(q) {
-		return RecordPage{}, fmt.Errorf("%s: a cursor needs the insertion order", a.name)
+		return RecordPage{}, fmt.Errorf("%s: a cursor needs the insertion order", a.def.Name)
 	}
 	return s.readRecords(ctx, a, q, sites, nil, &after, nil)
 }
@@ -78,7 +78,7 @@ func (s *Store) RecordsAfter(ctx context.Context, a *RecordArea, q l2l.Query, si
 // join the end of the order), so a remembered page is the page.
 func (s *Store) RecordsAt(ctx context.Context, a *RecordArea, q l2l.Query, sites []uint64, at []Cursor) (RecordPage, error) {
 	if !a.InsertionOrder(q) || len(at) == 0 || len(at) > q.Limit {
-		return RecordPage{}, fmt.Errorf("%s: RecordsAt needs the insertion order and 1 to limit positions", a.name)
+		return RecordPage{}, fmt.Errorf("%s: RecordsAt needs the insertion order and 1 to limit positions", a.def.Name)
 	}
 	return s.readRecords(ctx, a, q, sites, nil, nil, at)
 }
@@ -92,7 +92,7 @@ func (s *Store) RecordByID(ctx context.Context, a *RecordArea, id uint64, q l2l.
 		return RecordPage{}, err
 	}
 	if len(p.Rows) == 0 {
-		return RecordPage{}, fmt.Errorf("%s record %d: %w", a.name, id, ErrNotFound)
+		return RecordPage{}, fmt.Errorf("%s record %d: %w", a.def.Name, id, ErrNotFound)
 	}
 	return p, nil
 }
@@ -104,7 +104,7 @@ func querySettings(ctx context.Context, a *RecordArea) context.Context {
 	if deadline, ok := ctx.Deadline(); ok {
 		set["max_execution_time"] = max(int(math.Ceil(time.Until(deadline).Seconds())), 1)
 	}
-	if a.pushdown {
+	if a.def.Pushdown {
 		set["enable_optimize_predicate_expression"] = 1
 	}
 	if len(set) == 0 {
@@ -200,7 +200,7 @@ func (s *Store) readRecords(ctx context.Context, a *RecordArea, q l2l.Query, sit
 			dest[i+2] = scanTarget(f)
 		}
 		if err := rows.Scan(dest...); err != nil {
-			return RecordPage{}, fmt.Errorf("scan %s record: %w", a.name, err)
+			return RecordPage{}, fmt.Errorf("scan %s record: %w", a.def.Name, err)
 		}
 		row := make([]any, len(fields))
 		for i, f := range fields {
@@ -256,7 +256,7 @@ func (s *Store) pageIDs(ctx context.Context, a *RecordArea, q l2l.Query, sites [
 	for rows.Next() {
 		var c Cursor
 		if err := rows.Scan(&c.ID, &c.InsertedAt); err != nil {
-			return nil, fmt.Errorf("scan %s id: %w", a.name, err)
+			return nil, fmt.Errorf("scan %s id: %w", a.def.Name, err)
 		}
 		out = append(out, c)
 	}
@@ -270,7 +270,7 @@ func (s *Store) pageIDs(ctx context.Context, a *RecordArea, q l2l.Query, sites [
 // named in fields=, or, when the request filters on one site (site=N) and
 // names no fields, every property of that site's records, sorted.
 func (s *Store) customFields(ctx context.Context, a *RecordArea, q l2l.Query, sites []uint64) ([]string, error) {
-	if !a.custom {
+	if !a.def.Custom {
 		return nil, nil
 	}
 	if len(q.CustomFields) > 0 || len(q.Fields) > 0 {
@@ -288,14 +288,14 @@ func (s *Store) customFields(ctx context.Context, a *RecordArea, q l2l.Query, si
 	rows, err := s.conn.Query(ctx, "SELECT DISTINCT arrayJoin(custom_keys) AS k FROM "+a.from+
 		" WHERE deleted = 0 AND site IN ? AND site = ? ORDER BY k", groupSet(sites), site)
 	if err != nil {
-		return nil, fmt.Errorf("custom properties of %s: %w", a.name, err)
+		return nil, fmt.Errorf("custom properties of %s: %w", a.def.Name, err)
 	}
 	defer rows.Close()
 	var out []string
 	for rows.Next() {
 		var k string
 		if err := rows.Scan(&k); err != nil {
-			return nil, fmt.Errorf("custom properties of %s: %w", a.name, err)
+			return nil, fmt.Errorf("custom properties of %s: %w", a.def.Name, err)
 		}
 		if l2l.CustomName(k) {
 			out = append(out, k)
@@ -310,9 +310,9 @@ func readError(ctx context.Context, a *RecordArea, err error) error {
 	var ex *clickhouse.Exception
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) ||
 		errors.As(err, &ex) && ex.Code == 159 {
-		return fmt.Errorf("read %s: %w: %w", a.name, ErrTimeout, err)
+		return fmt.Errorf("read %s: %w: %w", a.def.Name, ErrTimeout, err)
 	}
-	return fmt.Errorf("read %s: %w", a.name, err)
+	return fmt.Errorf("read %s: %w", a.def.Name, err)
 }
 
 func scanTarget(f l2l.Field) any {

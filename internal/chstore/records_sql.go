@@ -131,7 +131,7 @@ func selectSQL(b *strings.Builder, a *RecordArea, q l2l.Query, props []string) [
 	}
 	b.WriteString(") AS _site, toUInt64(id) AS _id")
 	for i, f := range q.Selected(a.schema) {
-		fmt.Fprintf(b, ", %s AS _c%d", selectExpr(f, a.cols[a.byName[f.Name]].Expr), i)
+		fmt.Fprintf(b, ", %s AS _c%d", selectExpr(f, a.cols[a.byName[f.Name]].expr), i)
 	}
 	for i, p := range props {
 		fmt.Fprintf(b, ", if(has(custom_keys, ?), toNullable(custom_values[indexOf(custom_keys, ?)]), NULL) AS _p%d", i)
@@ -172,40 +172,40 @@ func whereSQL(a *RecordArea, q l2l.Query, sites []uint64, id *uint64) (string, [
 	for _, f := range q.Filters {
 		i, ok := a.byName[f.Field]
 		if !ok {
-			return "", nil, fmt.Errorf("%s: filter on unknown field %q", a.name, f.Field)
+			return "", nil, fmt.Errorf("%s: filter on unknown field %q", a.def.Name, f.Field)
 		}
 		c := a.cols[i]
 		if f.Op == l2l.OpIsNull {
 			isNull, ok := f.Value.(bool)
 			if !ok {
-				return "", nil, fmt.Errorf("%s: isnull filter on %s with %T", a.name, f.Field, f.Value)
+				return "", nil, fmt.Errorf("%s: isnull filter on %s with %T", a.def.Name, f.Field, f.Value)
 			}
 			fn := "isNotNull("
 			if isNull {
 				fn = "isNull("
 			}
-			b.WriteString(" AND " + fn + c.Expr + ")")
+			b.WriteString(" AND " + fn + c.expr + ")")
 			continue
 		}
 		op, ok := sqlOps[f.Op]
 		if !ok {
-			return "", nil, fmt.Errorf("%s: unknown operator %q", a.name, f.Op)
+			return "", nil, fmt.Errorf("%s: unknown operator %q", a.def.Name, f.Op)
 		}
-		v, err := sqlValue(c.Field, f.Value)
+		v, err := sqlValue(c.field, f.Value)
 		if err != nil {
-			return "", nil, fmt.Errorf("%s: filter on %s: %w", a.name, f.Field, err)
+			return "", nil, fmt.Errorf("%s: filter on %s: %w", a.def.Name, f.Field, err)
 		}
-		b.WriteString(" AND (" + c.Expr + ")" + op + "?")
+		b.WriteString(" AND (" + c.expr + ")" + op + "?")
 		args = append(args, v)
 	}
-	if len(q.Custom) > 0 && !a.custom {
-		return "", nil, fmt.Errorf("%s has no custom properties", a.name)
+	if len(q.Custom) > 0 && !a.def.Custom {
+		return "", nil, fmt.Errorf("%s has no custom properties", a.def.Name)
 	}
 	for _, f := range q.Custom {
 		if f.Op == l2l.OpIsNull {
 			isNull, ok := f.Value.(bool)
 			if !ok {
-				return "", nil, fmt.Errorf("%s: isnull filter on custom %s with %T", a.name, f.Field, f.Value)
+				return "", nil, fmt.Errorf("%s: isnull filter on custom %s with %T", a.def.Name, f.Field, f.Value)
 			}
 			if isNull {
 				b.WriteString(" AND NOT has(custom_keys, ?)")
@@ -218,7 +218,7 @@ func whereSQL(a *RecordArea, q l2l.Query, sites []uint64, id *uint64) (string, [
 		op, ok := sqlOps[f.Op]
 		v, isString := f.Value.(string)
 		if !ok || !isString {
-			return "", nil, fmt.Errorf("%s: bad filter on custom %s", a.name, f.Field)
+			return "", nil, fmt.Errorf("%s: bad filter on custom %s", a.def.Name, f.Field)
 		}
 		b.WriteString(" AND has(custom_keys, ?) AND custom_values[indexOf(custom_keys, ?)]" + op + "?")
 		args = append(args, f.Field, f.Field, v)
@@ -232,15 +232,15 @@ func orderSQL(b *strings.Builder, a *RecordArea, q l2l.Query) error {
 	for i, o := range q.OrderBy {
 		ci, ok := a.byName[o.Field]
 		if !ok {
-			return fmt.Errorf("%s: order by unknown field %q", a.name, o.Field)
+			return fmt.Errorf("%s: order by unknown field %q", a.def.Name, o.Field)
 		}
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		if c := a.cols[ci]; c.Order != "" {
-			b.WriteString(c.Order)
+		if c := a.cols[ci]; c.order != "" {
+			b.WriteString(c.order)
 		} else {
-			b.WriteString(c.Expr)
+			b.WriteString(c.expr)
 		}
 		if o.Desc {
 			b.WriteString(" DESC")

@@ -8,136 +8,89 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
+
+	"github.com/takt/takt/internal/record"
 )
 
-// ColumnKind is the Go type a writable column's value has in a Row.
-type ColumnKind uint8
+// Row holds the stored values of a record (see record.Row).
+type Row = record.Row
 
-// Column kinds.
-const (
-	KindUint    ColumnKind = iota + 1 // uint64
-	KindString                        // string (also Enum8 columns)
-	KindFloat                         // float64
-	KindBool                          // bool (a UInt8 column)
-	KindUints                         // []uint64 (Array(UInt64))
-	KindStrings                       // []string (Array(String))
-)
+// Areas returns the record areas of the store (record.Takt unless
+// WithAreas says otherwise).
+func (s *Store) Areas() *record.Registry { return s.areas }
 
-// WriteColumn is one column of a master-data table besides id and the
-// audit columns.
-type WriteColumn struct {
-	Name string
-	Kind ColumnKind
-	enum bool // an Enum8 column: read through toString
+// WithAreas returns a store on the same connections whose record areas
+// are r (a registry with other definitions of Takt's tables, for tests).
+// Close only the original.
+func (s *Store) WithAreas(r *record.Registry) *Store {
+	c := *s
+	c.areas = r
+	return &c
 }
 
-// Row holds the values of a record's columns by name (see ColumnKind).
-type Row map[string]any
-
-// writeTables are the tables the query API writes, with their columns.
-var writeTables = map[string][]WriteColumn{
-	"sites": {{Name: "description", Kind: KindString}, {Name: "timezone", Kind: KindString}},
-	"areas": {{Name: "site", Kind: KindUint}, {Name: "code", Kind: KindString}, {Name: "description", Kind: KindString}},
-	"lines": {{Name: "site", Kind: KindUint}, {Name: "area", Kind: KindUint}, {Name: "code", Kind: KindString},
-		{Name: "description", Kind: KindString}, {Name: "externalid", Kind: KindString},
-		{Name: "stop_threshold", Kind: KindFloat}},
-	"machines": {{Name: "site", Kind: KindUint}, {Name: "line", Kind: KindUint}, {Name: "code", Kind: KindString},
-		{Name: "description", Kind: KindString}, {Name: "externalid", Kind: KindString},
-		{Name: "custom_keys", Kind: KindStrings}, {Name: "custom_values", Kind: KindStrings},
-		{Name: "stop_threshold", Kind: KindFloat}},
-	"products": {{Name: "site", Kind: KindUint}, {Name: "code", Kind: KindString}, {Name: "description", Kind: KindString},
-		{Name: "ideal_cycle_time", Kind: KindFloat}, {Name: "fallback", Kind: KindBool}},
-	"reasons": {{Name: "site", Kind: KindUint}, {Name: "code", Kind: KindString}, {Name: "description", Kind: KindString},
-		{Name: "kind", Kind: KindString, enum: true}, {Name: "planned", Kind: KindBool}},
-	"shifts": {{Name: "site", Kind: KindUint}, {Name: "line", Kind: KindUint}, {Name: "code", Kind: KindString},
-		{Name: "description", Kind: KindString}, {Name: "start_time", Kind: KindString},
-		{Name: "end_time", Kind: KindString}, {Name: "days", Kind: KindString}},
-	"users": {{Name: "username", Kind: KindString}, {Name: "admin", Kind: KindBool},
-		{Name: "sites", Kind: KindUints}, {Name: "active", Kind: KindBool}},
-	"apikeys": {{Name: "user", Kind: KindUint}, {Name: "prefix", Kind: KindString}, {Name: "hash", Kind: KindString},
-		{Name: "scopes", Kind: KindStrings}, {Name: "active", Kind: KindBool},
-		{Name: "rate_limit", Kind: KindFloat}, {Name: "rate_burst", Kind: KindFloat}},
-}
-
-// WriteColumns returns the writable columns of table (nil: not writable).
-func WriteColumns(table string) []WriteColumn { return writeTables[table] }
-
-// ZeroRow returns a row of table with every column at its zero value.
-func ZeroRow(table string) Row {
-	r := Row{}
-	for _, c := range writeTables[table] {
-		switch c.Kind {
-		case KindUint:
-			r[c.Name] = uint64(0)
-		case KindString:
-			r[c.Name] = ""
-		case KindFloat:
-			r[c.Name] = 0.0
-		case KindBool:
-			r[c.Name] = false
-		case KindUints:
-			r[c.Name] = []uint64{}
-		case KindStrings:
-			r[c.Name] = []string{}
-		}
+// rowArea returns the area called name, whose rows are written.
+func (s *Store) rowArea(name string) (*record.Area, error) {
+	a, ok := s.areas.Area(name)
+	if !ok || a.Writes != record.WriteRows {
+		return nil, fmt.Errorf("%q is not an area whose rows are written", name)
 	}
-	return r
+	return a, nil
 }
 
-// ReadRow returns the live version of record id of table with its audit
-// fields, or ErrNotFound.
-func (s *Store) ReadRow(ctx context.Context, table string, id uint64) (Row, Audit, error) {
-	cols, ok := writeTables[table]
-	if !ok {
-		return nil, Audit{}, fmt.Errorf("table %q is not writable", table)
+// ReadRow returns the live version of record id of the area called area
+// (one whose rows are written) with its audit fields, or ErrNotFound.
+func (s *Store) ReadRow(ctx context.Context, area string, id uint64) (Row, Audit, error) {
+	a, err := s.rowArea(area)
+	if err != nil {
+		return nil, Audit{}, err
 	}
+	cols := a.Columns()
 	var b strings.Builder
 	b.WriteString("SELECT ")
 	for _, c := range cols {
-		if c.enum {
+		if c.Kind == record.Enum {
 			b.WriteString("toString(" + c.Name + "), ")
 		} else {
 			b.WriteString("`" + c.Name + "`, ")
 		}
 	}
 	b.WriteString("toUInt32(created), toUInt32(lastupdated), createdby, lastupdatedby, version FROM (SELECT * FROM " +
-		table + " FINAL) WHERE id = ? AND deleted = 0")
+		a.Table + " FINAL) WHERE id = ? AND deleted = 0")
 	rows, err := s.conn.Query(ctx, b.String(), id)
 	if err != nil {
-		return nil, Audit{}, fmt.Errorf("read %s %d: %w", table, id, err)
+		return nil, Audit{}, fmt.Errorf("read %s %d: %w", a.Name, id, err)
 	}
 	defer rows.Close()
 	if !rows.Next() {
 		if err := rows.Err(); err != nil {
-			return nil, Audit{}, fmt.Errorf("read %s %d: %w", table, id, err)
+			return nil, Audit{}, fmt.Errorf("read %s %d: %w", a.Name, id, err)
 		}
-		return nil, Audit{}, fmt.Errorf("%s %d: %w", table, id, ErrNotFound)
+		return nil, Audit{}, fmt.Errorf("%s %d: %w", a.Name, id, ErrNotFound)
 	}
 	dest := make([]any, 0, len(cols)+5)
 	for _, c := range cols {
 		switch c.Kind {
-		case KindUint:
+		case record.Uint:
 			dest = append(dest, new(uint64))
-		case KindString:
-			dest = append(dest, new(string))
-		case KindFloat:
+		case record.Float:
 			dest = append(dest, new(float64))
-		case KindBool:
+		case record.Bool:
 			dest = append(dest, new(uint8))
-		case KindUints:
+		case record.Uints:
 			dest = append(dest, new([]uint64))
-		case KindStrings:
+		case record.Strings:
 			dest = append(dest, new([]string))
+		default:
+			dest = append(dest, new(string))
 		}
 	}
 	var created, updated uint32
-	var a Audit
-	dest = append(dest, &created, &updated, &a.CreatedBy, &a.LastUpdatedBy, &a.Version)
+	var au Audit
+	dest = append(dest, &created, &updated, &au.CreatedBy, &au.LastUpdatedBy, &au.Version)
 	if err := rows.Scan(dest...); err != nil {
-		return nil, Audit{}, fmt.Errorf("scan %s %d: %w", table, id, err)
+		return nil, Audit{}, fmt.Errorf("scan %s %d: %w", a.Name, id, err)
 	}
 	r := Row{}
 	for i, c := range cols {
@@ -156,19 +109,21 @@ func (s *Store) ReadRow(ctx context.Context, table string, id uint64) (Row, Audi
 			r[c.Name] = *d
 		}
 	}
-	a.Created, a.LastUpdated = time.Unix(int64(created), 0).UTC(), time.Unix(int64(updated), 0).UTC()
-	return r, a, nil
+	au.Created, au.LastUpdated = time.Unix(int64(created), 0).UTC(), time.Unix(int64(updated), 0).UTC()
+	return r, au, nil
 }
 
-// WriteRow writes a version of record id of table: row must hold every
-// writable column. a.Version must be higher than the live version's for the
-// write to win; WriteRow sets it from the clock when it is zero.
-func (s *Store) WriteRow(ctx context.Context, table string, id uint64, row Row, a Audit) error {
-	cols, ok := writeTables[table]
-	if !ok {
-		return fmt.Errorf("table %q is not writable", table)
+// WriteRow writes a version of record id of the area called area (one
+// whose rows are written): row must hold every stored column. au.Version
+// must be higher than the live version's for the write to win; WriteRow
+// sets it from the clock when it is zero.
+func (s *Store) WriteRow(ctx context.Context, area string, id uint64, row Row, au Audit) error {
+	a, err := s.rowArea(area)
+	if err != nil {
+		return err
 	}
-	a.fill(time.Now())
+	cols := a.Columns()
+	au.fill(time.Now())
 	names := make([]string, 0, len(cols)+1)
 	values := make([]any, 0, len(cols)+7)
 	names = append(names, "id")
@@ -176,7 +131,7 @@ func (s *Store) WriteRow(ctx context.Context, table string, id uint64, row Row, 
 	for _, c := range cols {
 		v, ok := row[c.Name]
 		if !ok {
-			return fmt.Errorf("write %s %d: no value for %s", table, id, c.Name)
+			return fmt.Errorf("write %s %d: no value for %s", a.Name, id, c.Name)
 		}
 		if b, isBool := v.(bool); isBool {
 			v = b2u(b)
@@ -184,18 +139,20 @@ func (s *Store) WriteRow(ctx context.Context, table string, id uint64, row Row, 
 		names = append(names, "`"+c.Name+"`")
 		values = append(values, v)
 	}
-	values = append(values, a.values()...)
-	return s.insertRow(ctx, table+" ("+strings.Join(names, ", ")+", "+auditCols+")", values...)
+	values = append(values, au.values()...)
+	return s.insertRow(ctx, a.Table+" ("+strings.Join(names, ", ")+", "+auditCols+")", values...)
 }
 
-// MaxRecordID returns the largest id of every writable table, deleted
-// records included: ids handed out later must be above it.
+// MaxRecordID returns the largest id of every table whose rows the query
+// API writes, deleted records included: ids handed out later must be above
+// it.
 func (s *Store) MaxRecordID(ctx context.Context) (uint64, error) {
 	var parts []string
-	for t := range writeTables {
-		parts = append(parts, "SELECT max(id) AS m FROM "+t)
+	for _, a := range s.areas.Areas() {
+		if a.Writes == record.WriteRows {
+			parts = append(parts, "SELECT max(id) AS m FROM "+a.Table)
+		}
 	}
-	slices.Sort(parts)
 	parts = append(parts, "SELECT max(id) AS m FROM secretkeys")
 	return s.QueryUint64(ctx, "SELECT max(m) FROM ("+strings.Join(parts, " UNION ALL ")+")")
 }
@@ -257,14 +214,21 @@ func (s *Store) UserByName(ctx context.Context, username string) (User, error) {
 	return u, nil
 }
 
-// Taken reports whether a live record of table other than id has column =
-// value (and, when site is not 0, belongs to site): uniqueness checks.
-// column must be a writable column of table.
-func (s *Store) Taken(ctx context.Context, table, column string, value any, site, id uint64) (bool, error) {
-	if !slices.ContainsFunc(writeTables[table], func(c WriteColumn) bool { return c.Name == column }) {
+// Taken reports whether a live record of the area called area other than
+// id has field = value (and, when site is not 0, belongs to site):
+// uniqueness checks. field must be a stored field of the area.
+func (s *Store) Taken(ctx context.Context, area, field string, value any, site, id uint64) (bool, error) {
+	a, err := s.rowArea(area)
+	if err != nil {
+		return false, err
+	}
+	if f, ok := a.Field(field); !ok || !f.Stored() {
 		return false, errors.New("uniqueness check on an unknown column")
 	}
-	q := "SELECT count() FROM (SELECT * FROM " + table + " FINAL) WHERE deleted = 0 AND id != ? AND `" + column + "` = ?"
+	if b, isBool := value.(bool); isBool {
+		value = b2u(b)
+	}
+	q := "SELECT count() FROM (SELECT * FROM " + a.Table + " FINAL) WHERE deleted = 0 AND id != ? AND `" + field + "` = ?"
 	args := []any{id, value}
 	if site != 0 {
 		q += " AND site = ?"
@@ -272,7 +236,7 @@ func (s *Store) Taken(ctx context.Context, table, column string, value any, site
 	}
 	n, err := s.QueryUint64(ctx, q, args...)
 	if err != nil {
-		return false, fmt.Errorf("uniqueness of %s.%s: %w", table, column, err)
+		return false, fmt.Errorf("uniqueness of %s.%s: %w", a.Name, field, err)
 	}
 	return n > 0, nil
 }

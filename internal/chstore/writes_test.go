@@ -9,6 +9,7 @@ import (
 
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/l2l"
+	"github.com/takt/takt/internal/record"
 	"github.com/takt/takt/internal/testenv"
 )
 
@@ -33,7 +34,7 @@ func TestStopThresholdWrites(t *testing.T) {
 		}
 		id := uint64(10)
 		if table == "machines" {
-			id, row = 11, chstore.ZeroRow("machines")
+			id, row = 11, record.Takt.Must("machines").ZeroRow()
 			row["site"], row["line"], row["code"] = uint64(1), uint64(1), "M1"
 		}
 		row["stop_threshold"] = 120.5

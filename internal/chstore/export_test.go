@@ -1,0 +1,25 @@
+package chstore
+
+import "github.com/takt/takt/internal/record"
+
+// RecordAreaByName returns how the area name of record.Takt is read.
+func RecordAreaByName(name string) (*RecordArea, bool) {
+	def, ok := record.Takt.Area(name)
+	if !ok {
+		return nil, false
+	}
+	a, err := NewRecordArea(def)
+	if err != nil {
+		panic(err)
+	}
+	return a, true
+}
+
+// RecordAreaNames returns the names of the areas of record.Takt, sorted.
+func RecordAreaNames() []string {
+	var names []string
+	for _, a := range record.Takt.Areas() {
+		names = append(names, a.Name)
+	}
+	return names
+}

@@ -1,0 +1,287 @@
+package record
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/takt/takt/internal/l2l"
+)
+
+// OpenAPIMarker starts the part of schemas/openapi/records.yaml that
+// OpenAPI writes: from this line to the end of the file.
+const OpenAPIMarker = "    # Generated from the area definitions (internal/record): do not edit below this line;"
+
+// OpenAPI returns the schemas of r's areas for the components.schemas of
+// the record API's OpenAPI description, starting with OpenAPIMarker:
+// AreaName (the areas), Record (one of the area schemas), one schema per
+// area with every field a read shows, what a write may do with it and what
+// it references, WriteFields (what a write may set, per area) and
+// SignedCall (what signed writes sign).
+func OpenAPI(r *Registry) string {
+	var b strings.Builder
+	line := func(indent int, format string, v ...any) {
+		b.WriteString(strings.Repeat("  ", indent))
+		fmt.Fprintf(&b, format, v...)
+		b.WriteByte('\n')
+	}
+	b.WriteString(OpenAPIMarker + "\n")
+	line(2, "# go test ./internal/record -run TestOpenAPI -update writes it.")
+
+	areas := r.Areas()
+	var names, readOnly []string
+	for _, a := range areas {
+		names = append(names, a.Name)
+		if a.Writes == ReadOnly {
+			readOnly = append(readOnly, a.Name)
+		}
+	}
+	line(2, "AreaName:")
+	line(3, "type: string")
+	line(3, "enum: [%s]", strings.Join(names, ", "))
+	line(3, "description: %s", quote("The record area. Read-only (writes answer 405): "+strings.Join(readOnly, ", ")+
+		". productionperiods takes only an update of its reason."))
+
+	line(2, "Record:")
+	line(3, "description: One record; its fields are those of its area (fields= may select some).")
+	line(3, "oneOf:")
+	for _, a := range areas {
+		line(4, "- {$ref: '#/components/schemas/%s'}", a.Record)
+	}
+
+	for _, a := range areas {
+		line(2, "%s:", a.Record)
+		line(3, "type: object")
+		line(3, "description: %s", quote(areaDoc(a)))
+		line(3, "properties:")
+		for i := range a.Fields {
+			f := &a.Fields[i]
+			if !f.Has(Read) && !f.Has(Once) {
+				continue
+			}
+			props, doc := fieldSchema(a, f)
+			if doc == "" {
+				line(4, "%s: {%s}", f.Name, strings.Join(props, ", "))
+				continue
+			}
+			line(4, "%s:", f.Name)
+			for _, p := range props {
+				line(5, "%s", p)
+			}
+			line(5, "description: %s", quote(doc))
+		}
+		if a.Custom {
+			line(3, "additionalProperties: {type: string, nullable: true, description: 'custom__<name>: a custom property.'}")
+		}
+	}
+
+	line(2, "WriteFields:")
+	line(3, "type: object")
+	line(3, "description: |")
+	for _, s := range []string{
+		"Writable fields per area (values as text; booleans True/False,",
+		"true/false or 1/0; lists comma-separated). `*` required on create;",
+		"`fixed` cannot change after create.",
+	} {
+		line(4, "%s", s)
+	}
+	for _, a := range areas {
+		if a.Writes == ReadOnly {
+			continue
+		}
+		var fs []string
+		for _, f := range a.Fields {
+			if !f.Has(Write) {
+				continue
+			}
+			s := f.Name
+			if f.Has(Required) {
+				s += "*"
+			}
+			if f.Has(Fixed) {
+				s += " fixed"
+			}
+			fs = append(fs, s)
+		}
+		if a.Custom {
+			fs = append(fs, "custom__<name>=value (empty value removes the property)")
+		}
+		how := a.Scope
+		if len(a.SignedFields()) > 0 {
+			how += ", signed"
+		}
+		if a.Writes == WriteAssign {
+			how += ", update only"
+		}
+		grant := ""
+		if a.OnCreate == GrantSite {
+			grant = " A new site joins the sites of the API user (and of realuser)."
+		}
+		line(4, "- %s (%s): %s.%s", a.Name, how, strings.Join(fs, ", "), grant)
+	}
+	line(3, "properties:")
+	line(4, "id: {type: integer, description: Update or delete this record.}")
+	for _, p := range []string{"auth", "realuser", "_server", "_expiration", "_signature"} {
+		line(4, "%s: {type: string}", p)
+	}
+	line(4, "_action: {type: string, enum: [delete]}")
+	line(3, "additionalProperties: {type: string}")
+
+	line(2, "SignedCall:")
+	line(3, "type: object")
+	line(3, "description: |")
+	var signed []string
+	for _, a := range areas {
+		if len(a.SignedFields()) > 0 {
+			signed = append(signed, a.Name)
+		}
+	}
+	for _, s := range []string{
+		"Writes (create, update, delete) of " + strings.Join(signed, " and ") + " must be signed. The caller",
+		"joins the values of these arguments with \"\\n\", in this order, computes",
+		"HMAC-SHA512 of the UTF-8 bytes with the secret key of the server named by",
+		"_server, and sends base64 of the digest as _signature:",
+	} {
+		line(4, "%s", s)
+	}
+	for _, a := range areas {
+		if fs := a.SignedFields(); len(fs) > 0 {
+			line(4, "- %s: _server, _expiration, %s", a.Name, strings.Join(fs, ", "))
+		}
+	}
+	line(4, "- deletes of %s: _server, _expiration, id", strings.Join(signed, " or "))
+	for _, s := range []string{
+		"An argument not sent signs as the empty string. _expiration is UTC",
+		"(YYYY-MM-DD HH:MM:SS), in the future and at most 1 hour ahead; the secret key",
+		"must belong to the API key's user. Signatures are compared in constant time.",
+		"Any rejection is 403.",
+	} {
+		line(4, "%s", s)
+	}
+	return b.String()
+}
+
+// areaDoc describes area a: its own words and how it is written.
+func areaDoc(a *Area) string {
+	s := a.Doc
+	switch a.Writes {
+	case ReadOnly:
+		s += " Read-only."
+	default:
+		s += " Writes need the " + a.Scope + " scope"
+		if len(a.SignedFields()) > 0 {
+			s += " and are signed (see SignedCall)"
+		}
+		s += "."
+	}
+	return strings.TrimSpace(s)
+}
+
+// fieldSchema returns the schema keywords of field f of a (but its
+// description) and its description.
+func fieldSchema(a *Area, f *Field) ([]string, string) {
+	var props []string
+	lf := f.L2L()
+	switch lf.Type {
+	case l2l.Int:
+		props = append(props, "type: integer")
+	case l2l.Float:
+		props = append(props, "type: number")
+	case l2l.Bool:
+		props = append(props, "type: boolean")
+	case l2l.DateTime:
+		props = append(props, "allOf: [{$ref: '#/components/schemas/UTC'}]")
+	case l2l.LocalDateTime:
+		props = append(props, "allOf: [{$ref: '#/components/schemas/Local'}]")
+	case l2l.Date:
+		props = append(props, "type: string", "format: date")
+	default:
+		props = append(props, "type: string")
+	}
+	if lf.Nullable {
+		props = append(props, "nullable: true")
+	}
+	if !f.Has(Write) {
+		props = append(props, "readOnly: true")
+	}
+	if len(f.Options) > 0 && f.Kind != Strings && f.Kind != Words {
+		props = append(props, "enum: ["+strings.Join(f.Options, ", ")+"]")
+	}
+	if f.Has(Write) && (f.Kind == Float || f.Kind == Uint) {
+		props = append(props, "minimum: 0")
+	}
+	if f.Max > 0 {
+		props = append(props, fmt.Sprintf("maximum: %g", f.Max))
+	}
+	if f.Default != nil {
+		d := fmt.Sprint(f.Default)
+		if _, isText := f.Default.(string); isText {
+			d = quote(d)
+		}
+		props = append(props, "default: "+d)
+	}
+
+	var doc []string
+	if f.Doc != "" {
+		doc = append(doc, f.Doc)
+	}
+	switch f.Kind {
+	case Uints:
+		doc = append(doc, "Comma-separated ids, e.g. 1,2.")
+	case Strings, Words:
+		doc = append(doc, "Comma-separated, each one of: "+strings.Join(f.Options, ", ")+".")
+	}
+	if f.Ref != "" {
+		switch {
+		case a.Site.Via == f.Name:
+			doc = append(doc, "References "+f.Ref+": the id of a record within the caller's sites, whose sites this record has.")
+		case a.Writes == WriteRows:
+			doc = append(doc, "References "+f.Ref+": the id of a record of the same site (0: none).")
+		default:
+			doc = append(doc, "References "+f.Ref+".")
+		}
+	}
+	if f.Has(Write) && a.Writes == WriteRows {
+		var w []string
+		if f.Has(Required) {
+			w = append(w, "required on create")
+		}
+		if f.Has(Fixed) {
+			w = append(w, "fixed after it")
+		}
+		if f.Has(NotEmpty) {
+			w = append(w, "not empty")
+		}
+		if f.Has(Signed) {
+			w = append(w, "signed")
+		}
+		if len(w) > 0 {
+			doc = append(doc, capital(strings.Join(w, "; "))+".")
+		}
+	}
+	for _, u := range a.Unique {
+		if u.Field != f.Name {
+			continue
+		}
+		switch {
+		case len(u.Areas) > 0:
+			doc = append(doc, "Unique across "+strings.Join(u.Areas, " and ")+" (when set).")
+		case u.PerSite && f.Kind == Bool:
+			doc = append(doc, "True for at most one record of a site.")
+		case u.PerSite:
+			doc = append(doc, "Unique in the site.")
+		default:
+			doc = append(doc, "Unique.")
+		}
+	}
+	return props, strings.Join(doc, " ")
+}
+
+func capital(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// quote writes s as a single-quoted YAML scalar.
+func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

@@ -1,0 +1,175 @@
+package record
+
+import "github.com/takt/takt/internal/l2l"
+
+// The areas the pipeline writes: parts (read-only), production periods
+// (only their reason can be set), and the hourly pitches computed from
+// both (read-only).
+
+// computed is a read-only field computed by expr.
+func computed(name string, t l2l.Type, expr string) Field {
+	return Field{Name: name, Type: t, Expr: expr, Flags: Read}
+}
+
+// nullable is computed for an expression that may be null.
+func nullable(name string, t l2l.Type, expr string) Field {
+	return Field{Name: name, Type: t, Nullable: true, Expr: expr, Flags: Read}
+}
+
+// withDoc returns f with its description.
+func withDoc(f Field, doc string) Field {
+	f.Doc = doc
+	return f
+}
+
+// withOptions returns f with the values it takes.
+func withOptions(f Field, options ...string) Field {
+	f.Options = options
+	return f
+}
+
+var locationKinds = []string{"line", "machine"}
+
+// partArea: one record per part event. Without order_by parts are paged in
+// the order they were stored (stored_at, then id); see
+// chstore.RecordArea.WithVisibilityLag.
+var partArea = &Area{
+	Name: "parts", Record: "Part", Table: "parts", InsertionOrder: "stored_at", Site: SiteField,
+	Doc: "One record per part event (read-only). id = (Kafka partition << 40) | offset: unique, stable when a message" +
+		" is replayed, below 2^53.",
+	Fields: []Field{
+		idField(),
+		computed("site", l2l.Int, "site"),
+		computed("externalid", l2l.String, "externalid"),
+		computed("location", l2l.Int, "location_id"),
+		withOptions(computed("location_kind", l2l.String, "toString(location_kind)"), locationKinds...),
+		nullable("product", l2l.Int, "nullIf(product_id, 0)"),
+		nullable("product_code", l2l.String, "nullIf(product_code, '')"),
+		withOptions(computed("product_resolution", l2l.String, "toString(product_resolution)"),
+			"code", "cycle_time", "fallback", "none"),
+		withDoc(nullable("product_reported", l2l.String, "nullIf(product_reported, '')"), "The product code the part was reported with."),
+		computed("quantity", l2l.Int, "quantity"),
+		withOptions(computed("quality", l2l.String, "toString(quality)"), "good", "scrap", "rework"),
+		withDoc(nullable("reason", l2l.String, "nullIf(reason, '')"), "The scrap reason code."),
+		withDoc(nullable("cycle_time", l2l.Float, "cycle_time"), "Seconds."),
+		computed("recorded_at", l2l.DateTime, "recorded_ms"),
+		computed("recorded_at_local", l2l.LocalDateTime, "recorded_ms"),
+		withDoc(computed("recorded_defaulted", l2l.Bool, "recorded_defaulted"), "The part came without recorded_at: it is the time of receipt."),
+		computed("received_at", l2l.DateTime, "received_ms"),
+		{Name: "stored_at", Type: l2l.DateTime, Expr: ms("inserted_at"), Order: "inserted_at", Flags: Read,
+			Doc: "When ClickHouse stored the part (whole seconds)."},
+		withDoc(computed("event_id", l2l.String, "toString(event_id)"), "The event's UUID, given at ingest."),
+	},
+}
+
+// periodArea: production periods, written by the processor. An update may
+// set only a down period's reason, which the processor applies
+// (queryapi/assign.go).
+var periodArea = &Area{
+	Name: "productionperiods", Record: "ProductionPeriod", Table: "productionperiods", Versioned: true,
+	Doc: "Running and down periods of each location, written by the pipeline. An update may set only reason" +
+		" (see Reason assignment); create and delete answer 405.",
+	Site: SiteField, Writes: WriteAssign, Scope: scopeWrite,
+	Fields: []Field{
+		withDoc(idField(), "A 63-bit hash of the location and the start: above 2^53."),
+		computed("site", l2l.Int, "site"),
+		computed("location", l2l.Int, "location"),
+		withOptions(computed("location_kind", l2l.String, "toString(location_kind)"), locationKinds...),
+		computed("externalid", l2l.String, "externalid"),
+		withOptions(computed("state", l2l.String, "toString(state)"), "running", "down", "planned_down", "unscheduled"),
+		computed("start", l2l.DateTime, ms("start")),
+		computed("start_local", l2l.LocalDateTime, ms("start")),
+		withDoc(nullable("end", l2l.DateTime, ms("end")), "null while the period is open."),
+		nullable("end_local", l2l.LocalDateTime, ms("end")),
+		withDoc(computed("duration", l2l.Float, "duration"), "Seconds."),
+		{Name: "reason", Type: l2l.Int, Nullable: true, Expr: "nullIf(reason, 0)", Flags: Read | Write, Ref: "reasons",
+			Doc: "The downtime reason's id; null without one. Set on a down or planned_down period (empty or 0 removes it)."},
+	},
+}
+
+// The pitches record area: one record per location and UTC hour in which
+// the location made parts (parts_hourly) or has a production period
+// (productionperiods, newest version, not deleted). Leading2Lean calls
+// these hourly production buckets pitches.
+//
+//   - planned_production_minutes is running + unplanned down time in the
+//     hour, from the periods the processor writes: an hour no period
+//     covers has 0, and so have its availability, performance and OEE
+//     (the OEE endpoint reports such time as unrecorded).
+//   - The FROM aggregates parts_hourly and productionperiods whole; the
+//     server pushes a request's filters (site, line, pitch_start, …) into
+//     it (Area.Pushdown): one line's day reads ~22 ms instead of ~185 ms
+//     at 10M parts. A page of a whole site still aggregates the site.
+//   - actual is the produced quantity (good + scrap + rework).
+//   - overall_equipment_effectiveness = availability × performance ×
+//     quality of the hour, each 0 when its denominator is 0.
+//   - id = kind << 62 | location << 24 | hour since the epoch (kind 1 for
+//     machines), so a pitch keeps its id; location ids must stay below 2^38.
+//
+// Pitches are per location: a line's own parts, and each machine's (with
+// the machine's line in line). Filter line=N&machine__isnull=true for the
+// line-level pitches of line N.
+const pitchesFrom = `(SELECT
+		toUInt64(location_kind = 'machine') * 4611686018427387904 + location_id * 16777216 + intDiv(toUInt32(pitch_hour), 3600) AS id,
+		site, location_kind, location_id, pitch_hour,
+		if(location_kind = 'line', location_id, machine_line) AS line_id,
+		s_produced, s_good, s_scrap, s_rework, s_ideal, s_run, s_down, s_pdown,
+		if(s_run + s_down > 0, s_run / (s_run + s_down), 0) AS availability,
+		if(s_run > 0, s_ideal / s_run, 0) AS performance,
+		if(s_produced > 0, s_good / s_produced, 0) AS quality
+	FROM (
+		SELECT site, location_kind, location_id, pitch_hour,
+			toUInt64(sum(produced)) AS s_produced, toUInt64(sum(good)) AS s_good, toUInt64(sum(scrap)) AS s_scrap,
+			toUInt64(sum(rework)) AS s_rework, sum(ideal_s) AS s_ideal,
+			sum(run_s) AS s_run, sum(down_s) AS s_down, sum(pdown_s) AS s_pdown
+		FROM (
+			SELECT site, location_kind, location_id, hour AS pitch_hour, produced, good, scrap, rework,
+				toFloat64(produced) * ideal AS ideal_s, toFloat64(0) AS run_s, toFloat64(0) AS down_s, toFloat64(0) AS pdown_s
+			FROM parts_hourly
+			ANY LEFT JOIN (SELECT id AS product_id, ideal_cycle_time AS ideal FROM products FINAL WHERE deleted = 0) USING product_id
+			UNION ALL
+			SELECT site, location_kind, location AS location_id, toDateTime(hn * 3600) AS pitch_hour,
+				toUInt64(0) AS produced, toUInt64(0) AS good, toUInt64(0) AS scrap, toUInt64(0) AS rework, toFloat64(0) AS ideal_s,
+				if(state = 'running', ov, 0) AS run_s, if(state = 'down', ov, 0) AS down_s, if(state = 'planned_down', ov, 0) AS pdown_s
+			FROM (
+				SELECT site, location_kind, location, state, hn,
+					toFloat64(least(toInt64(pe), toInt64(hn + 1) * 3600) - greatest(toInt64(ps), toInt64(hn) * 3600)) AS ov
+				FROM (
+					SELECT site, location_kind, location, state, toUInt32(start) AS ps, toUInt32(ifNull(end, now())) AS pe
+					FROM (SELECT * FROM productionperiods FINAL) WHERE deleted = 0 AND pe > ps
+				) ARRAY JOIN arrayMap(i -> intDiv(ps, 3600) + i, range(toUInt32(intDiv(pe - 1, 3600) - intDiv(ps, 3600) + 1))) AS hn
+			)
+		)
+		GROUP BY site, location_kind, location_id, pitch_hour
+	) ANY LEFT JOIN (SELECT id AS location_id, line AS machine_line FROM machines FINAL WHERE deleted = 0) USING location_id)`
+
+// pitchArea is the pitches record area (read-only).
+var pitchArea = &Area{
+	Name: "pitches", Record: "Pitch", Table: "parts_hourly", From: pitchesFrom, Pushdown: true, Site: SiteField,
+	Doc: "Hourly production buckets per location (read-only).",
+	Fields: []Field{
+		idField(),
+		computed("site", l2l.Int, "site"),
+		nullable("line", l2l.Int, "nullIf(line_id, 0)"),
+		nullable("machine", l2l.Int, "if(location_kind = 'machine', toNullable(location_id), NULL)"),
+		computed("location", l2l.Int, "location_id"),
+		withOptions(computed("location_kind", l2l.String, "toString(location_kind)"), locationKinds...),
+		computed("pitch_start", l2l.DateTime, ms("pitch_hour")),
+		computed("pitch_start_local", l2l.LocalDateTime, ms("pitch_hour")),
+		computed("pitch_end", l2l.DateTime, ms("pitch_hour")+" + 3600000"),
+		computed("pitch_end_local", l2l.LocalDateTime, ms("pitch_hour")+" + 3600000"),
+		computed("planned_production_minutes", l2l.Float, "(s_run + s_down) / 60"),
+		computed("running_minutes", l2l.Float, "s_run / 60"),
+		computed("down_minutes", l2l.Float, "s_down / 60"),
+		computed("planned_down_minutes", l2l.Float, "s_pdown / 60"),
+		computed("actual", l2l.Int, "s_produced"),
+		computed("good", l2l.Int, "s_good"),
+		computed("scrap", l2l.Int, "s_scrap"),
+		computed("rework", l2l.Int, "s_rework"),
+		computed("ideal_minutes", l2l.Float, "s_ideal / 60"),
+		computed("availability", l2l.Float, "availability"),
+		computed("performance", l2l.Float, "performance"),
+		computed("quality", l2l.Float, "quality"),
+		computed("overall_equipment_effectiveness", l2l.Float, "availability * performance * quality"),
+	},
+}
