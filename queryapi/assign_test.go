@@ -7,7 +7,6 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
@@ -16,7 +15,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -523,13 +521,7 @@ func TestReasonAssignment(t *testing.T) {
 	withKafka := func(t *testing.T, kc kafkaClient) *fixture {
 		cfg := f.cfg
 		cfg.QueryTimeout = time.Second
-		r, err := newEngine(f.store, f.rdb, kc, cfg, testenv.Logger(t), prometheus.NewRegistry())
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv := httptest.NewServer(r)
-		t.Cleanup(srv.Close)
-		return &fixture{srv: srv}
+		return &fixture{srv: serve(t, f.store, f.rdb, kc, cfg)}
 	}
 
 	t.Run("kafka does not confirm", func(t *testing.T) {

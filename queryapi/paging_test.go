@@ -3,19 +3,15 @@ package queryapi
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/takt/takt/internal/chstore"
-	"github.com/takt/takt/internal/config"
 	"github.com/takt/takt/internal/demo"
-	"github.com/takt/takt/internal/testenv"
 )
 
 // insertParts writes n parts of site 1 at the next offsets of partition.
@@ -41,30 +37,17 @@ func insertParts(ctx context.Context, store *chstore.Store, partition int32, off
 // partition, including low ones whose ids sort before pages already read.
 // Every part stored before the loop started is seen, and none twice.
 func TestPagingUnderIngest(t *testing.T) {
-	store, chCfg := testenv.ClickHouse(t)
-	rdb, prefix := testenv.Redis(t)
+	store, rdb, cfg, seeded := seededDB(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
-	seeded, err := demo.Seed(ctx, store, "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
 	offsets := make([]int64, 4)
 	for p := int32(3); p >= 0; p-- {
 		if err := insertParts(ctx, store, p, &offsets[p], 60); err != nil {
 			t.Fatal(err)
 		}
 	}
-	var env config.Env
-	cfg := ConfigFromEnv(&env)
-	cfg.ClickHouse, cfg.RedisPrefix, cfg.PartsLag = chCfg, prefix, time.Second
-	r, err := newEngine(store, rdb, nil, cfg, testenv.Logger(t), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(r)
-	defer srv.Close()
-	f := &fixture{srv: srv}
+	cfg.PartsLag = time.Second
+	f := &fixture{srv: serve(t, store, rdb, nil, cfg)}
 	time.Sleep(2100 * time.Millisecond) // the first parts become visible
 
 	stop := make(chan struct{})

@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/takt/takt/internal/auth"
+	"github.com/takt/takt/internal/bootstrap"
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/config"
 	"github.com/takt/takt/internal/demo"
@@ -51,17 +52,42 @@ const (
 // partsBase is in winter: Europe/Berlin is then UTC+01:00.
 var partsBase = time.Date(2024, 1, 15, 10, 0, 0, 123e6, time.UTC)
 
-func newFixture(t *testing.T) *fixture {
+// seededDB opens a scratch database holding the demo data and a Redis key
+// prefix of its own, and returns the query API's settings for them.
+func seededDB(t testing.TB) (*chstore.Store, *redis.Client, Config, bootstrap.Credentials) {
 	t.Helper()
 	store, chCfg := testenv.ClickHouse(t)
 	rdb, prefix := testenv.Redis(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
-
 	seeded, err := demo.Seed(ctx, store, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
+	var env config.Env
+	cfg := ConfigFromEnv(&env)
+	cfg.ClickHouse, cfg.RedisPrefix, cfg.PartsLag = chCfg, prefix, 0
+	return store, rdb, cfg, seeded
+}
+
+// serve starts a query API over store and rdb with cfg, reason
+// assignments going to kc, until the test ends.
+func serve(t testing.TB, store *chstore.Store, rdb *redis.Client, kc kafkaClient, cfg Config) *httptest.Server {
+	t.Helper()
+	r, err := newEngine(store, rdb, kc, cfg, testenv.Logger(t), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(r)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	store, rdb, cfg, seeded := seededDB(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	defer cancel()
 	f := &fixture{keyA: seeded.APIKey, secret: seeded.SecretKey, store: store}
 	audit := chstore.Audit{CreatedBy: "test", LastUpdatedBy: "test"}
 	keyB, prefB, hashB := auth.NewKey()
@@ -110,11 +136,6 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 
-	var env config.Env
-	cfg := ConfigFromEnv(&env)
-	cfg.ClickHouse = chCfg
-	cfg.RedisPrefix = prefix
-	cfg.PartsLag = 0
 	f.topic = testenv.Topic(t, 2)
 	cfg.PartsTopic = f.topic
 	f.rdb, f.cfg = rdb, cfg
@@ -124,12 +145,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	r, err := newEngine(store, rdb, cl, cfg, testenv.Logger(t), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.srv = httptest.NewServer(r)
-	t.Cleanup(f.srv.Close)
+	f.srv = serve(t, store, rdb, cl, cfg)
 	return f
 }
 

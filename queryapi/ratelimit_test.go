@@ -4,16 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/takt/takt/internal/auth"
 	"github.com/takt/takt/internal/chstore"
-	"github.com/takt/takt/internal/config"
-	"github.com/takt/takt/internal/demo"
 	"github.com/takt/takt/internal/ratelimit"
 	"github.com/takt/takt/internal/testenv"
 )
@@ -43,27 +38,13 @@ func limitedKey(ctx context.Context, t *testing.T, store *chstore.Store, id uint
 // is served; the uses the limiter recorded reach the apikeys area's
 // last_used through the usage copier.
 func TestRateLimitAndLastUsed(t *testing.T) {
-	store, chCfg := testenv.ClickHouse(t)
-	rdb, prefix := testenv.Redis(t)
+	store, rdb, cfg, seeded := seededDB(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
-	seeded, err := demo.Seed(ctx, store, "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
 	tiny := limitedKey(ctx, t, store, 5, 1, 2) // 1 request/s, bursts of 2
 	limitedKey(ctx, t, store, 6, 0, 0)         // never used
 
-	var env config.Env
-	cfg := ConfigFromEnv(&env)
-	cfg.ClickHouse, cfg.RedisPrefix, cfg.PartsLag = chCfg, prefix, 0
-	r, err := newEngine(store, rdb, nil, cfg, testenv.Logger(t), prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(r)
-	defer srv.Close()
-	f := &fixture{srv: srv}
+	f := &fixture{srv: serve(t, store, rdb, nil, cfg)}
 
 	for range 2 {
 		f.getJSON(t, "/api/1.0/sites/", tiny, http.StatusOK)
@@ -105,7 +86,7 @@ func TestRateLimitAndLastUsed(t *testing.T) {
 	if v := one("5")["last_used"]; v != nil {
 		t.Fatalf("last_used before any copy: %v", v)
 	}
-	n, err := ratelimit.NewUsageCopier(rdb, prefix, store, time.Hour, testenv.Logger(t)).Copy(ctx)
+	n, err := ratelimit.NewUsageCopier(rdb, cfg.RedisPrefix, store, time.Hour, testenv.Logger(t)).Copy(ctx)
 	if err != nil || n != 2 {
 		t.Fatalf("copy usage: %d keys, %v; want 2 (keys 1 and 5)", n, err)
 	}

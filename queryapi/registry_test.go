@@ -3,19 +3,13 @@ package queryapi
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/takt/takt/internal/config"
-	"github.com/takt/takt/internal/demo"
 	"github.com/takt/takt/internal/record"
-	"github.com/takt/takt/internal/testenv"
 )
 
 // withField returns record.Takt with field f added to the area called
@@ -43,14 +37,9 @@ func withField(t *testing.T, area string, f record.Field) *record.Registry {
 // rules (required on create), shown in XML, and described in the OpenAPI
 // schemas. Its column is added the way its migration would add it.
 func TestOneEditAddsAField(t *testing.T) {
-	store, chCfg := testenv.ClickHouse(t)
-	rdb, prefix := testenv.Redis(t)
+	store, rdb, cfg, seeded := seededDB(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
-	seeded, err := demo.Seed(ctx, store, "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := store.Exec(ctx, "ALTER TABLE products ADD COLUMN colour String DEFAULT ''"); err != nil {
 		t.Fatal(err)
 	}
@@ -58,17 +47,8 @@ func TestOneEditAddsAField(t *testing.T) {
 		Doc: "The colour it is painted in."}
 	areas := withField(t, "products", colour)
 
-	var env config.Env
-	cfg := ConfigFromEnv(&env)
-	cfg.ClickHouse, cfg.RedisPrefix, cfg.PartsLag = chCfg, prefix, 0
 	start := func(areas *record.Registry) *fixture {
-		r, err := newEngine(store.WithAreas(areas), rdb, nil, cfg, testenv.Logger(t), prometheus.NewRegistry())
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv := httptest.NewServer(r)
-		t.Cleanup(srv.Close)
-		return &fixture{srv: srv, keyA: seeded.APIKey}
+		return &fixture{srv: serve(t, store.WithAreas(areas), rdb, nil, cfg), keyA: seeded.APIKey}
 	}
 
 	// Without the edit, the field does not exist.
