@@ -166,6 +166,12 @@ func (f *fixture) get(t *testing.T, path, key string) (int, http.Header, []byte)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return f.do(t, req, key)
+}
+
+// do sends req with key in the L2LAUTH header when it is not empty.
+func (f *fixture) do(t *testing.T, req *http.Request, key string) (int, http.Header, []byte) {
+	t.Helper()
 	if key != "" {
 		req.Header.Set("L2LAUTH", key)
 	}

@@ -37,7 +37,7 @@ type writeStore interface {
 	ExternalIDsOfSite(ctx context.Context, site uint64) ([]string, error)
 }
 
-// invalidator drops cached master data in every process (auth and catalog
+// invalidator drops cached master data in every process (auth and location
 // caches through Redis).
 type invalidator interface {
 	forgetKey(ctx context.Context, hash string)

@@ -34,20 +34,12 @@ func (f *fixture) send(t *testing.T, method, path, key string, args url.Values, 
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", ct)
-	if key != "" {
-		req.Header.Set("L2LAUTH", key)
-	}
-	resp, err := f.srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
+	status, hdr, raw := f.do(t, req, key)
 	var env map[string]any
 	if err := json.Unmarshal(raw, &env); err != nil {
 		t.Fatalf("%s %s: %v: %s", method, path, err, raw)
 	}
-	return resp.StatusCode, resp.Header, env
+	return status, hdr, env
 }
 
 func data(t *testing.T, env map[string]any) map[string]any {
