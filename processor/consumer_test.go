@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -184,21 +183,12 @@ func newFakeEnv(t *testing.T, partitions int32) *fakeEnv {
 	return e
 }
 
+// config has smaller batches than testConfig's, so that a few hundred
+// records make several flushes.
 func (e *fakeEnv) config() Config {
-	return Config{
-		Brokers:            e.brokers,
-		Topic:              e.topic,
-		DLQTopic:           e.dlq,
-		Group:              e.group,
-		SessionTimeout:     6 * time.Second,
-		BatchRows:          200,
-		BatchInterval:      20 * time.Millisecond,
-		CycleTimeTolerance: 0.1,
-		CatalogRefresh:     time.Hour,
-		PeriodSaveInterval: DefaultPeriodSaveInterval,
-		Addr:               "127.0.0.1:0",
-		Registry:           prometheus.NewRegistry(),
-	}
+	cfg := testConfig(e.brokers, e.topic, e.dlq, e.group)
+	cfg.BatchRows, cfg.BatchInterval = 200, 20*time.Millisecond
+	return cfg
 }
 
 // produce writes values (part messages, or garbage) keyed round-robin
@@ -242,12 +232,12 @@ func (e *fakeEnv) committed() map[int32]int64 {
 	return out
 }
 
-// ends returns the end offset of each partition of the parts topic.
-func (e *fakeEnv) ends() map[int32]int64 {
+// ends returns the end offset of each partition of topic.
+func (e *fakeEnv) ends(topic string) map[int32]int64 {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ls, err := kadm.NewClient(e.prod).ListEndOffsets(ctx, e.topic)
+	ls, err := kadm.NewClient(e.prod).ListEndOffsets(ctx, topic)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -257,18 +247,7 @@ func (e *fakeEnv) ends() map[int32]int64 {
 }
 
 // dlqCount returns how many records the dead-letter topic holds.
-func (e *fakeEnv) dlqCount() int64 {
-	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ls, err := kadm.NewClient(e.prod).ListEndOffsets(ctx, e.dlq)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	var n int64
-	ls.Each(func(o kadm.ListedOffset) { n += o.Offset })
-	return n
-}
+func (e *fakeEnv) dlqCount() int64 { return e.ends(e.dlq)[0] }
 
 // waitFor polls until ok or fails the test after timeout (a bound, not a
 // measurement).
@@ -292,7 +271,7 @@ func waitDrained(t *testing.T, e *fakeEnv, s *memSink, n int) {
 			return false
 		}
 		c := e.committed()
-		for p, end := range e.ends() {
+		for p, end := range e.ends(e.topic) {
 			if end > 0 && c[p] != end {
 				return false
 			}

@@ -62,11 +62,19 @@ func newITEnv(t testing.TB, partitions int32) *itEnv {
 // config returns a processor config for the scratch world with small,
 // fast batches.
 func (e *itEnv) config() Config {
+	cfg := testConfig(e.brokers, e.topic, e.dlq, e.group)
+	cfg.ClickHouse = e.ch
+	return cfg
+}
+
+// testConfig returns a processor config with small, fast batches, a
+// registry of its own and no HTTP port to collide on.
+func testConfig(brokers []string, topic, dlq, group string) Config {
 	return Config{
-		Brokers:            e.brokers,
-		Topic:              e.topic,
-		DLQTopic:           e.dlq,
-		Group:              e.group,
+		Brokers:            brokers,
+		Topic:              topic,
+		DLQTopic:           dlq,
+		Group:              group,
 		SessionTimeout:     6 * time.Second,
 		BatchRows:          500,
 		BatchInterval:      50 * time.Millisecond,
@@ -74,7 +82,6 @@ func (e *itEnv) config() Config {
 		CatalogRefresh:     time.Hour,
 		PeriodSaveInterval: DefaultPeriodSaveInterval,
 		Addr:               "127.0.0.1:0",
-		ClickHouse:         e.ch,
 		Registry:           prometheus.NewRegistry(),
 	}
 }

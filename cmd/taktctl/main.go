@@ -55,14 +55,11 @@ func run(args []string, logger *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 
+	// Every command migrates first; seed and bootstrap then write records
+	// and print the credentials they hand out.
+	var write func(context.Context, *chstore.Store) (bootstrap.Credentials, error)
 	switch args[0] {
 	case "migrate":
-		s, err := chstore.Open(ctx, cfg, logger)
-		if err != nil {
-			return err
-		}
-		defer s.Close()
-		return s.Migrate(ctx)
 	case "seed":
 		fs := flag.NewFlagSet("seed", flag.ContinueOnError)
 		key := fs.String("key", "", "API key to keep if it is still known")
@@ -70,20 +67,9 @@ func run(args []string, logger *slog.Logger) error {
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		s, err := chstore.Open(ctx, cfg, logger)
-		if err != nil {
-			return err
+		write = func(ctx context.Context, s *chstore.Store) (bootstrap.Credentials, error) {
+			return demo.Seed(ctx, s, *key, *secret)
 		}
-		defer s.Close()
-		if err := s.Migrate(ctx); err != nil {
-			return err
-		}
-		out, err := demo.Seed(ctx, s, *key, *secret)
-		if err != nil {
-			return err
-		}
-		fmt.Printf("API_KEY=%s\nSECRET_KEY=%s\nSECRET_SERVER=%s\n", out.APIKey, out.SecretKey, out.SecretServer)
-		return nil
 	case "bootstrap":
 		fs := flag.NewFlagSet("bootstrap", flag.ContinueOnError)
 		user := fs.String("user", "admin", "username of the first admin user")
@@ -92,21 +78,24 @@ func run(args []string, logger *slog.Logger) error {
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		s, err := chstore.Open(ctx, cfg, logger)
-		if err != nil {
-			return err
+		write = func(ctx context.Context, s *chstore.Store) (bootstrap.Credentials, error) {
+			return bootstrap.FirstAdmin(ctx, s, *user, *tz, *server)
 		}
-		defer s.Close()
-		if err := s.Migrate(ctx); err != nil {
-			return err
-		}
-		out, err := bootstrap.FirstAdmin(ctx, s, *user, *tz, *server)
-		if err != nil {
-			return err
-		}
-		fmt.Printf("API_KEY=%s\nSECRET_KEY=%s\nSECRET_SERVER=%s\n", out.APIKey, out.SecretKey, out.SecretServer)
-		return nil
 	default:
 		return fmt.Errorf("unknown command %q: want migrate, seed or bootstrap", args[0])
 	}
+	s, err := chstore.Open(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if err := s.Migrate(ctx); err != nil || write == nil {
+		return err
+	}
+	out, err := write(ctx, s)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("API_KEY=%s\nSECRET_KEY=%s\nSECRET_SERVER=%s\n", out.APIKey, out.SecretKey, out.SecretServer)
+	return nil
 }

@@ -53,7 +53,7 @@ func Listen(ctx context.Context, rdb *redis.Client, channel string, l Listener) 
 				return
 			}
 			fail(err)
-			if !sleep(ctx, resubscribeWait) {
+			if !pause(ctx) {
 				return
 			}
 			continue
@@ -85,20 +85,19 @@ func Listen(ctx context.Context, rdb *redis.Client, channel string, l Listener) 
 				}
 			}
 		}
-		if !sleep(ctx, resubscribeWait) {
+		if !pause(ctx) {
 			return
 		}
 	}
 }
 
-// sleep waits d or until ctx is done; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
+// pause waits resubscribeWait or until ctx is done; it reports whether the
+// wait passed.
+func pause(ctx context.Context) bool {
 	select {
 	case <-ctx.Done():
 		return false
-	case <-t.C:
+	case <-time.After(resubscribeWait):
 		return true
 	}
 }
