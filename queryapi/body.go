@@ -3,6 +3,7 @@ package queryapi
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -15,9 +16,12 @@ import (
 const maxWriteBody = 1 << 20
 
 // writeArgs returns the arguments of a write: the query arguments, then
-// the body's (form-urlencoded as the reference, or a JSON object), which
-// win. JSON values become their text: strings as they are, numbers as
-// written, booleans True/False, null "", arrays their items joined by ",".
+// the body's (form-urlencoded as the reference, or a JSON object). An
+// argument given more than once (in the query, the body, both, or a JSON
+// object naming a key twice) keeps every value, in that order: the write
+// refuses it (see mutate). JSON values become their text: strings as they
+// are, numbers as written, booleans True/False, null "", arrays their
+// items joined by ",".
 func writeArgs(r *http.Request) (url.Values, error) {
 	args := r.URL.Query()
 	if r.Body == nil {
@@ -47,25 +51,44 @@ func writeArgs(r *http.Request) (url.Values, error) {
 		return nil, err
 	}
 	for k, v := range body {
-		args[k] = v
+		args[k] = append(args[k], v...)
 	}
 	return args, nil
 }
 
+// jsonArgs reads a JSON object's members as arguments, keeping a key given
+// twice twice (a map would keep only one of its values, silently).
 func jsonArgs(b []byte) (url.Values, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
-	var obj map[string]any
-	if err := dec.Decode(&obj); err != nil {
-		return nil, fmt.Errorf("body is not a JSON object: %w", err)
+	notObject := func(err error) error { return fmt.Errorf("body is not a JSON object: %w", err) }
+	if t, err := dec.Token(); err != nil {
+		return nil, notObject(err)
+	} else if t != json.Delim('{') {
+		return nil, notObject(fmt.Errorf("starts with %v", t))
 	}
 	out := url.Values{}
-	for k, v := range obj {
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, notObject(err)
+		}
+		k, _ := t.(string)
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			return nil, notObject(err)
+		}
 		s, err := jsonText(v, true)
 		if err != nil {
 			return nil, fmt.Errorf("field %q: %w", k, err)
 		}
-		out.Set(k, s)
+		out[k] = append(out[k], s)
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, notObject(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, notObject(errors.New("data after the object"))
 	}
 	return out, nil
 }

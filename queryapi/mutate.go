@@ -70,6 +70,22 @@ func (h *handler) mutate(c *gin.Context) {
 		return
 	}
 	notFound := l2l.Failure(fmt.Sprintf("No %s record with id %s", name, idText))
+	signed := len(ra.def.SignedFields()) > 0
+	if rep := auth.Repeated(args); len(rep) > 0 && !signed {
+		// Which value would count is anybody's guess; a signed call is
+		// refused alike, as a bad signature (checkSigned).
+		var problems []string
+		for _, k := range rep {
+			problems = append(problems, fmt.Sprintf("argument %q is given %d times; give it once", k, len(args[k])))
+		}
+		h.finish(r, http.StatusOK, "invalid", l2l.Invalid(&l2l.QueryError{Problems: problems}))
+		return
+	}
+	if p, a := c.Param("id"), args.Get("id"); p != "" && a != "" && a != p {
+		h.finish(r, http.StatusOK, "invalid", l2l.Invalid(&l2l.QueryError{Problems: []string{
+			fmt.Sprintf("id: the path names record %s, the arguments %s", p, a)}}))
+		return
+	}
 	if idText == "" {
 		if ch.delete || c.Request.Method == http.MethodPut {
 			h.finish(r, http.StatusOK, "invalid", l2l.Invalid(&l2l.QueryError{Problems: []string{"id: required"}}))
@@ -89,15 +105,24 @@ func (h *handler) mutate(c *gin.Context) {
 		return
 	}
 
-	if order := ra.def.SignedFields(); len(order) > 0 {
-		if ch.delete {
-			order = []string{"id"}
+	if signed {
+		call := auth.Call{Method: auth.MethodUpdate, Area: name, ID: strconv.FormatUint(ch.id, 10), Fields: ra.def.SignedFields()}
+		switch {
+		case ch.create:
+			call.Method, call.ID = auth.MethodCreate, ""
+		case ch.delete:
+			call.Method, call.Fields = auth.MethodDelete, nil
 		}
-		if err := h.checkSigned(ctx, cl.key, args, order, ch.id); err != nil {
-			if errors.Is(err, auth.ErrSignature) {
-				h.finish(r, http.StatusForbidden, "forbidden", l2l.Failure(err.Error()))
-				return
-			}
+		err := h.checkSigned(ctx, cl.key, args, call)
+		switch {
+		case errors.Is(err, auth.ErrSignature):
+			h.finish(r, http.StatusForbidden, "forbidden", l2l.Failure(err.Error()))
+			return
+		case errors.Is(err, auth.ErrUnavailable):
+			h.logger.Warn("signed call refused", "area", name, "err", err)
+			h.finish(r, http.StatusServiceUnavailable, "unavailable", l2l.Failure(msgSignedUnavailable))
+			return
+		case err != nil:
 			h.writeFailed(r, err)
 			return
 		}
@@ -160,9 +185,15 @@ func (h *handler) mutate(c *gin.Context) {
 	h.finish(r, http.StatusOK, outcome, l2l.Record(fields, row))
 }
 
-// checkSigned verifies the signature of a call that needs one. The secret
-// must belong to the API key's user.
-func (h *handler) checkSigned(ctx context.Context, p auth.Principal, args url.Values, order []string, id uint64) error {
+// msgSignedUnavailable answers a signed call that could not be checked
+// for reuse.
+const msgSignedUnavailable = "Signed calls are unavailable right now (the record of used signatures cannot be reached); retry later with a new signature"
+
+// checkSigned verifies the signature of call, a write that needs one, and
+// spends it: a signature is accepted once. The secret must belong to the
+// API key's user. args are the call's only arguments: what was verified
+// is what the write applies.
+func (h *handler) checkSigned(ctx context.Context, p auth.Principal, args url.Values, call auth.Call) error {
 	secret := ""
 	k, err := h.writes.store.SecretByServer(ctx, args.Get(auth.ArgServer))
 	switch {
@@ -171,13 +202,12 @@ func (h *handler) checkSigned(ctx context.Context, p auth.Principal, args url.Va
 	case err != nil && !errors.Is(err, chstore.ErrNotFound):
 		return err
 	}
-	get := func(name string) string {
-		if name == "id" && args.Get("id") == "" && id != 0 {
-			return strconv.FormatUint(id, 10)
-		}
-		return args.Get(name)
+	now := h.writes.now().UTC()
+	sig, err := auth.Verify(args, call, secret, now)
+	if err != nil {
+		return err
 	}
-	return auth.CheckSignature(get, order, secret, h.writes.now().UTC())
+	return h.writes.signatures.Spend(ctx, sig, now)
 }
 
 func (h *handler) writeFailed(r *request, err error) {

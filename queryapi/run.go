@@ -108,7 +108,8 @@ func newEngine(store *chstore.Store, rdb *redis.Client, kc kafkaClient, cfg Conf
 		ids:   &idSource{rdb: rdb, key: rkeys.RecordIDs(), highest: store.MaxRecordID},
 		inv: &cacheInvalidator{keys: keys, locations: locs, rdb: rdb, channel: rkeys.MasterDataChanges(),
 			delay: refetchDelay, logger: logger},
-		now: time.Now,
+		signatures: auth.NewUsedSignatures(rdb, rkeys.Signatures()),
+		now:        time.Now,
 	}
 	if kc != nil {
 		h.assigner = &assigner{store: store, prod: kc, topic: cfg.PartsTopic, now: time.Now}

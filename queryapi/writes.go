@@ -78,13 +78,20 @@ func within(sites, allowed []uint64) bool {
 	return true
 }
 
+// signatureSpender records the signatures of signed calls as used
+// (*auth.UsedSignatures).
+type signatureSpender interface {
+	Spend(ctx context.Context, sig auth.Signature, now time.Time) error
+}
+
 // writer does the writes of the record API.
 type writer struct {
-	store writeStore
-	areas *record.Registry // the store's areas
-	ids   *idSource
-	inv   invalidator
-	now   func() time.Time
+	store      writeStore
+	areas      *record.Registry // the store's areas
+	ids        *idSource
+	inv        invalidator
+	signatures signatureSpender
+	now        func() time.Time
 }
 
 // errNotFound means the record does not exist or belongs to sites the

@@ -63,17 +63,6 @@ func idText(t *testing.T, rec map[string]any) string {
 	return strconv.FormatUint(uint64(n), 10)
 }
 
-func (f *fixture) signed(exp time.Time, values url.Values, order ...string) url.Values {
-	values.Set(auth.ArgServer, demo.SecretServer)
-	values.Set(auth.ArgExpiration, exp.UTC().Format(auth.ExpirationLayout))
-	vals := []string{values.Get(auth.ArgServer), values.Get(auth.ArgExpiration)}
-	for _, k := range order {
-		vals = append(vals, values.Get(k))
-	}
-	values.Set(auth.ArgSignature, auth.Sign(f.secret, vals...))
-	return values
-}
-
 func TestWrites(t *testing.T) {
 	f := newFixture(t)
 
@@ -203,22 +192,22 @@ func TestWrites(t *testing.T) {
 		if status != http.StatusForbidden || env["success"] != false {
 			t.Fatalf("unsigned user create: %d %v", status, env)
 		}
-		tampered := f.signed(exp, url.Values{"username": {"jo"}, "active": {"True"}, "sites": {"1"}}, "username", "active")
+		tampered := f.signCall(exp, "POST", "users", "", url.Values{"username": {"jo"}, "active": {"True"}, "sites": {"1"}})
 		tampered.Set("username", "eve")
 		if status, _, _ := f.send(t, "POST", "/api/1.0/users/", f.keyA, tampered, false); status != http.StatusForbidden {
 			t.Errorf("tampered: %d", status)
 		}
-		expired := f.signed(time.Now().Add(-time.Minute), url.Values{"username": {"jo"}, "active": {"True"}, "sites": {"1"}}, "username", "active")
+		expired := f.signCall(time.Now().Add(-time.Minute), "POST", "users", "", url.Values{"username": {"jo"}, "active": {"True"}, "sites": {"1"}})
 		if status, _, _ := f.send(t, "POST", "/api/1.0/users/", f.keyA, expired, false); status != http.StatusForbidden {
 			t.Errorf("expired: %d", status)
 		}
-		_, _, env = f.send(t, "POST", "/api/1.0/users/", f.keyA, f.signed(exp, args, "username", "active"), false)
+		_, _, env = f.send(t, "POST", "/api/1.0/users/", f.keyA, f.signCall(exp, "POST", "users", "", args), false)
 		user := data(t, env)
 		uid := idText(t, user)
 		if user["sites"] != "1" || user["active"] != true {
 			t.Errorf("user %v", user)
 		}
-		kargs := f.signed(exp, url.Values{"user": {uid}, "scopes": {"read,write"}}, "user", "scopes")
+		kargs := f.signCall(exp, "POST", "apikeys", "", url.Values{"user": {uid}, "scopes": {"read,write"}})
 		_, _, env = f.send(t, "POST", "/api/1.0/apikeys/", f.keyA, kargs, true)
 		key := data(t, env)
 		newKey, _ := key["key"].(string)
@@ -249,7 +238,7 @@ func TestWrites(t *testing.T) {
 			t.Errorf("realuser outside the sites: %d", status)
 		}
 		// Deactivating the key (signed) makes it invalid at once.
-		del := f.signed(exp, url.Values{"id": {kid}, "_action": {"delete"}}, "id")
+		del := f.signCall(exp, "DELETE", "apikeys", kid, url.Values{"id": {kid}, "_action": {"delete"}})
 		if _, _, env := f.send(t, "POST", "/api/1.0/apikeys/", f.keyA, del, false); env["success"] != true {
 			t.Fatalf("delete key: %v", env)
 		}

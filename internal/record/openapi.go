@@ -136,24 +136,39 @@ func OpenAPI(r *Registry) string {
 		}
 	}
 	for _, s := range []string{
-		"Writes (create, update, delete) of " + strings.Join(signed, " and ") + " must be signed. The caller",
-		"joins the values of these arguments with \"\\n\", in this order, computes",
-		"HMAC-SHA512 of the UTF-8 bytes with the secret key of the server named by",
-		"_server, and sends base64 of the digest as _signature:",
+		"Every write (create, update, delete) of " + strings.Join(signed, " and ") + " must be signed. The caller",
+		"joins these values with \"\\n\" (U+000A), in this order, computes HMAC-SHA512 of the",
+		"UTF-8 bytes with the secret key of the server named by _server, and sends",
+		"the base64 of the digest as _signature:",
+		"_server, _expiration, the operation (POST for a create, PUT for an update,",
+		"DELETE for a delete, however the call is sent: a POST with an id signs PUT,",
+		"_action=delete signs DELETE), the area, the record's id in decimal (not for",
+		"a create), then the values of the call's signed fields as sent (an argument",
+		"not sent signs as the empty string; a JSON value as the text it becomes).",
+		"Exactly:",
 	} {
 		line(4, "%s", s)
 	}
 	for _, a := range areas {
-		if fs := a.SignedFields(); len(fs) > 0 {
-			line(4, "- %s: _server, _expiration, %s", a.Name, strings.Join(fs, ", "))
+		fs := a.SignedFields()
+		if len(fs) == 0 {
+			continue
 		}
+		f := strings.Join(fs, ", ")
+		line(4, "- create %s: _server, _expiration, POST, %s, %s", a.Name, a.Name, f)
+		line(4, "- update %s: _server, _expiration, PUT, %s, <id>, %s", a.Name, a.Name, f)
+		line(4, "- delete %s: _server, _expiration, DELETE, %s, <id>", a.Name, a.Name)
 	}
-	line(4, "- deletes of %s: _server, _expiration, id", strings.Join(signed, " or "))
 	for _, s := range []string{
-		"An argument not sent signs as the empty string. _expiration is UTC",
-		"(YYYY-MM-DD HH:MM:SS), in the future and at most 1 hour ahead; the secret key",
-		"must belong to the API key's user. Signatures are compared in constant time.",
-		"Any rejection is 403.",
+		"Other arguments (auth, realuser, format, site) are not signed. A signed call",
+		"gives every argument once (one given twice, in the query and the body or",
+		"twice in either, is refused). _expiration is UTC (YYYY-MM-DD HH:MM:SS), in",
+		"the future and at most 1 hour ahead; the secret key must belong to the API",
+		"key's user; _signature is canonical base64. A signature is accepted once:",
+		"it is remembered until its expiration (plus a minute), and while that",
+		"record cannot be reached signed calls answer 503. Signatures are compared",
+		"in constant time. Any rejection is 403 with the reason in error. The README",
+		"has a worked example with its signature.",
 	} {
 		line(4, "%s", s)
 	}

@@ -103,9 +103,10 @@ const (
 	Fixed
 	// NotEmpty: the field's value may not be empty text or an empty list.
 	NotEmpty
-	// Signed: a write of the area must be signed, and the signature covers
-	// the field's value; the signed values are taken in the order of the
-	// fields. A delete of an area with signed fields signs the record's id.
+	// Signed: every write of the area (create, update, delete) must be
+	// signed, and the signature of a create or an update covers the
+	// field's value, in the order of the fields; every write is bound to
+	// its operation, area and record (internal/auth.Call).
 	Signed
 	// Once: the field is not stored; the answer of the create that made
 	// the record shows it, once (an API key's key).

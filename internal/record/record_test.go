@@ -34,7 +34,8 @@ func TestTakt(t *testing.T) {
 			signed[a.Name] = fs
 		}
 	}
-	if want := map[string][]string{"users": {"username", "active"}, "apikeys": {"user", "scopes"}}; !reflect.DeepEqual(signed, want) {
+	if want := map[string][]string{"users": {"username", "admin", "sites", "active"},
+		"apikeys": {"user", "scopes", "active", "rate_limit", "rate_burst"}}; !reflect.DeepEqual(signed, want) {
 		t.Errorf("signed fields %v, want %v", signed, want)
 	}
 	keys := Takt.Must("apikeys")
