@@ -35,6 +35,9 @@ type Config struct {
 	ReadTimeout time.Duration
 	// MaxOpenConns bounds the connection pool.
 	MaxOpenConns int
+	// Recorder, when set, is told every statement the Store sends (see
+	// record.go). Tests set it; services leave it nil.
+	Recorder Recorder
 }
 
 // ConfigFromEnv reads TAKT_CLICKHOUSE_* with local-stack defaults.
@@ -112,6 +115,9 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 	if err := conn.Ping(ctx); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("ping clickhouse %v: %w", cfg.Addr, err)
+	}
+	if cfg.Recorder != nil {
+		conn = recordingConn{Conn: conn, rec: cfg.Recorder}
 	}
 	return &Store{conn: conn, db: cfg.Database, logger: logger, areas: record.Takt}, nil
 }

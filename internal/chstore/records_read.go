@@ -110,7 +110,7 @@ func querySettings(ctx context.Context, a *RecordArea) context.Context {
 	if len(set) == 0 {
 		return ctx
 	}
-	return clickhouse.Context(ctx, clickhouse.WithSettings(set))
+	return withSettings(ctx, set)
 }
 
 func (s *Store) readRecords(ctx context.Context, a *RecordArea, q l2l.Query, sites []uint64, id *uint64, after *Cursor, at []Cursor) (RecordPage, error) {

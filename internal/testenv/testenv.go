@@ -35,8 +35,10 @@ import (
 // Endpoints are the addresses of the local stack.
 type Endpoints struct {
 	ClickHouse []string
-	Redis      string
-	Brokers    []string
+	// ClickHouseHTTP is the URL of ClickHouse's HTTP interface.
+	ClickHouseHTTP string
+	Redis          string
+	Brokers        []string
 }
 
 // Stack returns the stack's addresses after checking each one accepts
@@ -48,9 +50,10 @@ func Stack(t testing.TB) Endpoints {
 	}
 	var env config.Env
 	e := Endpoints{
-		ClickHouse: env.List("CLICKHOUSE_ADDR", []string{"127.0.0.1:19000"}),
-		Redis:      env.String("REDIS_ADDR", "127.0.0.1:16379"),
-		Brokers:    env.List("KAFKA_BROKERS", []string{"127.0.0.1:19092"}),
+		ClickHouse:     env.List("CLICKHOUSE_ADDR", []string{"127.0.0.1:19000"}),
+		ClickHouseHTTP: env.String("CLICKHOUSE_HTTP", "http://127.0.0.1:18123"),
+		Redis:          env.String("REDIS_ADDR", "127.0.0.1:16379"),
+		Brokers:        env.List("KAFKA_BROKERS", []string{"127.0.0.1:19092"}),
 	}
 	for _, a := range append(append([]string{e.Redis}, e.ClickHouse...), e.Brokers...) {
 		c, err := net.DialTimeout("tcp", a, 2*time.Second)
