@@ -256,7 +256,7 @@ func (s *Store) locations(ctx context.Context, externalID string) ([]Location, e
 		SELECT 'line' AS kind, id, site, externalid FROM lines FINAL WHERE deleted = 0 AND ` + filter + `
 		UNION ALL
 		SELECT 'machine' AS kind, id, site, externalid FROM machines FINAL WHERE deleted = 0 AND ` + filter + `
-	) ANY LEFT JOIN (SELECT id AS site, timezone AS tz FROM sites FINAL WHERE deleted = 0) USING site
+	) AS l ANY LEFT JOIN (SELECT id AS site, timezone AS tz FROM sites FINAL WHERE deleted = 0) AS z USING site
 	ORDER BY kind, id`
 	rows, err := s.conn.Query(ctx, q, args...)
 	if err != nil {

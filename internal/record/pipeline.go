@@ -126,7 +126,7 @@ const pitchesFrom = `(SELECT
 			SELECT site, location_kind, location_id, hour AS pitch_hour, produced, good, scrap, rework,
 				toFloat64(produced) * ideal AS ideal_s, toFloat64(0) AS run_s, toFloat64(0) AS down_s, toFloat64(0) AS pdown_s
 			FROM parts_hourly
-			ANY LEFT JOIN (SELECT id AS product_id, ideal_cycle_time AS ideal FROM products FINAL WHERE deleted = 0) USING product_id
+			ANY LEFT JOIN (SELECT id AS product_id, ideal_cycle_time AS ideal FROM products FINAL WHERE deleted = 0) AS pr USING product_id
 			UNION ALL
 			SELECT site, location_kind, location AS location_id, toDateTime(hn * 3600) AS pitch_hour,
 				toUInt64(0) AS produced, toUInt64(0) AS good, toUInt64(0) AS scrap, toUInt64(0) AS rework, toFloat64(0) AS ideal_s,
@@ -141,7 +141,7 @@ const pitchesFrom = `(SELECT
 			)
 		)
 		GROUP BY site, location_kind, location_id, pitch_hour
-	) ANY LEFT JOIN (SELECT id AS location_id, line AS machine_line FROM machines FINAL WHERE deleted = 0) USING location_id)`
+	) AS g ANY LEFT JOIN (SELECT id AS location_id, line AS machine_line FROM machines FINAL WHERE deleted = 0) AS ml USING location_id)`
 
 // pitchArea is the pitches record area (read-only).
 var pitchArea = &Area{

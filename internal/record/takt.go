@@ -193,9 +193,9 @@ var apiKeyArea = &Area{
 		" A key is visible when its user is.",
 	// last_used comes from apikey_usage, where the rate limiter's record of
 	// each key's last request is copied.
-	From: "(SELECT * FROM (SELECT * FROM apikeys FINAL)" +
-		" ANY LEFT JOIN (SELECT id AS user, sites AS user_sites FROM users FINAL WHERE deleted = 0) USING user)" +
-		" ANY LEFT JOIN (SELECT key AS id, max(last_used) AS last_used FROM apikey_usage GROUP BY key) USING id",
+	From: "(SELECT * FROM (SELECT * FROM apikeys FINAL) AS k" +
+		" ANY LEFT JOIN (SELECT id AS user, sites AS user_sites FROM users FINAL WHERE deleted = 0) AS u USING user) AS ku" +
+		" ANY LEFT JOIN (SELECT key AS id, max(last_used) AS last_used FROM apikey_usage GROUP BY key) AS lu USING id",
 	Site:   Site{Via: "user", Expr: "user_sites"},
 	Writes: WriteRows, Scope: scopeAdmin, OnCreate: IssueKey,
 	Forget: []Forget{ForgetKey},
