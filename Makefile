@@ -8,7 +8,7 @@ STACK := compose/local/stack.sh
 # services whose state the cache cannot see).
 TESTFLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: run up down status test test-unit build lint fmt loadtest bench
+.PHONY: run up down status test test-unit build lint fmt loadtest bench test-modern
 
 run: ## whole stack in the foreground; Ctrl-C stops every process it started
 	@$(STACK) run
@@ -23,8 +23,18 @@ status:
 	@$(STACK) status
 
 test: up ## unit and integration tests against the local stack
-	. .run/env && TAKT_CLICKHOUSE_ADDR=$$CLICKHOUSE_ADDR TAKT_REDIS_ADDR=$$REDIS_ADDR TAKT_KAFKA_BROKERS=$$KAFKA_BROKERS \
+	. .run/env && TAKT_CLICKHOUSE_ADDR=$$CLICKHOUSE_ADDR TAKT_CLICKHOUSE_HTTP=$$CLICKHOUSE_HTTP TAKT_REDIS_ADDR=$$REDIS_ADDR TAKT_KAFKA_BROKERS=$$KAFKA_BROKERS \
 		$(GO) test $(TESTFLAGS) ./...
+
+# test-modern: every ClickHouse statement shape the services send, run on
+# current ClickHouse (chDB: the engine as a library, fetched once by npm into
+# .run/chdb) and on the local 18.16; the answers must agree. It is skipped,
+# saying so, only when the library cannot be fetched.
+CHDB_VERSION ?= 26.5.3
+test-modern: up ## Takt's SQL on current ClickHouse (chDB) against the local 18.16
+	@lib=$$(compose/local/libchdb.sh $(CHDB_VERSION)) || { echo "test-modern: SKIPPED: could not fetch @chdb/lib-linux-x64-gnu@$(CHDB_VERSION) (above: why)"; exit 0; }; \
+	. .run/env && CHDB_LIB_PATH=$$lib TAKT_CLICKHOUSE_ADDR=$$CLICKHOUSE_ADDR TAKT_CLICKHOUSE_HTTP=$$CLICKHOUSE_HTTP \
+		$(GO) test -tags chdb -count=1 -timeout 30m -run '^TestModernClickHouse$$' -v ./internal/chcompat/
 
 test-unit: ## tests that need no servers
 	$(GO) test -short $(TESTFLAGS) ./...
@@ -41,6 +51,7 @@ build:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags chdb ./internal/chcompat/
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -46,6 +46,7 @@ need_pkgs() {
 	command -v redis-cli >/dev/null || missing+=(redis-tools)
 	command -v kcat >/dev/null || missing+=(kcat)
 	command -v curl >/dev/null || missing+=(curl)
+	command -v npm >/dev/null || missing+=(npm) # make test-modern fetches libchdb with it
 	echo "${missing[@]}"
 }
 
