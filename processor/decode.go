@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"strconv"
 	"sync"
@@ -186,11 +187,14 @@ func (c *consumer) process(ctx context.Context, st *partState, r *kgo.Record, d 
 	if st.block.Len() == 0 {
 		st.firstRow = r.Offset
 	}
+	if ideal := res.IdealCycleTime; ideal > 0 && !math.IsInf(ideal, 0) {
+		row.IdealCycleTime = ideal
+	}
 	if err := st.block.Append(&row); err != nil {
 		return c.deadLetter(ctx, st, r, dlqRow, err, now)
 	}
 	st.resolutions.add(res.Resolution)
-	c.feedPart(st, part, res.IdealCycleTime, r.Offset, now)
+	st.block.SetLastOEEClass(string(c.feedPart(st, part, row.IdealCycleTime, r.Offset, now)))
 	st.consumed(r, now)
 	return nil
 }
@@ -206,7 +210,7 @@ func (c *consumer) replay(st *partState, r *kgo.Record, d *decoded, now time.Tim
 	default:
 		p := &d.part
 		res := c.master.get().Product(p.Site, p.Product, p.CycleTime, p.HasCycleTime)
-		c.feedPart(st, p, res.IdealCycleTime, r.Offset, now)
+		c.feedPart(st, p, max(res.IdealCycleTime, 0), r.Offset, now)
 	}
 }
 

@@ -43,8 +43,16 @@ package processor
 //
 // Reasons: the record API produces a wire.Assignment to the parts topic
 // under the location's key; it arrives here in order with the parts and is
-// applied to the location's machine (or, for a period that has left the
-// machine's lateness window, relabels that final period).
+// applied to the location's machine: to the stop of the period, or, when a
+// late part has moved or split that period since the API read it, to the
+// stops that cover its time now; a period that has left the machine's
+// window (a final one) is relabelled.
+//
+// How each part counts in the figures (period.Class) is decided when its
+// row is made and stored with it. A part whose row a crash lost after its
+// location's state was saved (the records a new owner skips) gets the
+// same class again: it is counted or not by the calendar, and the saved
+// state lists the offsets of the batch's parts that were too late.
 
 import (
 	"context"
@@ -82,6 +90,9 @@ type locState struct {
 	dirtySince int64
 	dirtyAt    time.Time
 	outbox     []period.Row
+	// late holds the offsets of the records before savedOffset whose
+	// parts were too late.
+	late map[int64]bool
 }
 
 // periodSet holds the machines of one partition.
@@ -102,6 +113,10 @@ type periodSet struct {
 	// cfgGen is the location-config generation the machines were last
 	// checked against.
 	cfgGen uint64
+	// late lists, per location, the offsets of the parts of the batch
+	// being collected that were too late; a state saved with the batch
+	// carries its own.
+	late map[period.Key][]int64
 }
 
 // savedState is a location's state as a flush writes it.
@@ -112,6 +127,15 @@ type savedState struct {
 	snap    period.Snapshot
 	outbox  []period.Row
 	version uint64
+	late    []int64
+}
+
+// savedSnapshot is what period_state.state holds: the machine's snapshot
+// and the offsets of the too-late parts of the batch it was saved with.
+// A snapshot written without them reads the same.
+type savedSnapshot struct {
+	period.Snapshot
+	LateOffsets []int64 `json:"late_offsets,omitempty"`
 }
 
 // touch records that ls changed, by the record at offset (-1: a tick),
@@ -176,7 +200,7 @@ func (ps *periodSet) take(all bool, now time.Time, end int64) (states []savedSta
 		if all || ps.due || len(ls.outbox) > 0 {
 			ls.version = max(ls.version+1, ns)
 			states = append(states, savedState{key: ls.key, site: ls.site, extID: ls.extID, snap: ls.m.Snapshot(),
-				outbox: ls.outbox, version: ls.version})
+				outbox: ls.outbox, version: ls.version, late: ps.late[ls.key]})
 			ls.dirty, ls.outbox = false, nil
 			continue
 		}
@@ -188,6 +212,7 @@ func (ps *periodSet) take(all bool, now time.Time, end int64) (states []savedSta
 	clear(ps.dirty[len(kept):])
 	ps.dirty = kept
 	ps.withRows, ps.due = 0, false
+	clear(ps.late) // the batch's rows go with this flush
 	return states, checkpoint
 }
 
@@ -208,24 +233,37 @@ func (c *consumer) loc(st *partState, key period.Key, site uint64, extID string)
 }
 
 // feedPart runs the part of the record at offset through its location's
-// machine; a replay skips the machines whose saved state has it.
-func (c *consumer) feedPart(st *partState, p *wire.Part, ideal float64, offset int64, now time.Time) {
+// machine and returns how the part counts; a machine whose saved state has
+// the record skips it (and says how it counted then).
+func (c *consumer) feedPart(st *partState, p *wire.Part, ideal float64, offset int64, now time.Time) period.Class {
 	if p.LocationID == 0 {
-		return
+		return period.Counted
 	}
 	ls := c.loc(st, period.Key{Kind: p.LocationKind, ID: p.LocationID}, p.Site, p.ExternalID)
 	if offset < ls.savedOffset {
-		return
+		if ls.late[offset] {
+			return period.TooLateToPlace
+		}
+		if ls.m.Scheduled(p.RecordedAtMs) {
+			return period.Counted
+		}
+		return period.OutsideShifts
 	}
-	rows, out := ls.m.Part(period.Part{RecordedMs: p.RecordedAtMs, CycleTime: p.CycleTime,
-		HasCycleTime: p.HasCycleTime, IdealCycleTime: ideal})
+	pp := period.Part{RecordedMs: p.RecordedAtMs, CycleTime: p.CycleTime, HasCycleTime: p.HasCycleTime,
+		IdealCycleTime: ideal, Quantity: p.Quantity}
+	rows, out := ls.m.Part(pp)
 	switch out {
 	case period.TooLate:
 		c.m.tooLate.Inc()
+		if st.periods.late == nil {
+			st.periods.late = map[period.Key][]int64{}
+		}
+		st.periods.late[ls.key] = append(st.periods.late[ls.key], offset)
 	case period.WithinRun:
 	default:
 		st.periods.touch(ls, rows, offset, now)
 	}
+	return ls.m.Classify(pp, out)
 }
 
 // applyAssignment gives a period the reason of an assignment record. A
@@ -239,9 +277,15 @@ func (c *consumer) applyAssignment(st *partState, a *wire.Assignment, offset int
 	r := period.Reason{ID: a.Reason, Planned: a.Planned}
 	rows, err := ls.m.Assign(a.Period, r)
 	if errors.Is(err, period.ErrUnknownPeriod) {
+		// Not one of the machine's rows: a late part moved or split the
+		// period after the API read it (its stops take the reason), or
+		// it is final.
+		rows, err = ls.m.AssignSpan(a.StartMs, a.EndMs, r)
+	}
+	if errors.Is(err, period.ErrUnknownPeriod) {
 		var row period.Row
 		row, err = ls.m.Relabel(period.Row{ID: a.Period, State: period.State(a.State), Start: a.StartMs,
-			End: a.EndMs, Open: a.EndMs == 0}, r)
+			End: a.EndMs, Open: a.EndMs == 0, FirstOfStop: a.FirstOfStop, Version: a.Version}, r)
 		rows = []period.Row{row}
 	}
 	if err != nil {
@@ -292,7 +336,7 @@ func encodeStates(topic string, partition int32, offset int64, states []savedSta
 	out := make([]chstore.PeriodState, len(states))
 	var rows []chstore.PeriodRow
 	for i, s := range states {
-		snap, err := json.Marshal(s.snap)
+		snap, err := json.Marshal(savedSnapshot{Snapshot: s.snap, LateOffsets: s.late})
 		if err != nil {
 			return nil, nil, fmt.Errorf("encode period state: %w", err)
 		}
@@ -311,7 +355,7 @@ func appendPeriodRows(dst []chstore.PeriodRow, key period.Key, site uint64, extI
 	for _, r := range rows {
 		dst = append(dst, chstore.PeriodRow{ID: r.ID, Site: site, Location: key.ID, LocationKind: key.Kind,
 			ExternalID: extID, State: string(r.State), Start: r.Start, End: r.End, Open: r.Open,
-			Reason: r.Reason, Version: r.Version, Deleted: r.Deleted})
+			Reason: r.Reason, FirstOfStop: r.FirstOfStop, Version: r.Version, Deleted: r.Deleted})
 	}
 	return dst
 }
@@ -370,7 +414,7 @@ func (c *consumer) loadPeriodsOnce(ctx context.Context, partitions []int32) (map
 	}
 	var outbox []chstore.PeriodRow
 	for _, s := range saved {
-		var snap period.Snapshot
+		var snap savedSnapshot
 		if err := json.Unmarshal(s.State, &snap); err != nil {
 			return nil, fmt.Errorf("period state of %s %d: %w", s.LocationKind, s.Location, err)
 		}
@@ -382,8 +426,14 @@ func (c *consumer) loadPeriodsOnce(ctx context.Context, partitions []int32) (map
 		}
 		key := period.Key{Kind: s.LocationKind, ID: s.Location}
 		cfg := c.master.location(key)
-		ls := &locState{key: key, site: s.Site, extID: s.ExternalID, m: period.Restore(snap, cfg.cfg),
+		ls := &locState{key: key, site: s.Site, extID: s.ExternalID, m: period.Restore(snap.Snapshot, cfg.cfg),
 			fp: cfg.fp, version: s.Version, savedOffset: s.Offset}
+		for _, o := range snap.LateOffsets {
+			if ls.late == nil {
+				ls.late = map[int64]bool{}
+			}
+			ls.late[o] = true
+		}
 		if l, ok := sets[s.Partition]; ok {
 			l.locs[key] = ls
 		}
@@ -464,7 +514,7 @@ func buildLocationConfigs(pm chstore.PeriodMaster, gen uint64, warn func(msg str
 		if lc := sc.lines[l.Line]; lc != nil {
 			cal = lc
 		}
-		thr := time.Duration(l.StopThreshold * float64(time.Second))
+		thr := period.Seconds(l.StopThreshold)
 		out.byKey[period.Key{Kind: l.Kind, ID: l.ID}] = locationConfig{
 			cfg: period.Config{Threshold: thr, Calendar: cal},
 			fp:  fmt.Sprintf("%d|%s", thr, sc.fp[cal]),

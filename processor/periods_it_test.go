@@ -53,7 +53,7 @@ func TestPeriodsFollowPartitionsAcrossRebalance(t *testing.T) {
 	send(phase(3))
 	e.waitRows(uint64(len(all)), 60*time.Second, nil)
 
-	checkPeriods(t, e.store, all)
+	checkPeriods(t, e.store, e.topic, all)
 	// Both members wrote, and B ends up holding every location's machine,
 	// the ones A had among them, restored from their saved states.
 	deadline = time.Now().Add(30 * time.Second)
@@ -93,26 +93,51 @@ func periodPhase(p int) []wire.Part {
 		if p > 0 && l%3 == 0 {
 			out = append(out, partAt(l, start-5*60_000))
 		}
+		if p >= 3 && l%3 == 0 {
+			out = append(out, partAt(l, base-2*3_600_000)) // too late
+		}
 	}
 	return out
 }
 
 // checkPeriods waits until the stored periods of every location are
-// exactly those of the pure state machine fed all the parts.
-func checkPeriods(t *testing.T, store *chstore.Store, all []wire.Part) {
+// exactly those of the pure state machine fed all the parts, and checks
+// that every stored part counts as that machine classified it.
+func checkPeriods(t *testing.T, store *chstore.Store, topic string, all []wire.Part) {
 	t.Helper()
 	want := map[int][]string{}
+	class := map[string]string{}
 	for l := range locations {
 		key := period.Key{Kind: "line", ID: uint64(l + 1)}
 		m := period.New(key, period.Config{})
 		var versions []period.Row
 		for _, p := range all {
 			if p.LocationID == key.ID {
-				rows, _ := m.Part(period.Part{RecordedMs: p.RecordedAtMs, IdealCycleTime: 45})
+				pp := period.Part{RecordedMs: p.RecordedAtMs, IdealCycleTime: 45, Quantity: p.Quantity}
+				rows, out := m.Part(pp)
 				versions = append(versions, rows...)
+				class[p.EventID] = string(m.Classify(pp, out))
 			}
 		}
 		want[l+1] = renderLive(versions)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	stored, err := store.PartsOfTopic(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	late := 0
+	for _, r := range stored {
+		if w := class[r.EventID.String()]; r.OEEClass != w {
+			t.Errorf("part %s of line %d at %d: class %q, want %q", r.EventID, r.LocationID, r.RecordedMs, r.OEEClass, w)
+		}
+		if r.OEEClass == string(period.TooLateToPlace) {
+			late++
+		}
+	}
+	if late == 0 {
+		t.Error("no part was too late: the test wants some")
 	}
 	if len(want[1]) < 7 {
 		t.Fatalf("line 1 has %d periods; the test wants runs and stops: %v", len(want[1]), want[1])
@@ -181,7 +206,7 @@ func TestPeriodsSurviveKills(t *testing.T) {
 	p = e.startProc(bin, "p4", env())
 	send(4)
 	e.waitRows(uint64(len(all)), 30*time.Second, p.alive)
-	checkPeriods(t, e.store, all)
+	checkPeriods(t, e.store, e.topic, all)
 	p.stop()
 	e.assertExactly(uint64(len(all)))
 }

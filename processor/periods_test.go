@@ -22,6 +22,7 @@ func TestLocationConfigs(t *testing.T) {
 			{Kind: "line", ID: 2, Site: 1, Line: 2, ExternalID: "b"},
 			{Kind: "machine", ID: 7, Site: 1, Line: 2, ExternalID: "m"},
 			{Kind: "line", ID: 3, Site: 2, Line: 3, ExternalID: "c"},
+			{Kind: "line", ID: 4, Site: 1, Line: 4, ExternalID: "d", StopThreshold: 64.1},
 		},
 		Zones: map[uint64]string{1: "Europe/Berlin", 2: "Not/AZone"},
 		Shifts: []chstore.SiteShift{
@@ -46,6 +47,9 @@ func TestLocationConfigs(t *testing.T) {
 	}
 	if line1.fp == line2.fp || line2.fp != machine.fp {
 		t.Errorf("fingerprints: %q %q %q", line1.fp, line2.fp, machine.fp)
+	}
+	if thr := lc.byKey[period.Key{Kind: "line", ID: 4}].cfg.Threshold; thr != 64100*time.Millisecond {
+		t.Errorf("line 4: stop_threshold 64.1 s is %v, want 1m4.1s", thr)
 	}
 	line3 := lc.byKey[period.Key{Kind: "line", ID: 3}]
 	if warnings != 1 || line3.cfg.Calendar.Loc != time.UTC {

@@ -90,7 +90,7 @@ var assignNow = time.Date(2024, 1, 15, 12, 0, 0, 0, time.UTC)
 
 func testPeriods() *fakePeriods {
 	down := chstore.PeriodRow{ID: 10, Site: 1, Location: 7, LocationKind: "line", ExternalID: "line_7", State: "down",
-		Start: 1705305600000, End: 1705305900000, Version: 3}
+		Start: 1705305600000, End: 1705305900000, FirstOfStop: 1, Version: 3}
 	open := down
 	open.ID, open.End, open.Open = 11, 0, true
 	planned := down
@@ -197,6 +197,8 @@ func TestAssignPrepare(t *testing.T) {
 			}
 			want := tt.want
 			want.Site, want.StartMs, want.AssignedAtMs, want.By = 1, 1705305600000, assignNow.UnixMilli(), "alice"
+			// The period as read: the processor needs its mark and version.
+			want.FirstOfStop, want.Version = 1, 3
 			if want.LocationKind == "" {
 				want.LocationKind, want.LocationID, want.ExternalID = "line", 7, "line_7"
 			}

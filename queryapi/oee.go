@@ -16,9 +16,27 @@ package queryapi
 //     0: Takt does not guess running time from the parts (a line that made
 //     parts at 06:00 and 14:00 was not necessarily running in between).
 //     Quantities, quality and ideal_production_time are exact regardless.
-//   - group_by=product splits quantities and ideal_production_time by
-//     product; a period belongs to a location, not to a product, so the
-//     time elements and the ratios built on them are null in those rows.
+//   - A product (product= or group_by=product) gets its quantities,
+//     ideal_production_time and quality, never time: a period belongs to a
+//     location, not to a product (a stop between two products is neither's,
+//     and splitting run time by each product's share of ideal time would
+//     give every product of a run that run's performance by construction).
+//     So the time elements and every ratio built on them are null there;
+//     never a product's ideal time over the whole location's run time.
+//   - Quantities are the parts the processor placed in scheduled time
+//     (parts.oee_class 'counted'); parts made outside the shifts and parts
+//     too late to change any period are in no time element, so they are
+//     reported apart (unscheduled_quantity, late_quantity). Parts recorded
+//     after now are not counted yet. ideal_production_time uses the ideal
+//     cycle time each part was processed with (ideal=current: today's).
+//   - A line that reports parts itself stands for its machines in every
+//     sum (line=, group_by=line, the site): its machines' parts are
+//     usually the line's parts again. They are answered on their own with
+//     machine=, externalid= or group_by=location.
+//   - locations, locations_unrecorded and coverage (the share of planned
+//     busy time that periods account for) say how much of a row's time is
+//     known: at site scope, a location that never reported lowers
+//     availability with unrecorded time, and these say so.
 //   - Scheduled time is counted up to now: the future is not planned busy
 //     time yet.
 
@@ -91,13 +109,17 @@ type oeeArgs struct {
 	bucket     oee.Bucket
 	by         grouping
 	micro      bool
+	// currentIdeal: ideal_production_time from today's master data
+	// (ideal=current) instead of the ideal cycle time stored with each
+	// part.
+	currentIdeal bool
 }
 
 // oeeArgNames are the arguments the endpoint knows besides authentication
 // and signing ones.
 var oeeArgNames = map[string]bool{
 	"site": true, "line": true, "machine": true, "externalid": true, "product": true,
-	"start": true, "end": true, "bucket": true, "group_by": true, "format": true, "l2lfmt_microseconds": true,
+	"start": true, "end": true, "bucket": true, "group_by": true, "ideal": true, "format": true, "l2lfmt_microseconds": true,
 	"auth": true, "realuser": true, "_server": true, "_expiration": true, "_signature": true,
 }
 
@@ -191,6 +213,13 @@ func parseOEEArgs(args url.Values) (oeeArgs, []string) {
 			}
 		}
 	}
+	switch v := args.Get("ideal"); v {
+	case "", "stored":
+	case "current":
+		a.currentIdeal = true
+	default:
+		bad("ideal: %q: want stored (the ideal cycle time each part was processed with) or current (today's)", v)
+	}
 	switch v := args.Get("l2lfmt_microseconds"); v {
 	case "", "false", "False", "0":
 	case "true", "True", "1":
@@ -248,6 +277,7 @@ func (o *oeeServer) serve(c *gin.Context) {
 		return
 	}
 	plan, err := newOEEPlan(a.window, o.now().UnixMilli(), loc, a.bucket, a.by, m, scope)
+	plan.currentIdeal = a.currentIdeal
 	if err != nil {
 		h.readFailed(r, fmt.Errorf("shifts of site %d: %w", a.site, err))
 		return
@@ -288,10 +318,18 @@ func (o *oeeServer) serve(c *gin.Context) {
 func resolveScope(a oeeArgs, m chstore.OEEMaster) (chstore.OEEScope, []chstore.OEELocation, string) {
 	sc := chstore.OEEScope{Site: a.site}
 	var scope []chstore.OEELocation
+	// A line that reports parts itself stands for its machines in sums.
+	reporting := map[uint64]bool{}
+	for _, l := range m.Locations {
+		if l.Kind == "line" {
+			reporting[l.ID] = true
+		}
+	}
+	standsFor := func(l chstore.OEELocation) bool { return l.Kind == "machine" && reporting[l.Line] }
 	switch {
 	case a.line != 0:
 		for _, l := range m.Locations {
-			if l.Line == a.line {
+			if l.Line == a.line && !standsFor(l) {
 				scope = append(scope, l)
 			}
 		}
@@ -316,9 +354,16 @@ func resolveScope(a oeeArgs, m chstore.OEEMaster) (chstore.OEEScope, []chstore.O
 		if len(scope) == 0 {
 			return sc, nil, fmt.Sprintf("externalid: no location %q at site %d", a.externalID, a.site)
 		}
-	default:
+	case a.by.location:
 		sc.All = true
 		scope = m.Locations
+	default:
+		for _, l := range m.Locations {
+			if !standsFor(l) {
+				scope = append(scope, l)
+			}
+		}
+		sc.All = len(scope) == len(m.Locations)
 	}
 	if !sc.All {
 		for _, l := range scope {
@@ -332,7 +377,7 @@ func resolveScope(a oeeArgs, m chstore.OEEMaster) (chstore.OEEScope, []chstore.O
 	if a.product != "" {
 		n, err := strconv.ParseUint(a.product, 10, 64)
 		for _, p := range m.Products {
-			if err == nil && p.ID == n || err != nil && p.Code == a.product {
+			if !p.Deleted && (err == nil && p.ID == n || err != nil && p.Code == a.product) {
 				sc.Product = p.ID
 			}
 		}
@@ -366,21 +411,24 @@ func renderOEE(a oeeArgs, m chstore.OEEMaster, loc *time.Location, rows []*oeeRo
 	if a.by.shift {
 		fields = append(fields, f("shift", l2l.String, true))
 	}
-	timed := !a.by.product // time elements exist
+	timed := !a.by.product && a.product == "" // time elements exist
 	for _, n := range []string{"planned_busy_time", "actual_production_time", "unplanned_down_time", "planned_down_time"} {
 		fields = append(fields, f(n, l2l.Float, true))
 	}
 	for _, n := range []string{"produced_quantity", "good_quantity", "scrap_quantity", "rework_quantity"} {
 		fields = append(fields, f(n, l2l.Int, false))
 	}
-	fields = append(fields, f("ideal_production_time", l2l.Float, false))
+	fields = append(fields, f("ideal_production_time", l2l.Float, false),
+		f("unscheduled_quantity", l2l.Int, false), f("late_quantity", l2l.Int, false))
 	for _, n := range []string{"availability", "performance", "quality", "oee", "teep", "mtbf", "mttr"} {
 		fields = append(fields, f(n, l2l.Float, n != "quality"))
 	}
-	fields = append(fields, f("down_events", l2l.Int, true))
+	fields = append(fields, f("performance_over_ideal", l2l.Bool, true), f("down_events", l2l.Int, true))
 	for _, n := range []string{"availability_loss", "performance_loss", "quality_loss", "calendar_time", "unrecorded_time"} {
 		fields = append(fields, f(n, l2l.Float, n != "quality_loss"))
 	}
+	fields = append(fields, f("locations", l2l.Int, true), f("locations_unrecorded", l2l.Int, true),
+		f("coverage", l2l.Float, true))
 	codes := map[uint64]string{}
 	for _, p := range m.Products {
 		codes[p.ID] = p.Code
@@ -421,11 +469,16 @@ func renderOEE(a oeeArgs, m chstore.OEEMaster, loc *time.Location, rows []*oeeRo
 		}
 		e := r.e
 		ra := e.Ratios()
+		var coverage any
+		if e.PlannedBusyTime > 0 {
+			coverage = opt(1 - r.unrecorded/e.PlannedBusyTime)
+		}
 		v = append(v, opt(e.PlannedBusyTime), opt(e.ActualProductionTime), opt(e.UnplannedDownTime), opt(e.PlannedDownTime),
 			e.ProducedQuantity, e.GoodQuantity, e.ScrapQuantity, e.ReworkQuantity, e.IdealProductionTime,
+			e.UnscheduledQuantity, e.LateQuantity,
 			opt(ra.Availability), opt(ra.Performance), ra.Quality, opt(ra.OEE), opt(ra.TEEP), opt(ra.MTBF), opt(ra.MTTR),
-			opt(e.DownEvents), opt(ra.AvailabilityLoss), opt(ra.PerformanceLoss), ra.QualityLoss,
-			opt(e.CalendarTime), opt(r.unrecorded))
+			opt(ra.PerformanceOverIdeal), opt(e.DownEvents), opt(ra.AvailabilityLoss), opt(ra.PerformanceLoss), ra.QualityLoss,
+			opt(e.CalendarTime), opt(r.unrecorded), opt(len(r.locs)), opt(r.unrecordedLocs()), coverage)
 		out = append(out, v)
 	}
 	return fields, out

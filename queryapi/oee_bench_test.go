@@ -72,6 +72,7 @@ func BenchmarkOEE(b *testing.B) {
 				LocationID: uint64(1 + i%locations), ExternalID: "x", ProductID: uint64(1 + i/locations/5000%2),
 				ProductResolution: "code", Quantity: 1, Quality: []string{"good", "good", "good", "scrap"}[i%4],
 				RecordedMs: rec, ReceivedMs: rec, Topic: "bench", Offset: int64(i)}
+			r.IdealCycleTime = float64(30 * r.ProductID)
 			if err := blk.Append(&r); err != nil {
 				b.Fatal(err)
 			}
@@ -186,10 +187,10 @@ func measureGets(b *testing.B, r *gin.Engine, target string, ok func(*httptest.R
 	b.ReportMetric(float64(lat[min(len(lat)-1, len(lat)*99/100)].Microseconds())/1000, "ms-p99")
 }
 
-func mustMetrics(b *testing.B) *metrics {
+func mustMetrics(tb testing.TB) *metrics {
 	m, err := newMetrics(prometheus.NewRegistry())
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	return m
 }

@@ -7,19 +7,24 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 
 	"github.com/takt/takt/internal/auth"
 	"github.com/takt/takt/internal/chstore"
+	"github.com/takt/takt/internal/config"
 	"github.com/takt/takt/internal/oee"
 	"github.com/takt/takt/internal/oee/oeetest"
 	"github.com/takt/takt/internal/period"
+	"github.com/takt/takt/internal/testenv"
 )
 
 // oeeSite is where a scenario is played: a site of the given zone and one
@@ -49,7 +54,7 @@ func playScenario(t *testing.T, store *chstore.Store, sc *oeetest.Scenario, at o
 	for _, r := range played.Rows {
 		versions = append(versions, chstore.PeriodRow{ID: r.ID, Site: at.site, Location: at.loc, LocationKind: at.kind,
 			ExternalID: at.externalID, State: string(r.State), Start: r.Start, End: r.End, Open: r.Open,
-			Reason: r.Reason, Version: r.Version, Deleted: r.Deleted})
+			Reason: r.Reason, FirstOfStop: r.FirstOfStop, Version: r.Version, Deleted: r.Deleted})
 	}
 	var b chstore.PartsBlock
 	for _, p := range played.Parts {
@@ -58,7 +63,8 @@ func playScenario(t *testing.T, store *chstore.Store, sc *oeetest.Scenario, at o
 			LocationKind: at.kind, LocationID: at.loc, ExternalID: at.externalID,
 			ProductID: at.products[p.Product], ProductCode: p.Product, ProductResolution: "code",
 			Quantity: p.Quantity, Quality: p.Quality, CycleTime: p.CycleTime, HasCycleTime: p.CycleTime > 0,
-			RecordedMs: p.RecordedMs, ReceivedMs: p.RecordedMs, Topic: "t", Offset: *nextID}
+			RecordedMs: p.RecordedMs, ReceivedMs: p.RecordedMs, Topic: "t", Offset: *nextID,
+			IdealCycleTime: p.IdealCycleTime, OEEClass: string(p.Class)}
 		if err := b.Append(&r); err != nil {
 			t.Fatal(err)
 		}
@@ -137,6 +143,12 @@ func newOEEFixture(t *testing.T) *oeeFixture {
 	play("04_planned_stop", 14, 0, true)
 	play("05_dst_day", 15, 0, true)
 	play("06_late_part_in_down", 16, 0, true)
+	play("07_planned_stop_late_parts", 18, 0, true)
+	play("08_stop_across_night", 19, 0, true)
+	play("09_run_start_and_counted_parts", 20, 0, true)
+	play("10_ideal_changed", 21, 0, true)
+	play("11_product_filter", 22, 41, true)
+	play("12_fractional_threshold", 23, 0, true)
 	// Scenario 02's parts once more, on a line without periods.
 	sc := oeetest.Load(t, "02_scrap_rework")
 	at := oeeSite{site: 3, kind: "line", loc: 17, line: 17, externalID: "ext_17", products: products[3]}
@@ -145,6 +157,19 @@ func newOEEFixture(t *testing.T) *oeeFixture {
 	must(store.WriteRow(ctx, "shifts", shiftID, chstore.Row{"site": uint64(3), "line": uint64(17), "code": "A",
 		"description": "", "start_time": "06:00", "end_time": "14:00", "days": ""}, audit))
 	playScenario(t, store, sc, at, false, &nextID)
+	// Line 30 reports parts, and so does its machine 50 (scenario 02's
+	// parts and periods for each): the line's parts are its machine's.
+	for _, l := range []oeeSite{
+		{site: 3, kind: "line", loc: 30, line: 30, externalID: "ext_30", products: products[3]},
+		{site: 3, kind: "machine", loc: 50, line: 30, externalID: "ext_m50", products: products[3]},
+	} {
+		if l.kind == "line" {
+			must(store.PutLine(ctx, chstore.Line{ID: 30, Site: 3, Area: 1, Code: "L30", ExternalID: l.externalID, Audit: audit}))
+		} else {
+			must(store.PutMachine(ctx, chstore.Machine{ID: 50, Site: 3, Line: 30, Code: "M50", ExternalID: l.externalID, Audit: audit}))
+		}
+		playScenario(t, store, sc, l, true, &nextID)
+	}
 	return f
 }
 
@@ -167,6 +192,12 @@ func scenarioArgs(sc *oeetest.Scenario, at oeeSite, bucket string) url.Values {
 	v := url.Values{"site": {strconv.FormatUint(at.site, 10)},
 		"start": {sc.Window.Start.UTC().Format(time.RFC3339)}, "end": {sc.Window.End.UTC().Format(time.RFC3339)},
 		"bucket": {bucket}}
+	if sc.Product != "" {
+		v.Set("product", sc.Product)
+	}
+	if sc.Ideal != "" {
+		v.Set("ideal", sc.Ideal)
+	}
 	if at.kind == "machine" {
 		v.Set("machine", strconv.FormatUint(at.loc, 10))
 	} else {
@@ -175,17 +206,23 @@ func scenarioArgs(sc *oeetest.Scenario, at oeeSite, bucket string) url.Values {
 	return v
 }
 
-// checkFigures compares a row with the scenario's expected figures.
-func checkFigures(t *testing.T, what string, row map[string]any, want map[string]float64) {
+// checkFigures compares a row with the scenario's expected figures (a
+// flag as 0 or 1) and nulls.
+func checkFigures(t *testing.T, what string, row map[string]any, want map[string]float64, null ...string) {
 	t.Helper()
 	for k, w := range want {
-		g, ok := row[k].(float64)
+		g, ok := oeetest.Number(row[k])
 		if !ok {
 			t.Errorf("%s: %s = %v, want %v", what, k, row[k], w)
 			continue
 		}
 		if math.Abs(g-w) > 1e-9*math.Max(1, math.Abs(w)) {
 			t.Errorf("%s: %s = %v, want %v", what, k, g, w)
+		}
+	}
+	for _, k := range null {
+		if v, ok := row[k]; !ok || v != nil {
+			t.Errorf("%s: %s = %v, want null", what, k, v)
 		}
 	}
 }
@@ -217,30 +254,67 @@ func sumRows(t *testing.T, rows []map[string]any) map[string]any {
 	return out
 }
 
+// sitesKey lets every key read sites 1 and 3.
+type sitesKey struct{}
+
+func (sitesKey) Authenticate(context.Context, string) (auth.Principal, error) {
+	return auth.Principal{KeyID: 1, Sites: []uint64{1, 3}, Scopes: []string{auth.ScopeRead}}, nil
+}
+
+// oeeAt answers one GET /api/1.0/oee/ with args as if it were now, and
+// returns its one row.
+func (f *oeeFixture) oeeAt(t *testing.T, now time.Time, args url.Values) map[string]any {
+	t.Helper()
+	var env config.Env
+	h, err := newHandler(sitesKey{}, f.store, newZones(f.store, time.Minute, testenv.Logger(t)), ConfigFromEnv(&env),
+		testenv.Logger(t), mustMetrics(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := newOEE(h, f.store)
+	o.now = func() time.Time { return now }
+	r := gin.New()
+	o.routes(r)
+	req := httptest.NewRequest(http.MethodGet, "/api/1.0/oee/?"+args.Encode(), nil)
+	req.Header.Set(keyHeader, "any")
+	w := httptest.NewRecorder()
+	r.ServeHTTP(w, req)
+	var env2 struct {
+		Success bool             `json:"success"`
+		Data    []map[string]any `json:"data"`
+		Error   string           `json:"error"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &env2); err != nil || !env2.Success || len(env2.Data) != 1 {
+		t.Fatalf("oee at %v: %d %v %s %v", now, w.Code, err, env2.Error, env2.Data)
+	}
+	return env2.Data[0]
+}
+
 func TestOEE(t *testing.T) {
 	f := newOEEFixture(t)
 
-	for _, name := range []string{"01_downtime_in_shift", "02_scrap_rework", "03_product_change",
-		"04_planned_stop", "05_dst_day", "06_late_part_in_down"} {
+	for _, sc := range oeetest.LoadAll(t, oeetest.Dir()) {
+		name := strings.TrimSuffix(filepath.Base(sc.File), ".json")
 		t.Run(name, func(t *testing.T) {
-			sc, at := oeetest.Load(t, name), f.played[name]
+			at := f.played[name]
 			rows := f.oeeRows(t, f.key, scenarioArgs(sc, at, "none"))
 			if len(rows) != 1 {
 				t.Fatalf("%d rows, want 1: %v", len(rows), rows)
 			}
+			if sc.Product != "" {
+				checkFigures(t, "bucket=none", rows[0], sc.Expected, append(sc.ExpectedNull,
+					"unrecorded_time", "locations", "locations_unrecorded", "coverage")...)
+				return
+			}
 			checkFigures(t, "bucket=none", rows[0], sc.Expected)
-			checkFigures(t, "bucket=none", rows[0], map[string]float64{"unrecorded_time": 0})
+			checkFigures(t, "bucket=none", rows[0], map[string]float64{"unrecorded_time": 0, "coverage": 1,
+				"locations": 1, "locations_unrecorded": 0})
 			if oee.Bucket(sc.Bucket) != oee.None {
 				rows := f.oeeRows(t, f.key, scenarioArgs(sc, at, sc.Bucket))
 				if len(rows) != sc.Buckets {
 					t.Fatalf("%d %s rows, want %d", len(rows), sc.Bucket, sc.Buckets)
 				}
-				sum := sumRows(t, rows)
-				for k, w := range sc.Expected {
-					if g := sum[k].(float64); math.Abs(g-w) > 1e-9*math.Max(1, math.Abs(w)) {
-						t.Errorf("bucket=%s, summed: %s = %v, want %v", sc.Bucket, k, g, w)
-					}
-				}
+				checkFigures(t, "bucket="+sc.Bucket+", summed", sumRows(t, rows), sc.Expected)
 			}
 		})
 	}
@@ -284,8 +358,8 @@ func TestOEE(t *testing.T) {
 		for _, r := range rows {
 			byExt[r["externalid"].(string)] = r
 		}
-		if len(rows) != 6 || byExt["ext_12"] == nil || byExt["ext_m40"] == nil {
-			t.Fatalf("group_by=location: %d rows, want one per location of site 3 (6): %v", len(rows), rows)
+		if len(rows) != 14 || byExt["ext_12"] == nil || byExt["ext_m40"] == nil || byExt["ext_m50"] == nil {
+			t.Fatalf("group_by=location: %d rows, want one per location of site 3 (14): %v", len(rows), rows)
 		}
 		if byExt["ext_m40"]["line"] != 13.0 || byExt["ext_m40"]["location_kind"] != "machine" {
 			t.Errorf("machine row: %v", byExt["ext_m40"])
@@ -301,8 +375,10 @@ func TestOEE(t *testing.T) {
 		}
 		checkFigures(t, "P1", rows[0], map[string]float64{"produced_quantity": 119, "ideal_production_time": 7140})
 		checkFigures(t, "P2", rows[1], map[string]float64{"produced_quantity": 165, "ideal_production_time": 4950})
-		if rows[0]["availability"] != nil || rows[0]["planned_busy_time"] != nil {
-			t.Errorf("product rows carry time elements: %v", rows[0])
+		for _, k := range []string{"availability", "planned_busy_time", "performance", "oee", "performance_over_ideal", "coverage"} {
+			if rows[0][k] != nil {
+				t.Errorf("product rows carry %s: %v", k, rows[0])
+			}
 		}
 
 		args = url.Values{"site": {"3"}, "start": {"2024-03-04T05:00:00Z"}, "end": {"2024-03-04T15:00:00Z"},
@@ -312,6 +388,106 @@ func TestOEE(t *testing.T) {
 			t.Fatalf("group_by=shift: %v", rows)
 		}
 		checkFigures(t, "shift A", rows[1], oeetest.Load(t, "01_downtime_in_shift").Expected)
+	})
+
+	t.Run("a product filter answers quantities, never a ratio of one product's ideal time to all run time", func(t *testing.T) {
+		sc, at := oeetest.Load(t, "03_product_change"), f.played["03_product_change"]
+		args := scenarioArgs(sc, at, "none")
+		args.Set("product", "P1")
+		rows := f.oeeRows(t, f.key, args)
+		if len(rows) != 1 {
+			t.Fatalf("%d rows", len(rows))
+		}
+		checkFigures(t, "product=P1", rows[0], map[string]float64{"produced_quantity": 119, "ideal_production_time": 7140, "quality": 1},
+			"actual_production_time", "planned_busy_time", "availability", "performance", "oee", "teep", "mtbf", "mttr",
+			"down_events", "performance_loss", "availability_loss", "performance_over_ideal")
+	})
+
+	t.Run("a line that reports parts stands for its machines", func(t *testing.T) {
+		sc := oeetest.Load(t, "02_scrap_rework")
+		args := url.Values{"site": {"3"}, "start": {"2024-03-04T06:00:00Z"}, "end": {"2024-03-04T08:00:00Z"}, "line": {"30"}}
+		rows := f.oeeRows(t, f.key, args)
+		if len(rows) != 1 {
+			t.Fatalf("%d rows", len(rows))
+		}
+		checkFigures(t, "line=30", rows[0], sc.Expected)
+		args.Set("group_by", "location")
+		rows = f.oeeRows(t, f.key, args)
+		if len(rows) != 1 || rows[0]["externalid"] != "ext_30" {
+			t.Fatalf("line=30 by location: %v", rows)
+		}
+		args.Del("line")
+		args.Set("externalid", "ext_m50")
+		rows = f.oeeRows(t, f.key, args)
+		if len(rows) != 1 || rows[0]["externalid"] != "ext_m50" {
+			t.Fatalf("its machine on its own: %v", rows)
+		}
+		checkFigures(t, "ext_m50", rows[0], sc.Expected)
+		// The site's total leaves the machine out too.
+		all := f.oeeRows(t, f.key, url.Values{"site": {"3"}, "start": {"2024-03-04T06:00:00Z"}, "end": {"2024-03-04T08:00:00Z"}})
+		byLoc := f.oeeRows(t, f.key, url.Values{"site": {"3"}, "start": {"2024-03-04T06:00:00Z"}, "end": {"2024-03-04T08:00:00Z"},
+			"group_by": {"location"}})
+		var sum, machine float64
+		for _, r := range byLoc {
+			sum += r["produced_quantity"].(float64)
+			if r["externalid"] == "ext_m50" {
+				machine = r["produced_quantity"].(float64)
+			}
+		}
+		if got := all[0]["produced_quantity"].(float64); machine == 0 || got != sum-machine {
+			t.Errorf("site total %v, want the locations' %v without the machine's %v", got, sum, machine)
+		}
+	})
+
+	t.Run("coverage says which part of planned busy time periods account for", func(t *testing.T) {
+		args := url.Values{"site": {"3"}, "start": {"2024-03-04T06:00:00Z"}, "end": {"2024-03-04T08:00:00Z"}}
+		site := f.oeeRows(t, f.key, args)[0]
+		args.Set("group_by", "location")
+		var locs, unrecordedLocs, pbt, unrecorded float64
+		for _, r := range f.oeeRows(t, f.key, args) {
+			if r["externalid"] == "ext_m50" {
+				continue // line 30 stands for it at site scope
+			}
+			locs++
+			u := r["unrecorded_time"].(float64)
+			if u > 0 {
+				unrecordedLocs++
+			}
+			pbt += r["planned_busy_time"].(float64)
+			unrecorded += u
+			if r["externalid"] == "ext_17" {
+				checkFigures(t, "ext_17 (no periods)", r, map[string]float64{"coverage": 0, "locations": 1, "locations_unrecorded": 1})
+			}
+			if r["externalid"] == "ext_11" {
+				checkFigures(t, "ext_11", r, map[string]float64{"coverage": 1, "locations": 1, "locations_unrecorded": 0})
+			}
+		}
+		if unrecordedLocs < 2 {
+			t.Fatalf("%v locations with unrecorded time; the test wants some", unrecordedLocs)
+		}
+		checkFigures(t, "site", site, map[string]float64{"locations": locs, "locations_unrecorded": unrecordedLocs,
+			"coverage": 1 - unrecorded/pbt, "unrecorded_time": unrecorded})
+	})
+
+	t.Run("parts recorded after now are not counted yet", func(t *testing.T) {
+		sc, at := oeetest.Load(t, "02_scrap_rework"), f.played["02_scrap_rework"]
+		// Now is 07:00:30: the parts 06:01 … 07:00 count, the 59 after
+		// them are not made yet as far as the figures know.
+		row := f.oeeAt(t, time.Date(2024, 3, 4, 7, 0, 30, 0, time.UTC), scenarioArgs(sc, at, "none"))
+		checkFigures(t, "now 07:00:30", row, map[string]float64{"produced_quantity": 60, "good_quantity": 60,
+			"ideal_production_time": 3600, "actual_production_time": 3630, "calendar_time": 3630})
+		if row["performance_over_ideal"] != false {
+			t.Errorf("performance_over_ideal %v", row["performance_over_ideal"])
+		}
+	})
+
+	t.Run("ideal=current uses today's ideal cycle times", func(t *testing.T) {
+		sc, at := oeetest.Load(t, "10_ideal_changed"), f.played["10_ideal_changed"]
+		args := scenarioArgs(sc, at, "none")
+		args.Set("ideal", "current")
+		rows := f.oeeRows(t, f.key, args)
+		// Master data here still says P1 60 s, P2 30 s.
+		checkFigures(t, "ideal=current", rows[0], map[string]float64{"ideal_production_time": 120*60 + 89*30})
 	})
 
 	t.Run("xml", func(t *testing.T) {
@@ -365,6 +541,7 @@ func TestOEE(t *testing.T) {
 			{ok + "&externalid=nope", "externalid"},
 			{ok + "&product=P9", "product"},
 			{ok + "&limit=5", "limit"},
+			{ok + "&ideal=yesterday", "ideal"},
 			{"site=3&start=2024-01-01T00:00:00Z&end=2024-12-31T00:00:00Z&bucket=hour&group_by=location", "bucket, group_by"},
 		} {
 			env := f.getJSON(t, "/api/1.0/oee/?"+c.query, f.key, http.StatusOK)

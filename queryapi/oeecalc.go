@@ -59,6 +59,9 @@ type oeePlan struct {
 	pieces map[*period.Calendar][]period.Piece
 	// shiftBuckets are each calendar's shift occurrences (bucket=shift).
 	shiftBuckets map[*period.Calendar][]oee.Window
+	// currentIdeal: ideal times from today's master data, not from the
+	// ideal cycle time stored with each part.
+	currentIdeal bool
 }
 
 // calendars builds the site calendar (site-wide shifts) and one per line
@@ -90,6 +93,11 @@ func newOEEPlan(w oee.Window, now int64, loc *time.Location, b oee.Bucket, by gr
 		p.addLocation(l, lineCals)
 	}
 	cuts := []int64{w.Start, w.End}
+	if w.Start < now && now < w.End {
+		// Parts recorded after now do not count yet: the segment from
+		// now on takes none.
+		cuts = append(cuts, now)
+	}
 	if b != oee.Shift {
 		p.buckets = oee.Buckets(b, w, loc, nil)
 		for _, bw := range p.buckets {
@@ -205,6 +213,19 @@ type oeeRow struct {
 	e          oee.Elements
 	// unrecorded is planned busy time no production period accounts for.
 	unrecorded float64
+	// locs maps the row's locations to their unrecorded time.
+	locs map[locKey]float64
+}
+
+// unrecordedLocs counts the row's locations with unrecorded time.
+func (r *oeeRow) unrecordedLocs() int {
+	n := 0
+	for _, u := range r.locs {
+		if u > 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // compute adds the parts sums and periods into rows, ordered by bucket
@@ -217,8 +238,8 @@ func (p *oeePlan) compute(parts []chstore.OEEPartsRow, periods []chstore.OEEPeri
 	}
 	partsAt := map[locSeg][]chstore.OEEPartsRow{}
 	for _, r := range parts {
-		if r.Segment < 0 || r.Segment >= nseg {
-			continue
+		if r.Segment < 0 || r.Segment >= nseg || p.cuts[r.Segment] >= p.now {
+			continue // outside the window, or recorded after now
 		}
 		k := locKey{r.Kind, r.Location}
 		if _, ok := p.byKey[k]; !ok {
@@ -233,7 +254,7 @@ func (p *oeePlan) compute(parts []chstore.OEEPartsRow, periods []chstore.OEEPeri
 			continue // outside the scope (a deleted location)
 		}
 		periodsOf[k] = append(periodsOf[k], oee.Period{Location: pr.Location, State: period.State(pr.State),
-			Start: pr.Start, End: pr.End, Open: pr.Open})
+			Start: pr.Start, End: pr.End, Open: pr.Open, FirstOfStop: pr.FirstOfStop})
 	}
 	rows := map[oeeKey]*oeeRow{}
 	for _, l := range p.locations {
@@ -279,6 +300,7 @@ func (p *oeePlan) compute(parts []chstore.OEEPartsRow, periods []chstore.OEEPeri
 				e.PlannedBusyTime += un
 				r.e.Add(e)
 				r.unrecorded += un
+				r.locs[l.key] += un
 			}
 			for _, q := range partsAt[locSeg{l.key, s}] {
 				k := key
@@ -290,7 +312,9 @@ func (p *oeePlan) compute(parts []chstore.OEEPartsRow, periods []chstore.OEEPeri
 				r.e.GoodQuantity += q.Good
 				r.e.ScrapQuantity += q.Scrap
 				r.e.ReworkQuantity += q.Rework
-				r.e.IdealProductionTime += p.products[q.Product].IdealCycleTime * float64(q.Produced)
+				r.e.UnscheduledQuantity += q.Unscheduled
+				r.e.LateQuantity += q.Late
+				r.e.IdealProductionTime += p.idealTime(q)
 			}
 		}
 	}
@@ -306,14 +330,32 @@ func (p *oeePlan) compute(parts []chstore.OEEPartsRow, periods []chstore.OEEPeri
 	return out
 }
 
+// idealTime is the ideal production time of the counted parts of q: the
+// ideal cycle time stored with each part, for parts stored without one
+// their product's backfill ideal; or, with currentIdeal, today's ideal
+// cycle time of the product (none for a deleted one).
+func (p *oeePlan) idealTime(q chstore.OEEPartsRow) float64 {
+	pr := p.products[q.Product]
+	if p.currentIdeal {
+		if pr.Deleted {
+			return 0
+		}
+		return pr.IdealCycleTime * float64(q.Produced)
+	}
+	return q.IdealTime + pr.BackfillIdeal*float64(q.UnknownIdeal)
+}
+
 func rowOf(rows map[oeeKey]*oeeRow, k oeeKey, l *oeeLocation) *oeeRow {
 	r := rows[k]
 	if r == nil {
-		r = &oeeRow{oeeKey: k}
+		r = &oeeRow{oeeKey: k, locs: map[locKey]float64{}}
 		if k.loc != 0 {
 			r.externalID = l.externalID
 		}
 		rows[k] = r
+	}
+	if _, ok := r.locs[l.key]; !ok {
+		r.locs[l.key] = 0
 	}
 	return r
 }

@@ -3,6 +3,13 @@ package chstore
 // Reads behind GET /api/1.0/oee/: a site's master data, part quantities
 // per location, product and time segment, and production periods. The
 // figures themselves are computed by internal/oee.
+//
+// Quantities by how parts count (parts.oee_class) and ideal times come
+// from two hourly rollups fed by views on parts: parts_hourly counts every
+// part since migration 0020, parts_oee_hourly the parts since migration
+// 0025 by class, with the ideal cycle time each was stored with. Their
+// difference is the parts stored before 0025: counted, with the backfilled
+// ideal cycle time of their product (0025_oee_part_facts.sql).
 
 import (
 	"cmp"
@@ -25,11 +32,18 @@ type OEELocation struct {
 	ExternalID string
 }
 
-// OEEProduct is a product of a site with its ideal cycle time (seconds).
+// OEEProduct is a product of a site with its ideal cycle time (seconds)
+// as master data holds it now.
 type OEEProduct struct {
 	ID             uint64
 	Code           string
 	IdealCycleTime float64
+	// Deleted products are listed too: their parts still count.
+	Deleted bool
+	// BackfillIdeal is the ideal cycle time of the parts stored without
+	// one (before migration 0025): the product's when that migration
+	// ran, else IdealCycleTime.
+	BackfillIdeal float64
 }
 
 // OEEShift is a row of the shifts table: Line 0 is a site-wide shift.
@@ -44,12 +58,14 @@ type OEEMaster struct {
 	Found     bool
 	Timezone  string
 	Locations []OEELocation
-	Products  []OEEProduct
-	Shifts    []OEEShift
+	// Products holds every product of the site, deleted ones included.
+	Products []OEEProduct
+	Shifts   []OEEShift
 }
 
-// OEEMaster reads the site's time zone, locations, products and shifts
-// (four small FINAL reads, run concurrently).
+// OEEMaster reads the site's time zone, locations, products (with their
+// backfill ideal cycle times) and shifts (small FINAL reads, run
+// concurrently).
 func (s *Store) OEEMaster(ctx context.Context, site uint64) (OEEMaster, error) {
 	var m OEEMaster
 	g, gctx := errgroup.WithContext(ctx)
@@ -87,16 +103,27 @@ func (s *Store) OEEMaster(ctx context.Context, site uint64) (OEEMaster, error) {
 		return rows.Err()
 	})
 	g.Go(func() error {
-		rows, err := s.conn.Query(gctx, `SELECT id, code, ideal_cycle_time
-			FROM (SELECT * FROM products FINAL WHERE site = ?) WHERE deleted = 0 ORDER BY id`, site)
+		rows, err := s.conn.Query(gctx, `SELECT p.id, p.code, p.ideal_cycle_time, p.deleted, b.n, b.ideal
+			FROM (SELECT id, code, ideal_cycle_time, deleted FROM products FINAL WHERE site = ?) AS p
+			ANY LEFT JOIN (SELECT product_id AS id, count() AS n, argMin(ideal_cycle_time, taken_at) AS ideal
+				FROM product_ideal_backfill WHERE site = ? GROUP BY product_id) AS b USING id
+			ORDER BY p.id`, site, site)
 		if err != nil {
 			return fmt.Errorf("products of site %d: %w", site, err)
 		}
 		defer rows.Close()
 		for rows.Next() {
 			var p OEEProduct
-			if err := rows.Scan(&p.ID, &p.Code, &p.IdealCycleTime); err != nil {
+			var deleted uint8
+			var n uint64
+			var backfill float64
+			if err := rows.Scan(&p.ID, &p.Code, &p.IdealCycleTime, &deleted, &n, &backfill); err != nil {
 				return fmt.Errorf("products of site %d: %w", site, err)
+			}
+			p.Deleted = deleted == 1
+			p.BackfillIdeal = p.IdealCycleTime
+			if n > 0 {
+				p.BackfillIdeal = backfill
 			}
 			m.Products = append(m.Products, p)
 		}
@@ -166,10 +193,20 @@ func (sc OEEScope) where(b *strings.Builder, kind, loc, product string) []any {
 // OEEPartsRow holds the quantities of one product at one location within
 // one segment of an OEEParts read.
 type OEEPartsRow struct {
-	Kind                          string
-	Location, Product             uint64
-	Segment                       int
+	Kind              string
+	Location, Product uint64
+	Segment           int
+	// Produced, Good, Scrap and Rework count the counted parts.
 	Produced, Good, Scrap, Rework uint64
+	// IdealTime is Σ ideal cycle time × quantity over the counted parts
+	// stored with their ideal cycle time; UnknownIdeal is the quantity of
+	// the counted parts stored without one (their product's
+	// OEEProduct.BackfillIdeal applies).
+	IdealTime    float64
+	UnknownIdeal uint64
+	// Unscheduled and Late are the quantities of the parts made outside
+	// the shifts and too late to be placed.
+	Unscheduled, Late uint64
 }
 
 // OEEParts sums the parts of scope recorded in [cuts[0], cuts[len-1]) (Unix
@@ -248,7 +285,8 @@ func (s *Store) oeeParts(ctx context.Context, sc OEEScope, cuts []int64, rawRang
 	}
 	var q strings.Builder
 	var args []any
-	q.WriteString("SELECT toString(k), l, p, seg, toUInt64(sum(s_produced)), toUInt64(sum(s_good)), toUInt64(sum(s_scrap)), toUInt64(sum(s_rework)) FROM (")
+	q.WriteString("SELECT toString(k), l, p, seg, toInt64(sum(s_produced)), toInt64(sum(s_good)), toInt64(sum(s_scrap)), " +
+		"toInt64(sum(s_rework)), toFloat64(sum(s_ideal)), toInt64(sum(s_unknown)), toInt64(sum(s_unscheduled)), toInt64(sum(s_late)) FROM (")
 	parts := 0
 	if rollup == nil && rawRanges == nil {
 		rawRanges = [][2]int64{{cuts[0], cuts[len(cuts)-1]}}
@@ -256,8 +294,14 @@ func (s *Store) oeeParts(ctx context.Context, sc OEEScope, cuts []int64, rawRang
 	if len(rawRanges) > 0 {
 		q.WriteString("SELECT location_kind AS k, location_id AS l, product_id AS p, " +
 			"toUInt32(arrayCount(c -> c <= recorded_ms, ?) - 1) AS seg, " +
-			"toUInt64(sum(quantity)) AS s_produced, toUInt64(sumIf(quantity, quality = 'good')) AS s_good, " +
-			"toUInt64(sumIf(quantity, quality = 'scrap')) AS s_scrap, toUInt64(sumIf(quantity, quality = 'rework')) AS s_rework " +
+			"toInt64(sumIf(quantity, oee_class = 'counted')) AS s_produced, " +
+			"toInt64(sumIf(quantity, oee_class = 'counted' AND quality = 'good')) AS s_good, " +
+			"toInt64(sumIf(quantity, oee_class = 'counted' AND quality = 'scrap')) AS s_scrap, " +
+			"toInt64(sumIf(quantity, oee_class = 'counted' AND quality = 'rework')) AS s_rework, " +
+			"toFloat64(sumIf(ideal_cycle_time * quantity, oee_class = 'counted' AND ideal_cycle_time >= 0)) AS s_ideal, " +
+			"toInt64(sumIf(quantity, oee_class = 'counted' AND ideal_cycle_time < 0)) AS s_unknown, " +
+			"toInt64(sumIf(quantity, oee_class = 'unscheduled')) AS s_unscheduled, " +
+			"toInt64(sumIf(quantity, oee_class = 'late')) AS s_late " +
 			"FROM parts WHERE ")
 		args = append(args, cuts)
 		args = append(args, sc.where(&q, "location_kind", "location_id", "product_id")...)
@@ -308,24 +352,38 @@ func (s *Store) oeeParts(ctx context.Context, sc OEEScope, cuts []int64, rawRang
 			hours = append(hours, uint32(h*3600))
 			segs = append(segs, uint32(sort.Search(len(cuts), func(i int) bool { return cuts[i] > h*3_600_000 })-1))
 		}
-		q.WriteString("SELECT location_kind AS k, location_id AS l, product_id AS p, " +
-			"transform(toUInt32(hour), ?, ?, toUInt32(0)) AS seg, " +
-			"toUInt64(sum(produced)) AS s_produced, toUInt64(sum(good)) AS s_good, " +
-			"toUInt64(sum(scrap)) AS s_scrap, toUInt64(sum(rework)) AS s_rework " +
-			"FROM parts_hourly WHERE ")
-		args = append(args, hours, segs)
-		args = append(args, sc.where(&q, "location_kind", "location_id", "product_id")...)
-		q.WriteString(" AND hour >= toDateTime(?) AND hour < toDateTime(?)")
-		args = append(args, rollup[0]*3600, rollup[1]*3600)
-		if len(skip) > 0 {
-			q.WriteString(" AND toUInt32(hour) NOT IN ?")
-			hs := make([]uint64, len(skip))
-			for i, h := range skip {
-				hs[i] = uint64(h * 3600)
+		// parts_hourly: every part, taken as counted and stored without
+		// an ideal cycle time; parts_oee_hourly corrects that for the
+		// parts stored since 0025 (see the top of this file).
+		hourly := func(table, columns string) {
+			q.WriteString("SELECT location_kind AS k, location_id AS l, product_id AS p, " +
+				"transform(toUInt32(hour), ?, ?, toUInt32(0)) AS seg, " + columns + " FROM " + table + " WHERE ")
+			args = append(args, hours, segs)
+			args = append(args, sc.where(&q, "location_kind", "location_id", "product_id")...)
+			q.WriteString(" AND hour >= toDateTime(?) AND hour < toDateTime(?)")
+			args = append(args, rollup[0]*3600, rollup[1]*3600)
+			if len(skip) > 0 {
+				q.WriteString(" AND toUInt32(hour) NOT IN ?")
+				hs := make([]uint64, len(skip))
+				for i, h := range skip {
+					hs[i] = uint64(h * 3600)
+				}
+				args = append(args, groupSet(hs))
 			}
-			args = append(args, groupSet(hs))
+			q.WriteString(" GROUP BY k, l, p, seg")
 		}
-		q.WriteString(" GROUP BY k, l, p, seg")
+		hourly("parts_hourly", "toInt64(sum(produced)) AS s_produced, toInt64(sum(good)) AS s_good, "+
+			"toInt64(sum(scrap)) AS s_scrap, toInt64(sum(rework)) AS s_rework, toFloat64(0) AS s_ideal, "+
+			"toInt64(sum(produced)) AS s_unknown, toInt64(0) AS s_unscheduled, toInt64(0) AS s_late")
+		q.WriteString(" UNION ALL ")
+		hourly("parts_oee_hourly", "-toInt64(sumIf(produced, oee_class != 'counted')) AS s_produced, "+
+			"-toInt64(sumIf(good, oee_class != 'counted')) AS s_good, "+
+			"-toInt64(sumIf(scrap, oee_class != 'counted')) AS s_scrap, "+
+			"-toInt64(sumIf(rework, oee_class != 'counted')) AS s_rework, "+
+			"toFloat64(sumIf(ideal_time, oee_class = 'counted')) AS s_ideal, "+
+			"-toInt64(sumIf(ideal_qty, oee_class = 'counted')) - toInt64(sumIf(produced, oee_class != 'counted')) AS s_unknown, "+
+			"toInt64(sumIf(produced, oee_class = 'unscheduled')) AS s_unscheduled, "+
+			"toInt64(sumIf(produced, oee_class = 'late')) AS s_late")
 	}
 	q.WriteString(") GROUP BY k, l, p, seg")
 	rows, err := s.conn.Query(ctx, q.String(), args...)
@@ -337,10 +395,22 @@ func (s *Store) oeeParts(ctx context.Context, sc OEEScope, cuts []int64, rawRang
 	for rows.Next() {
 		var r OEEPartsRow
 		var seg uint32
-		if err := rows.Scan(&r.Kind, &r.Location, &r.Product, &seg, &r.Produced, &r.Good, &r.Scrap, &r.Rework); err != nil {
+		var n [7]int64
+		if err := rows.Scan(&r.Kind, &r.Location, &r.Product, &seg, &n[0], &n[1], &n[2], &n[3], &r.IdealTime,
+			&n[4], &n[5], &n[6]); err != nil {
 			return nil, fmt.Errorf("oee parts: %w", err)
 		}
+		for _, x := range n {
+			if x < 0 {
+				// parts_oee_hourly holds a part parts_hourly does not:
+				// one of the rollups was changed by hand.
+				return nil, fmt.Errorf("oee parts: %s %d, product %d: the rollups parts_hourly and parts_oee_hourly disagree (%v)",
+					r.Kind, r.Location, r.Product, n)
+			}
+		}
 		r.Segment = int(seg)
+		r.Produced, r.Good, r.Scrap, r.Rework = uint64(n[0]), uint64(n[1]), uint64(n[2]), uint64(n[3])
+		r.UnknownIdeal, r.Unscheduled, r.Late = uint64(n[4]), uint64(n[5]), uint64(n[6])
 		out = append(out, r)
 	}
 	return out, rows.Err()
@@ -398,6 +468,9 @@ type OEEPeriod struct {
 	State      string
 	Start, End int64 // Unix ms; End is 0 while Open
 	Open       bool
+	// FirstOfStop: 1 on the first scheduled piece of a stop, 0 on other
+	// periods, -1 on rows stored before migration 0025.
+	FirstOfStop int8
 }
 
 // OEEPeriods returns the live periods of scope that overlap [from, to] (Unix
@@ -410,7 +483,7 @@ type OEEPeriod struct {
 func (s *Store) OEEPeriods(ctx context.Context, sc OEEScope, from, to int64) ([]OEEPeriod, error) {
 	var q strings.Builder
 	q.WriteString("SELECT toString(location_kind), location, toString(state), toInt64(toUInt32(start)) * 1000, " +
-		"toInt64(toUInt32(ifNull(end, toDateTime(0)))) * 1000, isNull(end) FROM (SELECT * FROM productionperiods FINAL WHERE ")
+		"toInt64(toUInt32(ifNull(end, toDateTime(0)))) * 1000, isNull(end), first_of_stop FROM (SELECT * FROM productionperiods FINAL WHERE ")
 	args := sc.where(&q, "location_kind", "location", "")
 	q.WriteString(" AND start < toDateTime(?)) WHERE deleted = 0 AND (isNull(end) OR end >= toDateTime(?)) ORDER BY location_kind, location, start")
 	args = append(args, ceilDiv(to, 1000), from/1000)
@@ -423,7 +496,7 @@ func (s *Store) OEEPeriods(ctx context.Context, sc OEEScope, from, to int64) ([]
 	for rows.Next() {
 		var p OEEPeriod
 		var open uint8
-		if err := rows.Scan(&p.Kind, &p.Location, &p.State, &p.Start, &p.End, &open); err != nil {
+		if err := rows.Scan(&p.Kind, &p.Location, &p.State, &p.Start, &p.End, &open, &p.FirstOfStop); err != nil {
 			return nil, fmt.Errorf("oee periods: %w", err)
 		}
 		p.Open = open == 1
@@ -448,8 +521,11 @@ type PeriodRow struct {
 	Start, End   int64
 	Open         bool // End is NULL
 	Reason       uint64
-	Version      uint64
-	Deleted      bool
+	// FirstOfStop: 1 on the first scheduled piece of a stop, 0 on other
+	// periods, -1 when unknown (a row stored before migration 0025).
+	FirstOfStop int8
+	Version     uint64
+	Deleted     bool
 }
 
 // InsertPeriods writes period versions in one block.
@@ -457,7 +533,7 @@ func (s *Store) InsertPeriods(ctx context.Context, rows []PeriodRow) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO productionperiods (id, site, location, location_kind, externalid, state, start, end, duration, reason, version, deleted)")
+	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO productionperiods (id, site, location, location_kind, externalid, state, start, end, duration, reason, first_of_stop, version, deleted)")
 	if err != nil {
 		return fmt.Errorf("prepare insert into productionperiods: %w", err)
 	}
@@ -470,7 +546,7 @@ func (s *Store) InsertPeriods(ctx context.Context, rows []PeriodRow) error {
 			dur = float64(r.End-r.Start) / 1000
 		}
 		if err := b.Append(r.ID, r.Site, r.Location, r.LocationKind, r.ExternalID, r.State,
-			time.UnixMilli(r.Start).UTC(), end, dur, r.Reason, r.Version, b2u(r.Deleted)); err != nil {
+			time.UnixMilli(r.Start).UTC(), end, dur, r.Reason, r.FirstOfStop, r.Version, b2u(r.Deleted)); err != nil {
 			b.Abort()
 			return fmt.Errorf("insert into productionperiods: %w", err)
 		}

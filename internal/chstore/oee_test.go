@@ -2,6 +2,7 @@ package chstore_test
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -15,7 +16,8 @@ import (
 // TestOEEPartsRollupEqualsRaw sums parts per segment with cuts off the
 // whole hours (window edges, a half-hour boundary) through the rollup plus
 // raw edges, and checks the result equals a read of the raw table alone
-// and a sum computed here.
+// and a sum computed here: counted parts, their ideal time, and the parts
+// made outside the shifts or too late apart.
 func TestOEEPartsRollupEqualsRaw(t *testing.T) {
 	s, _ := testenv.ClickHouse(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -35,7 +37,11 @@ func TestOEEPartsRollupEqualsRaw(t *testing.T) {
 		base + 3*3_600_000,          // 08:00
 		base + 5*3_600_000 + 59_999, // 10:00:59.999
 	}
-	want := map[key]uint64{}
+	type sums struct {
+		produced, unscheduled, late uint64
+		ideal                       float64
+	}
+	want := map[key]sums{}
 	const n = 4000
 	var b chstore.PartsBlock
 	for i := range n {
@@ -46,6 +52,13 @@ func TestOEEPartsRollupEqualsRaw(t *testing.T) {
 		r.Quality = qualities[i%len(qualities)]
 		r.Quantity = uint32(1 + i%4)
 		r.RecordedMs = base + int64(i)*5_437 // ~6 h
+		r.IdealCycleTime = float64(10 + i%3)
+		switch {
+		case i%9 == 0:
+			r.OEEClass = "unscheduled"
+		case i%11 == 0:
+			r.OEEClass = "late"
+		}
 		if err := b.Append(&r); err != nil {
 			t.Fatal(err)
 		}
@@ -60,16 +73,36 @@ func TestOEEPartsRollupEqualsRaw(t *testing.T) {
 			for seg+1 < len(cuts) && cuts[seg+1] <= r.RecordedMs {
 				seg++
 			}
-			want[key{r.LocationKind, r.LocationID, r.ProductID, seg}] += uint64(r.Quantity)
+			k := key{r.LocationKind, r.LocationID, r.ProductID, seg}
+			w := want[k]
+			switch r.OEEClass {
+			case "unscheduled":
+				w.unscheduled += uint64(r.Quantity)
+			case "late":
+				w.late += uint64(r.Quantity)
+			default:
+				w.produced += uint64(r.Quantity)
+				w.ideal += r.IdealCycleTime * float64(r.Quantity)
+			}
+			want[k] = w
 		}
 	}
-	norm := func(rows []chstore.OEEPartsRow) map[key]uint64 {
-		m := map[key]uint64{}
+	norm := func(rows []chstore.OEEPartsRow) map[key]sums {
+		m := map[key]sums{}
 		for _, r := range rows {
 			if r.Produced != r.Good+r.Scrap+r.Rework {
 				t.Fatalf("row %+v: produced is not good + scrap + rework", r)
 			}
-			m[key{r.Kind, r.Location, r.Product, r.Segment}] += r.Produced
+			if r.UnknownIdeal != 0 {
+				t.Fatalf("row %+v: parts stored with an ideal cycle time counted without one", r)
+			}
+			k := key{r.Kind, r.Location, r.Product, r.Segment}
+			w := m[k]
+			w.produced += r.Produced
+			w.unscheduled += r.Unscheduled
+			w.late += r.Late
+			w.ideal += r.IdealTime
+			m[k] = w
 		}
 		return m
 	}
@@ -140,6 +173,105 @@ func TestOEEPartsRollupEqualsRaw(t *testing.T) {
 	}
 	if len(one) == 0 {
 		t.Fatal("no rows for machine 2, product 2")
+	}
+}
+
+// TestOEEPartsStoredBeforeIdeals: parts stored before migration 0025 count,
+// with their product's ideal cycle time as it was when the migration ran;
+// parts stored since carry their own. Editing the product afterwards
+// changes neither. The rollups (old parts: parts_hourly minus
+// parts_oee_hourly) and the raw table agree.
+func TestOEEPartsStoredBeforeIdeals(t *testing.T) {
+	cfg := testenv.ClickHouseConfig(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := chstore.Open(ctx, cfg, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ms, err := chstore.Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	migrate := func(from, to uint32) {
+		t.Helper()
+		for _, m := range ms {
+			if m.Version < from || m.Version >= to {
+				continue
+			}
+			for _, st := range m.Statements {
+				if err := s.Exec(ctx, st); err != nil {
+					t.Fatalf("migration %d: %v", m.Version, err)
+				}
+			}
+		}
+	}
+	migrate(0, 25)
+	audit := chstore.Audit{CreatedBy: "test", LastUpdatedBy: "test"}
+	if err := s.PutProduct(ctx, chstore.Product{ID: 7, Site: 1, Code: "P7", IdealCycleTime: 20, Audit: audit}); err != nil {
+		t.Fatal(err)
+	}
+	base := time.Date(2024, 3, 4, 6, 0, 0, 0, time.UTC)
+	// Two part events in the schema before 0025: 06:10:30 (an edge hour
+	// below) and 06:30.
+	for i, at := range []time.Time{base.Add(10*time.Minute + 30*time.Second), base.Add(30 * time.Minute)} {
+		if err := s.Exec(ctx, fmt.Sprintf(`INSERT INTO parts (id, event_id, site, location_kind, location_id, externalid,
+			product_id, product_code, product_reported, product_resolution, quantity, quality, reason, reason_id, cycle_time,
+			recorded_at, recorded_ms, recorded_defaulted, received_ms, processed_ms, topic, partition, offset)
+			SELECT %d, toUUID('00000000-0000-4000-8000-00000000000%d'), 1, 'line', 1, 'l1', 7, 'P7', 'P7', 'code', %d, '%s', '', 0, NULL,
+			toDateTime(%d), %d, 0, %d, %d, 't', 0, %d`,
+			i+1, i+1, 3-i, []string{"good", "scrap"}[i], at.Unix(), at.UnixMilli(), at.UnixMilli(), at.UnixMilli(), i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	migrate(25, 1<<31)
+	// Master data changes after the migration, and parts arrive with
+	// the new ideal cycle time: 4 counted, 1 too late.
+	if err := s.PutProduct(ctx, chstore.Product{ID: 7, Site: 1, Code: "P7", IdealCycleTime: 50, Audit: audit}); err != nil {
+		t.Fatal(err)
+	}
+	var b chstore.PartsBlock
+	for i, q := range []uint32{4, 1} {
+		r := samplePartRow(0, int64(10+i))
+		r.ProductID, r.Quantity, r.IdealCycleTime = 7, q, 50
+		r.RecordedMs = base.Add(time.Hour + time.Duration(i)*time.Minute).UnixMilli()
+		if i == 1 {
+			r.OEEClass = "late"
+		}
+		if err := b.Append(&r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.InsertParts(ctx, &b); err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.OEEMaster(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Products) != 1 || m.Products[0].IdealCycleTime != 50 || m.Products[0].BackfillIdeal != 20 {
+		t.Fatalf("products: %+v, want ideal 50 now and 20 for the parts stored before", m.Products)
+	}
+	sc := chstore.OEEScope{Site: 1, All: true}
+	for _, c := range []struct {
+		name string
+		cuts []int64
+		raw  bool
+	}{
+		{"rollups", []int64{base.UnixMilli(), base.Add(2 * time.Hour).UnixMilli()}, false},
+		{"raw", []int64{base.UnixMilli(), base.Add(2 * time.Hour).UnixMilli()}, true},
+		{"edge hours", []int64{base.Add(5 * time.Minute).UnixMilli(), base.Add(115 * time.Minute).UnixMilli()}, false},
+	} {
+		rows, err := s.OEEParts(ctx, sc, c.cuts, c.raw)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		want := []chstore.OEEPartsRow{{Kind: "line", Location: 1, Product: 7, Produced: 9, Good: 7, Scrap: 2,
+			IdealTime: 200, UnknownIdeal: 5, Late: 1}}
+		if !reflect.DeepEqual(rows, want) {
+			t.Errorf("%s:\n got %+v\nwant %+v", c.name, rows, want)
+		}
 	}
 }
 

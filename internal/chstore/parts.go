@@ -3,6 +3,7 @@ package chstore
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/google/uuid"
@@ -43,11 +44,17 @@ type PartRow struct {
 	HasCycleTime      bool
 	RecordedMs        int64 // recorded_at is RecordedMs truncated to seconds
 	RecordedDefaulted bool
-	ReceivedMs        int64
-	ProcessedMs       int64
-	Topic             string
-	Partition         int32
-	Offset            int64
+	// IdealCycleTime is the resolved product's ideal cycle time (seconds,
+	// 0: none) when the part was processed.
+	IdealCycleTime float64
+	// OEEClass is how the part counts in the OEE figures: "counted" (or
+	// ""), "unscheduled" or "late" (period.Class).
+	OEEClass    string
+	ReceivedMs  int64
+	ProcessedMs int64
+	Topic       string
+	Partition   int32
+	Offset      int64
 }
 
 // Enum8 codes of the parts table; they must match 0002_parts.sql.
@@ -55,6 +62,7 @@ var (
 	partLocationKinds = map[string]int8{"line": 1, "machine": 2}
 	partResolutions   = map[string]int8{"code": 1, "cycle_time": 2, "fallback": 3, "none": 4}
 	partQualities     = map[string]int8{"good": 1, "scrap": 2, "rework": 3}
+	partOEEClasses    = map[string]int8{"": 0, "counted": 0, "unscheduled": 1, "late": 2}
 )
 
 // MaxDateTimeSeconds is the last second a ClickHouse DateTime can hold
@@ -66,7 +74,7 @@ const MaxDateTimeSeconds = 1<<32 - 1
 const partsColumns = "id, event_id, site, location_kind, location_id, externalid, " +
 	"product_id, product_code, product_reported, product_resolution, quantity, quality, " +
 	"reason, reason_id, cycle_time, recorded_at, recorded_ms, recorded_defaulted, " +
-	"received_ms, processed_ms, topic, partition, offset"
+	"received_ms, processed_ms, topic, partition, offset, ideal_cycle_time, oee_class"
 
 // PartsBlock collects part rows column by column for one INSERT block, so
 // that a batch is handed to the driver as typed slices instead of being
@@ -98,6 +106,8 @@ type PartsBlock struct {
 	topics      []string
 	partitions  []int32
 	offsets     []int64
+	ideals      []float64
+	classes     []int8
 }
 
 // Len returns the number of rows in b.
@@ -141,6 +151,8 @@ func (b *PartsBlock) Reset() {
 	b.topics = b.topics[:0]
 	b.partitions = b.partitions[:0]
 	b.offsets = b.offsets[:0]
+	b.ideals = b.ideals[:0]
+	b.classes = b.classes[:0]
 }
 
 // Append adds r to b. It fails, leaving b unchanged, when r holds a value
@@ -175,7 +187,22 @@ func (b *PartsBlock) Append(r *PartRow) error {
 	b.topics = append(b.topics, r.Topic)
 	b.partitions = append(b.partitions, r.Partition)
 	b.offsets = append(b.offsets, r.Offset)
+	b.ideals = append(b.ideals, r.IdealCycleTime)
+	b.classes = append(b.classes, partOEEClasses[r.OEEClass])
 	return nil
+}
+
+func validOEEClass(c string) bool {
+	_, ok := partOEEClasses[c]
+	return ok
+}
+
+// SetLastOEEClass sets the OEE class of the row appended last (one of
+// CheckPartRow's classes; an unknown one is taken as counted).
+func (b *PartsBlock) SetLastOEEClass(class string) {
+	if n := len(b.classes); n > 0 {
+		b.classes[n-1] = partOEEClasses[class]
+	}
 }
 
 // CheckPartRow reports why the parts table cannot store r, or nil.
@@ -187,6 +214,10 @@ func CheckPartRow(r *PartRow) error {
 		return fmt.Errorf("part row %d: product_resolution %q", r.ID, r.ProductResolution)
 	case partQualities[r.Quality] == 0:
 		return fmt.Errorf("part row %d: quality %q", r.ID, r.Quality)
+	case !validOEEClass(r.OEEClass):
+		return fmt.Errorf("part row %d: oee_class %q", r.ID, r.OEEClass)
+	case math.IsNaN(r.IdealCycleTime) || math.IsInf(r.IdealCycleTime, 0) || r.IdealCycleTime < 0:
+		return fmt.Errorf("part row %d: ideal_cycle_time %v", r.ID, r.IdealCycleTime)
 	case r.RecordedMs < 0 || r.RecordedMs/1000 > MaxDateTimeSeconds:
 		return fmt.Errorf("part row %d: recorded_ms %d outside DateTime range", r.ID, r.RecordedMs)
 	case r.Offset < 0 || r.Offset > MaxPartOffset || r.Partition < 0:
@@ -221,7 +252,7 @@ func (s *Store) InsertParts(ctx context.Context, b *PartsBlock) error {
 		b.ids, b.eventIDs, b.sites, b.kinds, b.locIDs, b.externalIDs,
 		b.productIDs, b.productCode, b.reported, b.resolutions, b.quantities, b.qualities,
 		b.reasons, b.reasonIDs, b.cyclePtrs, b.recordedAt, b.recordedMs, b.defaulted,
-		b.receivedMs, b.processedMs, b.topics, b.partitions, b.offsets,
+		b.receivedMs, b.processedMs, b.topics, b.partitions, b.offsets, b.ideals, b.classes,
 	}
 	for i, col := range cols {
 		if err := batch.Column(i).Append(col); err != nil {
@@ -333,7 +364,7 @@ func (s *Store) PartsOfTopic(ctx context.Context, topic string) ([]PartRow, erro
 	rows, err := s.conn.Query(ctx, `SELECT id, event_id, site, toString(location_kind), location_id, externalid,
 		product_id, product_code, product_reported, toString(product_resolution), quantity, toString(quality),
 		reason, reason_id, cycle_time, recorded_ms, recorded_defaulted, received_ms, processed_ms,
-		topic, partition, offset
+		topic, partition, offset, ideal_cycle_time, toString(oee_class)
 		FROM parts WHERE topic = ? ORDER BY id`, topic)
 	if err != nil {
 		return nil, fmt.Errorf("query parts of %s: %w", topic, err)
@@ -349,7 +380,7 @@ func (s *Store) PartsOfTopic(ctx context.Context, topic string) ([]PartRow, erro
 		if err := rows.Scan(&r.ID, &r.EventID, &r.Site, &r.LocationKind, &r.LocationID, &r.ExternalID,
 			&r.ProductID, &r.ProductCode, &r.ProductReported, &r.ProductResolution, &r.Quantity, &r.Quality,
 			&r.Reason, &r.ReasonID, &cycleTime, &r.RecordedMs, &defaulted, &r.ReceivedMs, &r.ProcessedMs,
-			&r.Topic, &r.Partition, &r.Offset); err != nil {
+			&r.Topic, &r.Partition, &r.Offset, &r.IdealCycleTime, &r.OEEClass); err != nil {
 			return nil, fmt.Errorf("scan part: %w", err)
 		}
 		if cycleTime != nil {

@@ -32,6 +32,8 @@ func samplePartRow(partition int32, offset int64) chstore.PartRow {
 		Topic:             "t",
 		Partition:         partition,
 		Offset:            offset,
+		IdealCycleTime:    45,
+		OEEClass:          "counted",
 	}
 }
 
@@ -59,6 +61,9 @@ func TestCheckPartRow(t *testing.T) {
 		{"recorded at the last second", func(r *chstore.PartRow) { r.RecordedMs = chstore.MaxDateTimeSeconds * 1000 }, ""},
 		{"negative recorded", func(r *chstore.PartRow) { r.RecordedMs = -1 }, "DateTime"},
 		{"offset too large", func(r *chstore.PartRow) { r.Offset = chstore.MaxPartOffset + 1 }, "part id"},
+		{"unscheduled", func(r *chstore.PartRow) { r.OEEClass = "unscheduled" }, ""},
+		{"bad oee class", func(r *chstore.PartRow) { r.OEEClass = "maybe" }, "oee_class"},
+		{"negative ideal", func(r *chstore.PartRow) { r.IdealCycleTime = -1 }, "ideal_cycle_time"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -95,6 +100,8 @@ func TestInsertPartsAndMaxOffset(t *testing.T) {
 	rows[2].Quality, rows[2].Reason, rows[2].ReasonID = "scrap", "REASON01", 1
 	rows[2].LocationKind, rows[2].ProductResolution = "machine", "cycle_time"
 	rows[2].RecordedDefaulted = true
+	rows[1].OEEClass, rows[1].IdealCycleTime = "unscheduled", 0
+	rows[2].OEEClass, rows[2].IdealCycleTime = "late", 12.5
 	for i := range rows {
 		if err := b.Append(&rows[i]); err != nil {
 			t.Fatal(err)

@@ -39,8 +39,17 @@ import (
 	"github.com/takt/takt/processor"
 )
 
-var scenarioNames = []string{"01_downtime_in_shift", "02_scrap_rework", "03_product_change",
-	"04_planned_stop", "05_dst_day", "06_late_part_in_down"}
+// scenarioNames are the names of every reference scenario.
+func scenarioNames(t *testing.T) []string {
+	var names []string
+	for _, sc := range oeetest.LoadAll(t, oeetest.Dir()) {
+		names = append(names, strings.TrimSuffix(filepath.Base(sc.File), ".json"))
+	}
+	if len(names) < 12 {
+		t.Fatalf("%d scenarios found, want at least 12", len(names))
+	}
+	return names
+}
 
 // scenarioSite is where a scenario is played: a site of its own in the
 // scenario's zone with one line (the location) carrying the scenario's
@@ -50,6 +59,8 @@ type scenarioSite struct {
 	site, line uint64
 	key        period.Key
 	externalID string
+	// products maps the scenario's product codes to their ids.
+	products map[string]uint64
 }
 
 // setupScenarios creates the scenarios' master data and gives the demo
@@ -61,7 +72,7 @@ func setupScenarios(t *testing.T, names []string) ([]*scenarioSite, func(context
 		site := uint64(20 + i)
 		line := uint64(200 + i)
 		sites = append(sites, &scenarioSite{sc: sc, site: site, line: line,
-			key: period.Key{Kind: "line", ID: line}, externalID: fmt.Sprintf("scn_%d", line)})
+			key: period.Key{Kind: "line", ID: line}, externalID: fmt.Sprintf("scn_%d", line), products: map[string]uint64{}})
 	}
 	setup := func(ctx context.Context, store *chstore.Store) {
 		audit := chstore.Audit{CreatedBy: "test", LastUpdatedBy: "test"}
@@ -77,7 +88,7 @@ func setupScenarios(t *testing.T, names []string) ([]*scenarioSite, func(context
 			userSites = append(userSites, s.site)
 			must(store.PutSite(ctx, chstore.Site{ID: s.site, Description: s.sc.Name, Timezone: s.sc.Timezone, Audit: audit}))
 			must(store.PutLine(ctx, chstore.Line{ID: s.line, Site: s.site, Area: 1, Code: fmt.Sprintf("L%d", s.line),
-				ExternalID: s.externalID, Audit: audit}))
+				ExternalID: s.externalID, StopThreshold: s.sc.StopThreshold, Audit: audit}))
 			codes := make([]string, 0, len(s.sc.Products))
 			for code := range s.sc.Products {
 				codes = append(codes, code)
@@ -85,6 +96,7 @@ func setupScenarios(t *testing.T, names []string) ([]*scenarioSite, func(context
 			sort.Strings(codes)
 			for _, code := range codes {
 				productID++
+				s.products[code] = productID
 				must(store.PutProduct(ctx, chstore.Product{ID: productID, Site: s.site, Code: code,
 					IdealCycleTime: s.sc.Products[code], Audit: audit}))
 			}
@@ -123,6 +135,8 @@ type player struct {
 	afterPost func(event, batch int)
 	// batch is the number of parts per POST (default 200).
 	batch int
+	// catalogReloads reads the processor's count of master-data reloads.
+	catalogReloads func() float64
 }
 
 // play sends s's events one by one; after each it waits until the stored
@@ -137,6 +151,10 @@ func (pl *player) play(s *scenarioSite) {
 			pl.setClock(*ev.Tick)
 		case ev.Assign != nil:
 			pl.assign(s, ev.Assign)
+		case ev.Ideal != nil:
+			pl.writeProduct(s, http.MethodPut, ev.Ideal.Product, url.Values{"ideal_cycle_time": {strconv.FormatFloat(ev.Ideal.Seconds, 'f', -1, 64)}})
+		case ev.DeleteProduct != "":
+			pl.writeProduct(s, http.MethodDelete, ev.DeleteProduct, url.Values{})
 		}
 		prefix := *s.sc
 		prefix.Events = s.sc.Events[:i+1]
@@ -262,7 +280,7 @@ func (pl *player) postSeries(s *scenarioSite, event int, se *oeetest.Series) {
 	}
 	batch := 0
 	for i := range se.Count {
-		rec := se.From.Add(time.Duration(float64(i) * se.EveryS * float64(time.Second)))
+		rec := se.From.Add(time.Duration(math.Round(float64(i)*se.EveryS*1000)) * time.Millisecond)
 		item := map[string]any{"external_id": s.externalID, "quantity": q, "quality": quality,
 			"product": se.Product, "recorded_at": rec.UTC().Format(time.RFC3339Nano)}
 		if se.CycleTime > 0 {
@@ -277,6 +295,55 @@ func (pl *player) postSeries(s *scenarioSite, event int, se *oeetest.Series) {
 	if len(items) > 0 {
 		flush(batch)
 	}
+}
+
+// writeProduct changes a product of the scenario through the products
+// record area and waits until the processor has read master data again
+// (its announcement triggers a reload): the parts that follow are
+// processed with the change.
+func (pl *player) writeProduct(s *scenarioSite, method, code string, form url.Values) {
+	t := pl.t
+	id, ok := s.products[code]
+	if !ok {
+		t.Fatalf("product %q is not the scenario's", code)
+	}
+	before := pl.catalogReloads()
+	form.Set("auth", pl.p.apiKey)
+	req, _ := http.NewRequest(method, fmt.Sprintf("%s/api/1.0/products/%d/", pl.p.query, id), strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var env struct {
+		Success bool `json:"success"`
+	}
+	if err := json.Unmarshal(b, &env); err != nil || !env.Success {
+		t.Fatalf("%s product %s: %d %s", method, code, resp.StatusCode, b)
+	}
+	// A reload that started after the write had ended sees it; the
+	// second one after it starts only once the first has finished.
+	waitFor(t, 30*time.Second, "the processor to reload master data", func() bool { return pl.catalogReloads() >= before+2 })
+}
+
+// metricOf reads one counter of a processor's /metrics (0 when it does
+// not answer).
+func metricOf(addr, name string) float64 {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
 }
 
 // assign gives the down period starting at a.Start its reason through
@@ -314,12 +381,19 @@ func (pl *player) assign(s *scenarioSite, a *oeetest.Assignment) {
 
 // checkOEE asks the OEE endpoint for the scenario's window and compares
 // the figures with the hand-computed ones. A flush writes the periods
-// before the parts, so it first waits until every part is counted.
+// before the parts, so it first waits until every part is in the figures
+// (counted, or reported apart).
 func checkOEE(t *testing.T, p *pipeline, s *scenarioSite) {
 	t.Helper()
 	args := url.Values{"site": {strconv.FormatUint(s.site, 10)}, "externalid": {s.externalID},
 		"start": {s.sc.Window.Start.UTC().Format(time.RFC3339)}, "end": {s.sc.Window.End.UTC().Format(time.RFC3339)},
 		"bucket": {"none"}, "auth": {p.apiKey}}
+	if s.sc.Product != "" {
+		args.Set("product", s.sc.Product)
+	}
+	if s.sc.Ideal != "" {
+		args.Set("ideal", s.sc.Ideal)
+	}
 	var row map[string]any
 	waitFor(t, 30*time.Second, "every part in the OEE figures", func() bool {
 		resp, err := http.Get(p.query + "/api/1.0/oee/?" + args.Encode())
@@ -332,16 +406,32 @@ func checkOEE(t *testing.T, p *pipeline, s *scenarioSite) {
 			t.Fatalf("oee: %v %s %v", err, env.Error, env.Data)
 		}
 		row = env.Data[0]
-		return row["produced_quantity"] == s.sc.Expected["produced_quantity"]
+		// Every part is in one of the three quantities.
+		for _, k := range []string{"produced_quantity", "unscheduled_quantity", "late_quantity"} {
+			if row[k] != s.sc.Expected[k] {
+				return false
+			}
+		}
+		return true
 	})
-	want := map[string]float64{"unrecorded_time": 0}
+	want := map[string]float64{"unrecorded_time": 0, "coverage": 1}
+	null := s.sc.ExpectedNull
+	if s.sc.Product != "" {
+		want = map[string]float64{}
+		null = append(null, "unrecorded_time", "coverage")
+	}
 	for k, v := range s.sc.Expected {
 		want[k] = v
 	}
 	for k, w := range want {
-		g, ok := row[k].(float64)
+		g, ok := oeetest.Number(row[k])
 		if !ok || math.Abs(g-w) > 1e-9*math.Max(1, math.Abs(w)) {
 			t.Errorf("%s: %s = %v, want %v", s.sc.Name, k, row[k], w)
+		}
+	}
+	for _, k := range null {
+		if v, ok := row[k]; !ok || v != nil {
+			t.Errorf("%s: %s = %v, want null", s.sc.Name, k, v)
 		}
 	}
 }
@@ -349,10 +439,11 @@ func checkOEE(t *testing.T, p *pipeline, s *scenarioSite) {
 // TestOEEScenariosThroughPipeline plays every reference scenario through
 // HTTP → Kafka → processor → ClickHouse and checks the OEE endpoint.
 func TestOEEScenariosThroughPipeline(t *testing.T) {
-	sites, setup := setupScenarios(t, scenarioNames)
+	sites, setup := setupScenarios(t, scenarioNames(t))
 	clock := &scenarioClock{}
-	p := startWith(t, options{setup: setup, clock: clock.now, noRateLimit: true})
-	pl := &player{t: t, p: p, setClock: clock.set, batch: 200}
+	p := startWith(t, options{setup: setup, clock: clock.now, noRateLimit: true, catalogRefresh: 300 * time.Millisecond})
+	pl := &player{t: t, p: p, setClock: clock.set, batch: 200,
+		catalogReloads: func() float64 { return metricOf(p.procCfg.Addr, "takt_processor_catalog_refreshes_total") }}
 	for _, s := range sites {
 		t.Run(s.sc.Name, func(t *testing.T) {
 			pl.t = t
@@ -368,7 +459,8 @@ func TestOEEScenariosThroughPipeline(t *testing.T) {
 // failpoint between a batch's period rows and its parts, then after
 // every few POSTs. The figures must be the same.
 func TestOEEScenarioWithProcessorKills(t *testing.T) {
-	names := []string{"01_downtime_in_shift", "04_planned_stop", "06_late_part_in_down"}
+	names := []string{"01_downtime_in_shift", "04_planned_stop", "06_late_part_in_down", "07_planned_stop_late_parts",
+		"09_run_start_and_counted_parts"}
 	sites, setup := setupScenarios(t, names)
 	p := startWith(t, options{setup: setup, noProcessor: true, noRateLimit: true})
 	bin := buildProcessor(t)
@@ -384,7 +476,12 @@ func TestOEEScenarioWithProcessorKills(t *testing.T) {
 	pr := &procRunner{t: t, bin: bin, cfg: p.procCfg, clockFile: clockFile}
 	pr.start(map[string]string{"TAKT_FAILPOINT_CRASH_AFTER_PERIODS": "1"})
 	kills := 0
-	pl := &player{t: t, p: p, setClock: setClock, batch: 60, afterPost: func(event, batch int) {
+	pl := &player{t: t, p: p, setClock: setClock, batch: 60, catalogReloads: func() float64 {
+		pr.mu.Lock()
+		addr := pr.addr
+		pr.mu.Unlock()
+		return metricOf(addr, "takt_processor_catalog_refreshes_total")
+	}, afterPost: func(event, batch int) {
 		if batch%2 == 1 {
 			// The first processor dies at its failpoint on its first
 			// flush; kill the others mid-work, once they have read
@@ -496,19 +593,7 @@ func (r *procRunner) consumed() float64 {
 	r.mu.Lock()
 	addr := r.addr
 	r.mu.Unlock()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return 0
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "takt_processor_parts_consumed_total "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			return f
-		}
-	}
-	return 0
+	return metricOf(addr, "takt_processor_parts_consumed_total")
 }
 
 // kill SIGKILLs the running processor and waits for it to end.
@@ -580,23 +665,29 @@ func TestStoppedLineShowsDown(t *testing.T) {
 		}
 		return env.Data
 	}
-	part := `{"part":{"external_id":"` + demo.LineExternalID + `","quantity":1,"quality":"good","product":"` + demo.ProductCode + `"}}`
+	// A cycle time of 0.5 s: the part's run is half a second long (the
+	// product's 45 s ideal cycle would cover the seconds between the two
+	// parts, and the line would never have been down).
+	part := `{"part":{"external_id":"` + demo.LineExternalID + `","quantity":1,"quality":"good","product":"` + demo.ProductCode +
+		`","cycle_time":0.5}}`
 	if code, body := p.post(t, part); code != http.StatusOK {
 		t.Fatalf("post: %d %s", code, body)
 	}
 	var last []map[string]any
-	// One part makes a run of no length: the line is running from it
-	// until the tick finds the threshold passed; then that period is down.
+	// The line is running until the tick finds the threshold passed after
+	// the part; from then on it is down.
 	waitFor(t, 30*time.Second, "an open down period after the threshold", func() bool {
 		last = periods()
-		return len(last) == 1 && last[0]["state"] == "down" && last[0]["end"] == nil
+		n := len(last)
+		return n > 0 && last[n-1]["state"] == "down" && last[n-1]["end"] == nil
 	})
 	if code, body := p.post(t, part); code != http.StatusOK {
 		t.Fatalf("post: %d %s", code, body)
 	}
 	waitFor(t, 30*time.Second, "the next part to end the downtime", func() bool {
 		last = periods()
-		return len(last) == 2 && last[0]["state"] == "down" && last[0]["end"] != nil &&
-			last[1]["state"] == "running" && last[1]["end"] == nil
+		n := len(last)
+		return n >= 2 && last[n-2]["state"] == "down" && last[n-2]["end"] != nil &&
+			last[n-1]["state"] == "running" && last[n-1]["end"] == nil
 	})
 }

@@ -16,24 +16,33 @@
 //     every element.
 //   - actual_production_time (APT): running time.
 //   - unplanned_down_time: down time; planned_down_time: planned_down time.
-//   - produced_quantity (PQ) = good + scrap + rework quantities of the parts
-//     recorded in the window; good_quantity (GQ) counts good parts only.
-//   - ideal_production_time: Σ ideal cycle time × quantity over those parts.
+//
+// Quantities count the parts recorded in the window (and before now) that
+// the state machine placed in scheduled time (period.Counted): the parts
+// whose time is in APT. Parts made outside the shifts and parts too late to
+// change any period count in no time, so they are reported apart
+// (unscheduled_quantity, late_quantity) and not in these:
+//   - produced_quantity (PQ) = good + scrap + rework quantities;
+//     good_quantity (GQ) counts good parts only.
+//   - ideal_production_time: Σ ideal cycle time × quantity over those
+//     parts, with the ideal cycle time each part was processed with.
 //
 // Ratios (0 when the denominator is 0):
 //   - availability = APT / PBT; performance = ideal_production_time / APT;
 //     quality = GQ / PQ; oee = availability × performance × quality.
+//   - performance_over_ideal is set when performance exceeds 1: the parts
+//     came faster than their ideal cycle time, or a window or bucket edge
+//     cuts a part's production (a part counts, whole, where it was
+//     recorded).
 //   - teep = oee × PBT / calendar time (the window up to now).
-//   - down_events counts unplanned down periods that start in the window,
-//     a period that continues a down period ending where it starts (a shift
-//     boundary) being the same event; mtbf = APT / down_events,
-//     mttr = unplanned_down_time / down_events.
+//   - down_events counts stops whose first scheduled piece
+//     (period.Row.FirstOfStop) is unplanned down and starts in the window:
+//     a stop cut by shift boundaries, an unscheduled night or a planned
+//     piece is one event. mtbf = APT / down_events, mttr =
+//     unplanned_down_time / down_events.
 //   - availability_loss = PBT − APT; performance_loss = APT −
 //     ideal_production_time; quality_loss = ideal_production_time × (1 −
 //     quality). The three add up to PBT × (1 − oee).
-//
-// Parts are counted where they are recorded, including in unscheduled
-// time: a part made outside a shift is still made.
 package oee
 
 import (
@@ -55,6 +64,11 @@ type Period struct {
 	// Start and End are Unix milliseconds; End is ignored when Open.
 	Start, End int64
 	Open       bool
+	// FirstOfStop is period.FirstPiece on the first scheduled piece of a
+	// stop, 0 on other pieces, period.FirstUnknown on rows stored before
+	// the mark existed (a down period then starts an event unless a down
+	// period ends where it starts).
+	FirstOfStop int8
 }
 
 // Part is a part event as the figures need it.
@@ -65,8 +79,12 @@ type Part struct {
 	Quantity   uint32
 	// Quality is "good", "scrap" or "rework".
 	Quality string
-	// IdealCycleTime of the product, seconds (0: none).
+	// IdealCycleTime of the product when the part was processed,
+	// seconds (0: none).
 	IdealCycleTime float64
+	// Class says whether the part counts (period.Counted, or "") or is
+	// reported apart.
+	Class period.Class
 }
 
 // Elements are the summable ISO 22400 elements of one row of figures.
@@ -80,7 +98,11 @@ type Elements struct {
 	ScrapQuantity        uint64  `json:"scrap_quantity"`
 	ReworkQuantity       uint64  `json:"rework_quantity"`
 	IdealProductionTime  float64 `json:"ideal_production_time"`
-	DownEvents           uint64  `json:"down_events"`
+	// UnscheduledQuantity and LateQuantity are the parts made outside the
+	// shifts and too late to be placed; they are in no other element.
+	UnscheduledQuantity uint64 `json:"unscheduled_quantity"`
+	LateQuantity        uint64 `json:"late_quantity"`
+	DownEvents          uint64 `json:"down_events"`
 	// CalendarTime is the length of the window up to now (seconds), the
 	// denominator of TEEP.
 	CalendarTime float64 `json:"calendar_time"`
@@ -97,22 +119,26 @@ func (e *Elements) Add(o Elements) {
 	e.ScrapQuantity += o.ScrapQuantity
 	e.ReworkQuantity += o.ReworkQuantity
 	e.IdealProductionTime += o.IdealProductionTime
+	e.UnscheduledQuantity += o.UnscheduledQuantity
+	e.LateQuantity += o.LateQuantity
 	e.DownEvents += o.DownEvents
 	e.CalendarTime += o.CalendarTime
 }
 
 // Ratios are derived from Elements.
 type Ratios struct {
-	Availability     float64 `json:"availability"`
-	Performance      float64 `json:"performance"`
-	Quality          float64 `json:"quality"`
-	OEE              float64 `json:"oee"`
-	TEEP             float64 `json:"teep"`
-	MTBF             float64 `json:"mtbf"`
-	MTTR             float64 `json:"mttr"`
-	AvailabilityLoss float64 `json:"availability_loss"`
-	PerformanceLoss  float64 `json:"performance_loss"`
-	QualityLoss      float64 `json:"quality_loss"`
+	Availability float64 `json:"availability"`
+	Performance  float64 `json:"performance"`
+	// PerformanceOverIdeal says performance exceeds 1.
+	PerformanceOverIdeal bool    `json:"performance_over_ideal"`
+	Quality              float64 `json:"quality"`
+	OEE                  float64 `json:"oee"`
+	TEEP                 float64 `json:"teep"`
+	MTBF                 float64 `json:"mtbf"`
+	MTTR                 float64 `json:"mttr"`
+	AvailabilityLoss     float64 `json:"availability_loss"`
+	PerformanceLoss      float64 `json:"performance_loss"`
+	QualityLoss          float64 `json:"quality_loss"`
 }
 
 func div(a, b float64) float64 {
@@ -131,6 +157,7 @@ func (e Elements) Ratios() Ratios {
 		MTBF:         div(e.ActualProductionTime, float64(e.DownEvents)),
 		MTTR:         div(e.UnplannedDownTime, float64(e.DownEvents)),
 	}
+	r.PerformanceOverIdeal = e.IdealProductionTime > e.ActualProductionTime
 	r.OEE = r.Availability * r.Performance * r.Quality
 	r.TEEP = r.OEE * div(e.PlannedBusyTime, e.CalendarTime)
 	r.AvailabilityLoss = e.PlannedBusyTime - e.ActualProductionTime
@@ -143,10 +170,11 @@ func (e Elements) Ratios() Ratios {
 }
 
 // Compute returns the elements of the periods and parts within w. now ends
-// open periods and the calendar time. periods should include, for each
-// location, the period before the window's first one when it touches the
-// window start, so that a stop continuing across the start is not counted
-// as a new event.
+// open periods, the calendar time and the parts that count (a part
+// recorded after now is not in the figures yet). periods should include,
+// for each location, the period before the window's first one when it
+// touches the window start (rows without a FirstOfStop mark need it to
+// tell whether a stop continues across the start).
 func Compute(w Window, now int64, periods []Period, parts []Part) Elements {
 	var e Elements
 	end := min(w.End, now)
@@ -183,7 +211,9 @@ func Compute(w Window, now int64, periods []Period, parts []Part) Elements {
 		case period.Down:
 			e.UnplannedDownTime += d
 			e.PlannedBusyTime += d
-			if p.Start >= w.Start && p.Start < end && !downEnds[[2]uint64{p.Location, uint64(p.Start)}] {
+			first := p.FirstOfStop == period.FirstPiece ||
+				p.FirstOfStop == period.FirstUnknown && !downEnds[[2]uint64{p.Location, uint64(p.Start)}]
+			if first && p.Start >= w.Start && p.Start < end {
 				e.DownEvents++
 			}
 		case period.PlannedDown:
@@ -191,10 +221,18 @@ func Compute(w Window, now int64, periods []Period, parts []Part) Elements {
 		}
 	}
 	for _, p := range parts {
-		if p.RecordedMs < w.Start || p.RecordedMs >= w.End {
+		if p.RecordedMs < w.Start || p.RecordedMs >= end {
 			continue
 		}
 		q := uint64(p.Quantity)
+		switch p.Class {
+		case period.OutsideShifts:
+			e.UnscheduledQuantity += q
+			continue
+		case period.TooLateToPlace:
+			e.LateQuantity += q
+			continue
+		}
 		e.ProducedQuantity += q
 		switch p.Quality {
 		case "scrap":

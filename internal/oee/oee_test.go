@@ -34,22 +34,35 @@ func TestCompute(t *testing.T) {
 			name: "periods clipped to the window, open one ends at now",
 			now:  m(50),
 			periods: []Period{
-				{Location: 1, State: period.Down, Start: m(-5), End: m(10)},
+				{Location: 1, State: period.Down, Start: m(-5), End: m(10), FirstOfStop: period.FirstPiece},
 				{Location: 1, State: period.Running, Start: m(10), End: m(30)},
-				{Location: 1, State: period.PlannedDown, Start: m(30), End: m(40)},
+				{Location: 1, State: period.PlannedDown, Start: m(30), End: m(40), FirstOfStop: period.FirstPiece},
 				{Location: 1, State: period.Unscheduled, Start: m(40), End: m(45)},
-				{Location: 1, State: period.Down, Start: m(45), Open: true},
+				{Location: 1, State: period.Down, Start: m(45), Open: true, FirstOfStop: period.FirstPiece},
 			},
 			want: Elements{PlannedBusyTime: 600 + 1200 + 300, ActualProductionTime: 1200, UnplannedDownTime: 900,
 				PlannedDownTime: 600, DownEvents: 1, CalendarTime: 3000},
 		},
 		{
-			name: "a down period continuing another (shift boundary) is one event",
+			name: "a stop cut by a shift boundary, an unscheduled night and a planned piece is one event",
 			now:  m(60),
 			periods: []Period{
-				{Location: 1, State: period.Down, Start: m(10), End: m(20)},
+				{Location: 1, State: period.Down, Start: m(10), End: m(20), FirstOfStop: period.FirstPiece},
 				{Location: 1, State: period.Down, Start: m(20), End: m(25)},
-				{Location: 2, State: period.Down, Start: m(20), End: m(25)},
+				{Location: 1, State: period.Unscheduled, Start: m(25), End: m(30)},
+				{Location: 1, State: period.PlannedDown, Start: m(30), End: m(35)},
+				{Location: 1, State: period.Down, Start: m(35), End: m(40)},
+				{Location: 2, State: period.Down, Start: m(20), End: m(25), FirstOfStop: period.FirstPiece},
+			},
+			want: Elements{PlannedBusyTime: 1500, UnplannedDownTime: 1500, PlannedDownTime: 300, DownEvents: 2, CalendarTime: 3600},
+		},
+		{
+			name: "rows without a mark: a down period continuing another (shift boundary) is one event",
+			now:  m(60),
+			periods: []Period{
+				{Location: 1, State: period.Down, Start: m(10), End: m(20), FirstOfStop: period.FirstUnknown},
+				{Location: 1, State: period.Down, Start: m(20), End: m(25), FirstOfStop: period.FirstUnknown},
+				{Location: 2, State: period.Down, Start: m(20), End: m(25), FirstOfStop: period.FirstUnknown},
 			},
 			want: Elements{PlannedBusyTime: 1200, UnplannedDownTime: 1200, DownEvents: 2, CalendarTime: 3600},
 		},
@@ -65,6 +78,18 @@ func TestCompute(t *testing.T) {
 			},
 			want: Elements{ProducedQuantity: 6, GoodQuantity: 3, ScrapQuantity: 2, ReworkQuantity: 1,
 				IdealProductionTime: 70, CalendarTime: 3600},
+		},
+		{
+			name: "parts outside the shifts, too late, or after now are not counted",
+			now:  m(40),
+			parts: []Part{
+				{RecordedMs: m(10), Quantity: 3, Quality: "good", IdealCycleTime: 10, Class: period.Counted},
+				{RecordedMs: m(11), Quantity: 4, Quality: "good", IdealCycleTime: 10, Class: period.OutsideShifts},
+				{RecordedMs: m(12), Quantity: 5, Quality: "scrap", IdealCycleTime: 10, Class: period.TooLateToPlace},
+				{RecordedMs: m(41), Quantity: 6, Quality: "good", IdealCycleTime: 10, Class: period.Counted},
+			},
+			want: Elements{ProducedQuantity: 3, GoodQuantity: 3, IdealProductionTime: 30, UnscheduledQuantity: 4,
+				LateQuantity: 5, CalendarTime: 2400},
 		},
 	}
 	for _, tc := range cases {
@@ -101,6 +126,13 @@ func TestRatios(t *testing.T) {
 	}
 	if z := (Elements{}).Ratios(); z != (Ratios{}) {
 		t.Errorf("zero elements: %+v", z)
+	}
+	if r.PerformanceOverIdeal {
+		t.Error("performance 0.75 flagged over ideal")
+	}
+	e.IdealProductionTime = 801
+	if r := e.Ratios(); !r.PerformanceOverIdeal || r.Performance <= 1 {
+		t.Errorf("performance %v not flagged over ideal", r.Performance)
 	}
 }
 

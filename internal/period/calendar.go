@@ -6,6 +6,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	// Shifts are cut in their site's zone: every binary that computes
+	// calendars carries the zone database, so a host without one (a
+	// distroless image) cuts them in the right zone instead of in UTC.
+	_ "time/tzdata"
 )
 
 // Shift is one recurring block of planned production time, in the local
@@ -203,6 +207,20 @@ func (c *Calendar) Scheduled(from, to int64) []Piece {
 		out = append(out, Piece{Start: at, End: to})
 	}
 	return out
+}
+
+// ScheduledAt reports whether instant t (ms) lies in a shift occurrence
+// ([start, end)); always true for an always-scheduled calendar.
+func (c *Calendar) ScheduledAt(t int64) bool {
+	if c.Always() {
+		return true
+	}
+	for _, iv := range c.Intervals(t, t+1) {
+		if iv.Start <= t && t < iv.End {
+			return true
+		}
+	}
+	return false
 }
 
 // Piece is a stretch of time that is wholly inside one shift occurrence or

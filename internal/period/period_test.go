@@ -89,7 +89,8 @@ func mustShift(name, start, end, days string) Shift {
 }
 
 func TestTransitions(t *testing.T) {
-	// Ideal cycle time 10 s → default threshold 60 s unless set.
+	// Ideal cycle time 10 s → default threshold 60 s unless set, and a
+	// part without a cycle time started 10 s before its recorded_at.
 	cases := []struct {
 		name  string
 		cfg   Config
@@ -102,9 +103,21 @@ func TestTransitions(t *testing.T) {
 			},
 		},
 		{
-			name: "first part without cycle time opens running at recorded_at",
+			name: "first part without cycle time opens running one ideal cycle before recorded_at",
 			steps: []step{
-				{part: part("08:00:10", 0), want: []string{"running 08:00:10-open"}},
+				{part: part("08:00:10", 0), want: []string{"running 08:00:00-open"}},
+			},
+		},
+		{
+			name: "a part of several without cycle time started ideal cycle time × quantity before",
+			steps: []step{
+				{part: &Part{RecordedMs: at("08:10:00"), IdealCycleTime: 60, Quantity: 10}, want: []string{"running 08:00:00-open"}},
+			},
+		},
+		{
+			name: "a part of a product without ideal cycle time and without cycle time starts at recorded_at",
+			steps: []step{
+				{part: &Part{RecordedMs: at("08:10:00")}, want: []string{"running 08:10:00-open"}},
 			},
 		},
 		{
@@ -124,11 +137,11 @@ func TestTransitions(t *testing.T) {
 			},
 		},
 		{
-			name: "gap over threshold without cycle time is down until recorded_at",
+			name: "gap over threshold without cycle time is down until one ideal cycle before the part",
 			steps: []step{
-				{part: part("08:00:00", 0), want: []string{"running 08:00:00-open"}},
+				{part: part("08:00:00", 0), want: []string{"running 07:59:50-open"}},
 				{part: part("08:05:00", 0), want: []string{
-					"down 08:00:00-08:05:00", "running 08:05:00-open"}},
+					"running 07:59:50-08:00:00", "down 08:00:00-08:04:50", "running 08:04:50-open"}},
 			},
 		},
 		{
@@ -142,10 +155,10 @@ func TestTransitions(t *testing.T) {
 			name: "per-location threshold overrides the derived one",
 			cfg:  Config{Threshold: 5 * time.Minute},
 			steps: []step{
-				{part: part("08:00:00", 0), want: []string{"running 08:00:00-open"}},
+				{part: part("08:00:00", 0), want: []string{"running 07:59:50-open"}},
 				{part: part("08:04:00", 0), want: []string{}},
 				{part: part("08:09:01", 0), want: []string{
-					"running 08:00:00-08:04:00", "down 08:04:00-08:09:01", "running 08:09:01-open"}},
+					"running 07:59:50-08:04:00", "down 08:04:00-08:08:51", "running 08:08:51-open"}},
 			},
 		},
 		{
@@ -178,46 +191,46 @@ func TestTransitions(t *testing.T) {
 			name: "tick crossing shift end closes running and opens unscheduled",
 			cfg:  Config{Calendar: shifts06to14},
 			steps: []step{
-				{part: part("13:59:00", 0), want: []string{"running 13:59:00-open"}},
+				{part: part("13:59:00", 0), want: []string{"running 13:58:50-open"}},
 				{part: part("13:59:50", 0), want: []string{}},
-				{tick: at("14:00:05"), want: []string{"running 13:59:00-14:00:00", "unscheduled 14:00:00-open"}},
+				{tick: at("14:00:05"), want: []string{"running 13:58:50-14:00:00", "unscheduled 14:00:00-open"}},
 			},
 		},
 		{
 			name: "parts outside shifts are unscheduled",
 			cfg:  Config{Calendar: shifts06to14},
 			steps: []step{
-				{part: part("05:00:00", 0), want: []string{"unscheduled 05:00:00-open"}},
+				{part: part("05:00:00", 0), want: []string{"unscheduled 04:59:50-open"}},
 				{part: part("05:00:30", 0), want: []string{}},
 				{part: part("06:00:20", 0), want: []string{
-					"unscheduled 05:00:00-05:00:30", "unscheduled 05:00:30-06:00:00",
-					"down 06:00:00-06:00:20", "running 06:00:20-open"}},
+					"unscheduled 04:59:50-05:00:30", "unscheduled 05:00:30-06:00:00",
+					"down 06:00:00-06:00:10", "running 06:00:10-open"}},
 			},
 		},
 		{
 			name: "a stop across the shift end is down, unscheduled, down",
 			cfg:  Config{Calendar: &Calendar{Loc: time.UTC, Shifts: []Shift{mustShift("A", "06:00", "14:00", ""), mustShift("B", "15:00", "22:00", "")}}},
 			steps: []step{
-				{part: part("13:00:00", 0), want: []string{"running 13:00:00-open"}},
+				{part: part("13:00:00", 0), want: []string{"running 12:59:50-open"}},
 				{part: part("16:00:00", 0), want: []string{
-					"down 13:00:00-14:00:00", "unscheduled 14:00:00-15:00:00",
-					"down 15:00:00-16:00:00", "running 16:00:00-open"}},
+					"running 12:59:50-13:00:00", "down 13:00:00-14:00:00", "unscheduled 14:00:00-15:00:00",
+					"down 15:00:00-15:59:50", "running 15:59:50-open"}},
 			},
 		},
 		{
 			name: "adjacent shifts split a period at their boundary",
 			cfg:  Config{Calendar: &Calendar{Loc: time.UTC, Shifts: []Shift{mustShift("A", "06:00", "14:00", ""), mustShift("B", "14:00", "22:00", "")}}},
 			steps: []step{
-				{part: part("13:59:30", 0), want: []string{"running 13:59:30-open"}},
-				{part: part("14:00:20", 0), want: []string{"running 13:59:30-14:00:00", "running 14:00:00-open"}},
+				{part: part("13:59:30", 0), want: []string{"running 13:59:20-open"}},
+				{part: part("14:00:20", 0), want: []string{"running 13:59:20-14:00:00", "running 14:00:00-open"}},
 			},
 		},
 		{
 			name: "a part exactly on a shift boundary opens the next shift's period",
 			cfg:  Config{Calendar: &Calendar{Loc: time.UTC, Shifts: []Shift{mustShift("A", "06:00", "14:00", ""), mustShift("B", "14:00", "22:00", "")}}},
 			steps: []step{
-				{part: part("13:59:30", 0), want: []string{"running 13:59:30-open"}},
-				{part: part("14:00:00", 0), want: []string{"running 13:59:30-14:00:00", "running 14:00:00-open"}},
+				{part: part("13:59:30", 0), want: []string{"running 13:59:20-open"}},
+				{part: part("14:00:00", 0), want: []string{"running 13:59:20-14:00:00", "running 14:00:00-open"}},
 				{part: part("14:00:40", 0), want: []string{}},
 				{tick: at("22:00:10"), want: []string{"running 14:00:00-14:00:40", "down 14:00:40-22:00:00", "unscheduled 22:00:00-open"}},
 			},
@@ -225,74 +238,74 @@ func TestTransitions(t *testing.T) {
 		{
 			name: "planned reason makes planned_down, unplanned keeps down, removal restores",
 			steps: []step{
-				{part: part("08:00:00", 0), want: []string{"running 08:00:00-open"}},
-				{part: part("08:10:00", 0), want: []string{"down 08:00:00-08:10:00", "running 08:10:00-open"}},
-				{assign: &assignStep{"08:00:00", Reason{ID: 3, Planned: true}}, want: []string{"planned_down 08:00:00-08:10:00 +reason 3"}},
-				{assign: &assignStep{"08:00:00", Reason{ID: 4}}, want: []string{"down 08:00:00-08:10:00 +reason 4"}},
-				{assign: &assignStep{"08:00:00", Reason{}}, want: []string{"down 08:00:00-08:10:00"}},
+				{part: part("08:00:00", 0), want: []string{"running 07:59:50-open"}},
+				{part: part("08:10:00", 0), want: []string{"running 07:59:50-08:00:00", "down 08:00:00-08:09:50", "running 08:09:50-open"}},
+				{assign: &assignStep{"08:00:00", Reason{ID: 3, Planned: true}}, want: []string{"planned_down 08:00:00-08:09:50 +reason 3"}},
+				{assign: &assignStep{"08:00:00", Reason{ID: 4}}, want: []string{"down 08:00:00-08:09:50 +reason 4"}},
+				{assign: &assignStep{"08:00:00", Reason{}}, want: []string{"down 08:00:00-08:09:50"}},
 			},
 		},
 		{
 			name: "reason on an open down period survives its closing",
 			steps: []step{
-				{part: part("08:00:00", 0), want: []string{"running 08:00:00-open"}},
-				{tick: at("08:05:00"), want: []string{"down 08:00:00-open"}},
+				{part: part("08:00:00", 0), want: []string{"running 07:59:50-open"}},
+				{tick: at("08:05:00"), want: []string{"running 07:59:50-08:00:00", "down 08:00:00-open"}},
 				{assign: &assignStep{"08:00:00", Reason{ID: 9, Planned: true}}, want: []string{"planned_down 08:00:00-open +reason 9"}},
-				{part: part("08:30:00", 0), want: []string{"planned_down 08:00:00-08:30:00 +reason 9", "running 08:30:00-open"}},
+				{part: part("08:30:00", 0), want: []string{"planned_down 08:00:00-08:29:50 +reason 9", "running 08:29:50-open"}},
 			},
 		},
 		{
 			name: "a reason cannot go to a running period or an unknown one",
 			steps: []step{
-				{part: part("08:00:00", 0), want: []string{"running 08:00:00-open"}},
-				{assign: &assignStep{"08:00:00", Reason{ID: 1}}, err: ErrNotDown},
+				{part: part("08:00:00", 0), want: []string{"running 07:59:50-open"}},
+				{assign: &assignStep{"07:59:50", Reason{ID: 1}}, err: ErrNotDown},
 				{assign: &assignStep{"09:00:00", Reason{ID: 1}}, err: ErrUnknownPeriod},
 			},
 		},
 		{
 			name: "a late part inside a down period splits it",
 			steps: []step{
-				{part: part("08:00:00", 0), want: []string{"running 08:00:00-open"}},
-				{part: part("08:10:00", 0), want: []string{"down 08:00:00-08:10:00", "running 08:10:00-open"}},
+				{part: part("08:00:00", 0), want: []string{"running 07:59:50-open"}},
+				{part: part("08:10:00", 0), want: []string{"running 07:59:50-08:00:00", "down 08:00:00-08:09:50", "running 08:09:50-open"}},
 				{part: part("08:05:00", 30), out: Late, want: []string{
-					"down 08:00:00-08:04:30", "running 08:04:30-08:05:00", "down 08:05:00-08:10:00"}},
+					"down 08:00:00-08:04:30", "running 08:04:30-08:05:00", "down 08:05:00-08:09:50"}},
 			},
 		},
 		{
 			name: "a late part that bridges the gap removes the down period",
 			steps: []step{
-				{part: part("08:00:00", 0), want: []string{"running 08:00:00-open"}},
-				{part: part("08:01:40", 0), want: []string{"down 08:00:00-08:01:40", "running 08:01:40-open"}},
+				{part: part("08:00:00", 0), want: []string{"running 07:59:50-open"}},
+				{part: part("08:01:40", 0), want: []string{"running 07:59:50-08:00:00", "down 08:00:00-08:01:30", "running 08:01:30-open"}},
 				{part: part("08:00:50", 0), out: Late, want: []string{
-					"running 08:00:00-open", "running 08:01:40-open deleted"}},
+					"running 07:59:50-open", "down 08:00:00-08:01:30 deleted", "running 08:01:30-open deleted"}},
 			},
 		},
 		{
-			name: "a late part close to the earlier run shortens the down period",
+			name: "a late part close to the earlier run moves the down period's start",
 			steps: []step{
-				{part: part("08:00:00", 0), want: []string{"running 08:00:00-open"}},
-				{part: part("08:10:00", 0), want: []string{"down 08:00:00-08:10:00", "running 08:10:00-open"}},
+				{part: part("08:00:00", 0), want: []string{"running 07:59:50-open"}},
+				{part: part("08:10:00", 0), want: []string{"running 07:59:50-08:00:00", "down 08:00:00-08:09:50", "running 08:09:50-open"}},
 				{part: part("08:00:30", 0), out: Late, want: []string{
-					"running 08:00:00-08:00:30", "down 08:00:30-08:10:00"}},
+					"running 07:59:50-08:00:30", "down 08:00:30-08:09:50", "down 08:00:00-08:09:50 deleted"}},
 			},
 		},
 		{
 			name: "a late part close to the later run moves its start",
 			steps: []step{
-				{part: part("08:00:00", 0), want: []string{"running 08:00:00-open"}},
-				{part: part("08:10:00", 0), want: []string{"down 08:00:00-08:10:00", "running 08:10:00-open"}},
+				{part: part("08:00:00", 0), want: []string{"running 07:59:50-open"}},
+				{part: part("08:10:00", 0), want: []string{"running 07:59:50-08:00:00", "down 08:00:00-08:09:50", "running 08:09:50-open"}},
 				{part: part("08:09:30", 10), out: Late, want: []string{
-					"down 08:00:00-08:09:20", "running 08:09:20-open", "running 08:10:00-open deleted"}},
+					"down 08:00:00-08:09:20", "running 08:09:20-open", "running 08:09:50-open deleted"}},
 			},
 		},
 		{
-			name: "the reason of a split down period stays on its first piece",
+			name: "the reason of a split stop stays on both stops",
 			steps: []step{
 				{part: part("08:00:00", 0)},
 				{part: part("08:10:00", 0)},
-				{assign: &assignStep{"08:00:00", Reason{ID: 5}}, want: []string{"down 08:00:00-08:10:00 +reason 5"}},
+				{assign: &assignStep{"08:00:00", Reason{ID: 5}}, want: []string{"down 08:00:00-08:09:50 +reason 5"}},
 				{part: part("08:05:00", 0), out: Late, want: []string{
-					"down 08:00:00-08:05:00 +reason 5", "down 08:05:00-08:10:00"}},
+					"down 08:00:00-08:04:50 +reason 5", "running 08:04:50-08:05:00", "down 08:05:00-08:09:50 +reason 5"}},
 			},
 		},
 		{
@@ -320,7 +333,7 @@ func TestTransitions(t *testing.T) {
 				{part: part("08:30:00", 0)},
 				{part: part("08:19:59", 0), out: TooLate, want: nil},
 				{part: part("08:20:00", 0), out: Late, want: []string{
-					"down 08:00:00-08:20:00", "down 08:20:00-08:30:00"}},
+					"down 08:00:00-08:19:50", "running 08:19:50-08:20:00", "down 08:20:00-08:29:50"}},
 			},
 		},
 		{
@@ -330,11 +343,25 @@ func TestTransitions(t *testing.T) {
 				{part: part("08:00:00", 0)},
 				{part: part("08:30:00", 0)},
 				{part: part("09:00:00", 0)},
-				// The 08:00 run is final now (the 08:30 run began
-				// before the horizon 08:50); the 08:30 run is not.
+				// The rows before the one holding the lateness horizon
+				// (08:50, in the down period from 08:30) are final.
 				{part: part("08:15:00", 0), out: TooLate, want: nil},
 				{part: part("08:55:00", 0), out: Late, want: []string{
-					"down 08:30:00-08:55:00", "down 08:55:00-09:00:00"}},
+					"down 08:30:00-08:54:50", "running 08:54:50-08:55:00", "down 08:55:00-08:59:50"}},
+			},
+		},
+		{
+			name: "a late part's production start does not reach into final rows",
+			cfg:  Config{Lateness: 10 * time.Minute},
+			steps: []step{
+				{part: part("08:00:00", 0)},
+				{part: part("08:30:00", 0)},
+				{part: part("09:00:00", 0)},
+				// Final is 08:30; the part's 30 min cycle would start
+				// at 08:25. The stop from 08:30 becomes a running
+				// period of the same id.
+				{part: part("08:55:00", 1800), out: Late, want: []string{
+					"running 08:30:00-08:55:00", "down 08:55:00-08:59:50"}},
 			},
 		},
 	}
@@ -548,11 +575,12 @@ func hasEqualTimes(ps []Part) bool {
 
 // TestRelabelFinalPeriod: a down period that has left the lateness window
 // can still get a reason; a period in the window must go through Assign,
-// and a running period gets none.
+// and a running period gets none. The relabelled version is the version
+// read plus one.
 func TestRelabelFinalPeriod(t *testing.T) {
 	m := New(key, Config{Lateness: 30 * time.Minute})
 	m.Part(*part("06:00:00", 0))
-	rows, _ := m.Part(*part("06:10:00", 0)) // 10 min gap: down 06:00–06:10
+	rows, _ := m.Part(*part("06:10:00", 0)) // 10 min gap: down 06:00–06:09:50
 	var down Row
 	for _, r := range rows {
 		if r.State == Down {
@@ -565,7 +593,7 @@ func TestRelabelFinalPeriod(t *testing.T) {
 	if _, err := m.Relabel(down, Reason{ID: 3}); !errors.Is(err, ErrNotFinal) {
 		t.Fatalf("relabel of a live period: %v, want ErrNotFinal", err)
 	}
-	// Parts until 07:00 push the down period out of the window.
+	// Parts until 07:21 push the down period out of the window.
 	for _, s := range []string{"06:11:00", "06:40:00", "06:41:00", "07:20:00", "07:21:00"} {
 		m.Part(*part(s, 0))
 	}
@@ -579,17 +607,62 @@ func TestRelabelFinalPeriod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.State != PlannedDown || got.Reason != 3 || got.Version != seq+1 || got.ID != down.ID ||
-		got.Start != down.Start || got.End != down.End {
-		t.Fatalf("relabelled %+v from %+v (seq %d)", got, down, seq)
+	if got.State != PlannedDown || got.Reason != 3 || got.Version != down.Version+1 || got.ID != down.ID ||
+		got.Start != down.Start || got.End != down.End || got.FirstOfStop != FirstPiece {
+		t.Fatalf("relabelled %+v from %+v", got, down)
 	}
-	if got, _ := m.Relabel(got, Reason{}); got.State != Down || got.Reason != 0 || got.Version != seq+2 {
+	if got, _ := m.Relabel(got, Reason{}); got.State != Down || got.Reason != 0 || got.Version != down.Version+2 {
 		t.Fatalf("reason removed: %+v", got)
+	}
+	if m.Snapshot().Seq != seq {
+		t.Errorf("relabel moved the version counter %d → %d", seq, m.Snapshot().Seq)
 	}
 	running := down
 	running.State = Running
 	if _, err := m.Relabel(running, Reason{ID: 3}); !errors.Is(err, ErrNotDown) {
 		t.Fatalf("relabel of a running period: %v", err)
+	}
+}
+
+// TestRelabelDoesNotResurrect: a reason given to a period as it was read,
+// after a late part deleted that period and the window moved on, writes a
+// version below the deletion's: a FINAL reader keeps the deletion, and the
+// period stays gone.
+func TestRelabelDoesNotResurrect(t *testing.T) {
+	m := New(key, Config{Lateness: 30 * time.Minute})
+	versions := map[uint64]Row{} // what a FINAL reader sees
+	apply := func(rows []Row) {
+		for _, r := range rows {
+			if r.Version <= versions[r.ID].Version {
+				t.Fatalf("version %d of %d after %d", r.Version, r.ID, versions[r.ID].Version)
+			}
+			versions[r.ID] = r
+		}
+	}
+	feed := func(hms string) {
+		rows, _ := m.Part(*part(hms, 0))
+		apply(rows)
+	}
+	feed("06:00:00")
+	feed("06:01:40") // down 06:00:00–06:01:30
+	read := versions[PeriodID(key, at("06:00:00"))]
+	if read.State != Down {
+		t.Fatalf("no down period read: %+v", read)
+	}
+	feed("06:00:50") // bridges the gap: the down period is deleted
+	if !versions[read.ID].Deleted {
+		t.Fatalf("down period not deleted: %+v", versions[read.ID])
+	}
+	for _, s := range []string{"06:40:00", "07:20:00", "07:21:00"} {
+		feed(s)
+	}
+	got, err := m.Relabel(read, Reason{ID: 3, Planned: true})
+	if err != nil {
+		t.Fatalf("relabel of a final period: %v", err)
+	}
+	apply(nil)
+	if got.Version >= versions[read.ID].Version {
+		t.Fatalf("relabel version %d wins over the deletion %d: the period would come back", got.Version, versions[read.ID].Version)
 	}
 }
 
@@ -610,7 +683,7 @@ func TestThresholdSetWhileStopped(t *testing.T) {
 		m.Rows()[1].Start != at("08:00:50") {
 		t.Fatalf("after setting 30 s: %v", got)
 	}
-	if m.Rows()[0].Start != at("08:00:00") || m.Rows()[0].End != at("08:00:50") {
+	if m.Rows()[0].Start != at("07:59:50") || m.Rows()[0].End != at("08:00:50") {
 		t.Fatalf("the earlier gap was judged again: %v", got)
 	}
 }

@@ -20,10 +20,13 @@ const KindAssignment = "assignment"
 // processor that owns the location's state machine applies it, in order
 // with the parts and with the same exactly-once bookkeeping.
 //
-// Start, End and State describe the period as the API read it; the
-// processor needs them only for a period that has left its state
-// machine's lateness window (a final period), whose new version it writes
-// from them.
+// Start, End, State, FirstOfStop and Version describe the period as the
+// API read it. The processor needs them for a period that is not one of
+// its state machine's rows: one a late part has moved or split since (its
+// time says which stops take the reason), or one that has left the
+// machine's window (a final period), whose new version it writes from them
+// at Version + 1, so that it never wins over a version written after the
+// read.
 type Assignment struct {
 	V    int    `json:"v"`
 	Kind string `json:"kind"`
@@ -39,6 +42,11 @@ type Assignment struct {
 	// EndMs is 0 while the period is open.
 	EndMs int64  `json:"end_ms"`
 	State string `json:"state"`
+	// FirstOfStop is the period's first-of-stop mark (1, 0, or -1 for a
+	// row stored before marks existed).
+	FirstOfStop int8 `json:"first_of_stop"`
+	// Version is the version of the period that was read.
+	Version uint64 `json:"version"`
 	// Reason is the id of a downtime reason, 0 to remove the reason;
 	// Planned is that reason's planned flag.
 	Reason  uint64 `json:"reason"`
@@ -95,6 +103,8 @@ func (a *Assignment) Validate() error {
 		return fmt.Errorf("%w: a reason goes only to a down period, not %q", ErrInvalid, a.State)
 	case a.StartMs <= 0 || a.EndMs < 0 || (a.EndMs != 0 && a.EndMs < a.StartMs):
 		return fmt.Errorf("%w: period times %d–%d", ErrInvalid, a.StartMs, a.EndMs)
+	case a.FirstOfStop < -1 || a.FirstOfStop > 1:
+		return fmt.Errorf("%w: first_of_stop %d", ErrInvalid, a.FirstOfStop)
 	case a.Planned && a.Reason == 0:
 		return fmt.Errorf("%w: planned without a reason", ErrInvalid)
 	}

@@ -7,7 +7,7 @@ import (
 
 func sampleAssignment() Assignment {
 	return Assignment{ID: "0190f2a4-5b6c-7d8e-9f00-112233445577", Site: 1, LocationKind: "line", LocationID: 7,
-		ExternalID: "line_1", Period: 42, StartMs: 1698765432000, EndMs: 1698765492000, State: "down",
+		ExternalID: "line_1", Period: 42, StartMs: 1698765432000, EndMs: 1698765492000, State: "down", FirstOfStop: 1, Version: 6,
 		Reason: 9, Planned: true, AssignedAtMs: 1698765500000, By: "alice"}
 }
 
@@ -42,6 +42,7 @@ func TestAssignmentInvalid(t *testing.T) {
 		"running period":     func(a *Assignment) { a.State = "running" },
 		"end before start":   func(a *Assignment) { a.EndMs = a.StartMs - 1 },
 		"planned, no reason": func(a *Assignment) { a.Reason = 0 },
+		"bad first mark":     func(a *Assignment) { a.FirstOfStop = 2 },
 	} {
 		a := sampleAssignment()
 		mut(&a)

@@ -10,6 +10,8 @@ package oeetest
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -38,12 +40,23 @@ type Scenario struct {
 	Now time.Time `json:"now"`
 	// Bucket is an oee.Bucket name (a string here: oee's own tests
 	// import this package).
-	Bucket     string  `json:"bucket"`
-	Buckets    int     `json:"buckets"`
-	DayBuckets int     `json:"day_buckets"`
-	Events     []Event `json:"events"`
-	// Expected maps a figure's JSON name to its value.
+	Bucket     string `json:"bucket"`
+	Buckets    int    `json:"buckets"`
+	DayBuckets int    `json:"day_buckets"`
+	// StopThreshold is the location's stop threshold in seconds (0:
+	// derived from the products).
+	StopThreshold float64 `json:"stop_threshold"`
+	// Product, when set, asks for the figures of that product only (a
+	// product code; the OEE endpoint's product argument).
+	Product string `json:"product"`
+	// Ideal is the OEE endpoint's ideal argument ("" or "stored": the
+	// ideal cycle time each part was processed with; "current": today's).
+	Ideal  string  `json:"ideal"`
+	Events []Event `json:"events"`
+	// Expected maps a figure's JSON name to its value (a flag: 0 or 1).
 	Expected map[string]float64 `json:"expected"`
+	// ExpectedNull names the figures the endpoint answers as null.
+	ExpectedNull []string `json:"expected_null"`
 }
 
 // Shift is a shift of the scenario's calendar, in period.ParseShift's
@@ -60,6 +73,16 @@ type Event struct {
 	Series *Series     `json:"series"`
 	Tick   *time.Time  `json:"tick"`
 	Assign *Assignment `json:"assign"`
+	// Ideal changes a product's ideal cycle time in master data.
+	Ideal *IdealChange `json:"ideal"`
+	// DeleteProduct deletes a product (by code) from master data.
+	DeleteProduct string `json:"delete_product"`
+}
+
+// IdealChange sets the ideal cycle time (seconds) of a product.
+type IdealChange struct {
+	Product string  `json:"product"`
+	Seconds float64 `json:"seconds"`
 }
 
 // Series is Count parts, one every EveryS seconds from From. Quantity 0
@@ -168,15 +191,18 @@ func (sc *Scenario) Calendar() (*time.Location, *period.Calendar, error) {
 // Part is one part of a replayed series, with the series' defaults
 // applied.
 type Part struct {
-	RecordedMs     int64
-	Product        string
+	RecordedMs int64
+	Product    string
+	// IdealCycleTime is the product's ideal cycle time when the part was
+	// processed.
 	IdealCycleTime float64
 	// CycleTime is the reported cycle time; 0 means none was reported.
 	CycleTime float64
 	Quantity  uint32
 	Quality   string
-	// Outcome is what the part did to the machine.
+	// Outcome is what the part did to the machine, Class how it counts.
 	Outcome period.Outcome
+	Class   period.Class
 }
 
 // Replayed is a scenario played through a period.Machine.
@@ -193,19 +219,23 @@ type Replayed struct {
 }
 
 // Replay plays sc's events through a new period.Machine for key, using
-// the scenario's calendar. It fails on a series of a product the
-// scenario does not define and on an assignment the machine refuses.
+// the scenario's calendar and stop threshold. A tick is applied until the
+// machine has caught up with it. It fails on a series of a product the
+// scenario does not define (or has deleted) and on an assignment the
+// machine refuses.
 func Replay(sc *Scenario, key period.Key) (*Replayed, error) {
 	loc, cal, err := sc.Calendar()
 	if err != nil {
 		return nil, err
 	}
-	r := &Replayed{Loc: loc, Calendar: cal, Machine: period.New(key, period.Config{Calendar: cal})}
+	cfg := period.Config{Calendar: cal, Threshold: period.Seconds(sc.StopThreshold)}
+	r := &Replayed{Loc: loc, Calendar: cal, Machine: period.New(key, cfg)}
+	products := maps.Clone(sc.Products)
 	for _, ev := range sc.Events {
 		switch {
 		case ev.Series != nil:
 			s := ev.Series
-			ideal, ok := sc.Products[s.Product]
+			ideal, ok := products[s.Product]
 			if !ok {
 				return nil, fmt.Errorf("unknown product %q", s.Product)
 			}
@@ -217,14 +247,19 @@ func Replay(sc *Scenario, key period.Key) (*Replayed, error) {
 				quality = "good"
 			}
 			for i := range s.Count {
-				rec := s.From.UnixMilli() + int64(float64(i)*s.EveryS*1000)
-				rows, out := r.Machine.Part(period.Part{RecordedMs: rec, CycleTime: s.CycleTime, HasCycleTime: s.CycleTime > 0, IdealCycleTime: ideal})
+				rec := s.From.UnixMilli() + int64(math.Round(float64(i)*s.EveryS*1000))
+				p := period.Part{RecordedMs: rec, CycleTime: s.CycleTime, HasCycleTime: s.CycleTime > 0,
+					IdealCycleTime: ideal, Quantity: q}
+				rows, out := r.Machine.Part(p)
 				r.Rows = append(r.Rows, rows...)
 				r.Parts = append(r.Parts, Part{RecordedMs: rec, Product: s.Product, IdealCycleTime: ideal,
-					CycleTime: s.CycleTime, Quantity: q, Quality: quality, Outcome: out})
+					CycleTime: s.CycleTime, Quantity: q, Quality: quality, Outcome: out, Class: r.Machine.Classify(p, out)})
 			}
 		case ev.Tick != nil:
-			r.Rows = append(r.Rows, r.Machine.Tick(ev.Tick.UnixMilli())...)
+			t := ev.Tick.UnixMilli()
+			for r.Machine.Clock() < t {
+				r.Rows = append(r.Rows, r.Machine.Tick(t)...)
+			}
 		case ev.Assign != nil:
 			rows, err := r.Machine.Assign(period.PeriodID(key, ev.Assign.Start.UnixMilli()),
 				period.Reason{ID: ev.Assign.Reason, Planned: ev.Assign.Planned})
@@ -232,7 +267,55 @@ func Replay(sc *Scenario, key period.Key) (*Replayed, error) {
 				return nil, fmt.Errorf("assign: %w", err)
 			}
 			r.Rows = append(r.Rows, rows...)
+		case ev.Ideal != nil:
+			if _, ok := products[ev.Ideal.Product]; !ok {
+				return nil, fmt.Errorf("ideal of unknown product %q", ev.Ideal.Product)
+			}
+			products[ev.Ideal.Product] = ev.Ideal.Seconds
+		case ev.DeleteProduct != "":
+			delete(products, ev.DeleteProduct)
 		}
 	}
 	return r, nil
+}
+
+// Figures returns the figures of e and its ratios by JSON name, a flag as
+// 0 or 1: what a scenario's expected figures are compared with.
+func Figures(t testing.TB, vs ...any) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	for _, v := range vs {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		for k, x := range m {
+			if n, ok := Number(x); ok {
+				out[k] = n
+			}
+		}
+	}
+	return out
+}
+
+// Number turns a figure decoded from JSON into a number: a flag is 0 or
+// 1. It reports false for null and for what is not a figure.
+func Number(v any) (float64, bool) {
+	switch x := v.(type) {
+	case float64:
+		return x, true
+	case bool:
+		if x {
+			return 1, true
+		}
+		return 0, true
+	case json.Number:
+		f, err := x.Float64()
+		return f, err == nil
+	}
+	return 0, false
 }
