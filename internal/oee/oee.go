@@ -30,7 +30,9 @@
 // Ratios (0 when the denominator is 0):
 //   - availability = APT / PBT; performance = ideal_production_time / APT;
 //     quality = GQ / PQ; oee = availability × performance × quality.
-//   - performance_over_ideal is set when performance exceeds 1: the parts
+//   - performance_over_ideal is set when the ideal production time exceeds
+//     the actual production time (performance above 1, or parts counted in
+//     a row without running time, where performance reads 0): the parts
 //     came faster than their ideal cycle time, or a window or bucket edge
 //     cuts a part's production (a part counts, whole, where it was
 //     recorded).
@@ -129,7 +131,8 @@ func (e *Elements) Add(o Elements) {
 type Ratios struct {
 	Availability float64 `json:"availability"`
 	Performance  float64 `json:"performance"`
-	// PerformanceOverIdeal says performance exceeds 1.
+	// PerformanceOverIdeal says the ideal production time exceeds the
+	// actual production time.
 	PerformanceOverIdeal bool    `json:"performance_over_ideal"`
 	Quality              float64 `json:"quality"`
 	OEE                  float64 `json:"oee"`

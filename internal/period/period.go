@@ -626,7 +626,10 @@ func (m *Machine) AssignSpan(from, to int64, r Reason) ([]Row, error) {
 	return m.recompute(), nil
 }
 
-// setStopReason replaces the reasons of stop g by r.
+// setStopReason gives stop g reason r (Reason{}: none). The newest reason
+// of an extent a stop overlaps wins, so an older reason stays on the other
+// stops its extent covers (the other half of a split stop); one that
+// applies only within g is dropped.
 func (m *Machine) setStopReason(g gap, r Reason) {
 	to := g.to
 	if g.open {
@@ -634,25 +637,22 @@ func (m *Machine) setStopReason(g gap, r Reason) {
 	}
 	kept := m.st.Stops[:0]
 	for _, s := range m.st.Stops {
-		if !g.overlaps(s.From, s.To) {
+		if s.From < g.from || s.To > to {
 			kept = append(kept, s)
 		}
 	}
-	m.st.Stops = kept
-	if r != (Reason{}) {
-		m.st.Stops = append(m.st.Stops, StopReason{From: g.from, To: to, Reason: r})
-	}
+	m.st.Stops = append(kept, StopReason{From: g.from, To: to, Reason: r})
 }
 
 // stopReason returns the reason of stop g: the newest given to an extent
-// it overlaps.
-func (m *Machine) stopReason(g gap) (Reason, bool) {
+// it overlaps (Reason{} when none, or when it was removed).
+func (m *Machine) stopReason(g gap) Reason {
 	for i := len(m.st.Stops) - 1; i >= 0; i-- {
 		if s := m.st.Stops[i]; g.overlaps(s.From, s.To) {
-			return s.Reason, true
+			return s.Reason
 		}
 	}
-	return Reason{}, false
+	return Reason{}
 }
 
 // growStops widens the extent of each stop reason to the stop that
@@ -767,10 +767,9 @@ func (m *Machine) timeline() []Row {
 			continue
 		}
 		var reason Reason
-		var hasReason, firstDone bool
+		var firstDone bool
 		if s.state == Down {
-			g := gap{from: s.start, to: s.end, open: s.open}
-			reason, hasReason = m.stopReason(g)
+			reason = m.stopReason(gap{from: s.start, to: s.end, open: s.open})
 			firstDone = s.start < final && m.st.FinalGap == s.start && m.st.FinalGapScheduled
 		}
 		pieces := m.cfg.Calendar.Scheduled(max(s.start, final), end)
@@ -786,11 +785,9 @@ func (m *Machine) timeline() []Row {
 				if !firstDone {
 					row.FirstOfStop, firstDone = FirstPiece, true
 				}
-				if hasReason {
-					row.Reason = reason.ID
-					if reason.Planned {
-						row.State = PlannedDown
-					}
+				row.Reason = reason.ID
+				if reason.Planned {
+					row.State = PlannedDown
 				}
 			}
 			row.ID = PeriodID(m.st.Key, row.Start)

@@ -78,6 +78,18 @@ func TestReasonFollowsStop(t *testing.T) {
 			},
 		},
 		{
+			name: "another reason for one half of a split stop leaves the other half's",
+			steps: []step{
+				{part: part("08:00:00", 10)},
+				{part: part("08:30:00", 10)},
+				{assign: &assignStep{"08:00:00", planned}},
+				{part: part("08:15:00", 30), out: Late},
+				{assign: &assignStep{"08:15:00", Reason{ID: 4}}, want: []string{"down 08:15:00-08:29:50 +reason 4"}},
+				{assign: &assignStep{"08:00:00", Reason{}}, want: []string{"down 08:00:00-08:14:30"}},
+				{tick: at("09:00:00"), want: []string{"running 08:29:50-08:30:00", "down 08:30:00-open"}},
+			},
+		},
+		{
 			name: "a reason given while the stop was open stays on both stops a late part splits it into",
 			steps: []step{
 				{part: part("08:00:00", 10)},
