@@ -487,6 +487,12 @@ func TestReasonAssignment(t *testing.T) {
 			}
 			w := want[i]
 			w.ID, w.AssignedAtMs = got.ID, got.AssignedAtMs
+			// The period's mark and version as stored (and read).
+			p, err := f.store.PeriodByID(ctx, w.Period)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.FirstOfStop, w.Version = p.FirstOfStop, p.Version
 			if id, err := uuid.Parse(got.ID); err != nil || id.Version() != 7 || got.AssignedAtMs < base {
 				t.Errorf("record %d: id %q, assigned at %d", i, got.ID, got.AssignedAtMs)
 			}
