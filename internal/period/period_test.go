@@ -640,7 +640,7 @@ func TestRelabelDoesNotResurrect(t *testing.T) {
 		}
 	}
 	feed := func(hms string) {
-		rows, _ := m.Part(*part(hms, 0))
+		rows, _ := m.Part(*part(hms, 10))
 		apply(rows)
 	}
 	feed("06:00:00")
