@@ -106,7 +106,7 @@ func TestRecorderSeesEveryStatement(t *testing.T) {
 		t.Fatal(err)
 	}
 	got = rec.take()
-	if len(got) != 1 || len(got[0].Rows) != 2 || len(got[0].Rows[0]) != 23 || len(got[0].Types) != 23 ||
+	if len(got) != 1 || len(got[0].Rows) != 2 || len(got[0].Rows[0]) != 25 || len(got[0].Types) != 25 ||
 		!strings.HasPrefix(got[0].Types[3], "Enum8(") {
 		t.Fatalf("InsertParts recorded %+v", got)
 	}
