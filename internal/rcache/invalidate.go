@@ -37,6 +37,7 @@ func (c *Cache[K, V]) listen() {
 			if resumed {
 				// Messages may have been missed: forget everything.
 				c.local.clear()
+				c.neg.clear()
 				c.invalidations.WithLabelValues("reset").Inc()
 			}
 		},

@@ -4,17 +4,16 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
 )
 
-// localCache is a bounded in-process map with per-entry expiry. It keeps
-// both answers, found values and "no such key" (negative caching), so a
-// repeated unknown key costs a map look-up and nothing more.
-//
-// It is bounded because the keys come from outside: a flood of distinct
-// random keys must not grow the heap without limit. When full, expired
-// entries are swept and, if that is not enough, an arbitrary tenth of the
-// entries is dropped (Go's map iteration order is random, so this is a cheap
-// random eviction).
+// localCache is a bounded in-process map with per-entry expiry for found
+// values. Only keys that exist reach it (API keys, locations), so its
+// bound is a safety net: when full, expired entries are swept and, if that
+// is not enough, an arbitrary tenth of the entries is dropped (Go's map
+// iteration order is random, so this is a cheap random eviction). Reads
+// take a shared lock: this is the hot path of every request.
 type localCache[K comparable, V any] struct {
 	mu  sync.RWMutex
 	m   map[K]localEntry[V]
@@ -104,6 +103,59 @@ func (c *localCache[K, V]) evictLocked(now time.Time) {
 		drop--
 	}
 }
+
+// negCache remembers keys that have no value ("not found") until their
+// expiry, so a repeated unknown key costs a look-up in memory and nothing
+// more. Its keys come from outside (random API keys, made-up external
+// ids), so it is a separate LRU of at most max entries: a flood of made-up
+// keys evicts the least recently used of them and never a found value,
+// and an unknown key that keeps coming back stays.
+type negCache[K comparable] struct {
+	lru *lru.Cache[K, time.Time] // key -> expiry
+}
+
+func newNegCache[K comparable](max int) *negCache[K] {
+	c, err := lru.New[K, time.Time](max)
+	if err != nil {
+		panic("rcache: " + err.Error()) // only for max < 1, which New rules out
+	}
+	return &negCache[K]{lru: c}
+}
+
+// has reports whether k is known to have no value at now.
+func (c *negCache[K]) has(k K, now time.Time) bool {
+	expires, ok := c.lru.Get(k)
+	if !ok {
+		return false
+	}
+	if !now.Before(expires) {
+		c.lru.Remove(k)
+		return false
+	}
+	return true
+}
+
+// put remembers until now+ttl that k has no value.
+func (c *negCache[K]) put(k K, now time.Time, ttl time.Duration) {
+	if ttl > 0 {
+		c.lru.Add(k, now.Add(ttl))
+	}
+}
+
+func (c *negCache[K]) remove(k K) { c.lru.Remove(k) }
+
+func (c *negCache[K]) clear() { c.lru.Purge() }
+
+// removeIf forgets the keys that match.
+func (c *negCache[K]) removeIf(match func(K) bool) {
+	for _, k := range c.lru.Keys() {
+		if match(k) {
+			c.lru.Remove(k)
+		}
+	}
+}
+
+func (c *negCache[K]) len() int { return c.lru.Len() }
 
 // logLimiter lets one message through per interval, so an outage (Redis
 // down) is logged without a line per request.

@@ -6,7 +6,9 @@
 // Both answers are cached: a found value for LocalTTL in process and
 // RedisTTL in Redis, "no such key" for the shorter NegativeTTL in both, so
 // a flood of unknown keys reaches the source at most once per key and
-// NegativeTTL. Errors are never cached. Concurrent misses for one key share
+// NegativeTTL. In process, "no such key" lives in an LRU of its own
+// (MaxNegative entries), so made-up keys never push out found values.
+// Errors are never cached. Concurrent misses for one key share
 // a single load (singleflight).
 //
 // Redis is an accelerator, not a dependency: when it fails the source is
@@ -36,7 +38,8 @@ type Config struct {
 	NegativeTTL   time.Duration    // how long "not found" is remembered, in both layers (default 10 s)
 	RedisTimeout  time.Duration    // bound of each Redis call; past it the source is asked (default 200 ms)
 	LookupTimeout time.Duration    // bound of one shared look-up through Redis and the source (default 5 s)
-	MaxEntries    int              // bound of the in-process map (default 100 000; at least 1)
+	MaxEntries    int              // bound of the in-process map of found values (default 100 000; at least 1)
+	MaxNegative   int              // bound of the in-process LRU of "not found" answers (default 10 000; at least 1)
 	Namespace     string           // metric name prefix (default "takt")
 	Now           func() time.Time // the clock (default time.Now; tests replace it)
 }
@@ -46,7 +49,7 @@ func NewConfig() Config {
 	return Config{
 		LocalTTL: 30 * time.Second, RedisTTL: 5 * time.Minute, NegativeTTL: 10 * time.Second,
 		RedisTimeout: 200 * time.Millisecond, LookupTimeout: 5 * time.Second,
-		MaxEntries: 100_000, Namespace: "takt", Now: time.Now,
+		MaxEntries: 100_000, MaxNegative: 10_000, Namespace: "takt", Now: time.Now,
 	}
 }
 
@@ -78,7 +81,8 @@ type Cache[K comparable, V any] struct {
 	rdb    *redis.Client // nil: no Redis layer
 	logger *slog.Logger
 
-	local    *localCache[K, answer[V]]
+	local    *localCache[K, V] // found values
+	neg      *negCache[K]      // keys without a value
 	flight   singleflight.Group
 	redisLog logLimiter
 	redisOff breaker
@@ -95,12 +99,14 @@ type Cache[K comparable, V any] struct {
 // registered with reg unless it is nil.
 func New[K comparable, V any](s Spec[K, V], cfg Config, rdb *redis.Client, logger *slog.Logger, reg prometheus.Registerer) (*Cache[K, V], error) {
 	cfg.MaxEntries = max(cfg.MaxEntries, 1)
+	cfg.MaxNegative = max(cfg.MaxNegative, 1)
 	counter := func(name, help string) prometheus.CounterOpts {
 		return prometheus.CounterOpts{Namespace: cfg.Namespace, Subsystem: s.Subsystem, Name: name, Help: help}
 	}
 	c := &Cache[K, V]{
 		spec: s, cfg: cfg, rdb: rdb, logger: logger.With("cache", s.Subsystem),
-		local:    newLocalCache[K, answer[V]](cfg.MaxEntries),
+		local:    newLocalCache[K, V](cfg.MaxEntries),
+		neg:      newNegCache[K](cfg.MaxNegative),
 		redisLog: logLimiter{every: 10 * time.Second},
 		redisOff: breaker{pause: time.Second},
 		hits: prometheus.NewCounterVec(counter("cache_hits_total",
@@ -140,9 +146,8 @@ type answer[V any] struct {
 // Load's, or ctx's when the caller gives up first; the shared look-up then
 // goes on for the other callers and fills the cache.
 func (c *Cache[K, V]) Get(ctx context.Context, key K) (v V, found bool, err error) {
-	if a, ok := c.local.get(key, c.cfg.Now()); ok {
-		c.hitLocal.Inc()
-		return a.v, a.found, nil
+	if v, found, ok := c.Peek(key); ok {
+		return v, found, nil
 	}
 	name := c.spec.Name(key)
 	ch := c.flight.DoChan(name, func() (any, error) { return c.lookup(ctx, key, name) })
@@ -158,6 +163,33 @@ func (c *Cache[K, V]) Get(ctx context.Context, key K) (v V, found bool, err erro
 	}
 }
 
+// Peek answers from this process's memory only: ok is false when Get
+// would have to ask Redis or the source.
+func (c *Cache[K, V]) Peek(key K) (v V, found, ok bool) {
+	now := c.cfg.Now()
+	if v, ok := c.local.get(key, now); ok {
+		c.hitLocal.Inc()
+		return v, true, true
+	}
+	if c.neg.has(key, now) {
+		c.hitLocal.Inc()
+		return v, false, true
+	}
+	return v, false, false
+}
+
+// keep stores an answer in this process's memory.
+func (c *Cache[K, V]) keep(key K, a answer[V]) {
+	now := c.cfg.Now()
+	if a.found {
+		c.neg.remove(key)
+		c.local.put(key, a.v, now, c.cfg.LocalTTL)
+		return
+	}
+	c.local.remove(key)
+	c.neg.put(key, now, c.cfg.NegativeTTL)
+}
+
 // lookup runs once per key at a time (singleflight). It is detached from
 // the first caller's cancellation because other callers share its result.
 func (c *Cache[K, V]) lookup(ctx context.Context, key K, name string) (answer[V], error) {
@@ -165,7 +197,7 @@ func (c *Cache[K, V]) lookup(ctx context.Context, key K, name string) (answer[V]
 	defer cancel()
 	if a, ok := c.redisGet(ctx, key, name); ok {
 		c.hits.WithLabelValues("redis").Inc()
-		c.local.put(key, a, c.cfg.Now(), c.ttl(a.found, c.cfg.LocalTTL))
+		c.keep(key, a)
 		return a, nil
 	}
 	c.misses.Inc()
@@ -181,7 +213,7 @@ func (c *Cache[K, V]) lookup(ctx context.Context, key K, name string) (answer[V]
 		c.lookups.WithLabelValues("error").Inc()
 		return a, err
 	}
-	c.local.put(key, a, c.cfg.Now(), c.ttl(a.found, c.cfg.LocalTTL))
+	c.keep(key, a)
 	c.redisSet(ctx, name, a, c.ttl(a.found, c.cfg.RedisTTL))
 	return a, nil
 }
@@ -254,6 +286,7 @@ func (c *Cache[K, V]) redisFailed(op string, err error) {
 // (NegativeTTL for "not found").
 func (c *Cache[K, V]) Forget(ctx context.Context, key K) error {
 	c.local.remove(key)
+	c.neg.remove(key)
 	if c.rdb == nil {
 		return nil
 	}
@@ -266,7 +299,9 @@ func (c *Cache[K, V]) Forget(ctx context.Context, key K) error {
 
 // forgetName drops the in-process entry whose name is name.
 func (c *Cache[K, V]) forgetName(name string) {
-	c.local.removeIf(func(k K) bool { return c.spec.Name(k) == name })
+	match := func(k K) bool { return c.spec.Name(k) == name }
+	c.local.removeIf(match)
+	c.neg.removeIf(match)
 }
 
 // encode returns the Redis form of an answer: {"found":false}, or V's JSON

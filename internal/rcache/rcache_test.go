@@ -3,6 +3,7 @@ package rcache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -197,6 +198,52 @@ func TestLocalCacheIsBounded(t *testing.T) {
 		if _, ok := c.get(9_999, now.Add(time.Minute)); ok {
 			t.Fatalf("max %d: entry alive at its expiry", max)
 		}
+	}
+}
+
+// TestUnknownKeysDoNotEvictFoundValues: a flood of made-up keys must not
+// push a found value out of the process (it did when both answers shared
+// one map that dropped a random tenth when full).
+func TestUnknownKeysDoNotEvictFoundValues(t *testing.T) {
+	src := &source{}
+	c, _, _ := newTest(t, src, nil, "", func(c *Config) { c.MaxEntries = 100 })
+	ctx := context.Background()
+	c.Get(ctx, "good")
+	for i := range 10_000 {
+		c.Get(ctx, fmt.Sprintf("made-up-%d", i))
+	}
+	if v, found, err := c.Get(ctx, "good"); err != nil || !found || v.Name != "good" {
+		t.Fatalf("Get(good) = %+v, %v, %v", v, found, err)
+	}
+	if n := src.calls.Load(); n != 1+10_000 {
+		t.Fatalf("%d loads, want %d: the found value was evicted by unknown keys", n, 1+10_000)
+	}
+}
+
+// TestNegativeCacheIsAnLRU: "not found" answers are bounded by MaxNegative,
+// the least recently used going first, so an unknown key that keeps coming
+// back (a device with a stale key) stays cached through a flood.
+func TestNegativeCacheIsAnLRU(t *testing.T) {
+	src := &source{}
+	c, _, _ := newTest(t, src, nil, "", func(c *Config) { c.MaxNegative = 100 })
+	ctx := context.Background()
+	for i := range 10_000 {
+		c.Get(ctx, fmt.Sprintf("made-up-%d", i))
+		if i%50 == 0 {
+			c.Get(ctx, "stale")
+		}
+	}
+	if n := c.neg.len(); n > 100 {
+		t.Fatalf("%d negative entries, bound is 100", n)
+	}
+	if n := src.calls.Load(); n != 10_000+1 {
+		t.Fatalf("%d loads, want %d (the stale key loaded once)", n, 10_000+1)
+	}
+	if _, found, ok := c.Peek("stale"); !ok || found {
+		t.Fatalf("Peek(stale) = found %v, ok %v; want a cached not-found", found, ok)
+	}
+	if _, _, ok := c.Peek("made-up-0"); ok {
+		t.Fatal("the oldest made-up key is still cached")
 	}
 }
 
