@@ -218,7 +218,7 @@ func (b *batchHandler) serve(c *gin.Context) {
 			"parts", len(res.items), "failed", res.counts.failed, "err", res.err)
 	}
 	if c.Request.URL.RawQuery != "" {
-		if debug, _ := strconv.ParseBool(c.Query("debug")); debug {
+		if debug, _ := strconv.ParseBool(c.Query("debug")); debug && b.debugLog.allow(received) {
 			b.logger.Info("process parts (debug)", "remote", c.Request.RemoteAddr, "key_prefix", res.prefix,
 				"status", res.status, "parts", len(res.items), "accepted", res.counts.accepted,
 				"rejected", res.counts.rejected, "failed", res.counts.failed,

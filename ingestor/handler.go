@@ -39,13 +39,15 @@ var (
 	bodyInvalidKey   = []byte(`{"error":"Invalid API key"}`)
 	bodyInternal     = []byte(`{"error":"Internal server error"}`)
 	bodyRateLimited  = []byte(`{"error":"Rate limit exceeded"}`)
+	bodyTooManyFails = []byte(`{"error":"Too many failed authentications"}`)
 	errBodyTooLarge  = errors.New("request body too large")
 	errProduceFailed = errors.New("produce failed")
 )
 
-// keyChecker authenticates API keys (*auth.Authenticator).
+// keyChecker authenticates API keys (*auth.Authenticator) for a client
+// address (http.Request.RemoteAddr).
 type keyChecker interface {
-	Authenticate(ctx context.Context, key string) (auth.Principal, error)
+	AuthenticateFrom(ctx context.Context, addr, key string) (auth.Principal, error)
 }
 
 // locator resolves external ids (*locations.Cache). It returns
@@ -75,6 +77,7 @@ type handler struct {
 	bufs         sync.Pool // *[]byte request body buffers
 	zones        sync.Map  // time zone name -> *time.Location (nil: unknown)
 	errLog       logLimiter
+	debugLog     lineBudget // ?debug=true lines
 
 	// limiter applies each key's rate limit (nil: none); it fails open
 	// when Redis is down.
@@ -88,7 +91,7 @@ func newHandler(keys keyChecker, locs locator, prod producer, topic string, maxB
 	h := &handler{
 		keys: keys, locs: locs, prod: prod, topic: topic, maxBody: maxBody,
 		produceTimeout: produceTimeout, now: time.Now, logger: logger, m: m,
-		errLog: logLimiter{every: time.Second},
+		errLog: logLimiter{every: time.Second}, debugLog: lineBudget{max: maxDebugLines},
 	}
 	h.bodyTooLarge = errorBody(fmt.Sprintf("Request body too large: limit is %d bytes", maxBody))
 	h.bufs.New = func() any {
@@ -123,8 +126,8 @@ func (h *handler) serve(c *gin.Context) {
 		h.logger.Error("process part failed", "status", res.status, "key_prefix", res.prefix, "err", res.err)
 	}
 	if c.Request.URL.RawQuery != "" {
-		if debug, _ := strconv.ParseBool(c.Query("debug")); debug {
-			h.debugLog(c, received, &res)
+		if debug, _ := strconv.ParseBool(c.Query("debug")); debug && h.debugLog.allow(received) {
+			h.logDebug(c, received, &res)
 		}
 	}
 }
@@ -162,19 +165,29 @@ func (h *handler) process(r *http.Request, received time.Time, res *result) {
 }
 
 // authenticate checks the API-KEY header and the ingest scope. When it
-// returns false, res holds the answer.
+// returns false, res holds the answer. A request with more than one
+// API-KEY header is refused: which one counts would depend on who reads it.
 func (h *handler) authenticate(r *http.Request, res *result) (auth.Principal, bool) {
 	var key string
-	if v := r.Header[keyHeader]; len(v) > 0 {
+	switch v := r.Header[keyHeader]; len(v) {
+	case 0:
+	case 1:
 		key = v[0]
+	default:
+		res.status, res.body, res.err = http.StatusUnauthorized, bodyInvalidKey, errors.New("more than one API-KEY header")
+		return auth.Principal{}, false
 	}
 	if auth.WellFormed(key) {
 		res.prefix = auth.Prefix(key)
 	}
-	p, err := h.keys.Authenticate(r.Context(), key)
+	p, err := h.keys.AuthenticateFrom(r.Context(), r.RemoteAddr, key)
+	retry, limited := auth.RetryAfter(err)
 	switch {
 	case auth.IsInvalid(err):
 		res.status, res.body = http.StatusUnauthorized, bodyInvalidKey
+		return p, false
+	case limited:
+		res.status, res.body, res.retry, res.err = http.StatusTooManyRequests, bodyTooManyFails, retry, err
 		return p, false
 	case err != nil:
 		res.status, res.body, res.err = http.StatusInternalServerError, bodyInternal, err
@@ -318,7 +331,7 @@ func (h *handler) zone(name string) *time.Location {
 	return loc
 }
 
-func (h *handler) debugLog(c *gin.Context, received time.Time, res *result) {
+func (h *handler) logDebug(c *gin.Context, received time.Time, res *result) {
 	reqID := c.GetHeader("X-Request-ID")
 	if reqID == "" || len(reqID) > 64 {
 		reqID = uuid.NewString()
@@ -382,7 +395,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		byStatus: map[int]prometheus.Counter{},
 	}
-	for _, code := range []int{200, 401, 413, 422, 500} {
+	for _, code := range []int{200, 401, 413, 422, 429, 500} {
 		m.byStatus[code] = m.requests.WithLabelValues(strconv.Itoa(code))
 	}
 	if reg != nil {
@@ -401,6 +414,33 @@ func (m *metrics) answered(status int) {
 		return
 	}
 	m.requests.WithLabelValues(strconv.Itoa(status)).Inc()
+}
+
+// maxDebugLines bounds the lines ?debug=true writes per second and
+// process. Debug logging works for bad keys too (it helps to set a device
+// up), so without a bound anyone could fill the server's disk with it.
+const maxDebugLines = 100
+
+// lineBudget lets max lines through per second.
+type lineBudget struct {
+	max int64
+
+	mu     sync.Mutex
+	second int64 // unix second of the current window
+	used   int64
+}
+
+func (b *lineBudget) allow(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if s := now.Unix(); s != b.second {
+		b.second, b.used = s, 0
+	}
+	if b.used >= b.max {
+		return false
+	}
+	b.used++
+	return true
 }
 
 // logLimiter lets one message through per interval, so an outage is

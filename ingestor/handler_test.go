@@ -28,7 +28,7 @@ import (
 
 type fakeKeys map[string]auth.Principal
 
-func (f fakeKeys) Authenticate(_ context.Context, key string) (auth.Principal, error) {
+func (f fakeKeys) AuthenticateFrom(_ context.Context, _, key string) (auth.Principal, error) {
 	if key == "takt_broken_store_0000000000000000000000000" {
 		return auth.Principal{}, errors.New("clickhouse down")
 	}
@@ -320,7 +320,7 @@ func BenchmarkHandler(b *testing.B) {
 	// key and location check is a cache hit, as in steady state.
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg := prometheus.NewRegistry()
-	keys, err := auth.New(oneKey{}, nil, "", quiet, reg)
+	keys, err := auth.New(oneKey{}, nil, "", quiet, reg, auth.LimitFailures(auth.FailureLimit{Burst: 10, Rate: 0.2}))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -25,6 +25,9 @@ const (
 	// maxOffset is the widest UTC offset in use (+14:00), used to bound a
 	// time without offset before its location's zone is known.
 	maxOffset = 14 * time.Hour
+	// maxIDBytes bounds external_id, product and reason (UTF-8 bytes):
+	// codes, not documents. It also bounds what an answer quotes back.
+	maxIDBytes = 255
 )
 
 // formatError is a problem with the message; the handler answers it with
@@ -246,6 +249,9 @@ func (in *partInput) set(bit int, v jsonValue, now time.Time) error {
 		if len(v.raw) == 0 {
 			return formatErr("external_id is empty")
 		}
+		if err := identifier("external_id", v.raw); err != nil {
+			return err
+		}
 		in.ExternalID = string(v.raw)
 	case fQuantity:
 		q, err := parseQuantity(v)
@@ -271,10 +277,16 @@ func (in *partInput) set(bit int, v jsonValue, now time.Time) error {
 		if v.kind != kindString {
 			return formatErr("product must be a string, got %s", v.kind)
 		}
+		if err := identifier("product", v.raw); err != nil {
+			return err
+		}
 		in.Product = string(v.raw)
 	case fReason:
 		if v.kind != kindString {
 			return formatErr("reason must be a string, got %s", v.kind)
+		}
+		if err := identifier("reason", v.raw); err != nil {
+			return err
 		}
 		in.Reason = string(v.raw)
 	case fCycleTime:
@@ -284,11 +296,11 @@ func (in *partInput) set(bit int, v jsonValue, now time.Time) error {
 		f, err := parseFloat(v.raw)
 		switch {
 		case err != nil || math.IsInf(f, 0) || math.IsNaN(f):
-			return formatErr("cycle_time %s is not a finite number", v.raw)
+			return formatErr("cycle_time %s is not a finite number", cut(v.raw))
 		case f < 0:
-			return formatErr("cycle_time %s is negative", v.raw)
+			return formatErr("cycle_time %s is negative", cut(v.raw))
 		case f > maxCycleTime:
-			return formatErr("cycle_time %s is more than a day (max %d seconds)", v.raw, int(maxCycleTime))
+			return formatErr("cycle_time %s is more than a day (max %d seconds)", cut(v.raw), int(maxCycleTime))
 		}
 		in.CycleTime, in.HasCycleTime = f, true
 	case fRecordedAt:
@@ -297,31 +309,125 @@ func (in *partInput) set(bit int, v jsonValue, now time.Time) error {
 	return nil
 }
 
+// parseQuantity reads quantity exactly: 5, 5.0 and 5e0 are 5, but
+// 1.0000000000000000001 is not an integer, though float64 rounds it to 1.
 func parseQuantity(v jsonValue) (uint32, error) {
 	if v.kind != kindNumber {
 		return 0, formatErr("quantity must be an integer, got %s", v.kind)
 	}
-	var q float64
-	if n, ok := parseUint(v.raw); ok {
-		q = float64(n)
-	} else {
-		f, err := parseFloat(v.raw)
-		if err != nil && !errors.Is(err, strconv.ErrRange) {
-			return 0, formatErr("quantity %s is not a number", v.raw)
-		}
-		// ±Inf (out of float range) passes this and fails the range check.
-		if f != math.Trunc(f) {
-			return 0, formatErr("quantity must be an integer, got %s", v.raw)
-		}
-		q = f
-	}
+	raw := v.raw
+	n, neg, integral, big := decimalInt(raw, maxQuantity)
 	switch {
-	case q < 1:
-		return 0, formatErr("quantity must be at least 1, got %s", v.raw)
-	case q > maxQuantity:
-		return 0, formatErr("quantity %s is absurdly large (max %d)", v.raw, maxQuantity)
+	case !integral:
+		return 0, formatErr("quantity must be an integer, got %s", cut(raw))
+	case neg || n == 0 && !big:
+		return 0, formatErr("quantity must be at least 1, got %s", cut(raw))
+	case big:
+		return 0, formatErr("quantity %s is absurdly large (max %d)", cut(raw), maxQuantity)
 	}
-	return uint32(q), nil
+	return uint32(n), nil
+}
+
+// decimalInt reads the JSON number raw as the exact decimal it is: whether
+// it is an integer (no nonzero digit after the decimal point once the
+// exponent is applied), its sign, and its magnitude when that is at most
+// limit (big otherwise). Its work is linear in len(raw), whatever the
+// exponent.
+func decimalInt(raw []byte, limit uint64) (n uint64, neg, integral, big bool) {
+	i := 0
+	if i < len(raw) && raw[i] == '-' {
+		neg = true
+		i++
+	}
+	start := i
+	i = digits(raw, i)
+	whole := raw[start:i]
+	var frac []byte
+	if i < len(raw) && raw[i] == '.' {
+		j := digits(raw, i+1)
+		frac, i = raw[i+1:j], j
+	}
+	exp := 0
+	if i < len(raw) && (raw[i] == 'e' || raw[i] == 'E') {
+		i++
+		negExp := i < len(raw) && raw[i] == '-'
+		if i < len(raw) && (raw[i] == '-' || raw[i] == '+') {
+			i++
+		}
+		for ; i < len(raw); i++ {
+			if exp < 1_000_000 { // beyond this, only the sign matters
+				exp = exp*10 + int(raw[i]-'0')
+			}
+		}
+		if negExp {
+			exp = -exp
+		}
+	}
+	// The number is the digits whole‖frac with the decimal point after
+	// point of them.
+	total, point := len(whole)+len(frac), len(whole)+exp
+	digit := func(k int) uint64 {
+		if k < len(whole) {
+			return uint64(whole[k] - '0')
+		}
+		return uint64(frac[k-len(whole)] - '0')
+	}
+	integral = true
+	for k := max(point, 0); k < total; k++ {
+		if digit(k) != 0 {
+			integral = false
+			break
+		}
+	}
+	for k := 0; k < min(point, total); k++ {
+		if n = n*10 + digit(k); n > limit {
+			return 0, neg, integral, true
+		}
+	}
+	for k := total; n > 0 && k < point; k++ {
+		if n *= 10; n > limit {
+			return 0, neg, integral, true
+		}
+	}
+	return n, neg, integral, false
+}
+
+// digits returns the index after the decimal digits of b from i on.
+func digits(b []byte, i int) int {
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+		i++
+	}
+	return i
+}
+
+// identifier checks the value of external_id, product or reason: at most
+// maxIDBytes, and no control characters (they have no place in a code, and
+// would let a client forge lines in logs and exports).
+func identifier(field string, b []byte) error {
+	if len(b) > maxIDBytes {
+		return formatErr("%s is longer than %d bytes", field, maxIDBytes)
+	}
+	for i := 0; i < len(b); {
+		r, size := rune(b[i]), 1
+		if r >= utf8.RuneSelf {
+			r, size = utf8.DecodeRune(b[i:])
+		}
+		if unicode.IsControl(r) {
+			return formatErr("%s contains a control character (U+%04X)", field, r)
+		}
+		i += size
+	}
+	return nil
+}
+
+// cut returns a number's text for an error message, cut to 64 bytes: an
+// answer never echoes much of the client's input.
+func cut(raw []byte) string {
+	const max = 64
+	if len(raw) > max {
+		return string(raw[:max]) + "…"
+	}
+	return string(raw)
 }
 
 // setRecordedAt accepts Unix seconds (a number or a numeric string) or an
@@ -329,10 +435,10 @@ func parseQuantity(v jsonValue) (uint32, error) {
 func (in *partInput) setRecordedAt(v jsonValue, now time.Time) error {
 	switch v.kind {
 	case kindNumber:
-		return in.setUnix(v.raw, v.raw, now)
+		return in.setUnix(v.raw, false, now)
 	case kindString:
 		if isNumeric(v.raw) {
-			return in.setUnix(v.raw, []byte(quote(v.raw)), now)
+			return in.setUnix(v.raw, true, now)
 		}
 		w, off, hasOff, ok := parseISO(v.raw)
 		if !ok {
@@ -358,29 +464,36 @@ func (in *partInput) setRecordedAt(v jsonValue, now time.Time) error {
 	return formatErr("recorded_at must be Unix seconds or an ISO 8601 string, got %s", v.kind)
 }
 
-// setUnix takes Unix seconds; shown is how the value appears in errors.
-func (in *partInput) setUnix(raw, shown []byte, now time.Time) error {
+// setUnix takes Unix seconds, sent as a number or (quoted) as a string.
+func (in *partInput) setUnix(raw []byte, quoted bool, now time.Time) error {
+	// shown is how the value appears in errors; only errors pay for it.
+	shown := func() string {
+		if quoted {
+			return quote(raw)
+		}
+		return cut(raw)
+	}
 	var secs float64
 	if n, ok := parseUint(raw); ok {
 		secs = float64(n)
 	} else {
 		f, err := parseFloat(raw)
 		if err != nil && !errors.Is(err, strconv.ErrRange) || math.IsNaN(f) {
-			return formatErr("recorded_at %s is not a number", shown)
+			return formatErr("recorded_at %s is not a number", shown())
 		}
 		secs = f // ±Inf for huge values: caught by the range check
 	}
 	maxMs := now.Add(maxFuture).UnixMilli()
 	switch {
 	case secs*1000 < minRecordedMs:
-		return formatErr("recorded_at %s is before 2000-01-01", shown)
+		return formatErr("recorded_at %s is before 2000-01-01", shown())
 	case secs*1000 > float64(maxMs):
 		// The value read as milliseconds would be a plausible time.
 		if secs >= minRecordedMs && secs <= float64(maxMs) {
-			return formatErr("recorded_at %s looks like Unix milliseconds; send seconds (%s)", shown,
+			return formatErr("recorded_at %s looks like Unix milliseconds; send seconds (%s)", shown(),
 				strconv.FormatFloat(secs/1000, 'f', -1, 64))
 		}
-		return formatErr("recorded_at %s is more than 24 h in the future", shown)
+		return formatErr("recorded_at %s is more than 24 h in the future", shown())
 	}
 	in.RecordedAtMs = int64(math.Round(secs * 1000))
 	return nil

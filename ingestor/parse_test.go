@@ -2,9 +2,12 @@ package ingestor
 
 import (
 	"encoding/json"
+	"fmt"
+	mbig "math/big"
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -92,8 +95,8 @@ func TestParsePartValid(t *testing.T) {
 			def(partInput{ExternalID: "x", RecordedAtMs: now, RecordedDefaulted: true})},
 		{"whitespace everywhere", " \n{ \"part\" :\t{ \"external_id\" : \"x\" , \"quantity\" : 2 } }\r\n",
 			def(partInput{ExternalID: "x", Quantity: 2, RecordedAtMs: now, RecordedDefaulted: true})},
-		{"escapes", `{"part":{"external_id":"l\u00e4ne\t\"1\"\/\ud83d\ude00","product":"\u0041"}}`,
-			def(partInput{ExternalID: "läne\t\"1\"/😀", Product: "A", RecordedAtMs: now, RecordedDefaulted: true})},
+		{"escapes", `{"part":{"external_id":"l\u00e4ne\u0020\"1\"\/\ud83d\ude00","product":"\u0041"}}`,
+			def(partInput{ExternalID: "läne \"1\"/😀", Product: "A", RecordedAtMs: now, RecordedDefaulted: true})},
 		{"lone surrogate becomes U+FFFD", `{"part":{"external_id":"a\ud800b"}}`,
 			def(partInput{ExternalID: "a\uFFFDb", RecordedAtMs: now, RecordedDefaulted: true})},
 		{"utf8 kept", `{"part":{"external_id":"Linie_ä"}}`,
@@ -300,6 +303,11 @@ func FuzzParsePart(f *testing.F) {
 		if in.Quantity < 1 || in.Quantity > maxQuantity {
 			t.Fatalf("quantity %d out of range", in.Quantity)
 		}
+		for _, id := range []string{in.ExternalID, in.Product, in.Reason} {
+			if len(id) > maxIDBytes || strings.ContainsFunc(id, unicode.IsControl) {
+				t.Fatalf("identifier %q accepted", id)
+			}
+		}
 		if (p.Quality == nil && in.Quality != "good") || (p.Quality != nil && *p.Quality != in.Quality) {
 			t.Fatalf("quality %q, encoding/json %v", in.Quality, p.Quality)
 		}
@@ -330,4 +338,68 @@ func BenchmarkParsePart(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// FuzzDecimalInt checks the exact reading of quantities against math/big.
+func FuzzDecimalInt(f *testing.F) {
+	f.Fuzz(func(t *testing.T, raw string) {
+		if !isNumeric([]byte(raw)) {
+			return
+		}
+		const limit = maxQuantity
+		n, neg, integral, big := decimalInt([]byte(raw), limit)
+		if e := strings.IndexAny(raw, "eE"); e >= 0 && len(strings.TrimLeft(raw[e+1:], "+-0")) > 4 {
+			return // math/big would build a number with that many digits
+		}
+		var r mbig.Rat
+		if _, ok := r.SetString(raw); !ok {
+			t.Fatalf("math/big cannot read %q", raw)
+		}
+		if integral != r.IsInt() {
+			t.Fatalf("%q: integral %v, math/big %v", raw, integral, r.IsInt())
+		}
+		if neg != strings.HasPrefix(raw, "-") {
+			t.Fatalf("%q: neg %v", raw, neg)
+		}
+		if !integral {
+			return
+		}
+		abs := new(mbig.Int).Abs(r.Num())
+		if fits := abs.IsUint64() && abs.Uint64() <= limit; fits == big || fits && abs.Uint64() != n {
+			t.Fatalf("%q: n %d big %v, math/big %s", raw, n, big, abs)
+		}
+	})
+}
+
+// FuzzBatchItemLikeSingle: an item of a batch is answered like the same
+// object sent alone, and a body the single call finds malformed fails a
+// batch as a whole.
+func FuzzBatchItemLikeSingle(f *testing.F) {
+	f.Fuzz(func(t *testing.T, item string) {
+		if !json.Valid([]byte(item)) {
+			return // FuzzParseParts covers malformed bodies
+		}
+		items, berr := parseParts([]byte(`{"parts":[`+item+`]}`), testNow, MaxBatchParts)
+		in, err := parsePart([]byte(`{"part":`+item+`}`), testNow)
+		if err != nil && strings.HasPrefix(err.Error(), "malformed JSON") {
+			if berr == nil {
+				t.Fatalf("%q: single call %v, batch accepted %+v", item, err, items)
+			}
+			return
+		}
+		if berr != nil {
+			// A batch also checks the depth of what it skips.
+			if !strings.Contains(berr.Error(), "nested too deep") {
+				t.Fatalf("%q: batch failed whole (%v), single call %+v, %v", item, berr, in, err)
+			}
+			return
+		}
+		if len(items) != 1 {
+			t.Fatalf("%q: %d items", item, len(items))
+		}
+		got := items[0]
+		if fmt.Sprint(got.err) != fmt.Sprint(err) || err == nil && got.in != in {
+			t.Fatalf("%q: batch item %+v, %v; single call %+v, %v", item, got.in, got.err, in, err)
+		}
+	})
 }

@@ -41,7 +41,8 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 
 	keys, err := auth.New(store, rdb, cfg.RedisPrefix, logger, reg,
 		auth.Namespace("takt_ingestor"), auth.LocalTTL(cfg.AuthLocalTTL),
-		auth.RedisTTL(cfg.AuthRedisTTL), auth.NegativeTTL(cfg.AuthNegativeTTL))
+		auth.RedisTTL(cfg.AuthRedisTTL), auth.NegativeTTL(cfg.AuthNegativeTTL),
+		auth.LimitFailures(cfg.AuthFailures))
 	if err != nil {
 		return err
 	}
