@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/takt/takt/internal/auth"
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/config"
 	"github.com/takt/takt/internal/l2l"
@@ -56,6 +57,9 @@ type Config struct {
 	AuthLocalTTL    time.Duration
 	AuthRedisTTL    time.Duration
 	AuthNegativeTTL time.Duration
+	// AuthFailures is each client address's budget of failed key
+	// look-ups (TAKT_AUTH_FAIL_BURST, TAKT_AUTH_FAIL_RATE).
+	AuthFailures auth.FailureLimit
 	// PartsLag hides parts stored in the last PartsLag from reads in
 	// insertion order (TAKT_QUERY_PARTS_LAG), so that the paging loop sees
 	// every part exactly once while parts keep arriving. inserted_at has
@@ -91,6 +95,7 @@ func ConfigFromEnv(e *config.Env) Config {
 		AuthLocalTTL:     e.Duration("AUTH_LOCAL_TTL", 30*time.Second),
 		AuthRedisTTL:     e.Duration("AUTH_REDIS_TTL", 5*time.Minute),
 		AuthNegativeTTL:  e.Duration("AUTH_NEGATIVE_TTL", 10*time.Second),
+		AuthFailures:     auth.FailureLimitFromEnv(e),
 		PartsLag:         e.Duration("QUERY_PARTS_LAG", 2*time.Second),
 		RateLimit:        ratelimit.ConfigFromEnv(e),
 		KeyUsageInterval: e.Duration("KEY_USAGE_INTERVAL", 5*time.Second),
@@ -123,6 +128,9 @@ func (c Config) Validate() error {
 	p.Addf(err != nil, "TAKT_LOG_LEVEL=%q: must be debug, info, warn or error", c.LogLevel)
 	p.Addf(c.PartsLag < 0, "TAKT_QUERY_PARTS_LAG=%s: must not be negative", c.PartsLag)
 	p.Addf(c.KeyUsageInterval < time.Second, "TAKT_KEY_USAGE_INTERVAL=%s: must be at least 1s", c.KeyUsageInterval)
+	if err := c.AuthFailures.Validate(); err != nil {
+		p = append(p, err)
+	}
 	if err := c.RateLimit.Validate(); err != nil {
 		p = append(p, err)
 	}

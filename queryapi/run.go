@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -16,6 +17,7 @@ import (
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/httpx"
 	"github.com/takt/takt/internal/kafkax"
+	"github.com/takt/takt/internal/l2l"
 	"github.com/takt/takt/internal/locations"
 	"github.com/takt/takt/internal/ratelimit"
 	"github.com/takt/takt/internal/redisx"
@@ -85,7 +87,8 @@ func newEngine(store *chstore.Store, rdb *redis.Client, kc kafkaClient, cfg Conf
 	rkeys := redisx.NewKeys(cfg.RedisPrefix)
 	keys, err := auth.New(store, rdb, cfg.RedisPrefix, logger, reg,
 		auth.Namespace("takt_queryapi"), auth.LocalTTL(cfg.AuthLocalTTL),
-		auth.RedisTTL(cfg.AuthRedisTTL), auth.NegativeTTL(cfg.AuthNegativeTTL))
+		auth.RedisTTL(cfg.AuthRedisTTL), auth.NegativeTTL(cfg.AuthNegativeTTL),
+		auth.LimitFailures(cfg.AuthFailures))
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +128,9 @@ func newEngine(store *chstore.Store, rdb *redis.Client, kc kafkaClient, cfg Conf
 		return nil, err
 	}
 	r := httpx.NewEngine(logger)
-	r.Use(count)
+	r.Use(count, keys.FailureGuard(func(c *gin.Context) {
+		h.fail(c, l2l.FormatOf(c.Request.URL.Query()), http.StatusTooManyRequests, "Too many failed authentications: retry later")
+	}))
 	httpx.Health(r, func(ctx context.Context) error {
 		if err := store.Ping(ctx); err != nil {
 			return fmt.Errorf("clickhouse: %w", err)
