@@ -20,10 +20,27 @@ const idGap = 100_000
 // doubles (JavaScript, Python's json with floats) see them exactly.
 const maxID = 1<<53 - 1
 
+// nextID takes the next id from the counter KEYS[1] in one step, so that
+// the counter cannot vanish between looking at it and incrementing it (an
+// INCR of a missing key would start again at 1). A counter that is missing
+// or below the floor ARGV[1] (or not a number) is set to ARGV[2] first;
+// without ARGV[2] the script answers -1 instead, and the caller asks
+// ClickHouse where to start and calls again.
+var nextID = redis.NewScript(`
+local v = tonumber(redis.call('GET', KEYS[1]) or '')
+if v == nil or v < tonumber(ARGV[1]) then
+	if ARGV[2] == '' then
+		return -1
+	end
+	redis.call('SET', KEYS[1], ARGV[2])
+end
+return redis.call('INCR', KEYS[1])
+`)
+
 // idSource hands out record ids from one Redis counter shared by every
-// replica (INCR is atomic), so ids are unique across any number of
-// replicas. The counter starts above the largest id in ClickHouse; SET NX
-// makes that start happen once even when replicas race.
+// replica, so ids are unique across any number of replicas. The counter
+// starts idGap above the largest id in ClickHouse (and above idFloor);
+// when Redis loses it, it starts there again.
 type idSource struct {
 	rdb     *redis.Client
 	key     string
@@ -31,25 +48,22 @@ type idSource struct {
 }
 
 func (s *idSource) next(ctx context.Context) (uint64, error) {
-	exists, err := s.rdb.Exists(ctx, s.key).Result()
+	id, err := nextID.Run(ctx, s.rdb, []string{s.key}, idFloor, "").Int64()
 	if err != nil {
-		return 0, fmt.Errorf("record id: %w", err)
+		return 0, fmt.Errorf("record id: %w: %w", errUnavailable, err)
 	}
-	if exists == 0 {
+	if id < 0 {
 		top, err := s.highest(ctx)
 		if err != nil {
 			return 0, fmt.Errorf("record id: %w", err)
 		}
-		start := max(top, idFloor) + idGap
-		if err := s.rdb.SetNX(ctx, s.key, start, 0).Err(); err != nil {
-			return 0, fmt.Errorf("record id: %w", err)
+		// Another replica may set the counter first: the script then
+		// only increments it.
+		if id, err = nextID.Run(ctx, s.rdb, []string{s.key}, idFloor, max(top, idFloor)+idGap).Int64(); err != nil {
+			return 0, fmt.Errorf("record id: %w: %w", errUnavailable, err)
 		}
 	}
-	id, err := s.rdb.Incr(ctx, s.key).Result()
-	if err != nil {
-		return 0, fmt.Errorf("record id: %w", err)
-	}
-	if id <= 0 || id > maxID {
+	if id <= idFloor || id > maxID {
 		return 0, fmt.Errorf("record id %d out of range", id)
 	}
 	return uint64(id), nil

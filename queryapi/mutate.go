@@ -189,6 +189,10 @@ func (h *handler) mutate(c *gin.Context) {
 // for reuse.
 const msgSignedUnavailable = "Signed calls are unavailable right now (the record of used signatures cannot be reached); retry later with a new signature"
 
+// msgWriteUnavailable answers a write that needs Redis while it cannot be
+// reached (a new record's id, a unique value).
+const msgWriteUnavailable = "The write cannot be done right now (Redis, which hands out record ids and keeps values unique, cannot be reached); nothing was changed, retry later"
+
 // checkSigned verifies the signature of call, a write that needs one, and
 // spends it: a signature is accepted once. The secret must belong to the
 // API key's user. args are the call's only arguments: what was verified
@@ -211,6 +215,11 @@ func (h *handler) checkSigned(ctx context.Context, p auth.Principal, args url.Va
 }
 
 func (h *handler) writeFailed(r *request, err error) {
+	if errors.Is(err, errUnavailable) {
+		h.logger.Warn("record write refused", "area", r.label, "err", err)
+		h.finish(r, http.StatusServiceUnavailable, "unavailable", l2l.Failure(msgWriteUnavailable))
+		return
+	}
 	if errors.Is(err, chstore.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
 		h.finish(r, http.StatusGatewayTimeout, "timeout", l2l.Failure("The write took too long"))
 		return

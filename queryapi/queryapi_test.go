@@ -449,7 +449,7 @@ func TestQueryAPI(t *testing.T) {
 
 	t.Run("xml", func(t *testing.T) {
 		status, hdr, body := f.get(t, "/api/1.0/sites/?format=xml", f.keyA)
-		want := `<?xml version="1.0" encoding="utf-8"?>` + "\n" + `<response><success>True</success><data><resource><id>1</id><description>Demo Plant</description><timezone>Europe/Berlin</timezone><site>1</site><created>`
+		want := `<?xml version="1.0" encoding="utf-8"?>` + "\n" + `<response><success>True</success><data><resource><id>1</id><description>Demo Plant</description><timezone>Europe/Berlin</timezone><site>1</site><active>True</active><created>`
 		if status != http.StatusOK || !bytes.HasPrefix(body, []byte(want)) ||
 			!bytes.HasSuffix(body, []byte(`<lastupdatedby>seed</lastupdatedby></resource></data><limit>100</limit><offset>0</offset></response>`)) {
 			t.Errorf("sites as xml: %d %s", status, body)

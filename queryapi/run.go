@@ -109,6 +109,10 @@ func newEngine(store *chstore.Store, rdb *redis.Client, kc kafkaClient, cfg Conf
 		store: store,
 		areas: store.Areas(),
 		ids:   &idSource{rdb: rdb, key: rkeys.RecordIDs(), highest: store.MaxRecordID},
+		// A reservation outlives any write (a write gives up after
+		// QueryTimeout, and ClickHouse lands an INSERT long before a
+		// minute more).
+		unique: &reservations{rdb: rdb, prefix: rkeys.Unique(), hold: cfg.QueryTimeout + time.Minute},
 		inv: &cacheInvalidator{keys: keys, locations: locs, rdb: rdb, channel: rkeys.MasterDataChanges(),
 			delay: refetchDelay, logger: logger},
 		signatures: auth.NewUsedSignatures(rdb, rkeys.Signatures()),

@@ -35,6 +35,7 @@ type writeStore interface {
 	SecretByServer(ctx context.Context, server string) (chstore.SecretKey, error)
 	KeyHashesOfUser(ctx context.Context, user uint64) ([]string, error)
 	ExternalIDsOfSite(ctx context.Context, site uint64) ([]string, error)
+	KeyHashesOfSite(ctx context.Context, site uint64) ([]string, error)
 }
 
 // invalidator drops cached master data in every process (auth and location
@@ -89,6 +90,7 @@ type writer struct {
 	store      writeStore
 	areas      *record.Registry // the store's areas
 	ids        *idSource
+	unique     *reservations
 	inv        invalidator
 	signatures signatureSpender
 	now        func() time.Time
@@ -212,7 +214,10 @@ func (w *writer) prepare(ctx context.Context, c *change, args map[string][]strin
 		setProps(row, props)
 	}
 	c.row = row
-	return w.check(ctx, c)
+	if err := w.check(ctx, c); err != nil || len(c.problem) > 0 {
+		return err
+	}
+	return w.reserve(ctx, c)
 }
 
 // setProps merges custom properties into a row's parallel arrays; an
@@ -349,11 +354,7 @@ func (w *writer) checkUnique(ctx context.Context, c *change, u record.Unique, si
 		if !taken {
 			continue
 		}
-		if u.Among != "" {
-			c.bad("%s: %q is already used by %s", u.Field, v, u.Among)
-		} else {
-			c.bad("%s: %v is already used", u.Field, v)
-		}
+		c.bad("%s", takenMessage(u, v))
 		break
 	}
 	return nil
@@ -364,11 +365,13 @@ func (w *writer) apply(ctx context.Context, c *change) error {
 	now := w.now().UTC().Truncate(time.Second)
 	au := chstore.Audit{LastUpdated: now, LastUpdatedBy: c.actor}
 	if c.create {
-		id, err := w.ids.next(ctx)
-		if err != nil {
-			return err
+		if c.id == 0 {
+			id, err := w.ids.next(ctx)
+			if err != nil {
+				return err
+			}
+			c.id = id
 		}
-		c.id = id
 		au.Created, au.CreatedBy = now, c.actor
 		if c.area.OnCreate == record.IssueKey {
 			key, prefix, hash := auth.NewKey()
@@ -382,8 +385,10 @@ func (w *writer) apply(ctx context.Context, c *change) error {
 	}
 	au.Deleted = c.delete
 	if err := w.store.WriteRow(ctx, c.area.Name, c.id, c.row, au); err != nil {
+		// The reservations stay: the row may have landed all the same.
 		return err
 	}
+	w.freeOld(ctx, c)
 	w.invalidate(ctx, c)
 	return nil
 }
@@ -406,6 +411,11 @@ func (w *writer) invalidate(ctx context.Context, c *change) {
 			}
 		case record.ForgetUserKeys:
 			hashes, _ := w.store.KeyHashesOfUser(ctx, c.id)
+			for _, h := range hashes {
+				w.inv.forgetKey(ctx, h)
+			}
+		case record.ForgetSiteKeys:
+			hashes, _ := w.store.KeyHashesOfSite(ctx, c.id)
 			for _, h := range hashes {
 				w.inv.forgetKey(ctx, h)
 			}

@@ -203,6 +203,9 @@ func (w *Workload) recordWrites(ctx context.Context) error {
 	if _, err := s.ExternalIDsOfSite(ctx, 1); err != nil {
 		return err
 	}
+	if _, err := s.KeyHashesOfSite(ctx, 1); err != nil {
+		return err
+	}
 	_, err := s.MaxRecordID(ctx)
 	return err
 }

@@ -227,13 +227,19 @@ type Location struct {
 	Timezone   string // the site's
 }
 
-// Locations returns every live location (not deleted, external id set).
+// liveSites is the SQL of the ids of the open sites: neither deleted nor
+// deactivated. A closed site's locations take no parts and its users lose
+// it from their sites.
+const liveSites = "(SELECT groupArray(id) FROM sites FINAL WHERE deleted = 0 AND active = 1)"
+
+// Locations returns every live location (not deleted, external id set, of
+// an open site).
 func (s *Store) Locations(ctx context.Context) ([]Location, error) {
 	return s.locations(ctx, "")
 }
 
 // LocationByExternalID returns the live location with that external id
-// (case-sensitive), or ErrNotFound.
+// (case-sensitive) of an open site, or ErrNotFound.
 func (s *Store) LocationByExternalID(ctx context.Context, externalID string) (Location, error) {
 	ls, err := s.locations(ctx, externalID)
 	if err != nil {
@@ -252,10 +258,13 @@ func (s *Store) locations(ctx context.Context, externalID string) ([]Location, e
 		filter = "externalid = ?"
 		args = []any{externalID, externalID}
 	}
+	// The site filter is a WHERE, not an INNER JOIN: current ClickHouse
+	// keeps one left row per key in an ANY INNER JOIN.
+	open := "site IN (SELECT id FROM sites FINAL WHERE deleted = 0 AND active = 1)"
 	q := `SELECT kind, id, site, externalid, tz FROM (
-		SELECT 'line' AS kind, id, site, externalid FROM lines FINAL WHERE deleted = 0 AND ` + filter + `
+		SELECT 'line' AS kind, id, site, externalid FROM lines FINAL WHERE deleted = 0 AND ` + open + ` AND ` + filter + `
 		UNION ALL
-		SELECT 'machine' AS kind, id, site, externalid FROM machines FINAL WHERE deleted = 0 AND ` + filter + `
+		SELECT 'machine' AS kind, id, site, externalid FROM machines FINAL WHERE deleted = 0 AND ` + open + ` AND ` + filter + `
 	) AS l ANY LEFT JOIN (SELECT id AS site, timezone AS tz FROM sites FINAL WHERE deleted = 0) AS z USING site
 	ORDER BY kind, id`
 	rows, err := s.conn.Query(ctx, q, args...)
@@ -330,12 +339,14 @@ type KeyOwner struct {
 }
 
 // KeyByHash returns the active key with that hash and its active user, or
-// ErrNotFound.
+// ErrNotFound. The user's sites are its open ones; a key whose user has
+// none left is not found.
 func (s *Store) KeyByHash(ctx context.Context, hash string) (KeyOwner, error) {
-	rows, err := s.conn.Query(ctx, `SELECT k.id, k.prefix, k.hash, k.scopes, u.id, u.username, u.admin, u.sites
+	rows, err := s.conn.Query(ctx, `SELECT k.id, k.prefix, k.hash, k.scopes, u.id, u.username, u.admin, u.open
 		FROM (SELECT id, user, prefix, hash, scopes FROM apikeys FINAL WHERE hash = ? AND deleted = 0 AND active = 1) AS k
-		ALL INNER JOIN (SELECT id, id AS user, username, admin, sites FROM users FINAL WHERE deleted = 0 AND active = 1) AS u
-		USING user`, hash)
+		ALL INNER JOIN (SELECT id, id AS user, username, admin, arrayFilter(x -> has(`+liveSites+`, x), sites) AS open
+			FROM users FINAL WHERE deleted = 0 AND active = 1) AS u
+		USING user WHERE notEmpty(u.open)`, hash)
 	if err != nil {
 		return KeyOwner{}, fmt.Errorf("query api key: %w", err)
 	}

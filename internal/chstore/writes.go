@@ -176,19 +176,41 @@ func (s *Store) KeyHashesOfUser(ctx context.Context, user uint64) ([]string, err
 	return out, rows.Err()
 }
 
-// ExternalIDsOfSite returns the external ids of the live locations of site.
+// ExternalIDsOfSite returns the external ids of the live locations of
+// site, whether the site is open or not: what location caches must forget
+// when the site changes.
 func (s *Store) ExternalIDsOfSite(ctx context.Context, site uint64) ([]string, error) {
-	ls, err := s.Locations(ctx)
+	return s.strings(ctx, "external ids of site", `SELECT externalid FROM (
+		SELECT externalid, site, deleted FROM lines FINAL
+		UNION ALL
+		SELECT externalid, site, deleted FROM machines FINAL
+	) WHERE site = ? AND deleted = 0 AND externalid != ''`, site)
+}
+
+// KeyHashesOfSite returns the hashes of every key of the users that have
+// site among their sites: what auth caches must forget when the site
+// changes (a key carries its user's open sites).
+func (s *Store) KeyHashesOfSite(ctx context.Context, site uint64) ([]string, error) {
+	return s.strings(ctx, "keys of site", `SELECT DISTINCT hash FROM apikeys
+		WHERE user IN (SELECT id FROM users WHERE has(sites, ?))`, site)
+}
+
+// strings runs a query of one String column.
+func (s *Store) strings(ctx context.Context, what, query string, args ...any) ([]string, error) {
+	rows, err := s.conn.Query(ctx, query, args...)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
+	defer rows.Close()
 	var out []string
-	for _, l := range ls {
-		if l.Site == site {
-			out = append(out, l.ExternalID)
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
+		out = append(out, v)
 	}
-	return out, nil
+	return out, rows.Err()
 }
 
 // UserByName returns the live user with that username, or ErrNotFound.

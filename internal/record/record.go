@@ -221,6 +221,9 @@ const (
 	ForgetUserKeys
 	// ForgetKey: the API key, by its hash.
 	ForgetKey
+	// ForgetSiteKeys: every API key of the users of the site (a key
+	// carries its user's open sites).
+	ForgetSiteKeys
 )
 
 // Writes is how an area takes writes.

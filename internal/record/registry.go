@@ -188,7 +188,7 @@ func (r *Registry) problems(a *Area) []string {
 			if f, ok := a.Field("hash"); !ok || f.Kind != String {
 				bad("ForgetKey needs a String field hash")
 			}
-		case ForgetSiteLocations, ForgetUserKeys:
+		case ForgetSiteLocations, ForgetUserKeys, ForgetSiteKeys:
 		default:
 			bad("unknown Forget %d", fg)
 		}

@@ -66,13 +66,16 @@ var siteArea = &Area{
 	Name: "sites", Record: "Site", Table: "sites", Versioned: true,
 	Doc:  "Plants, each with its time zone.",
 	Site: OwnSite, Writes: WriteRows, Scope: scopeAdmin, OnCreate: GrantSite,
-	Forget: []Forget{ForgetSiteLocations},
+	Forget: []Forget{ForgetSiteLocations, ForgetSiteKeys},
 	Fields: audited(
 		idField(),
 		descriptionField(),
 		Field{Name: "timezone", Kind: String, Flags: Read | Write | Required, Check: ianaZone,
 			Doc: "IANA time zone, e.g. Europe/Berlin: local times of the site's records are shown in it."},
 		Field{Name: "site", Type: l2l.Int, Expr: "id", Flags: Read, Doc: "The site's own id."},
+		Field{Name: "active", Kind: Bool, Flags: Read | Write, Default: true,
+			Doc: "A closed site (False, or deleted) takes no parts: its locations are unknown at ingest, it drops out" +
+				" of its users' sites, and the keys of users left without an open site stop working (within 2 s)."},
 	),
 }
 

@@ -19,6 +19,7 @@
 //	<p>ratelimit:used               zset      ratelimit         each key's last use (score: Redis time)
 //	<p>ratelimit:usedcopy           string    ratelimit         short lock: one replica copies uses to ClickHouse
 //	<p>ids                          counter   queryapi          the next record id (INCR; recreated above ClickHouse's largest)
+//	<p>unique:<areas>:<field>:<site>:<value hash> string queryapi  the record id holding a unique value while it is written (TTL)
 //	<p>signature:<digest hex>       string    auth              a used signature of a signed call (TTL: its expiration + 1 min)
 //	<p>cursor:<query hash>:<offset> string    queryapi          where a page of a paging loop starts (TTL)
 //	<p>cursor:<query hash>:<offset>:rows string queryapi        the row positions of a page read ahead (TTL)
@@ -78,6 +79,10 @@ func (k Keys) RateLimitCopyLock() string { return k.prefix + "ratelimit:usedcopy
 
 // RecordIDs is the counter record ids are taken from.
 func (k Keys) RecordIDs() string { return k.prefix + "ids" }
+
+// Unique prefixes the reservations of unique values: an entry is
+// Unique()+<areas>:<field>:<site>:<hash of the value>.
+func (k Keys) Unique() string { return k.prefix + "unique:" }
 
 // Signatures prefixes the used signatures of signed calls: an entry is
 // Signatures()+<hex of the digest's first 32 bytes>.
