@@ -66,6 +66,18 @@ func (c *consumer) adjustOffsets(ctx context.Context, offsets map[string]map[int
 					return nil, fmt.Errorf("partition %d: last offset in clickhouse: %w", p, err)
 				}
 			}
+			// Rows past the committed offset are a previous owner's last
+			// flush, whose INSERT may have been cut short between parts
+			// and its rollups.
+			for attempt := 1; found; attempt++ {
+				if err = c.repairRollups(ctx, p, max(committed, 0), last); err == nil {
+					break
+				}
+				c.logger.Warn("repairing rollups failed; retrying", "partition", p, "attempt", attempt, "err", err)
+				if !sleep(ctx, backoff(attempt, retryMin, retryMax)) {
+					return nil, err
+				}
+			}
 			start := committed
 			if found && last >= committed {
 				start = last + 1

@@ -21,6 +21,7 @@ type partsStore interface {
 	InsertParts(ctx context.Context, b *chstore.PartsBlock) error
 	PartsMaxOffset(ctx context.Context, topic string, partition int32, from int64) (int64, bool, error)
 	WaitPartsInserts(ctx context.Context, poll time.Duration, every func(running int)) error
+	ReconcileRollups(ctx context.Context, topic string, partition int32, from, to int64) (chstore.RollupRepair, error)
 }
 
 // Timeouts and retry bounds of the consume loop.

@@ -1,9 +1,12 @@
 package processor
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -37,6 +40,9 @@ type memSink struct {
 	// the block, the answer was lost).
 	failParts []bool
 	failures  int
+	// repaired are the (partition, from, to) offset ranges whose rollups
+	// the consumer asked to reconcile.
+	repaired [][3]int64
 }
 
 func newMemSink() *memSink {
@@ -77,6 +83,13 @@ func (s *memSink) PartsMaxOffset(_ context.Context, _ string, partition int32, f
 }
 
 func (*memSink) WaitPartsInserts(context.Context, time.Duration, func(int)) error { return nil }
+
+func (s *memSink) ReconcileRollups(_ context.Context, _ string, p int32, from, to int64) (chstore.RollupRepair, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.repaired = append(s.repaired, [3]int64{int64(p), from, to})
+	return chstore.RollupRepair{}, nil
+}
 
 func (s *memSink) InsertPeriodStates(_ context.Context, states []chstore.PeriodState) error {
 	s.mu.Lock()
@@ -336,6 +349,11 @@ func TestConsumerRetriesFailedInserts(t *testing.T) {
 		t.Fatalf("injected %d insert failures, want 4", s.failures)
 	}
 	assertOnce(t, s, 1000)
+	// The two blocks that landed despite their error are skipped, and
+	// their rollups reconciled (their views may not have run).
+	if len(s.repaired) != 2 {
+		t.Fatalf("rollups reconciled for %v, want the 2 blocks that landed", s.repaired)
+	}
 }
 
 // TestConsumerSkipsWhatTheSinkHolds: a member that died between its insert
@@ -360,6 +378,12 @@ func TestConsumerSkipsWhatTheSinkHolds(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertOnce(t, s, 600)
+	// The held rows' rollups are reconciled on assignment: exactly the
+	// range past the (absent) commit.
+	slices.SortFunc(s.repaired, func(a, b [3]int64) int { return cmp.Compare(a[0], b[0]) })
+	if want := [][3]int64{{0, 0, 99}, {1, 0, 99}}; !reflect.DeepEqual(s.repaired, want) {
+		t.Fatalf("rollups reconciled for %v, want %v", s.repaired, want)
+	}
 }
 
 // TestConsumerRebalance: a second member joins while records flow and the

@@ -196,8 +196,13 @@ func (c *consumer) insertPeriods(ctx context.Context, batches []*batch) error {
 func (c *consumer) insertBlock(ctx context.Context, b *batch) error {
 	if b.insertFailed {
 		// The failed attempt may have reached the server and committed
-		// the part. Only this member writes offsets >= firstRow of this
-		// partition (the fence), so any row there is this block's.
+		// the part, or still be running there (an answer that timed
+		// out): wait for it to end before asking. Only this member writes
+		// offsets >= firstRow of this partition (the fence), so any row
+		// there is this block's.
+		if err := c.store.WaitPartsInserts(ctx, 20*time.Millisecond, nil); err != nil {
+			return fmt.Errorf("partition %d: %w", b.partition, err)
+		}
 		last, found, err := c.store.PartsMaxOffset(ctx, c.cfg.Topic, b.partition, b.firstRow)
 		if err != nil {
 			return fmt.Errorf("partition %d: %w", b.partition, err)
@@ -205,6 +210,10 @@ func (c *consumer) insertBlock(ctx context.Context, b *batch) error {
 		if found {
 			c.logger.Info("block was written despite the insert error", "partition", b.partition,
 				"first_offset", b.firstRow, "clickhouse_last", last)
+			// Its views may not have run (a server crash in between).
+			if err := c.repairRollups(ctx, b.partition, b.firstRow, last); err != nil {
+				return err
+			}
 			b.inserted = true
 			c.m.blocks.Inc()
 			return nil

@@ -29,6 +29,7 @@ type metrics struct {
 	periodRows      prometheus.Counter
 	periodStates    prometheus.Counter
 	replayed        prometheus.Counter
+	rollupRepairs   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -122,10 +123,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "takt_processor_records_replayed_total",
 			Help: "Records read again after an assignment and fed to the period state machines only.",
 		}),
+		rollupRepairs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "takt_processor_rollup_repairs_total",
+			Help: "Hourly rollup keys completed after an insert was cut short between parts and its views.",
+		}),
 	}
 	reg.MustRegister(m.consumed, m.inserted, m.batches, m.blocks, m.insertSeconds, m.insertErrors,
 		m.commitErrors, m.fenced, m.dlq, m.dlqErrors, m.resolutions, m.lag, m.pendingRows,
 		m.catalogRefresh, m.catalogErrors, m.catalogProducts, m.machines, m.tooLate, m.assignments,
-		m.periodRows, m.periodStates, m.replayed)
+		m.periodRows, m.periodStates, m.replayed, m.rollupRepairs)
 	return m
 }

@@ -164,6 +164,10 @@ func (s *maxOffsetStore) WaitPartsInserts(context.Context, time.Duration, func(i
 	return nil
 }
 
+func (s *maxOffsetStore) ReconcileRollups(context.Context, string, int32, int64, int64) (chstore.RollupRepair, error) {
+	return chstore.RollupRepair{}, nil
+}
+
 func (s *maxOffsetStore) PartsMaxOffset(_ context.Context, _ string, p int32, from int64) (int64, bool, error) {
 	s.calls++
 	last, ok := s.last[p]
