@@ -277,6 +277,13 @@ func (l *Limiter) Allow(ctx context.Context, keyID uint64, cost int) Decision {
 	ls := v.(*lease)
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
+	// Redis may have failed while this request waited for the lease: fail
+	// open now instead of queueing one more call (and its timeout) behind
+	// the one that just failed.
+	if now = time.Now(); now.UnixNano() < l.offUntil.Load() {
+		l.decisions.WithLabelValues("failed_open").Inc()
+		return Decision{Allowed: true, FailedOpen: true}
+	}
 	if ls.tokens >= int64(cost) && now.Before(ls.expires) {
 		ls.tokens -= int64(cost)
 		l.decisions.WithLabelValues("allowed").Inc()
