@@ -78,6 +78,23 @@ type Config struct {
 	Progress bool
 	// Label names the run in the report.
 	Label string
+	// Outcome, when set, is called once for every part whose request was
+	// sent, when its answer (or the lack of one) is known; it is called
+	// from the senders, concurrently. The chaos harness accounts for each
+	// part with it.
+	Outcome func(PartOutcome)
+}
+
+// PartOutcome is the fate of one sent part. A part is identified by its
+// location and its recorded_at in milliseconds (a machine's parts are at
+// least one millisecond apart).
+type PartOutcome struct {
+	ExternalID string
+	RecordedMs int64
+	Quantity   uint32
+	// Status is the part's HTTP status (a batch item's own status), 0
+	// when no answer came (transport error, timeout, unreadable answer).
+	Status int
 }
 
 // DefaultConfig returns the defaults of the command's flags.

@@ -244,6 +244,7 @@ func (r *runner) send(ctx context.Context, parts []simPart, due time.Time) {
 		if resp.StatusCode == http.StatusOK {
 			r.count(code, 1)
 			r.ack(&parts[0], done)
+			r.outcome(&parts[0], http.StatusOK)
 			return
 		}
 		r.fail(parts, code, fmt.Errorf("HTTP %d: %s", resp.StatusCode, cut(ans)), resp.StatusCode >= 500)
@@ -267,6 +268,7 @@ func (r *runner) batchAnswer(parts []simPart, status int, ans []byte, done time.
 	items := map[string]int64{}
 	for i, res := range a.Results {
 		items[strconv.Itoa(res.Status)]++
+		r.outcome(&parts[i], res.Status)
 		switch {
 		case res.Status == http.StatusOK:
 			r.ack(&parts[i], done)
@@ -302,6 +304,15 @@ func (r *runner) ack(p *simPart, done time.Time) {
 // says the parts may still have been stored (no answer, or 5xx).
 func (r *runner) fail(parts []simPart, code string, err error, uncertain bool) {
 	r.count(code, 1)
+	if r.cfg.Outcome != nil {
+		status, _ := strconv.Atoi(code) // "transport": 0
+		if err != nil && uncertain && status == http.StatusOK {
+			status = 0 // a 200 whose answer could not be read
+		}
+		for i := range parts {
+			r.outcome(&parts[i], status)
+		}
+	}
 	r.errs.Add(int64(len(parts)))
 	if uncertain {
 		for i := range parts {
@@ -313,6 +324,13 @@ func (r *runner) fail(parts []simPart, code string, err error, uncertain bool) {
 		r.errSamples = append(r.errSamples, err.Error())
 	}
 	r.statusMu.Unlock()
+}
+
+// outcome reports p's fate to cfg.Outcome, when set.
+func (r *runner) outcome(p *simPart, status int) {
+	if r.cfg.Outcome != nil {
+		r.cfg.Outcome(PartOutcome{ExternalID: p.m.ExternalID, RecordedMs: p.recordedMs, Quantity: p.quantity, Status: status})
+	}
 }
 
 func (r *runner) count(code string, n int64) {
