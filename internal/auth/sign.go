@@ -127,6 +127,15 @@ func Verify(args url.Values, c Call, secret string, now time.Time) (Signature, e
 		return Signature{}, fmt.Errorf("%w: argument %q is given %d times; a signed call gives each argument once",
 			ErrSignature, rep[0], len(args[rep[0]]))
 	}
+	// Values are joined by "\n": one holding a line break would move the
+	// boundary between two arguments without changing the string to sign
+	// (username "jo\nsmith", active "True" signs like username "jo",
+	// active "smith\nTrue").
+	for _, name := range append([]string{ArgServer, ArgExpiration}, c.Fields...) {
+		if strings.Contains(args.Get(name), "\n") {
+			return Signature{}, fmt.Errorf("%w: argument %q holds a line break; signed values cannot", ErrSignature, name)
+		}
+	}
 	server, exp, sig := args.Get(ArgServer), args.Get(ArgExpiration), args.Get(ArgSignature)
 	switch {
 	case server == "" || exp == "" || sig == "":
