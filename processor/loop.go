@@ -21,7 +21,7 @@ func (c *consumer) run(ctx context.Context) error {
 
 	waited := 0 // rejoin polls
 	for ctx.Err() == nil {
-		c.reap(nil)
+		c.reapDone()
 		if now := time.Now(); !now.Before(c.nextTick) {
 			c.tickPeriods(c.clock())
 			c.nextTick = now.Add(tickEvery)

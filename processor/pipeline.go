@@ -147,20 +147,23 @@ func (c *consumer) freeBlock() *chstore.PartsBlock {
 	return new(chstore.PartsBlock)
 }
 
-// reap applies the results of the flushes that are done. With a nil ctx
-// it does not wait; otherwise it first waits until the oldest flush is
-// done or ctx ends.
+// reap first waits until the oldest flush is done or ctx ends, then
+// applies the results of the flushes that are done.
 func (c *consumer) reap(ctx context.Context) {
 	if len(c.inflight) == 0 {
 		return
 	}
-	if ctx != nil {
-		select {
-		case <-c.inflight[0].done:
-		case <-ctx.Done():
-			return
-		}
+	select {
+	case <-c.inflight[0].done:
+	case <-ctx.Done():
+		return
 	}
+	c.reapDone()
+}
+
+// reapDone applies the results of the flushes that are done, without
+// waiting.
+func (c *consumer) reapDone() {
 	kept := c.inflight[:0]
 	for _, job := range c.inflight {
 		if job.finished() {

@@ -147,15 +147,14 @@ func (h *handler) routes(r *gin.Engine) {
 // request is what list and one share: the checked caller and area, the
 // parsed query, and where the answer goes.
 type request struct {
-	c       *gin.Context
-	start   time.Time
-	area    *area
-	label   string // area name for metrics ("unknown" when not served)
-	write   bool   // POST, PUT or DELETE
-	format  l2l.Format
-	query   l2l.Query
-	sites   []uint64
-	outcome string
+	c      *gin.Context
+	start  time.Time
+	area   *area
+	label  string // area name for metrics ("unknown" when not served)
+	write  bool   // POST, PUT or DELETE
+	format l2l.Format
+	query  l2l.Query
+	sites  []uint64
 }
 
 // begin authorizes the caller, finds the area and parses the query.

@@ -518,7 +518,6 @@ type procRunner struct {
 	addr         string
 	done         chan struct{}
 	failpointHit int
-	log          *bytes.Buffer
 	mu           sync.Mutex
 }
 

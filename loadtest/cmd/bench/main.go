@@ -62,9 +62,9 @@ type Report struct {
 func main() {
 	out := flag.String("out", "bench", "directory of report.json, report.md and the CPU profiles")
 	envFile := flag.String("env", ".run/env", "the local stack's env file (make up writes it)")
-	satSecs := flag.Duration("saturation", 8*time.Second, "length of each saturation run")
-	fixedSecs := flag.Duration("fixed", 30*time.Second, "length of the fixed-rate run")
-	batchSecs := flag.Duration("batch", 15*time.Second, "length of the batch run")
+	saturation := flag.Duration("saturation", 8*time.Second, "length of each saturation run")
+	fixedDur := flag.Duration("fixed", 30*time.Second, "length of the fixed-rate run")
+	batchDur := flag.Duration("batch", 15*time.Second, "length of the batch run")
 	procParts := flag.Int("processor-parts", 1_000_000, "parts in the processor comparison's topic")
 	only := flag.String("only", "1,2,3,4", "figures to measure (comma-separated)")
 	verbose := flag.Bool("v", false, "log at info level")
@@ -80,7 +80,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *out, *envFile, *satSecs, *fixedSecs, *batchSecs, *procParts, figs, logger); err != nil {
+	if err := run(ctx, *out, *envFile, *saturation, *fixedDur, *batchDur, *procParts, figs, logger); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
