@@ -8,7 +8,7 @@ STACK := compose/local/stack.sh
 # services whose state the cache cannot see).
 TESTFLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: run up down status test test-unit build lint fmt loadtest bench test-modern
+.PHONY: run up down status test test-unit build lint fmt loadtest bench test-modern chaos fuzz
 
 run: ## whole stack in the foreground; Ctrl-C stops every process it started
 	@$(STACK) run
@@ -48,10 +48,31 @@ bench: up ## the four figures of bench/README.md on the local stack (~4 min): be
 build:
 	$(GO) build -o bin/ ./cmd/... ./ingestor/cmd/... ./processor/cmd/... ./queryapi/cmd/...
 
-lint:
+# Static checks, installed through the module proxy at pinned versions.
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+lint: ## gofmt, go vet (also the tagged builds), staticcheck, govulncheck (local database; see compose/local/vulncheck.sh)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags chdb ./internal/chcompat/
+	$(GO) vet -tags takt_failpoints,takt_chaos ./...
+	$(GO) run $(STATICCHECK) ./...
+	compose/local/vulncheck.sh ./...
+
+# Every fuzz target (every func Fuzz* in a _test.go file) for a short
+# fixed time; a failing input lands in its package's testdata/fuzz/ and
+# belongs in the commit with the fix.
+FUZZTIME ?= 10s
+
+fuzz: ## every fuzz target for FUZZTIME (10s) each
+	@set -e; for f in $$(grep -rl --include='*_test.go' --exclude-dir=.run '^func Fuzz' .); do \
+		for name in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+			echo "fuzz $$(dirname $$f) $$name ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$(dirname $$f); done; done
+
+chaos: ## the fault matrix on a deployment of its own (~15 min, over 1M parts): bench/chaos.md, bench/chaos.json
+	@$(STACK) install
+	$(GO) run ./loadtest/cmd/chaos -out bench $(CHAOS_ARGS)
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
