@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -362,7 +360,7 @@ func TestBinariesCarryZoneDatabase(t *testing.T) {
 	}
 	for _, pkg := range []string{"github.com/takt/takt/internal/period",
 		"github.com/takt/takt/processor/cmd/processor", "github.com/takt/takt/queryapi/cmd/queryapi"} {
-		out, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "list", "-deps", pkg).CombinedOutput()
+		out, err := exec.Command("go", "list", "-deps", pkg).CombinedOutput()
 		if err != nil {
 			t.Fatalf("go list %s: %v\n%s", pkg, err, out)
 		}
