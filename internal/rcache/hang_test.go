@@ -2,6 +2,7 @@ package rcache
 
 import (
 	"context"
+	"errors"
 	"net"
 	"os/exec"
 	"strconv"
@@ -72,5 +73,31 @@ func TestRedisHangingFallsBackInTime(t *testing.T) {
 	}
 	if src.calls.Load() != 2 {
 		t.Fatalf("source asked %d times, want 2", src.calls.Load())
+	}
+}
+
+// TestStoreDownRedisSlowStillAnswers: with the store failing (ClickHouse
+// down) and Redis skipped for its last failure (a busy host made one call
+// slower than RedisTimeout), a look-up whose entry Redis holds must still
+// be answered from Redis, not fail: ingest must go on without ClickHouse
+// while Redis has its keys and locations.
+func TestStoreDownRedisSlowStillAnswers(t *testing.T) {
+	rdb, prefix := testenv.Redis(t)
+	src := &source{}
+	ctx := context.Background()
+	c, clk, _ := newTest(t, src, rdb, prefix, nil)
+	if _, found, err := c.Get(ctx, "good"); err != nil || !found {
+		t.Fatalf("first look-up: %v, %v", found, err)
+	}
+	clk.add(NewConfig().LocalTTL + time.Second) // the process entry expired; Redis keeps its own
+	c.redisFailed("get", errors.New("i/o timeout"))
+	src.err = errors.New("clickhouse down")
+	v, found, err := c.Get(ctx, "good")
+	if err != nil || !found || v.Name != "good" {
+		t.Fatalf("look-up with the store down and redis skipped: %+v, %v, %v", v, found, err)
+	}
+	// A key Redis does not hold still fails with the store's error.
+	if _, _, err := c.Get(ctx, "other"); err == nil {
+		t.Fatal("a key neither Redis nor the store has was answered")
 	}
 }

@@ -210,6 +210,17 @@ func (c *Cache[K, V]) lookup(ctx context.Context, key K, name string) (answer[V]
 	case errors.Is(err, c.spec.NotFound):
 		c.lookups.WithLabelValues("not_found").Inc()
 	default:
+		// The store failed too. A Redis that was skipped or slower than
+		// RedisTimeout (a busy host) may still hold the answer: ask it
+		// once more with what is left of the look-up's time, so that a
+		// look-up goes on without ClickHouse while Redis has the entry.
+		if c.rdb != nil {
+			if a, ok, rerr := c.redisRead(ctx, key, name); rerr == nil && ok {
+				c.hits.WithLabelValues("redis").Inc()
+				c.keep(key, a)
+				return a, nil
+			}
+		}
 		c.lookups.WithLabelValues("error").Inc()
 		return a, err
 	}
@@ -236,13 +247,22 @@ func (c *Cache[K, V]) redisGet(ctx context.Context, key K, name string) (answer[
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.RedisTimeout)
 	defer cancel()
-	b, err := c.rdb.Get(ctx, c.spec.RedisPrefix+name).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return answer[V]{}, false
-	}
+	a, ok, err := c.redisRead(ctx, key, name)
 	if err != nil {
 		c.redisFailed("get", err)
-		return answer[V]{}, false
+	}
+	return a, ok
+}
+
+// redisRead reads and decodes key's Redis entry; the error is the call's
+// (an absent or unusable entry is no answer, not an error).
+func (c *Cache[K, V]) redisRead(ctx context.Context, key K, name string) (answer[V], bool, error) {
+	b, err := c.rdb.Get(ctx, c.spec.RedisPrefix+name).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return answer[V]{}, false, nil
+	}
+	if err != nil {
+		return answer[V]{}, false, err
 	}
 	a, err := decode[V](b)
 	if err == nil && a.found && c.spec.Valid != nil && !c.spec.Valid(key, a.v) {
@@ -251,9 +271,9 @@ func (c *Cache[K, V]) redisGet(ctx context.Context, key K, name string) (answer[
 	if err != nil {
 		// A foreign or older value: ignore it; the source's answer replaces it.
 		c.logger.Warn("ignoring bad redis entry", "err", err)
-		return answer[V]{}, false
+		return answer[V]{}, false, nil
 	}
-	return a, true
+	return a, true, nil
 }
 
 func (c *Cache[K, V]) redisSet(ctx context.Context, name string, a answer[V], ttl time.Duration) {
