@@ -24,29 +24,43 @@
 package ingestor
 
 import (
+	"crypto/tls"
 	"log/slog"
 	"time"
 
 	"github.com/takt/takt/internal/auth"
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/config"
+	"github.com/takt/takt/internal/httpx"
+	"github.com/takt/takt/internal/kafkax"
 	"github.com/takt/takt/internal/ratelimit"
+	"github.com/takt/takt/internal/redisx"
+	"github.com/takt/takt/internal/tlsx"
 )
 
 // Config is the ingestor's configuration.
 type Config struct {
-	// Addr is the HTTP listen address (TAKT_INGEST_ADDR).
-	Addr string
+	// Addr is the plain HTTP listen address (TAKT_INGEST_ADDR), not
+	// served when TLS.Only; TLSAddr the HTTPS one (TAKT_INGEST_TLS_ADDR,
+	// empty: none).
+	Addr    string
+	TLSAddr string
+	// TLS is the listeners' certificate (TAKT_TLS_*).
+	TLS tlsx.Server
 	// Brokers and Topic say where part events go (TAKT_KAFKA_BROKERS,
-	// TAKT_PARTS_TOPIC).
+	// TAKT_PARTS_TOPIC); Kafka is TLS and SASL towards them
+	// (TAKT_KAFKA_TLS*, TAKT_KAFKA_SASL_*).
 	Brokers []string
 	Topic   string
+	Kafka   kafkax.Security
 	// ClickHouse holds API keys and locations: the source of truth behind
 	// the caches.
 	ClickHouse chstore.Config
 	// Redis is the shared cache of keys and locations (TAKT_REDIS_*).
 	RedisAddr     string
+	RedisUser     string
 	RedisPassword string
+	RedisTLS      tlsx.Client
 	RedisPrefix   string
 	// MaxBody is the largest request body accepted, in bytes
 	// (TAKT_INGEST_MAX_BODY).
@@ -86,11 +100,16 @@ type Config struct {
 func ConfigFromEnv(e *config.Env) Config {
 	return Config{
 		Addr:                e.String("INGEST_ADDR", "127.0.0.1:18080"),
+		TLSAddr:             e.String("INGEST_TLS_ADDR", ""),
+		TLS:                 tlsx.ServerFromEnv(e),
 		Brokers:             e.List("KAFKA_BROKERS", []string{"127.0.0.1:19092"}),
 		Topic:               e.String("PARTS_TOPIC", "takt.parts"),
+		Kafka:               kafkax.SecurityFromEnv(e),
 		ClickHouse:          chstore.ConfigFromEnv(e),
 		RedisAddr:           e.String("REDIS_ADDR", "127.0.0.1:16379"),
+		RedisUser:           e.String("REDIS_USER", ""),
 		RedisPassword:       e.String("REDIS_PASSWORD", ""),
+		RedisTLS:            tlsx.ClientFromEnv(e, "REDIS"),
 		RedisPrefix:         e.String("REDIS_PREFIX", "takt:"),
 		MaxBody:             e.Int("INGEST_MAX_BODY", 64<<10),
 		MaxBatchBody:        e.Int("INGEST_MAX_BATCH_BODY", 1<<20),
@@ -112,10 +131,11 @@ func ConfigFromEnv(e *config.Env) Config {
 // Validate reports every problem with c at once.
 func (c Config) Validate() error {
 	var p config.Problems
-	p.Addf(c.Addr == "", "TAKT_INGEST_ADDR: empty")
+	p.Addf(c.Addr == "" && !c.TLS.Only, "TAKT_INGEST_ADDR: empty")
+	p.Addf(c.TLSAddr != "" && !c.TLS.Enabled(), "TAKT_INGEST_TLS_ADDR: needs TAKT_TLS_CERT and TAKT_TLS_KEY")
+	p.Addf(c.TLS.Only && c.TLSAddr == "", "TAKT_TLS_ONLY=true: TAKT_INGEST_TLS_ADDR is empty, so nothing would listen")
 	p.Addf(len(c.Brokers) == 0, "TAKT_KAFKA_BROKERS: empty")
 	p.Addf(c.Topic == "", "TAKT_PARTS_TOPIC: empty")
-	p.Addf(c.RedisAddr == "", "TAKT_REDIS_ADDR: empty")
 	p.Addf(c.MaxBody < 256, "TAKT_INGEST_MAX_BODY=%d: must be at least 256 bytes", c.MaxBody)
 	p.Addf(c.MaxBody > 16<<20, "TAKT_INGEST_MAX_BODY=%d: must be at most 16 MiB", c.MaxBody)
 	p.Addf(c.MaxBatchBody < 256 || c.MaxBatchBody > 64<<20,
@@ -135,8 +155,10 @@ func (c Config) Validate() error {
 	}
 	_, err := c.Level()
 	p.Addf(err != nil, "TAKT_LOG_LEVEL=%q: must be debug, info, warn or error", c.LogLevel)
-	if err := c.ClickHouse.Validate(); err != nil {
-		p = append(p, err)
+	for _, err := range []error{c.TLS.Validate(), c.Kafka.Validate(), c.redis().Validate(), c.ClickHouse.Validate()} {
+		if err != nil {
+			p = append(p, err)
+		}
 	}
 	if err := c.AuthFailures.Validate(); err != nil {
 		p = append(p, err)
@@ -145,6 +167,21 @@ func (c Config) Validate() error {
 		p = append(p, err)
 	}
 	return p.Err()
+}
+
+// redis is the Redis part of c.
+func (c Config) redis() redisx.Config {
+	return redisx.Config{Addr: c.RedisAddr, Username: c.RedisUser, Password: c.RedisPassword, TLS: c.RedisTLS}
+}
+
+// listeners are the HTTP addresses to serve; tc is the TLS configuration
+// of the HTTPS one.
+func (c Config) listeners(tc *tls.Config) httpx.Listeners {
+	l := httpx.Listeners{Plain: c.Addr, TLS: c.TLSAddr, TLSConfig: tc}
+	if c.TLS.Only {
+		l.Plain = ""
+	}
+	return l
 }
 
 // Level returns LogLevel as a slog level.

@@ -36,7 +36,10 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	defer store.Close()
 
-	rdb := redisx.NewClient(cfg.RedisAddr, cfg.RedisPassword)
+	rdb, err := redisx.New(cfg.redis())
+	if err != nil {
+		return err
+	}
 	defer rdb.Close()
 
 	keys, err := auth.New(store, rdb, cfg.RedisPrefix, logger, reg,
@@ -54,7 +57,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 
 	cl, err := kafkax.NewClient(kafkax.Config{Brokers: cfg.Brokers, ProduceTopic: cfg.Topic,
-		Linger: cfg.ProduceLinger, DeliveryTimeout: cfg.ProduceTimeout}, logger)
+		Linger: cfg.ProduceLinger, DeliveryTimeout: cfg.ProduceTimeout, Security: cfg.Kafka}, logger)
 	if err != nil {
 		return err
 	}
@@ -70,6 +73,11 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 	bm, err := newBatchMetrics(reg)
+	if err != nil {
+		return err
+	}
+
+	certs, err := cfg.TLS.Load(logger)
 	if err != nil {
 		return err
 	}
@@ -91,7 +99,8 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return httpx.Serve(gctx, cfg.Addr, r, logger) })
+	g.Go(func() error { return certs.Run(gctx, cfg.TLS.CheckEvery) })
+	g.Go(func() error { return httpx.ServeAll(gctx, cfg.listeners(certs.Config()), r, logger) })
 	err = g.Wait()
 
 	// The server has drained: every answered request saw its ack. What is

@@ -7,13 +7,18 @@ import (
 
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/config"
+	"github.com/takt/takt/internal/kafkax"
+	"github.com/takt/takt/internal/redisx"
+	"github.com/takt/takt/internal/tlsx"
 )
 
 // Config is everything Run needs. ConfigFromEnv fills it from TAKT_*
 // variables; tests build it directly.
 type Config struct {
-	// Brokers are the Kafka seed brokers (TAKT_KAFKA_BROKERS).
+	// Brokers are the Kafka seed brokers (TAKT_KAFKA_BROKERS); Kafka is
+	// TLS and SASL towards them (TAKT_KAFKA_TLS*, TAKT_KAFKA_SASL_*).
 	Brokers []string
+	Kafka   kafkax.Security
 	// Topic is the topic of part messages (TAKT_PARTS_TOPIC); DLQTopic
 	// receives the records that can never be decoded (TAKT_DLQ_TOPIC).
 	Topic    string
@@ -46,7 +51,9 @@ type Config struct {
 	// changes (TAKT_REDIS_ADDR, TAKT_REDIS_PASSWORD, TAKT_REDIS_PREFIX):
 	// the catalog reloads on each. Empty: only the periodic refresh.
 	RedisAddr     string
+	RedisUser     string
 	RedisPassword string
+	RedisTLS      tlsx.Client
 	RedisPrefix   string
 
 	// PeriodSaveInterval is how long a location's production-period state
@@ -106,6 +113,7 @@ const maxBatchRows = 1_000_000
 func ConfigFromEnv(e *config.Env) Config {
 	return Config{
 		Brokers:            e.List("KAFKA_BROKERS", []string{"127.0.0.1:19092"}),
+		Kafka:              kafkax.SecurityFromEnv(e),
 		Topic:              e.String("PARTS_TOPIC", "takt.parts"),
 		DLQTopic:           e.String("DLQ_TOPIC", "takt.parts.dlq"),
 		Group:              e.String("CONSUMER_GROUP", DefaultGroup),
@@ -117,7 +125,9 @@ func ConfigFromEnv(e *config.Env) Config {
 		CatalogRefresh:     e.Duration("CATALOG_REFRESH", DefaultCatalogRefresh),
 		PeriodSaveInterval: e.Duration("PERIOD_SAVE_INTERVAL", DefaultPeriodSaveInterval),
 		RedisAddr:          e.String("REDIS_ADDR", "127.0.0.1:16379"),
+		RedisUser:          e.String("REDIS_USER", ""),
 		RedisPassword:      e.String("REDIS_PASSWORD", ""),
+		RedisTLS:           tlsx.ClientFromEnv(e, "REDIS"),
 		RedisPrefix:        e.String("REDIS_PREFIX", "takt:"),
 		Addr:               e.String("PROCESSOR_ADDR", DefaultAddr),
 		ClickHouse:         chstore.ConfigFromEnv(e),
@@ -139,8 +149,20 @@ func (c Config) Validate() error {
 	p.Addf(c.CatalogRefresh <= 0, "TAKT_CATALOG_REFRESH=%s: must be positive", c.CatalogRefresh)
 	p.Addf(c.PeriodSaveInterval < 0, "TAKT_PERIOD_SAVE_INTERVAL=%s: must not be negative", c.PeriodSaveInterval)
 	p.Addf(c.Addr == "", "TAKT_PROCESSOR_ADDR: empty")
-	if err := c.ClickHouse.Validate(); err != nil {
-		p = append(p, err)
+	for _, err := range []error{c.Kafka.Validate(), c.ClickHouse.Validate()} {
+		if err != nil {
+			p = append(p, err)
+		}
+	}
+	if c.RedisAddr != "" {
+		if err := c.redis().Validate(); err != nil {
+			p = append(p, err)
+		}
 	}
 	return p.Err()
+}
+
+// redis is the Redis part of c.
+func (c Config) redis() redisx.Config {
+	return redisx.Config{Addr: c.RedisAddr, Username: c.RedisUser, Password: c.RedisPassword, TLS: c.RedisTLS}
 }

@@ -202,7 +202,7 @@ func newConsumer(cfg Config, store consumerStore, master *masterData, m *metrics
 		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
 	}
 	// Dead letters are produced one at a time and awaited: no linger.
-	cl, err := kafkax.NewClient(kafkax.Config{Brokers: cfg.Brokers, LogLevel: kgo.LogLevelDebug}, logger, opts...)
+	cl, err := kafkax.NewClient(kafkax.Config{Brokers: cfg.Brokers, LogLevel: kgo.LogLevelDebug, Security: cfg.Kafka}, logger, opts...)
 	if err != nil {
 		return nil, err
 	}

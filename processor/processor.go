@@ -128,7 +128,10 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, store store) erro
 	})
 	g.Go(func() error { return master.run(gctx, cfg.CatalogRefresh) })
 	if cfg.RedisAddr != "" {
-		rdb := redisx.NewClient(cfg.RedisAddr, cfg.RedisPassword)
+		rdb, err := redisx.New(cfg.redis())
+		if err != nil {
+			return err
+		}
 		defer rdb.Close()
 		g.Go(func() error {
 			listenForChanges(gctx, rdb, redisx.NewKeys(cfg.RedisPrefix).MasterDataChanges(), master, logger)

@@ -16,31 +16,46 @@
 package queryapi
 
 import (
+	"crypto/tls"
 	"log/slog"
 	"time"
 
 	"github.com/takt/takt/internal/auth"
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/config"
+	"github.com/takt/takt/internal/httpx"
+	"github.com/takt/takt/internal/kafkax"
 	"github.com/takt/takt/internal/l2l"
 	"github.com/takt/takt/internal/ratelimit"
+	"github.com/takt/takt/internal/redisx"
+	"github.com/takt/takt/internal/tlsx"
 )
 
 // Config is the query API's configuration.
 type Config struct {
-	// Addr is the HTTP listen address (TAKT_QUERY_ADDR).
-	Addr string
+	// Addr is the plain HTTP listen address (TAKT_QUERY_ADDR), not served
+	// when TLS.Only; TLSAddr the HTTPS one (TAKT_QUERY_TLS_ADDR, empty:
+	// none).
+	Addr    string
+	TLSAddr string
+	// TLS is the listeners' certificate (TAKT_TLS_*).
+	TLS tlsx.Server
 	// ClickHouse holds the records, API keys and site time zones.
 	ClickHouse chstore.Config
 	// Redis is the shared cache of API keys (TAKT_REDIS_*).
 	RedisAddr     string
+	RedisUser     string
 	RedisPassword string
+	RedisTLS      tlsx.Client
 	RedisPrefix   string
 	// KafkaBrokers and PartsTopic say where reason assignments of
 	// production periods go (TAKT_KAFKA_BROKERS, TAKT_PARTS_TOPIC): the
 	// parts topic, which the processor applies them from.
 	KafkaBrokers []string
 	PartsTopic   string
+	// Kafka is TLS and SASL towards the brokers (TAKT_KAFKA_TLS*,
+	// TAKT_KAFKA_SASL_*).
+	Kafka kafkax.Security
 	// QueryTimeout bounds the ClickHouse work of one request
 	// (TAKT_QUERY_TIMEOUT); it is also sent as max_execution_time.
 	QueryTimeout time.Duration
@@ -82,12 +97,17 @@ type Config struct {
 func ConfigFromEnv(e *config.Env) Config {
 	return Config{
 		Addr:             e.String("QUERY_ADDR", "127.0.0.1:18081"),
+		TLSAddr:          e.String("QUERY_TLS_ADDR", ""),
+		TLS:              tlsx.ServerFromEnv(e),
 		ClickHouse:       chstore.ConfigFromEnv(e),
 		RedisAddr:        e.String("REDIS_ADDR", "127.0.0.1:16379"),
+		RedisUser:        e.String("REDIS_USER", ""),
 		RedisPassword:    e.String("REDIS_PASSWORD", ""),
+		RedisTLS:         tlsx.ClientFromEnv(e, "REDIS"),
 		RedisPrefix:      e.String("REDIS_PREFIX", "takt:"),
 		KafkaBrokers:     e.List("KAFKA_BROKERS", []string{"127.0.0.1:19092"}),
 		PartsTopic:       e.String("PARTS_TOPIC", "takt.parts"),
+		Kafka:            kafkax.SecurityFromEnv(e),
 		QueryTimeout:     e.Duration("QUERY_TIMEOUT", 10*time.Second),
 		DefaultLimit:     e.Int("QUERY_DEFAULT_LIMIT", l2l.DefaultLimit),
 		MaxLimit:         e.Int("QUERY_MAX_LIMIT", l2l.MaxLimit),
@@ -106,8 +126,9 @@ func ConfigFromEnv(e *config.Env) Config {
 // Validate reports every problem with c at once.
 func (c Config) Validate() error {
 	var p config.Problems
-	p.Addf(c.Addr == "", "TAKT_QUERY_ADDR: empty")
-	p.Addf(c.RedisAddr == "", "TAKT_REDIS_ADDR: empty")
+	p.Addf(c.Addr == "" && !c.TLS.Only, "TAKT_QUERY_ADDR: empty")
+	p.Addf(c.TLSAddr != "" && !c.TLS.Enabled(), "TAKT_QUERY_TLS_ADDR: needs TAKT_TLS_CERT and TAKT_TLS_KEY")
+	p.Addf(c.TLS.Only && c.TLSAddr == "", "TAKT_TLS_ONLY=true: TAKT_QUERY_TLS_ADDR is empty, so nothing would listen")
 	p.Addf(len(c.KafkaBrokers) == 0, "TAKT_KAFKA_BROKERS: empty")
 	p.Addf(c.PartsTopic == "", "TAKT_PARTS_TOPIC: empty")
 	p.Addf(c.QueryTimeout < time.Second, "TAKT_QUERY_TIMEOUT=%s: must be at least 1s", c.QueryTimeout)
@@ -134,10 +155,27 @@ func (c Config) Validate() error {
 	if err := c.RateLimit.Validate(); err != nil {
 		p = append(p, err)
 	}
-	if err := c.ClickHouse.Validate(); err != nil {
-		p = append(p, err)
+	for _, err := range []error{c.TLS.Validate(), c.Kafka.Validate(), c.redis().Validate(), c.ClickHouse.Validate()} {
+		if err != nil {
+			p = append(p, err)
+		}
 	}
 	return p.Err()
+}
+
+// redis is the Redis part of c.
+func (c Config) redis() redisx.Config {
+	return redisx.Config{Addr: c.RedisAddr, Username: c.RedisUser, Password: c.RedisPassword, TLS: c.RedisTLS}
+}
+
+// listeners are the HTTP addresses to serve; tc is the TLS configuration
+// of the HTTPS one.
+func (c Config) listeners(tc *tls.Config) httpx.Listeners {
+	l := httpx.Listeners{Plain: c.Addr, TLS: c.TLSAddr, TLSConfig: tc}
+	if c.TLS.Only {
+		l.Plain = ""
+	}
+	return l
 }
 
 // Level returns LogLevel as a slog level.

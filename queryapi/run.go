@@ -42,12 +42,15 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	defer store.Close()
 
-	rdb := redisx.NewClient(cfg.RedisAddr, cfg.RedisPassword)
+	rdb, err := redisx.New(cfg.redis())
+	if err != nil {
+		return err
+	}
 	defer rdb.Close()
 
 	// Assignments are rare and each request waits for its own: no linger.
 	cl, err := kafkax.NewClient(kafkax.Config{Brokers: cfg.KafkaBrokers, ProduceTopic: cfg.PartsTopic,
-		DeliveryTimeout: cfg.QueryTimeout}, logger)
+		DeliveryTimeout: cfg.QueryTimeout, Security: cfg.Kafka}, logger)
 	if err != nil {
 		return err
 	}
@@ -60,9 +63,14 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	// The keys' last uses (of every service: the rate limiter records them
 	// in Redis) go to ClickHouse from here. A use not copied at stop stays
 	// in Redis and is copied by the next start.
+	certs, err := cfg.TLS.Load(logger)
+	if err != nil {
+		return err
+	}
 	usage := ratelimit.NewUsageCopier(rdb, cfg.RedisPrefix, store, cfg.KeyUsageInterval, logger)
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return httpx.Serve(gctx, cfg.Addr, r, logger) })
+	g.Go(func() error { return certs.Run(gctx, cfg.TLS.CheckEvery) })
+	g.Go(func() error { return httpx.ServeAll(gctx, cfg.listeners(certs.Config()), r, logger) })
 	if !cfg.RateLimit.Disabled {
 		g.Go(func() error { return usage.Run(gctx) })
 	}

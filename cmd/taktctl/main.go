@@ -13,6 +13,13 @@
 //	                                with every scope and a secret key; print
 //	                                them as in seed (the key is shown only
 //	                                here)
+//	taktctl tls -dir D [-hosts H,...]
+//	                                make sure D holds a local certificate
+//	                                authority (ca.pem, kept) and a server
+//	                                certificate it signed for the hosts
+//	                                (server.pem, server-key.pem; renewed 30
+//	                                days before its end); print CA_FILE,
+//	                                TLS_CERT and TLS_KEY as shell assignments
 //
 // ClickHouse is found through TAKT_CLICKHOUSE_* like every Takt binary.
 package main
@@ -24,6 +31,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -31,6 +39,7 @@ import (
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/config"
 	"github.com/takt/takt/internal/demo"
+	"github.com/takt/takt/internal/tlsx"
 )
 
 func main() {
@@ -43,7 +52,10 @@ func main() {
 
 func run(args []string, logger *slog.Logger) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: taktctl migrate | seed [-key K] [-secret S] | bootstrap [-user U] [-timezone TZ] [-server S]")
+		return fmt.Errorf("usage: taktctl migrate | seed [-key K] [-secret S] | bootstrap [-user U] [-timezone TZ] [-server S] | tls -dir D [-hosts H,...]")
+	}
+	if args[0] == "tls" {
+		return localTLS(args[1:])
 	}
 	var env config.Env
 	cfg := chstore.ConfigFromEnv(&env)
@@ -97,5 +109,34 @@ func run(args []string, logger *slog.Logger) error {
 		return err
 	}
 	fmt.Printf("API_KEY=%s\nSECRET_KEY=%s\nSECRET_SERVER=%s\n", out.APIKey, out.SecretKey, out.SecretServer)
+	return nil
+}
+
+// localTLS is `taktctl tls`: the local stack's certificates, needing no
+// ClickHouse.
+func localTLS(args []string) error {
+	fs := flag.NewFlagSet("tls", flag.ContinueOnError)
+	dir := fs.String("dir", "", "directory of the CA and the server certificate")
+	hosts := fs.String("hosts", "127.0.0.1,::1,localhost", "comma-separated DNS names and IP addresses the server certificate covers")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *dir == "" {
+		return fmt.Errorf("tls: -dir is required")
+	}
+	var hs []string
+	for _, h := range strings.Split(*hosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			hs = append(hs, h)
+		}
+	}
+	f, wrote, err := tlsx.LocalCA(*dir, hs, time.Now())
+	if err != nil {
+		return err
+	}
+	if wrote {
+		fmt.Fprintf(os.Stderr, "taktctl: wrote a server certificate for %s, signed by %s\n", strings.Join(hs, ", "), f.CA)
+	}
+	fmt.Printf("CA_FILE=%s\nTLS_CERT=%s\nTLS_KEY=%s\n", f.CA, f.Cert, f.Key)
 	return nil
 }

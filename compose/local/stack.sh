@@ -28,6 +28,8 @@ BROKER_PORT=${TAKT_STACK_BROKER_PORT:-19092}
 INGEST_PORT=${TAKT_STACK_INGEST_PORT:-18080}
 QUERY_PORT=${TAKT_STACK_QUERY_PORT:-18081}
 PROCESSOR_PORT=${TAKT_STACK_PROCESSOR_PORT:-18082}
+INGEST_TLS_PORT=${TAKT_STACK_INGEST_TLS_PORT:-18443}
+QUERY_TLS_PORT=${TAKT_STACK_QUERY_TLS_PORT:-18444}
 PARTITIONS=${TAKT_STACK_PARTITIONS:-6}
 DB=${TAKT_STACK_DB:-takt}
 TOPIC=takt.parts
@@ -169,12 +171,26 @@ start_broker() {
 	wait_for broker 30 kcat -b "127.0.0.1:$BROKER_PORT" -L -t "$TOPIC" -m 3
 }
 
+# local_tls: a local CA and a server certificate for loopback under
+# .run/tls (made in Go by taktctl; kept across starts, renewed before they
+# end); sets CA_FILE, TLS_CERT and TLS_KEY.
+local_tls() {
+	local out
+	out=$("$BIN/taktctl" tls -dir "$RUN/tls" 2>>"$LOGS/taktctl.log") ||
+		{ tail -n 20 "$LOGS/taktctl.log" >&2; die "local certificates failed (log: .run/logs/taktctl.log)"; }
+	CA_FILE=$(sed -n 's/^CA_FILE=//p' <<<"$out")
+	TLS_CERT=$(sed -n 's/^TLS_CERT=//p' <<<"$out")
+	TLS_KEY=$(sed -n 's/^TLS_KEY=//p' <<<"$out")
+}
+
 service_env() {
 	export TAKT_CLICKHOUSE_ADDR="127.0.0.1:$CH_TCP_PORT" TAKT_CLICKHOUSE_DB="$DB"
 	export TAKT_REDIS_ADDR="127.0.0.1:$REDIS_PORT" TAKT_KAFKA_BROKERS="127.0.0.1:$BROKER_PORT"
 	export TAKT_PARTS_TOPIC="$TOPIC" TAKT_DLQ_TOPIC="$DLQ_TOPIC"
 	export TAKT_INGEST_ADDR="127.0.0.1:$INGEST_PORT" TAKT_QUERY_ADDR="127.0.0.1:$QUERY_PORT"
 	export TAKT_PROCESSOR_ADDR="127.0.0.1:$PROCESSOR_PORT"
+	export TAKT_TLS_CERT="$TLS_CERT" TAKT_TLS_KEY="$TLS_KEY"
+	export TAKT_INGEST_TLS_ADDR="127.0.0.1:$INGEST_TLS_PORT" TAKT_QUERY_TLS_ADDR="127.0.0.1:$QUERY_TLS_PORT"
 }
 
 seed() {
@@ -196,6 +212,9 @@ write_env() {
 	cat >"$tmp" <<EOF
 INGEST_URL=http://127.0.0.1:$INGEST_PORT
 QUERY_URL=http://127.0.0.1:$QUERY_PORT
+INGEST_TLS_URL=https://127.0.0.1:$INGEST_TLS_PORT
+QUERY_TLS_URL=https://127.0.0.1:$QUERY_TLS_PORT
+CA_FILE=$CA_FILE
 API_KEY=$API_KEY
 SECRET_KEY=$SECRET_KEY
 SECRET_SERVER=$SECRET_SERVER
@@ -218,6 +237,7 @@ up() {
 	start_clickhouse
 	start_redis
 	start_broker
+	local_tls
 	service_env
 	seed
 	start ingestor "$INGEST_PORT" "$BIN/ingestor"
@@ -226,6 +246,8 @@ up() {
 	wait_for ingestor 30 curl -fsS "http://127.0.0.1:$INGEST_PORT/readyz"
 	wait_for processor 30 curl -fsS "http://127.0.0.1:$PROCESSOR_PORT/readyz"
 	wait_for queryapi 30 curl -fsS "http://127.0.0.1:$QUERY_PORT/readyz"
+	wait_for ingestor 10 curl -fsS --cacert "$CA_FILE" "https://127.0.0.1:$INGEST_TLS_PORT/healthz"
+	wait_for queryapi 10 curl -fsS --cacert "$CA_FILE" "https://127.0.0.1:$QUERY_TLS_PORT/healthz"
 	write_env
 	banner
 }
@@ -236,12 +258,15 @@ banner() {
 Takt is up. Endpoints (also in .run/env):
   ingest     http://127.0.0.1:$INGEST_PORT/api/external/production/process_part
   query      http://127.0.0.1:$QUERY_PORT/api/1.0/parts/
+  https      https://127.0.0.1:$INGEST_TLS_PORT (ingest), https://127.0.0.1:$QUERY_TLS_PORT (query); CA $CA_FILE
   kafka      127.0.0.1:$BROKER_PORT  topic $TOPIC
   clickhouse 127.0.0.1:$CH_TCP_PORT (native), http://127.0.0.1:$CH_HTTP_PORT  database $DB
   redis      127.0.0.1:$REDIS_PORT
 
 Send a part:
   curl -sS -X POST http://127.0.0.1:$INGEST_PORT/api/external/production/process_part -H 'Content-Type: application/json' -H 'API-KEY: $API_KEY' -d '{"part":{"external_id":"line_1","quantity":5,"quality":"good","product":"PROD001","recorded_at":1698765432}}'
+The same over HTTPS (HTTP/2), trusting the local CA:
+  curl -sS --cacert $CA_FILE -X POST https://127.0.0.1:$INGEST_TLS_PORT/api/external/production/process_part -H 'Content-Type: application/json' -H 'API-KEY: $API_KEY' -d '{"part":{"external_id":"line_1","quantity":1}}'
 Read it back:
   curl -sS 'http://127.0.0.1:$QUERY_PORT/api/1.0/parts/?auth=$API_KEY&order_by=-id&limit=5'
 

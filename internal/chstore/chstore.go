@@ -13,7 +13,6 @@ package chstore
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,15 +23,20 @@ import (
 
 	"github.com/takt/takt/internal/config"
 	"github.com/takt/takt/internal/record"
+	"github.com/takt/takt/internal/tlsx"
 )
 
 // Config says where ClickHouse is.
 type Config struct {
 	Addr     []string // native protocol host:port
 	Database string
+	// User and Password authenticate (TAKT_CLICKHOUSE_USER,
+	// TAKT_CLICKHOUSE_PASSWORD).
 	User     string
 	Password string
-	TLS      bool
+	// TLS is TAKT_CLICKHOUSE_TLS and TAKT_CLICKHOUSE_TLS_* (the native
+	// protocol's secure port, 9440 by default).
+	TLS tlsx.Client
 	// DialTimeout bounds each connection attempt.
 	DialTimeout time.Duration
 	// ReadTimeout bounds the wait for each answer from the server.
@@ -51,7 +55,7 @@ func ConfigFromEnv(e *config.Env) Config {
 		Database:     e.String("CLICKHOUSE_DB", "takt"),
 		User:         e.String("CLICKHOUSE_USER", "default"),
 		Password:     e.String("CLICKHOUSE_PASSWORD", ""),
-		TLS:          e.Bool("CLICKHOUSE_TLS", false),
+		TLS:          tlsx.ClientFromEnv(e, "CLICKHOUSE"),
 		DialTimeout:  e.Duration("CLICKHOUSE_DIAL_TIMEOUT", 5*time.Second),
 		ReadTimeout:  e.Duration("CLICKHOUSE_READ_TIMEOUT", 60*time.Second),
 		MaxOpenConns: e.Int("CLICKHOUSE_MAX_CONNS", 16),
@@ -64,7 +68,33 @@ func (c Config) Validate() error {
 	p.Addf(len(c.Addr) == 0, "TAKT_CLICKHOUSE_ADDR: empty")
 	p.Addf(c.Database == "", "TAKT_CLICKHOUSE_DB: empty")
 	p.Addf(c.MaxOpenConns < 1, "TAKT_CLICKHOUSE_MAX_CONNS: must be at least 1")
+	if err := c.TLS.Validate(); err != nil {
+		p = append(p, err)
+	}
 	return p.Err()
+}
+
+// options are the driver's options for cfg.
+func options(cfg Config) (*clickhouse.Options, error) {
+	tc, err := cfg.TLS.Config()
+	if err != nil {
+		return nil, err
+	}
+	return &clickhouse.Options{
+		Addr: cfg.Addr,
+		Auth: clickhouse.Auth{
+			Database: "default",
+			Username: cfg.User,
+			Password: cfg.Password,
+		},
+		TLS:             tc,
+		DialTimeout:     cfg.DialTimeout,
+		ReadTimeout:     cfg.ReadTimeout,
+		MaxOpenConns:    cfg.MaxOpenConns,
+		MaxIdleConns:    cfg.MaxOpenConns,
+		ConnMaxLifetime: time.Hour,
+		Compression:     &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
+	}, nil
 }
 
 // Store is a pool of native-protocol connections to one Takt database.
@@ -82,22 +112,9 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	opts := &clickhouse.Options{
-		Addr: cfg.Addr,
-		Auth: clickhouse.Auth{
-			Database: "default",
-			Username: cfg.User,
-			Password: cfg.Password,
-		},
-		DialTimeout:     cfg.DialTimeout,
-		ReadTimeout:     cfg.ReadTimeout,
-		MaxOpenConns:    cfg.MaxOpenConns,
-		MaxIdleConns:    cfg.MaxOpenConns,
-		ConnMaxLifetime: time.Hour,
-		Compression:     &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
-	}
-	if cfg.TLS {
-		opts.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+	opts, err := options(cfg)
+	if err != nil {
+		return nil, err
 	}
 	// A session cannot start in a database that does not exist, so create
 	// it first over a connection to "default" (idempotent), then open the

@@ -9,6 +9,7 @@ package httpx
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
 )
 
 // DrainTimeout is how long Serve waits for in-flight requests after its
@@ -182,6 +184,64 @@ func Serve(ctx context.Context, addr string, h http.Handler, logger *slog.Logger
 // Request contexts are not derived from ctx: a request in flight when the
 // shutdown starts runs to its end instead of being cancelled half-way.
 func ServeListener(ctx context.Context, ln net.Listener, h http.Handler, logger *slog.Logger) error {
+	return serve(ctx, ln, h, nil, logger)
+}
+
+// ServeListenerTLS is ServeListener over TLS with cfg (whose certificate
+// comes from cfg.GetCertificate or cfg.Certificates). It speaks HTTP/2 and
+// HTTP/1.1, chosen by ALPN.
+func ServeListenerTLS(ctx context.Context, ln net.Listener, h http.Handler, cfg *tls.Config, logger *slog.Logger) error {
+	return serve(ctx, ln, h, cfg, logger)
+}
+
+// Listeners are the addresses a service answers HTTP on: Plain without
+// TLS, TLS with TLSConfig; an empty address is not served.
+type Listeners struct {
+	Plain     string
+	TLS       string
+	TLSConfig *tls.Config
+}
+
+// ServeAll listens on every address of l and serves h on each until ctx
+// ends (see ServeListener). Both listeners are opened before either
+// serves, so a port in use fails the start at once.
+func ServeAll(ctx context.Context, l Listeners, h http.Handler, logger *slog.Logger) error {
+	if l.TLS != "" && l.TLSConfig == nil {
+		return errors.New("httpx: a TLS address without a TLS configuration")
+	}
+	var lc net.ListenConfig
+	type listener struct {
+		ln  net.Listener
+		tls *tls.Config
+	}
+	var lns []listener
+	for _, a := range []struct {
+		addr string
+		tls  *tls.Config
+	}{{l.Plain, nil}, {l.TLS, l.TLSConfig}} {
+		if a.addr == "" {
+			continue
+		}
+		ln, err := lc.Listen(ctx, "tcp", a.addr)
+		if err != nil {
+			for _, o := range lns {
+				o.ln.Close()
+			}
+			return fmt.Errorf("listen on %s: %w", a.addr, err)
+		}
+		lns = append(lns, listener{ln, a.tls})
+	}
+	if len(lns) == 0 {
+		return errors.New("httpx: no address to listen on")
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for _, o := range lns {
+		g.Go(func() error { return serve(gctx, o.ln, h, o.tls, logger) })
+	}
+	return g.Wait()
+}
+
+func serve(ctx context.Context, ln net.Listener, h http.Handler, tlsCfg *tls.Config, logger *slog.Logger) error {
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -192,8 +252,14 @@ func ServeListener(ctx context.Context, ln net.Listener, h http.Handler, logger 
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	logger.Info("http server listening", "addr", ln.Addr().String())
+	if tlsCfg != nil {
+		// ServeTLS sets HTTP/2 up (ALPN "h2") on a copy of TLSConfig.
+		srv.TLSConfig = tlsCfg.Clone()
+		go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { errc <- srv.Serve(ln) }()
+	}
+	logger.Info("http server listening", "addr", ln.Addr().String(), "tls", tlsCfg != nil)
 
 	select {
 	case err := <-errc:

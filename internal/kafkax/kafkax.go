@@ -26,6 +26,8 @@ type Config struct {
 	// LogLevel is the most verbose franz-go level logged (default
 	// kgo.LogLevelWarn: a client's warnings and errors).
 	LogLevel kgo.LogLevel
+	// Security is TLS and SASL towards the brokers (none by default).
+	Security Security
 }
 
 // NewClient returns a client for cfg; opts add to and override its
@@ -51,6 +53,11 @@ func NewClient(cfg Config, logger *slog.Logger, opts ...kgo.Opt) (*kgo.Client, e
 	if cfg.DeliveryTimeout > 0 {
 		all = append(all, kgo.RecordDeliveryTimeout(cfg.DeliveryTimeout))
 	}
+	sec, err := cfg.Security.Opts()
+	if err != nil {
+		return nil, fmt.Errorf("kafka client %v: %w", cfg.Brokers, err)
+	}
+	all = append(all, sec...)
 	cl, err := kgo.NewClient(append(all, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka client %v: %w", cfg.Brokers, err)

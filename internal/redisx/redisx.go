@@ -27,29 +27,92 @@
 package redisx
 
 import (
+	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/takt/takt/internal/config"
+	"github.com/takt/takt/internal/tlsx"
 )
 
-// NewClient returns the Redis client of a Takt process. Every caller bounds
-// its calls and has a way around a failure (the source, the periodic
-// refresh, failing open), so a call is retried once at most and a
-// connection is given a second. The client honours each call's context
-// deadline on the socket (go-redis otherwise waits its own 3 s read
-// timeout, twice): a Redis that hangs without refusing connections (paused,
-// a stalled host) must cost a call its caller's bound, not seconds.
-func NewClient(addr, password string) *redis.Client {
-	return redis.NewClient(&redis.Options{
-		Addr:                  addr,
-		Password:              password,
+// Config says how to reach Redis.
+type Config struct {
+	// Addr is host:port (TAKT_REDIS_ADDR).
+	Addr string
+	// Username and Password authenticate (TAKT_REDIS_USER, an ACL user of
+	// Redis 6 and later; TAKT_REDIS_PASSWORD, alone for requirepass).
+	Username string
+	Password string
+	// TLS is TAKT_REDIS_TLS and TAKT_REDIS_TLS_*.
+	TLS tlsx.Client
+}
+
+// ConfigFromEnv reads TAKT_REDIS_ADDR, _USER, _PASSWORD and _TLS*, with
+// the local stack's address as the default.
+func ConfigFromEnv(e *config.Env) Config {
+	return Config{
+		Addr:     e.String("REDIS_ADDR", "127.0.0.1:16379"),
+		Username: e.String("REDIS_USER", ""),
+		Password: e.String("REDIS_PASSWORD", ""),
+		TLS:      tlsx.ClientFromEnv(e, "REDIS"),
+	}
+}
+
+// Validate reports every problem with c.
+func (c Config) Validate() error {
+	var p config.Problems
+	p.Addf(c.Addr == "", "TAKT_REDIS_ADDR: empty")
+	p.Addf(c.Username != "" && c.Password == "", "TAKT_REDIS_USER: set without TAKT_REDIS_PASSWORD")
+	if err := c.TLS.Validate(); err != nil {
+		p = append(p, err)
+	}
+	return p.Err()
+}
+
+// New returns the Redis client of a Takt process. Every caller bounds its
+// calls and has a way around a failure (the source, the periodic refresh,
+// failing open), so a call is retried once at most and a connection is
+// given a second (two with TLS: the handshake is part of it). The client
+// honours each call's context deadline on the socket (go-redis otherwise
+// waits its own 3 s read timeout, twice): a Redis that hangs without
+// refusing connections (paused, a stalled host) must cost a call its
+// caller's bound, not seconds.
+func New(cfg Config) (*redis.Client, error) {
+	o, err := options(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return redis.NewClient(o), nil
+}
+
+func options(cfg Config) (*redis.Options, error) {
+	tc, err := cfg.TLS.Config()
+	if err != nil {
+		return nil, fmt.Errorf("redis %s: %w", cfg.Addr, err)
+	}
+	o := &redis.Options{
+		Addr:                  cfg.Addr,
+		Username:              cfg.Username,
+		Password:              cfg.Password,
+		TLSConfig:             tc,
 		ContextTimeoutEnabled: true,
 		MaxRetries:            1,
 		DialTimeout:           time.Second,
 		DialerRetries:         1,
 		DialerRetryTimeout:    10 * time.Millisecond,
-	})
+	}
+	if tc != nil {
+		o.DialTimeout = 2 * time.Second
+	}
+	return o, nil
+}
+
+// NewClient is New for a plain connection to addr with a password.
+func NewClient(addr, password string) *redis.Client {
+	o, _ := options(Config{Addr: addr, Password: password}) // no TLS: no error
+	return redis.NewClient(o)
 }
 
 // Keys is the key layout of a deployment (see the package doc). The zero
