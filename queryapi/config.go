@@ -59,6 +59,9 @@ type Config struct {
 	// QueryTimeout bounds the ClickHouse work of one request
 	// (TAKT_QUERY_TIMEOUT); it is also sent as max_execution_time.
 	QueryTimeout time.Duration
+	// QueryMaxMemory bounds the memory ClickHouse may use for one query of
+	// a request, in bytes (TAKT_QUERY_MAX_MEMORY; max_memory_usage).
+	QueryMaxMemory int
 	// DefaultLimit is the page size of a request without limit
 	// (TAKT_QUERY_DEFAULT_LIMIT); MaxLimit the largest limit a request may
 	// ask for (TAKT_QUERY_MAX_LIMIT): above it the request fails.
@@ -109,6 +112,7 @@ func ConfigFromEnv(e *config.Env) Config {
 		PartsTopic:       e.String("PARTS_TOPIC", "takt.parts"),
 		Kafka:            kafkax.SecurityFromEnv(e),
 		QueryTimeout:     e.Duration("QUERY_TIMEOUT", 10*time.Second),
+		QueryMaxMemory:   e.Int("QUERY_MAX_MEMORY", 2<<30),
 		DefaultLimit:     e.Int("QUERY_DEFAULT_LIMIT", l2l.DefaultLimit),
 		MaxLimit:         e.Int("QUERY_MAX_LIMIT", l2l.MaxLimit),
 		ZoneTTL:          e.Duration("QUERY_ZONE_TTL", time.Minute),
@@ -132,6 +136,7 @@ func (c Config) Validate() error {
 	p.Addf(len(c.KafkaBrokers) == 0, "TAKT_KAFKA_BROKERS: empty")
 	p.Addf(c.PartsTopic == "", "TAKT_PARTS_TOPIC: empty")
 	p.Addf(c.QueryTimeout < time.Second, "TAKT_QUERY_TIMEOUT=%s: must be at least 1s", c.QueryTimeout)
+	p.Addf(c.QueryMaxMemory < 1<<20, "TAKT_QUERY_MAX_MEMORY=%d: must be at least 1 MiB (in bytes)", c.QueryMaxMemory)
 	p.Addf(c.MaxLimit < 1, "TAKT_QUERY_MAX_LIMIT=%d: must be at least 1", c.MaxLimit)
 	p.Addf(c.DefaultLimit < 1 || c.DefaultLimit > c.MaxLimit,
 		"TAKT_QUERY_DEFAULT_LIMIT=%d: must be between 1 and TAKT_QUERY_MAX_LIMIT (%d)", c.DefaultLimit, c.MaxLimit)

@@ -255,11 +255,20 @@ func (h *handler) one(c *gin.Context) {
 	h.finish(r, http.StatusOK, "ok", l2l.Record(page.Fields, page.Rows[0]))
 }
 
+// readFailed answers a read that failed. A read stopped by one of its
+// limits (its time budget, or ClickHouse's memory and row limits) is the
+// request's to narrow: success=false, saying which, never a 500.
 func (h *handler) readFailed(r *request, err error) {
-	if errors.Is(err, chstore.ErrTimeout) {
-		h.logger.Warn("record query timed out", "area", r.label, "query", r.c.Request.URL.RawQuery, "err", err)
+	switch chstore.Limit(err) {
+	case chstore.ErrTimeout:
+		h.logger.Warn("record query ran out of time", "area", r.label, "query", r.c.Request.URL.RawQuery, "err", err)
 		h.finish(r, http.StatusGatewayTimeout, "timeout", l2l.Failure(fmt.Sprintf(
-			"The query took longer than %s: narrow it with filters or a smaller limit", h.timeout)))
+			"The query ran (or would run) past its time budget of %s: narrow it with filters or a smaller limit", h.timeout)))
+		return
+	case chstore.ErrTooBig:
+		h.logger.Warn("record query over its limits", "area", r.label, "query", r.c.Request.URL.RawQuery, "err", err)
+		h.finish(r, http.StatusOK, "too_big", l2l.Failure(
+			"The query needs more memory or rows than one request may use: narrow it with filters or a smaller limit"))
 		return
 	}
 	if errors.Is(err, context.Canceled) && r.c.Request.Context().Err() != nil {
@@ -344,7 +353,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "takt_queryapi_requests_total",
-			Help: "Record-area requests answered, by area and outcome (ok, created, updated, deleted, invalid, unauthorized, forbidden, not_found, read_only, rate_limited, timeout, unavailable, canceled, error).",
+			Help: "Record-area requests answered, by area and outcome (ok, created, updated, deleted, invalid, unauthorized, forbidden, not_found, read_only, rate_limited, timeout, too_big, unavailable, canceled, error).",
 		}, []string{"area", "outcome"}),
 		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "takt_queryapi_request_duration_seconds",

@@ -220,7 +220,7 @@ func (h *handler) writeFailed(r *request, err error) {
 		h.finish(r, http.StatusServiceUnavailable, "unavailable", l2l.Failure(msgWriteUnavailable))
 		return
 	}
-	if errors.Is(err, chstore.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
+	if chstore.Limit(err) != nil {
 		h.finish(r, http.StatusGatewayTimeout, "timeout", l2l.Failure("The write took too long"))
 		return
 	}

@@ -177,7 +177,11 @@ func parseOEEArgs(args url.Values) (oeeArgs, []string) {
 			return 0
 		}
 		t, err := l2l.ParseValue(l2l.DateTime, v)
-		if err != nil {
+		switch {
+		case errors.Is(err, l2l.ErrOutOfRange):
+			bad("%s: %v", name, err)
+			return 0
+		case err != nil:
 			bad("%s: %q is not an ISO 8601 date-time", name, v)
 			return 0
 		}
@@ -301,9 +305,6 @@ func (o *oeeServer) serve(c *gin.Context) {
 		return err
 	})
 	if err := g.Wait(); err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			err = fmt.Errorf("%w: %w", chstore.ErrTimeout, err)
-		}
 		h.readFailed(r, err)
 		return
 	}

@@ -92,6 +92,9 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 // and metrics. Reason assignments go to kc, on cfg.PartsTopic; with a nil kc
 // production periods are read-only.
 func newEngine(store *chstore.Store, rdb *redis.Client, kc kafkaClient, cfg Config, logger *slog.Logger, reg *prometheus.Registry) (*gin.Engine, error) {
+	// Every query of a request carries ClickHouse's limits: it stops at
+	// the request's time budget and its memory bound.
+	store = store.WithLimits(chstore.Limits{MaxMemoryUsage: cfg.QueryMaxMemory, MaxExecutionTime: cfg.QueryTimeout})
 	rkeys := redisx.NewKeys(cfg.RedisPrefix)
 	keys, err := auth.New(store, rdb, cfg.RedisPrefix, logger, reg,
 		auth.Namespace("takt_queryapi"), auth.LocalTTL(cfg.AuthLocalTTL),

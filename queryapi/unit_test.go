@@ -145,7 +145,7 @@ func TestErrorAnswers(t *testing.T) {
 		{"auth store down", fakeKeys{err: errors.New("clickhouse down")}, fakeStore{}, "/api/1.0/parts/", 500, "Internal server error"},
 		{"invalid key", fakeKeys{err: auth.ErrInvalidKey}, fakeStore{}, "/api/1.0/parts/", 401, "Invalid API key"},
 		{"admin scope reads", fakeKeys{p: auth.Principal{Scopes: []string{auth.ScopeAdmin}}}, fakeStore{}, "/api/1.0/parts/", 200, ""},
-		{"timeout", fakeKeys{p: reader}, fakeStore{err: fmt.Errorf("x: %w", chstore.ErrTimeout)}, "/api/1.0/parts/", 504, "took longer than 10s"},
+		{"timeout", fakeKeys{p: reader}, fakeStore{err: fmt.Errorf("x: %w", chstore.ErrTimeout)}, "/api/1.0/parts/", 504, "past its time budget of 10s"},
 		{"store error", fakeKeys{p: reader}, fakeStore{err: errors.New("boom")}, "/api/1.0/parts/1/", 500, "Internal server error"},
 		{"not found", fakeKeys{p: reader}, fakeStore{err: chstore.ErrNotFound}, "/api/1.0/parts/7/", 404, "No parts record with id 7"},
 		{"bad id", fakeKeys{p: reader}, fakeStore{}, "/api/1.0/parts/x1/", 404, "No parts record with id x1"},

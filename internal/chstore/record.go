@@ -8,6 +8,7 @@ package chstore
 
 import (
 	"context"
+	"maps"
 	"reflect"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -56,9 +57,15 @@ type Recorder interface {
 // keeps the ones it sends to itself.
 type settingsKey struct{}
 
-// withSettings sends set with the queries run under the returned context.
+// withSettings sends set, with the settings ctx already carries (set
+// wins), with the queries run under the returned context.
 func withSettings(ctx context.Context, set clickhouse.Settings) context.Context {
-	return clickhouse.Context(context.WithValue(ctx, settingsKey{}, map[string]any(set)), clickhouse.WithSettings(set))
+	all := clickhouse.Settings{}
+	if own, ok := ctx.Value(settingsKey{}).(map[string]any); ok {
+		maps.Copy(all, own)
+	}
+	maps.Copy(all, set)
+	return clickhouse.Context(context.WithValue(ctx, settingsKey{}, map[string]any(all)), clickhouse.WithSettings(all))
 }
 
 // recordingConn reports every statement sent through it; the methods it

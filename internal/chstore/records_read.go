@@ -126,6 +126,11 @@ func (s *Store) readRecords(ctx context.Context, a *RecordArea, q l2l.Query, sit
 	var query string
 	var args []any
 	var order map[uint64]int
+	// want is the most rows the page's statement may answer.
+	want := q.Limit
+	if id != nil {
+		want = 1
+	}
 	var next *Cursor
 	var ahead []Cursor
 	if a.keyset && id == nil {
@@ -176,6 +181,12 @@ func (s *Store) readRecords(ctx context.Context, a *RecordArea, q l2l.Query, sit
 		if err != nil {
 			return RecordPage{}, err
 		}
+		want = len(ids)
+		if a.InsertionOrder(q) {
+			// The id ranges may hold a few rows past the page (see
+			// rowsByIDSQL); only a runaway range is stopped.
+			want = 10 * q.Limit
+		}
 	} else {
 		query, args, err = recordsSQLProps(a, q, sites, id, props)
 		if err != nil {
@@ -185,7 +196,7 @@ func (s *Store) readRecords(ctx context.Context, a *RecordArea, q l2l.Query, sit
 	for _, p := range props {
 		fields = append(fields, l2l.Field{Name: "custom__" + p, Type: l2l.String, Nullable: true})
 	}
-	rows, err := s.conn.Query(ctx, query, args...)
+	rows, err := s.conn.Query(maxRows(ctx, want), query, args...)
 	if err != nil {
 		return RecordPage{}, readError(ctx, a, err)
 	}
@@ -247,7 +258,7 @@ func (s *Store) pageIDs(ctx context.Context, a *RecordArea, q l2l.Query, sites [
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.conn.Query(ctx, query, args...)
+	rows, err := s.conn.Query(maxRows(ctx, n), query, args...)
 	if err != nil {
 		return nil, readError(ctx, a, err)
 	}
@@ -285,7 +296,7 @@ func (s *Store) customFields(ctx context.Context, a *RecordArea, q l2l.Query, si
 	if site == nil {
 		return nil, nil
 	}
-	rows, err := s.conn.Query(ctx, "SELECT DISTINCT arrayJoin(custom_keys) AS k FROM "+a.from+
+	rows, err := s.conn.Query(maxRows(ctx, maxCustomProperties), "SELECT DISTINCT arrayJoin(custom_keys) AS k FROM "+a.from+
 		" WHERE deleted = 0 AND site IN ? AND site = ? ORDER BY k", groupSet(sites), site)
 	if err != nil {
 		return nil, fmt.Errorf("custom properties of %s: %w", a.def.Name, err)
@@ -304,16 +315,28 @@ func (s *Store) customFields(ctx context.Context, a *RecordArea, q l2l.Query, si
 	return out, rows.Err()
 }
 
-// readError wraps err, marking timeouts (the context's or the server's
-// TIMEOUT_EXCEEDED, code 159) with ErrTimeout.
+// readError wraps err, marking a read stopped by a limit (see Limit; the
+// context's deadline counts) with ErrTimeout or ErrTooBig.
 func readError(ctx context.Context, a *RecordArea, err error) error {
-	var ex *clickhouse.Exception
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded) ||
-		errors.As(err, &ex) && ex.Code == 159 {
-		return fmt.Errorf("read %s: %w: %w", a.def.Name, ErrTimeout, err)
+	lim := Limit(err)
+	if lim == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		lim = ErrTimeout
+	}
+	if lim != nil {
+		return fmt.Errorf("read %s: %w: %w", a.def.Name, lim, err)
 	}
 	return fmt.Errorf("read %s: %w", a.def.Name, err)
 }
+
+// maxRows sends max_result_rows with the queries run under the returned
+// context: a statement that would answer more rows than the read needs
+// fails (ErrTooBig) instead of building them.
+func maxRows(ctx context.Context, n int) context.Context {
+	return withSettings(ctx, clickhouse.Settings{"max_result_rows": max(n, 1)})
+}
+
+// maxCustomProperties bounds the custom property names one read shows.
+const maxCustomProperties = 10_000
 
 func scanTarget(f l2l.Field) any {
 	switch f.Type {

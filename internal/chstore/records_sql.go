@@ -80,6 +80,12 @@ func pageIDsSQL(a *RecordArea, q l2l.Query, sites []uint64, after *Cursor, n int
 
 // rowsByIDSQL builds the second step of a keyset read: the rows with the
 // given ids, found through the primary key. The caller orders them.
+//
+// In insertion order a page's ids are contiguous within each Kafka
+// partition, so ranges hold just the page. In any other order (order_by=
+// cycle_time) its ids spread over whole partitions and the ranges would
+// hold every row between them, so the ids are listed too: the work and
+// the rows built stay those of the page.
 func rowsByIDSQL(a *RecordArea, q l2l.Query, sites []uint64, props []string, ids []uint64) (string, []any, error) {
 	var b strings.Builder
 	args := selectSQL(&b, a, q, props)
@@ -116,6 +122,14 @@ func rowsByIDSQL(a *RecordArea, q l2l.Query, sites []uint64, props []string, ids
 		args = append(args, lo[g], hi[g])
 	}
 	b.WriteString(")")
+	if !a.InsertionOrder(q) {
+		set := make([]any, len(ids))
+		for i, id := range ids {
+			set[i] = id
+		}
+		b.WriteString(" AND id IN ?")
+		args = append(args, clickhouse.GroupSet{Value: set})
+	}
 	return b.String(), args, nil
 }
 

@@ -110,6 +110,23 @@ var control = map[string]bool{
 // request's arguments are wrong, and the answer is a validation failure.
 var ErrInvalid = errors.New("invalid query")
 
+// MaxFilters is the most filters (on fields and custom properties
+// together) one request may give: each is a condition ClickHouse
+// evaluates on every row it reads.
+const MaxFilters = 20
+
+// Times ClickHouse's DateTime holds: a time outside [MinTime, EndTime)
+// cannot be compared with a stored one (it would wrap around), so a
+// filter or window naming one is refused.
+var (
+	MinTime = time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)
+	EndTime = time.Date(2106, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+// ErrOutOfRange is matched (errors.Is) by ParseValue's error for a time
+// outside [MinTime, EndTime).
+var ErrOutOfRange = errors.New("outside the times ClickHouse holds")
+
 // QueryError lists every problem Parse found, in argument-name order.
 type QueryError struct {
 	Problems []string
@@ -242,6 +259,9 @@ func Parse(args url.Values, s *Schema) (Query, error) {
 			q.Filters = append(q.Filters, f)
 		}
 	}
+	if n := len(q.Filters) + len(q.Custom); n > MaxFilters {
+		bad("%d filters: at most %d filters per request; narrow the request with fewer, more selective ones", n, MaxFilters)
+	}
 	if len(problems) > 0 {
 		return Query{}, &QueryError{Problems: problems}
 	}
@@ -373,15 +393,24 @@ func ParseValue(t Type, raw string) (any, error) {
 		if err != nil {
 			return nil, fmt.Errorf("value %q is not a UTC ISO 8601 date-time (2016-05-05T22:39:47) or date (2016-05-05)", raw)
 		}
-		return ts, nil
+		return inRange(ts, raw)
 	case Date:
 		d, err := time.Parse(time.DateOnly, raw)
 		if err != nil {
 			return nil, fmt.Errorf("value %q is not an ISO 8601 date (2016-05-05)", raw)
 		}
-		return d, nil
+		return inRange(d, raw)
 	}
 	return nil, fmt.Errorf("field type %v has no filter values", t)
+}
+
+// inRange returns t when ClickHouse's DateTime holds it.
+func inRange(t time.Time, raw string) (any, error) {
+	if t.Before(MinTime) || !t.Before(EndTime) {
+		return nil, fmt.Errorf("%s is %w: give a time from %s to before %s (UTC)", raw, ErrOutOfRange,
+			MinTime.Format(time.DateOnly), EndTime.Format(time.DateOnly))
+	}
+	return t, nil
 }
 
 func parseBool(s string) (bool, error) {
