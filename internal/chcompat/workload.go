@@ -455,7 +455,8 @@ func (w *Workload) readAreas(ctx context.Context, names []string) error {
 }
 
 func (w *Workload) readArea(ctx context.Context, name string) error {
-	s := w.Store
+	// With the query API's limits, so their settings are checked too.
+	s := w.Store.WithLimits(chstore.Limits{MaxMemoryUsage: 2 << 30, MaxExecutionTime: time.Minute})
 	def, ok := s.Areas().Area(name)
 	if !ok {
 		return errors.New("no such area")
