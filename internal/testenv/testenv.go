@@ -1,11 +1,15 @@
-// Package testenv gives integration tests the real services of the local
-// stack (ClickHouse, Redis, the Kafka-protocol broker) and scratch resources
-// inside them: a migrated database, a topic and a Redis key prefix of the
-// test's own, removed when the test ends.
+// Package testenv gives integration tests real services (ClickHouse,
+// Redis, a Kafka-protocol broker) and scratch resources inside them: a
+// migrated database, a topic and a Redis key prefix of the test's own,
+// removed when the test ends.
 //
-// Addresses come from the TAKT_* variables (as in .run/env) with the local
-// stack's defaults. A service that does not answer fails the test; only
-// `go test -short` skips integration tests, and says so.
+// TAKT_TEST_STACK chooses the services (see Stack): the local stack
+// (`make up`; addresses from the TAKT_* variables, as in .run/env, with its
+// defaults), or the container stack (official images through
+// testcontainers-go, containers.go). A local service that does not answer
+// fails the test; the container stack skips where no Docker engine answers
+// unless TAKT_REQUIRE_DOCKER=1; `go test -short` skips integration tests,
+// and says so.
 package testenv
 
 import (
@@ -32,7 +36,7 @@ import (
 	"github.com/takt/takt/internal/config"
 )
 
-// Endpoints are the addresses of the local stack.
+// Endpoints are the addresses of the stack's services.
 type Endpoints struct {
 	ClickHouse []string
 	// ClickHouseHTTP is the URL of ClickHouse's HTTP interface.
@@ -41,13 +45,51 @@ type Endpoints struct {
 	Brokers        []string
 }
 
-// Stack returns the stack's addresses after checking each one accepts
-// connections. Under -short it skips the test.
+// Stack returns the addresses of the stack the tests run on, chosen by
+// TAKT_TEST_STACK: local (the default) is the local stack, whose addresses
+// it checks accept connections; containers the container stack, started
+// once per test process; auto the container stack when a Docker engine
+// answers, else the local one. Under -short it skips the test.
 func Stack(t testing.TB) Endpoints {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("integration test: needs the local stack (run without -short, after make up)")
 	}
+	var env config.Env
+	containers, err := chooseStack(env.String("TEST_STACK", "local"), dockerHealth, requireDocker())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if containers {
+		return containerStack(t)
+	}
+	return localStack(t)
+}
+
+// chooseStack tells whether TAKT_TEST_STACK=mode means the container
+// stack; docker says whether an engine answers (asked only for auto).
+// With TAKT_REQUIRE_DOCKER=1 (require), auto does not fall back to the
+// local stack.
+func chooseStack(mode string, docker func() error, require bool) (bool, error) {
+	switch mode {
+	case "local":
+		return false, nil
+	case "containers":
+		return true, nil
+	case "auto":
+		err := docker()
+		if err != nil && require {
+			return false, fmt.Errorf("TAKT_TEST_STACK=auto with TAKT_REQUIRE_DOCKER=1, and no Docker engine answers: %w", err)
+		}
+		return err == nil, nil
+	}
+	return false, fmt.Errorf("TAKT_TEST_STACK=%q: want local, containers or auto", mode)
+}
+
+// localStack returns the local stack's addresses after checking each one
+// accepts connections.
+func localStack(t testing.TB) Endpoints {
+	t.Helper()
 	var env config.Env
 	e := Endpoints{
 		ClickHouse:     env.List("CLICKHOUSE_ADDR", []string{"127.0.0.1:19000"}),
