@@ -8,7 +8,7 @@ STACK := compose/local/stack.sh
 # services whose state the cache cannot see).
 TESTFLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: run up down status test test-unit build lint fmt loadtest bench test-modern chaos fuzz
+.PHONY: run up down status test test-unit build lint fmt loadtest bench test-modern test-containers chaos fuzz
 
 run: ## whole stack in the foreground; Ctrl-C stops every process it started
 	@$(STACK) run
@@ -35,6 +35,9 @@ test-modern: up ## Takt's SQL on current ClickHouse (chDB) against the local 18.
 	@lib=$$(compose/local/libchdb.sh $(CHDB_VERSION)) || { echo "test-modern: SKIPPED: could not fetch @chdb/lib-linux-x64-gnu@$(CHDB_VERSION) (above: why)"; exit 0; }; \
 	. .run/env && CHDB_LIB_PATH=$$lib TAKT_CLICKHOUSE_ADDR=$$CLICKHOUSE_ADDR TAKT_CLICKHOUSE_HTTP=$$CLICKHOUSE_HTTP \
 		$(GO) test -tags chdb -count=1 -timeout 30m -run '^TestModernClickHouse$$' -v ./internal/chcompat/
+
+test-containers: ## every test, integration tests on official images (testcontainers-go); needs Docker, else they skip (TAKT_REQUIRE_DOCKER=1: fail)
+	TAKT_TEST_STACK=containers $(GO) test $(TESTFLAGS) ./...
 
 test-unit: ## tests that need no servers
 	$(GO) test -short $(TESTFLAGS) ./...
