@@ -106,9 +106,13 @@ func TestRecorderSeesEveryStatement(t *testing.T) {
 		t.Fatal(err)
 	}
 	got = rec.take()
-	if len(got) != 1 || len(got[0].Rows) != 2 || len(got[0].Rows[0]) != 25 || len(got[0].Types) != 25 ||
-		!strings.HasPrefix(got[0].Types[3], "Enum8(") {
+	if len(got) != 1 {
 		t.Fatalf("InsertParts recorded %+v", got)
+	}
+	_, list, _ := strings.Cut(got[0].Query, "(")
+	cols := strings.Count(list, ",") + 1
+	if len(got[0].Rows) != 2 || len(got[0].Rows[0]) != cols || len(got[0].Types) != cols || !strings.HasPrefix(got[0].Types[3], "Enum8(") {
+		t.Fatalf("InsertParts of %d columns recorded %+v", cols, got[0])
 	}
 	insert, err := got[0].SQL(tz)
 	if err != nil {
