@@ -376,8 +376,21 @@ func (w *Workload) processorReads(ctx context.Context) error {
 	_, err13 := s.PeriodStates(ctx, workloadTopic, []int32{0, 1})
 	_, err14 := s.PeriodCheckpoints(ctx, workloadTopic, []int32{0, 1, 2})
 	_, err15 := s.SiteTimezones(ctx)
-	return errors.Join(err, err2, err3, notFound(err4), err5, err6, err7, notFound(err8), err9, notFound(err10),
-		err11, err12, err13, err14, err15, s.WaitPartsInserts(ctx, 10*time.Millisecond, nil))
+	if err := errors.Join(err, err2, err3, notFound(err4), err5, err6, err7, notFound(err8), err9, notFound(err10),
+		err11, err12, err13, err14, err15, s.WaitPartsInserts(ctx, 10*time.Millisecond, nil)); err != nil {
+		return err
+	}
+	// Crash recovery: the rollups of a partition's range made whole. An
+	// hour of parts_hourly is emptied first, so that the repair inserts.
+	if err := w.Both(ctx, fmt.Sprintf("ALTER TABLE parts_hourly DELETE WHERE hour = toDateTime(%d)", at(11, 0).Unix())); err != nil {
+		return err
+	}
+	rep, err := s.ReconcileRollups(ctx, workloadTopic, 0, 0, 29)
+	if err != nil || rep.Repaired == 0 {
+		return fmt.Errorf("reconcile rollups: %+v %v, want a repair", rep, err)
+	}
+	_, err = s.ReconcileRollups(ctx, workloadTopic, 1, 0, 29)
+	return err
 }
 
 // oee reads the OEE figures' inputs for windows that take each path of
