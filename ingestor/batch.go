@@ -268,7 +268,7 @@ func (b *batchHandler) process(r *http.Request, received time.Time, res *batchRe
 		}
 		toSend = append(toSend, i)
 	}
-	errs := b.produceAll(ctx, res.items, toSend)
+	errs := b.produceAll(ctx, res.items, toSend, nil)
 	for k, i := range toSend {
 		ir := &res.items[i]
 		if errs[k] != nil {
@@ -311,8 +311,9 @@ func (b *batchHandler) readAndParse(r *http.Request, received time.Time) ([]batc
 
 // produceAll hands the messages of items[idx...] to the producer at once
 // (so they share produce requests) and waits for every promise, or for the
-// produce timeout. errs[k] is the outcome of items[idx[k]].
-func (b *batchHandler) produceAll(ctx context.Context, items []result, idx []int) []error {
+// produce timeout. errs[k] is the outcome of items[idx[k]]. headers, when
+// not nil, gives the record headers of item i.
+func (b *batchHandler) produceAll(ctx context.Context, items []result, idx []int, headers func(i int) []kgo.RecordHeader) []error {
 	errs := make([]error, len(idx))
 	if len(idx) == 0 {
 		return errs
@@ -336,7 +337,11 @@ func (b *batchHandler) produceAll(ctx context.Context, items []result, idx []int
 			continue
 		}
 		pending[k] = true
-		b.prod.Produce(ctx, &kgo.Record{Topic: b.topic, Key: p.Key(), Value: val},
+		var hs []kgo.RecordHeader
+		if headers != nil {
+			hs = headers(i)
+		}
+		b.prod.Produce(ctx, &kgo.Record{Topic: b.topic, Key: p.Key(), Value: val, Headers: hs},
 			func(_ *kgo.Record, err error) { acks <- ack{k, err} })
 	}
 	waiting := 0

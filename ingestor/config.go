@@ -47,6 +47,25 @@ type Config struct {
 	TLSAddr string
 	// TLS is the listeners' certificate (TAKT_TLS_*).
 	TLS tlsx.Server
+	// MQTTAddr and MQTTTLSAddr are the MQTT listen addresses, plain
+	// (TAKT_MQTT_ADDR; not served when TLS.Only) and TLS
+	// (TAKT_MQTTS_ADDR); empty: none.
+	MQTTAddr    string
+	MQTTTLSAddr string
+	// MQTTMaxInFlight is the most QoS 1 messages of one connection in
+	// hand at once (TAKT_MQTT_MAX_INFLIGHT), told to MQTT 5 clients as
+	// the receive maximum.
+	MQTTMaxInFlight int
+	// MQTTSessionExpiry is the longest a disconnected persistent session
+	// is kept (TAKT_MQTT_SESSION_EXPIRY); it is also how long a QoS 1
+	// message's resend record lives.
+	MQTTSessionExpiry time.Duration
+	// MQTTResendWindow is how far back the Kafka search for an earlier
+	// copy of a resent message reads (TAKT_MQTT_RESEND_WINDOW).
+	MQTTResendWindow time.Duration
+	// DLQTopic receives the MQTT messages that are invalid, with the
+	// reason (TAKT_DLQ_TOPIC).
+	DLQTopic string
 	// Brokers and Topic say where part events go (TAKT_KAFKA_BROKERS,
 	// TAKT_PARTS_TOPIC); Kafka is TLS and SASL towards them
 	// (TAKT_KAFKA_TLS*, TAKT_KAFKA_SASL_*).
@@ -102,6 +121,12 @@ func ConfigFromEnv(e *config.Env) Config {
 		Addr:                e.String("INGEST_ADDR", "127.0.0.1:18080"),
 		TLSAddr:             e.String("INGEST_TLS_ADDR", ""),
 		TLS:                 tlsx.ServerFromEnv(e),
+		MQTTAddr:            e.String("MQTT_ADDR", ""),
+		MQTTTLSAddr:         e.String("MQTTS_ADDR", ""),
+		MQTTMaxInFlight:     e.Int("MQTT_MAX_INFLIGHT", 256),
+		MQTTSessionExpiry:   e.Duration("MQTT_SESSION_EXPIRY", 24*time.Hour),
+		MQTTResendWindow:    e.Duration("MQTT_RESEND_WINDOW", time.Minute),
+		DLQTopic:            e.String("DLQ_TOPIC", "takt.parts.dlq"),
 		Brokers:             e.List("KAFKA_BROKERS", []string{"127.0.0.1:19092"}),
 		Topic:               e.String("PARTS_TOPIC", "takt.parts"),
 		Kafka:               kafkax.SecurityFromEnv(e),
@@ -134,6 +159,11 @@ func (c Config) Validate() error {
 	p.Addf(c.Addr == "" && !c.TLS.Only, "TAKT_INGEST_ADDR: empty")
 	p.Addf(c.TLSAddr != "" && !c.TLS.Enabled(), "TAKT_INGEST_TLS_ADDR: needs TAKT_TLS_CERT and TAKT_TLS_KEY")
 	p.Addf(c.TLS.Only && c.TLSAddr == "", "TAKT_TLS_ONLY=true: TAKT_INGEST_TLS_ADDR is empty, so nothing would listen")
+	p.Addf(c.MQTTTLSAddr != "" && !c.TLS.Enabled(), "TAKT_MQTTS_ADDR: needs TAKT_TLS_CERT and TAKT_TLS_KEY")
+	p.Addf(c.MQTTMaxInFlight < 1 || c.MQTTMaxInFlight > 65535, "TAKT_MQTT_MAX_INFLIGHT=%d: must be between 1 and 65535", c.MQTTMaxInFlight)
+	p.Addf(c.MQTTSessionExpiry < time.Second, "TAKT_MQTT_SESSION_EXPIRY=%s: must be at least 1s", c.MQTTSessionExpiry)
+	p.Addf(c.MQTTResendWindow < time.Second, "TAKT_MQTT_RESEND_WINDOW=%s: must be at least 1s", c.MQTTResendWindow)
+	p.Addf(c.DLQTopic == "" || c.DLQTopic == c.Topic, "TAKT_DLQ_TOPIC=%q: must be set and differ from TAKT_PARTS_TOPIC", c.DLQTopic)
 	p.Addf(len(c.Brokers) == 0, "TAKT_KAFKA_BROKERS: empty")
 	p.Addf(c.Topic == "", "TAKT_PARTS_TOPIC: empty")
 	p.Addf(c.MaxBody < 256, "TAKT_INGEST_MAX_BODY=%d: must be at least 256 bytes", c.MaxBody)
@@ -182,6 +212,16 @@ func (c Config) listeners(tc *tls.Config) httpx.Listeners {
 		l.Plain = ""
 	}
 	return l
+}
+
+// mqtt reports whether an MQTT listener is configured, and its settings.
+func (c Config) mqtt(tc *tls.Config) (mqttConfig, bool) {
+	m := mqttConfig{Addr: c.MQTTAddr, TLSAddr: c.MQTTTLSAddr, TLS: tc, MaxInFlight: c.MQTTMaxInFlight,
+		SessionExpiry: c.MQTTSessionExpiry, MaxPacket: c.MaxBatchBody + 64<<10, DLQTopic: c.DLQTopic}
+	if c.TLS.Only {
+		m.Addr = ""
+	}
+	return m, m.Addr != "" || m.TLSAddr != ""
 }
 
 // Level returns LogLevel as a slog level.

@@ -290,7 +290,7 @@ func readLimited(body io.Reader, b []byte, limit int) ([]byte, error) {
 // error counts as written: a timeout or cancellation is a failure even
 // though the record may still arrive later (the device retries; the event
 // ids differ, which at-least-once delivery allows).
-func (h *handler) produce(ctx context.Context, p *wire.Part) error {
+func (h *handler) produce(ctx context.Context, p *wire.Part, headers ...kgo.RecordHeader) error {
 	val, err := wire.Encode(p)
 	if err != nil {
 		return fmt.Errorf("encode part: %w", err)
@@ -299,7 +299,7 @@ func (h *handler) produce(ctx context.Context, p *wire.Part) error {
 	defer cancel()
 	done := make(chan error, 1)
 	start := time.Now()
-	h.prod.Produce(ctx, &kgo.Record{Topic: h.topic, Key: p.Key(), Value: val},
+	h.prod.Produce(ctx, &kgo.Record{Topic: h.topic, Key: p.Key(), Value: val, Headers: headers},
 		func(_ *kgo.Record, err error) { done <- err })
 	select {
 	case err = <-done:

@@ -106,6 +106,35 @@ func parsePart(body []byte, now time.Time) (partInput, error) {
 	return in, in.finish(now)
 }
 
+// parseTopicPart parses the payload of an MQTT message on
+// takt/parts/<topicID>: the body of process_part, whose external_id may be
+// left out (the topic names it) but must agree with the topic when given.
+func parseTopicPart(body []byte, topicID string, now time.Time) (partInput, error) {
+	switch {
+	case topicID == "":
+		return partInput{}, formatErr("the topic names no external_id (takt/parts/<external_id>)")
+	case !utf8.ValidString(topicID):
+		return partInput{}, formatErr("the topic's external_id is not UTF-8")
+	}
+	if err := identifier("external_id", []byte(topicID)); err != nil {
+		return partInput{}, err
+	}
+	s := scanner{b: body}
+	var in partInput
+	err := s.envelope("part", '{', "part must be a JSON object", "missing part", unknownInSingle,
+		func() error { return s.part(&in, now) })
+	if err != nil {
+		return in, err
+	}
+	switch {
+	case in.ExternalID == "":
+		in.ExternalID = topicID
+	case in.ExternalID != topicID:
+		return in, formatErr("external_id %s differs from the topic's %s", quote([]byte(in.ExternalID)), quote([]byte(topicID)))
+	}
+	return in, in.finish(now)
+}
+
 // unknownInSingle is the error for a top-level field other than "part": a
 // part field sent without the envelope says where it belongs.
 func unknownInSingle(key []byte) error {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/takt/takt/internal/auth"
@@ -76,10 +77,25 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	bh := newBatchHandler(h, cfg.MaxBatchBody, bm)
 
 	certs, err := cfg.TLS.Load(logger)
 	if err != nil {
 		return err
+	}
+	var broker *mqttBroker
+	var resent *resends
+	if mc, ok := cfg.mqtt(certs.Config()); ok {
+		mm, err := newMQTTMetrics(reg)
+		if err != nil {
+			return err
+		}
+		resent = newResends(rdb, cfg.RedisPrefix, cfg.MQTTSessionExpiry, cfg.Topic, cfg.MQTTResendWindow,
+			kafkax.Config{Brokers: cfg.Brokers, Security: cfg.Kafka}, kadm.NewClient(cl), logger, mm)
+		sessions := &sessionStore{rdb: rdb, keys: redisx.NewKeys(cfg.RedisPrefix), max: cfg.MQTTSessionExpiry, logger: logger}
+		if broker, err = newMQTTBroker(mc, h, bh, sessions, resent, logger, mm); err != nil {
+			return err
+		}
 	}
 
 	r := httpx.NewEngine(logger)
@@ -93,7 +109,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return nil
 	}, reg)
 	r.POST(Path, h.serve)
-	r.POST(BatchPath, newBatchHandler(h, cfg.MaxBatchBody, bm).serve)
+	r.POST(BatchPath, bh.serve)
 	if cfg.Pprof {
 		httpx.Pprof(r)
 	}
@@ -101,6 +117,9 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return certs.Run(gctx, cfg.TLS.CheckEvery) })
 	g.Go(func() error { return httpx.ServeAll(gctx, cfg.listeners(certs.Config()), r, logger) })
+	if broker != nil {
+		g.Go(func() error { return broker.serve(gctx) })
+	}
 	err = g.Wait()
 
 	// The server has drained: every answered request saw its ack. What is

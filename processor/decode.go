@@ -20,8 +20,8 @@ import (
 // Headers of a dead-letter record. The record keeps the original key,
 // value, timestamp and headers.
 const (
-	HeaderDLQReason          = "takt-dlq-reason"
-	HeaderDLQClass           = "takt-dlq-class"
+	HeaderDLQReason          = wire.HeaderDLQReason
+	HeaderDLQClass           = wire.HeaderDLQClass
 	HeaderDLQSourceTopic     = "takt-dlq-source-topic"
 	HeaderDLQSourcePartition = "takt-dlq-source-partition"
 	HeaderDLQSourceOffset    = "takt-dlq-source-offset"

@@ -24,6 +24,8 @@
 //	<p>cursor:<query hash>:<offset> string    queryapi          where a page of a paging loop starts (TTL)
 //	<p>cursor:<query hash>:<offset>:rows string queryapi        the row positions of a page read ahead (TTL)
 //	<p>invalidate                   channel   queryapi → processor names of master-data tables that changed
+//	<p>mqtt:session:<client id>     string    ingestor (MQTT)   a persistent MQTT session: protocol, expiry, subscriptions (JSON, TTL: the expiry)
+//	<p>mqtt:pub:<client id>:<packet id> string ingestor (MQTT)  digest of the QoS 1 message stored under that packet id (TTL)
 package redisx
 
 import (
@@ -158,6 +160,15 @@ func (k Keys) Signatures() string { return k.prefix + "signature:" }
 // Cursors prefixes the paging cursors: an entry is
 // Cursors()+<query hash>:<offset>, and +":rows" for the row positions.
 func (k Keys) Cursors() string { return k.prefix + "cursor:" }
+
+// MQTTSession is the stored persistent session of an MQTT client.
+func (k Keys) MQTTSession(clientID string) string { return k.prefix + "mqtt:session:" + clientID }
+
+// MQTTPublish is the record of the QoS 1 message a client last sent under
+// packet id pid that Kafka acknowledged.
+func (k Keys) MQTTPublish(clientID string, pid uint16) string {
+	return k.prefix + "mqtt:pub:" + clientID + ":" + strconv.FormatUint(uint64(pid), 10)
+}
 
 // MasterDataChanges is the channel the record API announces a changed
 // master-data table on (its name is the message), for processes that cache

@@ -36,6 +36,13 @@ var (
 	ErrInvalid = errors.New("invalid part message")
 )
 
+// Headers of a dead-letter record (on the dead-letter topic, beside the
+// original value): why it is there and its class, a short word.
+const (
+	HeaderDLQReason = "takt-dlq-reason"
+	HeaderDLQClass  = "takt-dlq-class"
+)
+
 // Part is one part event: Quantity parts of one quality, made at one time at
 // one location. Times are Unix milliseconds (UTC).
 type Part struct {

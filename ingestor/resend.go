@@ -1,0 +1,352 @@
+package ingestor
+
+// Resends. A device that did not see the PUBACK of a QoS 1 message sends
+// it again when it reconnects, with the DUP flag and the same packet id.
+// If Kafka had acknowledged the first copy, storing the second would count
+// the parts twice: the processor writes each record at its Kafka
+// coordinates, so two records of one part are two rows, whatever their
+// content. So the ingestor recognises a resend before producing it:
+//
+//  1. In this process: a copy still being handled (the old connection's)
+//     is waited for.
+//  2. Redis: after Kafka acknowledged every record of a message, and before
+//     its PUBACK, the ingestor writes <p>mqtt:pub:<client id>:<packet id> =
+//     the message's digest (topic and payload), with a TTL (the session
+//     expiry). A resend whose digest is there was stored: PUBACK, nothing
+//     produced.
+//  3. Kafka: without that record (the ingestor died between Kafka's ack and
+//     the Redis write, or Redis lost it), the records themselves are
+//     searched. Every record of an MQTT message carries the header
+//     takt-mqtt-message = <client id>/<packet id>/<digest>/<item>, and the
+//     partition of a part follows from its key (the location), so the
+//     ingestor reads that partition from TAKT_MQTT_RESEND_WINDOW ago to its
+//     end and produces only the items it does not find. One read per
+//     partition serves every resend of the reconnected devices.
+//
+// Only DUP messages are checked: a message without DUP is new by the
+// protocol (a packet id is free again once acknowledged), however like an
+// earlier one it is. What remains: a resend that comes later than the
+// window after its first copy, with the Redis record gone, is stored again.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/takt/takt/internal/kafkax"
+	"github.com/takt/takt/internal/redisx"
+)
+
+// maxScanRecords bounds one partition read of the resend check.
+const maxScanRecords = 5_000_000
+
+// resends recognises QoS 1 resends. It is safe for concurrent use.
+type resends struct {
+	rdb    *redis.Client
+	keys   redisx.Keys
+	ttl    time.Duration
+	topic  string
+	window time.Duration
+	kafka  kafkax.Config // for the partition reads
+	adm    *kadm.Client
+	logger *slog.Logger
+	m      *mqttMetrics
+
+	writes chan markWrite
+
+	mu       sync.Mutex
+	inflight map[string]chan struct{} // client/pid/digest -> closed when handled
+	scans    map[int32]*partitionScan
+}
+
+type markWrite struct {
+	key, digest string
+	done        chan struct{}
+}
+
+// partitionScan is one read of a partition: the message ids it found.
+type partitionScan struct {
+	started time.Time
+	done    chan struct{}
+	ids     map[string]bool
+	err     error
+}
+
+func newResends(rdb *redis.Client, prefix string, ttl time.Duration, topic string, window time.Duration,
+	kafka kafkax.Config, adm *kadm.Client, logger *slog.Logger, m *mqttMetrics) *resends {
+	return &resends{
+		rdb: rdb, keys: redisx.NewKeys(prefix), ttl: ttl, topic: topic, window: window,
+		kafka: kafka, adm: adm, logger: logger, m: m,
+		writes:   make(chan markWrite, 4096),
+		inflight: map[string]chan struct{}{},
+		scans:    map[int32]*partitionScan{},
+	}
+}
+
+// run writes the Redis records in pipelines until ctx ends.
+func (r *resends) run(ctx context.Context) error {
+	batch := make([]markWrite, 0, 256)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case w := <-r.writes:
+			batch = append(batch[:0], w)
+		}
+	more:
+		for len(batch) < cap(batch) {
+			select {
+			case w := <-r.writes:
+				batch = append(batch, w)
+			default:
+				break more
+			}
+		}
+		wctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := r.rdb.Pipelined(wctx, func(p redis.Pipeliner) error {
+			for _, w := range batch {
+				p.Set(wctx, w.key, w.digest, r.ttl)
+			}
+			return nil
+		})
+		cancel()
+		if err != nil {
+			// The Kafka search still recognises these resends.
+			r.logger.Warn("mqtt: resend records not written", "n", len(batch), "err", err)
+		}
+		for _, w := range batch {
+			close(w.done)
+		}
+	}
+}
+
+// begin marks a message as being handled in this process; the returned
+// function ends that.
+func (r *resends) begin(clientID string, pid uint16, digest string) func() {
+	k := clientID + "/" + fmt.Sprint(pid) + "/" + digest
+	ch := make(chan struct{})
+	r.mu.Lock()
+	r.inflight[k] = ch
+	r.mu.Unlock()
+	return func() {
+		r.mu.Lock()
+		if r.inflight[k] == ch {
+			delete(r.inflight, k)
+		}
+		r.mu.Unlock()
+		close(ch)
+	}
+}
+
+// stored writes the record of a message whose parts Kafka acknowledged,
+// and waits for it (at most a second: the Kafka search covers a miss).
+func (r *resends) stored(ctx context.Context, clientID string, pid uint16, digest string) {
+	w := markWrite{key: r.keys.MQTTPublish(clientID, pid), digest: digest, done: make(chan struct{})}
+	select {
+	case r.writes <- w:
+	case <-ctx.Done():
+		return
+	}
+	select {
+	case <-w.done:
+	case <-ctx.Done():
+	case <-time.After(time.Second):
+	}
+}
+
+// lookup checks whether the resend msg of connection c was stored before:
+// done when all of it was; otherwise items holds the items found on Kafka
+// (nil when none).
+func (r *resends) lookup(ctx context.Context, c *mqttConn, msg *mqttMessage, digest string) (bool, map[int]bool, error) {
+	id := c.cl.ID + "/" + fmt.Sprint(msg.pid) + "/" + digest
+	r.mu.Lock()
+	ch := r.inflight[id]
+	r.mu.Unlock()
+	if ch != nil {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false, nil, ctx.Err()
+		}
+	}
+	got, err := r.rdb.Get(ctx, r.keys.MQTTPublish(c.cl.ID, msg.pid)).Result()
+	switch {
+	case err == nil && got == digest:
+		r.m.resends.WithLabelValues("record").Inc()
+		return true, nil, nil
+	case err != nil && !errors.Is(err, redis.Nil):
+		r.logger.Warn("mqtt: resend record not read; searching Kafka", "client_id", c.cl.ID, "err", err)
+	}
+
+	// Search the partitions the message's parts went to.
+	var keys [][]byte
+	if ext, ok := strings.CutPrefix(msg.topic, TopicPartPrefix); ok {
+		keys = [][]byte{[]byte(ext)}
+	}
+	parts, err := r.partitions(ctx, keys)
+	if err != nil {
+		return false, nil, err
+	}
+	prefix := id + "/"
+	var found map[int]bool
+	for _, p := range parts {
+		ids, err := r.scan(ctx, p, c.since)
+		if err != nil {
+			return false, nil, err
+		}
+		for mid := range ids {
+			if rest, ok := strings.CutPrefix(mid, prefix); ok {
+				var i int
+				if _, err := fmt.Sscan(rest, &i); err == nil {
+					if found == nil {
+						found = map[int]bool{}
+					}
+					found[i] = true
+				}
+			}
+		}
+	}
+	if found == nil {
+		r.m.resends.WithLabelValues("new").Inc()
+		return false, nil, nil
+	}
+	r.m.resends.WithLabelValues("kafka").Inc()
+	// A single part found is the whole message; a batch may be partial.
+	if len(keys) == 1 && found[0] {
+		return true, nil, nil
+	}
+	return false, found, nil
+}
+
+// partitions returns the partitions of the records with the given keys,
+// or every partition when keys is nil.
+func (r *resends) partitions(ctx context.Context, keys [][]byte) ([]int32, error) {
+	tds, err := r.adm.ListTopics(ctx, r.topic)
+	if err != nil {
+		return nil, fmt.Errorf("resend check: topic %s: %w", r.topic, err)
+	}
+	td, ok := tds[r.topic]
+	if !ok || td.Err != nil || len(td.Partitions) == 0 {
+		return nil, fmt.Errorf("resend check: topic %s: %v", r.topic, td.Err)
+	}
+	n := len(td.Partitions)
+	if keys == nil {
+		all := make([]int32, n)
+		for i := range all {
+			all[i] = int32(i)
+		}
+		return all, nil
+	}
+	// The producer's partitioner for keyed records: murmur2 of the key,
+	// as Kafka's own clients do.
+	tp := kgo.StickyKeyPartitioner(nil).ForTopic(r.topic)
+	var out []int32
+	seen := map[int32]bool{}
+	for _, k := range keys {
+		p := int32(tp.Partition(&kgo.Record{Key: k}, n))
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// scan returns the message ids on partition p in the window, from a read
+// that started after since (so it covers every record acknowledged before
+// the device reconnected); concurrent callers share one read.
+func (r *resends) scan(ctx context.Context, p int32, since time.Time) (map[string]bool, error) {
+	r.mu.Lock()
+	s := r.scans[p]
+	if s == nil || s.started.Before(since) || (s.err != nil && isDone(s.done)) {
+		s = &partitionScan{started: time.Now(), done: make(chan struct{})}
+		r.scans[p] = s
+		go func() {
+			defer close(s.done)
+			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			s.ids, s.err = r.read(sctx, p, s.started.Add(-r.window))
+		}()
+	}
+	r.mu.Unlock()
+	select {
+	case <-s.done:
+		return s.ids, s.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func isDone(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// read collects the message ids of partition p's records from the first
+// one at or after from to the partition's current end.
+func (r *resends) read(ctx context.Context, p int32, from time.Time) (map[string]bool, error) {
+	ends, err := r.adm.ListEndOffsets(ctx, r.topic)
+	if err != nil {
+		return nil, fmt.Errorf("resend check: end offsets: %w", err)
+	}
+	end, ok := ends.Lookup(r.topic, p)
+	if !ok || end.Err != nil {
+		return nil, fmt.Errorf("resend check: end offset of %s/%d: %v", r.topic, p, end.Err)
+	}
+	starts, err := r.adm.ListOffsetsAfterMilli(ctx, from.UnixMilli(), r.topic)
+	if err != nil {
+		return nil, fmt.Errorf("resend check: offsets after %s: %w", from, err)
+	}
+	start, ok := starts.Lookup(r.topic, p)
+	if !ok || start.Err != nil {
+		return nil, fmt.Errorf("resend check: start offset of %s/%d: %v", r.topic, p, start.Err)
+	}
+	ids := map[string]bool{}
+	if start.Offset >= end.Offset || end.Offset-start.Offset > maxScanRecords {
+		if end.Offset-start.Offset > maxScanRecords {
+			return nil, fmt.Errorf("resend check: %d records in the window of %s/%d, more than %d", end.Offset-start.Offset, r.topic, p, maxScanRecords)
+		}
+		return ids, nil
+	}
+	cl, err := kafkax.NewClient(kafkax.Config{Brokers: r.kafka.Brokers, Security: r.kafka.Security}, r.logger,
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{r.topic: {p: kgo.NewOffset().At(start.Offset)}}))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	for {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("resend check: read %s/%d: %w", r.topic, p, err)
+		}
+		var ferr error
+		fs.EachError(func(_ string, _ int32, err error) { ferr = err })
+		if ferr != nil {
+			return nil, fmt.Errorf("resend check: read %s/%d: %w", r.topic, p, ferr)
+		}
+		last := int64(-1)
+		fs.EachRecord(func(rec *kgo.Record) {
+			last = rec.Offset
+			for _, h := range rec.Headers {
+				if h.Key == HeaderMQTTMessage {
+					ids[string(h.Value)] = true
+				}
+			}
+		})
+		if last >= end.Offset-1 {
+			return ids, nil
+		}
+	}
+}
