@@ -30,11 +30,11 @@ type sessionStore struct {
 
 // storedSession is what is kept of a session.
 type storedSession struct {
-	Protocol byte              `json:"protocol"`
-	Expiry   uint32            `json:"expiry"` // seconds after disconnect (MQTT 5); 0 for 3.1.1
-	Username string            `json:"username"`
-	Subs     map[string]byte   `json:"subs"` // filter -> QoS
-	Listener string            `json:"listener"`
+	Protocol byte            `json:"protocol"`
+	Expiry   uint32          `json:"expiry"` // seconds after disconnect (MQTT 5); 0 for 3.1.1
+	Username string          `json:"username"`
+	Subs     map[string]byte `json:"subs"` // filter -> QoS
+	Listener string          `json:"listener"`
 }
 
 // persistent reports whether cl's session outlives its connection, and for
