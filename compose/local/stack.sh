@@ -30,6 +30,8 @@ QUERY_PORT=${TAKT_STACK_QUERY_PORT:-18081}
 PROCESSOR_PORT=${TAKT_STACK_PROCESSOR_PORT:-18082}
 INGEST_TLS_PORT=${TAKT_STACK_INGEST_TLS_PORT:-18443}
 QUERY_TLS_PORT=${TAKT_STACK_QUERY_TLS_PORT:-18444}
+MQTT_PORT=${TAKT_STACK_MQTT_PORT:-11883}
+MQTTS_PORT=${TAKT_STACK_MQTTS_PORT:-18883}
 PARTITIONS=${TAKT_STACK_PARTITIONS:-6}
 DB=${TAKT_STACK_DB:-takt}
 TOPIC=takt.parts
@@ -48,6 +50,7 @@ need_pkgs() {
 	command -v redis-cli >/dev/null || missing+=(redis-tools)
 	command -v kcat >/dev/null || missing+=(kcat)
 	command -v curl >/dev/null || missing+=(curl)
+	command -v mosquitto_pub >/dev/null || missing+=(mosquitto-clients) # MQTT tests and the README's example
 	command -v npm >/dev/null || missing+=(npm) # make test-modern fetches libchdb with it
 	echo "${missing[@]}"
 }
@@ -191,6 +194,7 @@ service_env() {
 	export TAKT_PROCESSOR_ADDR="127.0.0.1:$PROCESSOR_PORT"
 	export TAKT_TLS_CERT="$TLS_CERT" TAKT_TLS_KEY="$TLS_KEY"
 	export TAKT_INGEST_TLS_ADDR="127.0.0.1:$INGEST_TLS_PORT" TAKT_QUERY_TLS_ADDR="127.0.0.1:$QUERY_TLS_PORT"
+	export TAKT_MQTT_ADDR="127.0.0.1:$MQTT_PORT" TAKT_MQTTS_ADDR="127.0.0.1:$MQTTS_PORT"
 }
 
 seed() {
@@ -215,6 +219,8 @@ QUERY_URL=http://127.0.0.1:$QUERY_PORT
 INGEST_TLS_URL=https://127.0.0.1:$INGEST_TLS_PORT
 QUERY_TLS_URL=https://127.0.0.1:$QUERY_TLS_PORT
 CA_FILE=$CA_FILE
+MQTT_ADDR=127.0.0.1:$MQTT_PORT
+MQTTS_ADDR=127.0.0.1:$MQTTS_PORT
 API_KEY=$API_KEY
 SECRET_KEY=$SECRET_KEY
 SECRET_SERVER=$SECRET_SERVER
@@ -259,6 +265,7 @@ Takt is up. Endpoints (also in .run/env):
   ingest     http://127.0.0.1:$INGEST_PORT/api/external/production/process_part
   query      http://127.0.0.1:$QUERY_PORT/api/1.0/parts/
   https      https://127.0.0.1:$INGEST_TLS_PORT (ingest), https://127.0.0.1:$QUERY_TLS_PORT (query); CA $CA_FILE
+  mqtt       127.0.0.1:$MQTT_PORT, TLS 127.0.0.1:$MQTTS_PORT  topics takt/parts/<external_id>, takt/parts
   kafka      127.0.0.1:$BROKER_PORT  topic $TOPIC
   clickhouse 127.0.0.1:$CH_TCP_PORT (native), http://127.0.0.1:$CH_HTTP_PORT  database $DB
   redis      127.0.0.1:$REDIS_PORT
@@ -267,6 +274,8 @@ Send a part:
   curl -sS -X POST http://127.0.0.1:$INGEST_PORT/api/external/production/process_part -H 'Content-Type: application/json' -H 'API-KEY: $API_KEY' -d '{"part":{"external_id":"line_1","quantity":5,"quality":"good","product":"PROD001","recorded_at":1698765432}}'
 The same over HTTPS (HTTP/2), trusting the local CA:
   curl -sS --cacert $CA_FILE -X POST https://127.0.0.1:$INGEST_TLS_PORT/api/external/production/process_part -H 'Content-Type: application/json' -H 'API-KEY: $API_KEY' -d '{"part":{"external_id":"line_1","quantity":1}}'
+Over MQTT (the API key is the password):
+  mosquitto_pub -h 127.0.0.1 -p $MQTT_PORT -i press-1 -u press-1 -P '$API_KEY' -q 1 -t takt/parts/line_1 -m '{"part":{"quantity":1}}'
 Read it back:
   curl -sS 'http://127.0.0.1:$QUERY_PORT/api/1.0/parts/?auth=$API_KEY&order_by=-id&limit=5'
 
