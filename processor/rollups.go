@@ -5,8 +5,8 @@ import (
 	"fmt"
 )
 
-// repairRollups makes the rollups of parts (parts_hourly and
-// parts_hour_ranges, fed by materialized views) agree with the partition's
+// repairRollups makes the rollups of parts (parts_hourly,
+// parts_oee_hourly and parts_hour_ranges, fed by materialized views) agree with the partition's
 // rows at offsets [from, to], which ClickHouse holds but whose INSERT may
 // have been cut short between the parts block and its views: a ClickHouse
 // crash mid-insert, seen by us as an insert error, or by the next owner
@@ -27,8 +27,9 @@ func (c *consumer) repairRollups(ctx context.Context, partition int32, from, to 
 	if rep.Changed() || rep.Surplus > 0 {
 		c.logger.Warn("rollups of parts repaired after an interrupted insert", "partition", partition,
 			"from", from, "to", to, "rows", rep.Rows, "keys", rep.Keys, "repaired", rep.Repaired,
-			"events_added", rep.Events, "surplus_keys", rep.Surplus)
+			"events_added", rep.Events, "oee_repaired", rep.OEERepaired, "oee_quantity_added", rep.OEEProduced,
+			"surplus_keys", rep.Surplus)
 	}
-	c.m.rollupRepairs.Add(float64(rep.Repaired))
+	c.m.rollupRepairs.Add(float64(rep.Repaired + rep.OEERepaired))
 	return nil
 }

@@ -10,8 +10,8 @@ import (
 
 // Rollup reconciliation.
 //
-// parts_hourly and parts_hour_ranges are fed by materialized views on
-// parts. ClickHouse runs the views of an INSERT after it has committed the
+// parts_hourly, parts_oee_hourly and parts_hour_ranges are fed by
+// materialized views on parts. ClickHouse runs the views of an INSERT after it has committed the
 // block's data part in parts, each view writing its own data parts, so a
 // server that dies in between keeps the parts rows and loses (some of)
 // their rollup rows. Whoever inserted the block sees an error or dies too;
@@ -41,13 +41,18 @@ type RollupRepair struct {
 	// Events and Produced are what the repair added to parts_hourly.
 	Events   uint64
 	Produced uint64
+	// OEERepaired counts the parts_oee_hourly keys (with the parts'
+	// class) that were short and were completed by one row each;
+	// OEEProduced is the quantity added there.
+	OEERepaired int
+	OEEProduced uint64
 	// Surplus counts keys whose rollup holds more than parts (the rollup
 	// was fed twice); they are reported, not changed.
 	Surplus int
 }
 
 // Changed reports whether the repair wrote rollup rows.
-func (r RollupRepair) Changed() bool { return r.Repaired > 0 }
+func (r RollupRepair) Changed() bool { return r.Repaired > 0 || r.OEERepaired > 0 }
 
 // rollupKey is one parts_hourly key.
 type rollupKey struct {
@@ -129,12 +134,17 @@ func (s *Store) ReconcileRollups(ctx context.Context, topic string, partition in
 	}
 
 	var fix []rollupRow
+	var oeeFix []oeeRollupRow
 	for hour, keys := range byHour {
-		rows, err := s.reconcileHour(ctx, hour, keys, &rep)
+		rows, oeeRows, err := s.reconcileHour(ctx, hour, keys, &rep)
 		if err != nil {
 			return rep, err
 		}
 		fix = append(fix, rows...)
+		oeeFix = append(oeeFix, oeeRows...)
+	}
+	if err := s.insertOEERollupFix(ctx, oeeFix, &rep); err != nil {
+		return rep, err
 	}
 	if len(fix) == 0 {
 		return rep, nil
@@ -167,8 +177,9 @@ type rollupRow struct {
 }
 
 // reconcileHour compares the given keys of one hour between parts and
-// parts_hourly and returns the rows that complete the short ones.
-func (s *Store) reconcileHour(ctx context.Context, hour int64, keys map[rollupKey]bool, rep *RollupRepair) ([]rollupRow, error) {
+// parts_hourly, and between parts and parts_oee_hourly, and returns the
+// rows that complete the short ones.
+func (s *Store) reconcileHour(ctx context.Context, hour int64, keys map[rollupKey]bool, rep *RollupRepair) ([]rollupRow, []oeeRollupRow, error) {
 	sites, locations := map[uint64]bool{}, map[uint64]bool{}
 	for k := range keys {
 		sites[k.site], locations[k.location] = true, true
@@ -181,24 +192,24 @@ func (s *Store) reconcileHour(ctx context.Context, hour int64, keys map[rollupKe
 	rows, err := s.conn.Query(ctx, `SELECT minMerge(min_id), maxMerge(max_id) FROM parts_hour_ranges
 		WHERE has(?, site) AND hour = ? GROUP BY partition`, siteList, at)
 	if err != nil {
-		return nil, fmt.Errorf("reconcile rollups: ranges of %s: %w", at, err)
+		return nil, nil, fmt.Errorf("reconcile rollups: ranges of %s: %w", at, err)
 	}
 	var ranges []string
 	for rows.Next() {
 		var lo, hi uint64
 		if err := rows.Scan(&lo, &hi); err != nil {
 			rows.Close()
-			return nil, fmt.Errorf("reconcile rollups: ranges of %s: %w", at, err)
+			return nil, nil, fmt.Errorf("reconcile rollups: ranges of %s: %w", at, err)
 		}
 		// Literal numbers: the list is built here from UInt64s.
 		ranges = append(ranges, "(id >= "+strconv.FormatUint(lo, 10)+" AND id <= "+strconv.FormatUint(hi, 10)+")")
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("reconcile rollups: ranges of %s: %w", at, err)
+		return nil, nil, fmt.Errorf("reconcile rollups: ranges of %s: %w", at, err)
 	}
 	if len(ranges) == 0 {
-		return nil, fmt.Errorf("reconcile rollups: no id ranges for %s after writing them", at)
+		return nil, nil, fmt.Errorf("reconcile rollups: no id ranges for %s after writing them", at)
 	}
 
 	sumCols := "toUInt64(sum(%s)), toUInt64(sum(%s)), toUInt64(sum(%s)), toUInt64(sum(%s)), toUInt64(sum(%s))"
@@ -209,7 +220,7 @@ func (s *Store) reconcileHour(ctx context.Context, hour int64, keys map[rollupKe
 		" AND recorded_at >= ? AND recorded_at < ? GROUP BY site, location_kind, location_id, product_id",
 		hour, siteList, locList, at, at.Add(time.Hour))
 	if err != nil {
-		return nil, fmt.Errorf("reconcile rollups: parts of %s: %w", at, err)
+		return nil, nil, fmt.Errorf("reconcile rollups: parts of %s: %w", at, err)
 	}
 	have, err := s.hourSums(ctx, "SELECT site, toString(location_kind), location_id, product_id, "+
 		fmt.Sprintf(sumCols, "produced", "good", "scrap", "rework", "events")+
@@ -217,7 +228,7 @@ func (s *Store) reconcileHour(ctx context.Context, hour int64, keys map[rollupKe
 		" GROUP BY site, location_kind, location_id, product_id",
 		hour, siteList, locList, at)
 	if err != nil {
-		return nil, fmt.Errorf("reconcile rollups: parts_hourly of %s: %w", at, err)
+		return nil, nil, fmt.Errorf("reconcile rollups: parts_hourly of %s: %w", at, err)
 	}
 
 	var fix []rollupRow
@@ -234,7 +245,129 @@ func (s *Store) reconcileHour(ctx context.Context, hour int64, keys map[rollupKe
 			fix = append(fix, rollupRow{key: k, sums: d})
 		}
 	}
+	oeeFix, err := s.reconcileOEEHour(ctx, hour, keys, ranges, siteList, locList, rep)
+	if err != nil {
+		return nil, nil, err
+	}
+	return fix, oeeFix, nil
+}
+
+// oeeRollupKey is one parts_oee_hourly key.
+type oeeRollupKey struct {
+	rollupKey
+	class string
+}
+
+// oeeRollupSums are parts_oee_hourly's summed columns.
+type oeeRollupSums struct {
+	produced, good, scrap, rework, idealQty uint64
+	idealTime                               float64
+}
+
+type oeeRollupRow struct {
+	key  oeeRollupKey
+	sums oeeRollupSums
+}
+
+// reconcileOEEHour does for parts_oee_hourly what reconcileHour does for
+// parts_hourly, by key and class. Parts stored before migration 0025 are
+// in no parts_oee_hourly row, so a key of an hour that holds some looks
+// short and gets them added too: harmless, since such a part counts the
+// same way (counted, its product's backfilled ideal) from either rollup.
+func (s *Store) reconcileOEEHour(ctx context.Context, hour int64, keys map[rollupKey]bool, ranges []string,
+	siteList, locList []uint64, rep *RollupRepair) ([]oeeRollupRow, error) {
+	at := time.Unix(hour, 0).UTC()
+	sums := func(q string, args ...any) (map[oeeRollupKey]oeeRollupSums, error) {
+		rows, err := s.conn.Query(ctx, q, args...)
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		out := map[oeeRollupKey]oeeRollupSums{}
+		for rows.Next() {
+			k := oeeRollupKey{rollupKey: rollupKey{hour: hour}}
+			var v oeeRollupSums
+			if err := rows.Scan(&k.site, &k.kind, &k.location, &k.product, &k.class,
+				&v.produced, &v.good, &v.scrap, &v.rework, &v.idealTime, &v.idealQty); err != nil {
+				return nil, err
+			}
+			out[k] = v
+		}
+		return out, rows.Err()
+	}
+	raw, err := sums("SELECT site, toString(location_kind), location_id, product_id, toString(oee_class), "+
+		"toUInt64(sum(quantity)), toUInt64(sumIf(quantity, quality = 'good')), toUInt64(sumIf(quantity, quality = 'scrap')), "+
+		"toUInt64(sumIf(quantity, quality = 'rework')), toFloat64(sumIf(ideal_cycle_time * quantity, ideal_cycle_time >= 0)), "+
+		"toUInt64(sumIf(quantity, ideal_cycle_time >= 0))"+
+		" FROM parts WHERE ("+strings.Join(ranges, " OR ")+") AND has(?, site) AND has(?, location_id)"+
+		" AND recorded_at >= ? AND recorded_at < ? GROUP BY site, location_kind, location_id, product_id, oee_class",
+		siteList, locList, at, at.Add(time.Hour))
+	if err != nil {
+		return nil, fmt.Errorf("reconcile rollups: parts of %s by class: %w", at, err)
+	}
+	have, err := sums("SELECT site, toString(location_kind), location_id, product_id, toString(oee_class), "+
+		"toUInt64(sum(produced)), toUInt64(sum(good)), toUInt64(sum(scrap)), toUInt64(sum(rework)), "+
+		"toFloat64(sum(ideal_time)), toUInt64(sum(ideal_qty))"+
+		" FROM parts_oee_hourly WHERE has(?, site) AND has(?, location_id) AND hour = ?"+
+		" GROUP BY site, location_kind, location_id, product_id, oee_class",
+		siteList, locList, at)
+	if err != nil {
+		return nil, fmt.Errorf("reconcile rollups: parts_oee_hourly of %s: %w", at, err)
+	}
+	var fix []oeeRollupRow
+	for k, want := range raw {
+		if !keys[k.rollupKey] {
+			continue
+		}
+		got := have[k]
+		d := oeeRollupSums{idealTime: want.idealTime - got.idealTime}
+		short, surplus := false, false
+		for _, p := range [][3]*uint64{{&want.produced, &got.produced, &d.produced}, {&want.good, &got.good, &d.good},
+			{&want.scrap, &got.scrap, &d.scrap}, {&want.rework, &got.rework, &d.rework}, {&want.idealQty, &got.idealQty, &d.idealQty}} {
+			switch {
+			case *p[1] > *p[0]:
+				surplus = true
+			case *p[1] < *p[0]:
+				*p[2], short = *p[0]-*p[1], true
+			}
+		}
+		switch {
+		case surplus:
+			rep.Surplus++
+			s.logger.Warn("parts_oee_hourly holds more than parts for a key; left as it is",
+				"site", k.site, "location_kind", k.kind, "location_id", k.location, "product_id", k.product,
+				"oee_class", k.class, "hour", at, "rollup_produced", got.produced, "parts_produced", want.produced)
+		case short:
+			fix = append(fix, oeeRollupRow{key: k, sums: d})
+		}
+	}
 	return fix, nil
+}
+
+// insertOEERollupFix writes the rows that complete parts_oee_hourly.
+func (s *Store) insertOEERollupFix(ctx context.Context, fix []oeeRollupRow, rep *RollupRepair) error {
+	if len(fix) == 0 {
+		return nil
+	}
+	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO parts_oee_hourly (site, location_kind, location_id, product_id, hour, oee_class, produced, good, scrap, rework, ideal_time, ideal_qty)")
+	if err != nil {
+		return fmt.Errorf("reconcile rollups: prepare parts_oee_hourly: %w", err)
+	}
+	for _, r := range fix {
+		if err := b.Append(r.key.site, r.key.kind, r.key.location, r.key.product, time.Unix(r.key.hour, 0).UTC(), r.key.class,
+			r.sums.produced, r.sums.good, r.sums.scrap, r.sums.rework, r.sums.idealTime, r.sums.idealQty); err != nil {
+			_ = b.Abort()
+			return fmt.Errorf("reconcile rollups: parts_oee_hourly: %w", err)
+		}
+	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("reconcile rollups: parts_oee_hourly: %w", err)
+	}
+	for _, r := range fix {
+		rep.OEERepaired++
+		rep.OEEProduced += r.sums.produced
+	}
+	return nil
 }
 
 // hourSums runs a query returning (site, kind, location, product, five

@@ -33,6 +33,9 @@ func TestReconcileRollups(t *testing.T) {
 			r.Quality = qualities[i%len(qualities)]
 			r.Quantity = uint32(1 + i%4)
 			r.RecordedMs = base + (off+int64(i))*2_000
+			if i%7 == 0 {
+				r.OEEClass = "unscheduled"
+			}
 			if err := b.Append(&r); err != nil {
 				t.Fatal(err)
 			}
@@ -53,6 +56,29 @@ func TestReconcileRollups(t *testing.T) {
 			t.Fatal(err)
 		}
 		return raw, roll
+	}
+	// oeeAgrees reports whether the OEE read through the rollups equals
+	// the read of the raw parts (classes and ideal times included).
+	oeeAgrees := func() bool {
+		t.Helper()
+		cuts := []int64{from.UnixMilli(), to.UnixMilli()}
+		sc := chstore.OEEScope{Site: 1, All: true}
+		roll, err := s.OEEParts(ctx, sc, cuts, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := s.OEEParts(ctx, sc, cuts, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		byKey := func(rs []chstore.OEEPartsRow) map[[3]uint64]chstore.OEEPartsRow {
+			m := map[[3]uint64]chstore.OEEPartsRow{}
+			for _, r := range rs {
+				m[[3]uint64{r.Location, r.Product, uint64(r.Segment)}] = r
+			}
+			return m
+		}
+		return len(raw) > 0 && reflect.DeepEqual(byKey(raw), byKey(roll))
 	}
 	events := func(rs []chstore.HourlyParts) (n uint64) {
 		for _, r := range rs {
@@ -83,13 +109,13 @@ func TestReconcileRollups(t *testing.T) {
 	}
 
 	// The crash: partition 1's block lands in parts, its views do not.
-	for _, v := range []string{"parts_hourly_mv", "parts_hour_ranges_mv"} {
+	for _, v := range []string{"parts_hourly_mv", "parts_oee_hourly_mv", "parts_hour_ranges_mv"} {
 		if err := s.Exec(ctx, "DETACH TABLE "+v); err != nil {
 			t.Fatal(err)
 		}
 	}
 	block(1, 0, 1200)
-	for _, v := range []string{"parts_hourly_mv", "parts_hour_ranges_mv"} {
+	for _, v := range []string{"parts_hourly_mv", "parts_oee_hourly_mv", "parts_hour_ranges_mv"} {
 		if err := s.Exec(ctx, "ATTACH TABLE "+v); err != nil {
 			t.Fatal(err)
 		}
@@ -104,13 +130,19 @@ func TestReconcileRollups(t *testing.T) {
 	if rangesCover(1, 0, 1199) {
 		t.Fatal("parts_hour_ranges covers the block whose views did not run")
 	}
+	if oeeAgrees() {
+		t.Fatal("the OEE rollups agree with parts while the block's views did not run")
+	}
 
 	rep, err := s.ReconcileRollups(ctx, "t", 1, 0, 1199)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Rows != 1200 || rep.Repaired == 0 || rep.Events != 1200 || rep.Surplus != 0 {
-		t.Fatalf("repair = %+v; want 1200 rows and events repaired", rep)
+	if rep.Rows != 1200 || rep.Repaired == 0 || rep.Events != 1200 || rep.Surplus != 0 || rep.OEERepaired == 0 {
+		t.Fatalf("repair = %+v; want 1200 rows and events repaired, in both hourly rollups", rep)
+	}
+	if !oeeAgrees() {
+		t.Fatal("after the repair the OEE rollups differ from parts")
 	}
 	raw, roll = compare()
 	if !reflect.DeepEqual(raw, roll) {
@@ -136,8 +168,11 @@ func TestReconcileRollups(t *testing.T) {
 	if err := s.Exec(ctx, "ATTACH TABLE parts_hourly_mv"); err != nil {
 		t.Fatal(err)
 	}
-	if rep, err := s.ReconcileRollups(ctx, "t", 1, 1200, 1499); err != nil || rep.Events != 300 {
-		t.Fatalf("repair of the half-rolled block = %+v, %v; want 300 events added", rep, err)
+	if rep, err := s.ReconcileRollups(ctx, "t", 1, 1200, 1499); err != nil || rep.Events != 300 || rep.OEERepaired != 0 {
+		t.Fatalf("repair of the half-rolled block = %+v, %v; want 300 events added to parts_hourly alone", rep, err)
+	}
+	if !oeeAgrees() {
+		t.Fatal("the OEE rollups differ from parts after the second repair")
 	}
 	if raw, roll := compare(); !reflect.DeepEqual(raw, roll) {
 		t.Fatal("rollup differs from parts after the second repair")
