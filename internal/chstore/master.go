@@ -227,10 +227,15 @@ type Location struct {
 	Timezone   string // the site's
 }
 
-// liveSites is the SQL of the ids of the open sites: neither deleted nor
-// deactivated. A closed site's locations take no parts and its users lose
-// it from their sites.
-const liveSites = "(SELECT groupArray(id) FROM sites FINAL WHERE deleted = 0 AND active = 1)"
+// openSites is the SQL of the ids of the open sites: neither deleted nor
+// deactivated. A closed site's locations take no parts, and a key whose
+// user has no open site left does not authenticate.
+const openSites = "(SELECT groupArray(id) FROM sites FINAL WHERE deleted = 0 AND active = 1)"
+
+// liveSites is the SQL of the ids of the sites not deleted: a deactivated
+// site stays among its users' sites, so that they can see it and open it
+// again.
+const liveSites = "(SELECT groupArray(id) FROM sites FINAL WHERE deleted = 0)"
 
 // Locations returns every live location (not deleted, external id set, of
 // an open site).
@@ -339,12 +344,13 @@ type KeyOwner struct {
 }
 
 // KeyByHash returns the active key with that hash and its active user, or
-// ErrNotFound. The user's sites are its open ones; a key whose user has
-// none left is not found.
+// ErrNotFound. The user's sites are those not deleted; a key whose user
+// has no open site left (all deleted or deactivated) is not found.
 func (s *Store) KeyByHash(ctx context.Context, hash string) (KeyOwner, error) {
-	rows, err := s.conn.Query(ctx, `SELECT k.id, k.prefix, k.hash, k.scopes, u.id, u.username, u.admin, u.open
+	rows, err := s.conn.Query(ctx, `SELECT k.id, k.prefix, k.hash, k.scopes, u.id, u.username, u.admin, u.live
 		FROM (SELECT id, user, prefix, hash, scopes FROM apikeys FINAL WHERE hash = ? AND deleted = 0 AND active = 1) AS k
-		ALL INNER JOIN (SELECT id, id AS user, username, admin, arrayFilter(x -> has(`+liveSites+`, x), sites) AS open
+		ALL INNER JOIN (SELECT id, id AS user, username, admin, arrayFilter(x -> has(`+liveSites+`, x), sites) AS live,
+				arrayFilter(x -> has(`+openSites+`, x), sites) AS open
 			FROM users FINAL WHERE deleted = 0 AND active = 1) AS u
 		USING user WHERE notEmpty(u.open)`, hash)
 	if err != nil {

@@ -114,4 +114,16 @@ func TestClosedSiteStopsIngest(t *testing.T) {
 			}
 		})
 	}
+
+	// A deactivated site stays visible to its admin, who can open it
+	// again: then it takes parts again.
+	if status, body := p.write(t, http.MethodPut, "/api/1.0/sites/3/", url.Values{"active": {"True"}}); status != http.StatusOK ||
+		!strings.Contains(body, `"success":true`) {
+		t.Fatalf("reopen site 3: %d %s", status, body)
+	}
+	waitFor(t, 3*time.Second, "site 3 taking parts again", func() bool {
+		a, _ := p.postAs(t, p.apiKey, "line_c")
+		c, _ := p.postAs(t, keyC, "line_c")
+		return a == http.StatusOK && c == http.StatusOK
+	})
 }

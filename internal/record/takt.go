@@ -74,8 +74,9 @@ var siteArea = &Area{
 			Doc: "IANA time zone, e.g. Europe/Berlin: local times of the site's records are shown in it."},
 		Field{Name: "site", Type: l2l.Int, Expr: "id", Flags: Read, Doc: "The site's own id."},
 		Field{Name: "active", Kind: Bool, Flags: Read | Write, Default: true,
-			Doc: "A closed site (False, or deleted) takes no parts: its locations are unknown at ingest, it drops out" +
-				" of its users' sites, and the keys of users left without an open site stop working (within 2 s)."},
+			Doc: "A closed site (False, or deleted) takes no parts: its locations are unknown at ingest, and the keys" +
+				" of users left without an open site stop working (within 2 s). A deactivated site stays visible to its" +
+				" users, who can set it active again."},
 	),
 }
 
