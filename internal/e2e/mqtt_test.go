@@ -93,8 +93,8 @@ func TestMQTTKillsLoseNothing(t *testing.T) {
 		cm, err := autopaho.NewConnection(ctx, autopaho.ClientConfig{
 			ServerUrls: []*url.URL{u}, KeepAlive: 10, SessionExpiryInterval: 3600,
 			ConnectUsername: "press", ConnectPassword: []byte(seeded.APIKey),
-			ConnectRetryDelay: 200 * time.Millisecond, ReconnectBackoff: func(int) time.Duration { return 200 * time.Millisecond },
-			ConnectTimeout: 5 * time.Second,
+			ReconnectBackoff: func(int) time.Duration { return 200 * time.Millisecond },
+			ConnectTimeout:   5 * time.Second,
 			ClientConfig: paho.ClientConfig{ClientID: fmt.Sprintf("press-%d", d), Session: state.NewInMemory(),
 				PacketTimeout: 2 * time.Minute},
 		})
