@@ -79,6 +79,14 @@ const (
 
 func newFakeHandler(t testing.TB, prod producer, logger *slog.Logger) *gin.Engine {
 	t.Helper()
+	return newFakeHandlerTimeout(t, prod, logger, 100*time.Millisecond)
+}
+
+// newFakeHandlerTimeout is newFakeHandler with its own produce timeout,
+// for producers that go through a network (a first produce also fetches
+// the cluster's metadata, which on a busy machine takes more than 100 ms).
+func newFakeHandlerTimeout(t testing.TB, prod producer, logger *slog.Logger, produceTimeout time.Duration) *gin.Engine {
+	t.Helper()
 	keys := fakeKeys{
 		keyIngest: {KeyID: 1, Prefix: auth.Prefix(keyIngest), Sites: []uint64{1}, Scopes: []string{"ingest"}},
 		keyRead:   {KeyID: 2, Prefix: auth.Prefix(keyRead), Sites: []uint64{1}, Scopes: []string{"read"}},
@@ -96,7 +104,7 @@ func newFakeHandler(t testing.TB, prod producer, logger *slog.Logger) *gin.Engin
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	h := newHandler(keys, locs, prod, "parts", 1024, 100*time.Millisecond, logger, m)
+	h := newHandler(keys, locs, prod, "parts", 1024, produceTimeout, logger, m)
 	h.now = func() time.Time { return testNow }
 	r := httpx.NewEngine(logger)
 	r.POST(Path, h.serve)

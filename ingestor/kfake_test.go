@@ -43,7 +43,7 @@ func newKfakeProducer(t *testing.T) (*kfake.Cluster, *kgo.Client) {
 // location, as the message the processor decodes.
 func TestIngestOnKfake(t *testing.T) {
 	_, cl := newKfakeProducer(t)
-	r := newFakeHandler(t, cl, nil)
+	r := newFakeHandlerTimeout(t, cl, nil, 5*time.Second)
 	for _, body := range []string{
 		`{"part":{"external_id":"line_1","quantity":3,"product":"PROD001"}}`,
 		`{"part":{"external_id":"m_7","quality":"scrap","reason":"R1"}}`,

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -284,6 +285,7 @@ func TestBadKeyFloodIsRefused(t *testing.T) {
 	}
 	codes := map[int]int{}
 	var retry string
+	start := time.Now()
 	for range 60 {
 		k, _, _ := auth.NewKey()
 		code, ra, _ := postPart(t, base, k)
@@ -292,8 +294,12 @@ func TestBadKeyFloodIsRefused(t *testing.T) {
 			retry = ra
 		}
 	}
-	if codes[401] != 10 || codes[429] != 50 || retry != "5" {
-		t.Errorf("60 random keys: %v, Retry-After %q; want 10 × 401, 50 × 429, Retry-After 5", codes, retry)
+	// The budget refills at 0.2 a second: a slow machine may have earned
+	// one more look-up, and the wait it announces is what is left of the
+	// next token's 5 s.
+	refilled := int(time.Since(start).Seconds() * 0.2)
+	if codes[401] < 10 || codes[401] > 10+refilled || codes[401]+codes[429] != 60 || !retryWithin(retry, 5) {
+		t.Errorf("60 random keys: %v, Retry-After %q; want 10 (+%d refilled) × 401, the rest 429, Retry-After 1 to 5", codes, retry, refilled)
 	}
 	if code, _, body := postPart(t, base, s.key); code != 200 {
 		t.Errorf("good key after the flood: %d %s", code, body)
@@ -307,4 +313,11 @@ func TestBadKeyFloodIsRefused(t *testing.T) {
 	if want := `takt_ingestor_auth_store_lookups_total{result="not_found"} 10`; !strings.Contains(string(metrics), want) {
 		t.Errorf("metrics lack %q:\n%s", want, grepLines(string(metrics), "auth_store_lookups"))
 	}
+}
+
+// retryWithin reports whether a Retry-After header is a whole number of
+// seconds from 1 to max.
+func retryWithin(h string, max int) bool {
+	n, err := strconv.Atoi(h)
+	return err == nil && n >= 1 && n <= max
 }

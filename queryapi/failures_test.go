@@ -3,7 +3,9 @@ package queryapi
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/takt/takt/internal/auth"
 )
@@ -15,18 +17,22 @@ func TestBadKeyFloodIsRefused(t *testing.T) {
 	store, rdb, cfg, _ := seededDB(t)
 	f := &fixture{srv: serve(t, store, rdb, nil, cfg)}
 	codes := map[int]int{}
+	start := time.Now()
 	for range 30 {
 		key, _, _ := auth.NewKey()
 		status, hdr, body := f.get(t, "/api/1.0/sites/", key)
 		codes[status]++
 		if status == http.StatusTooManyRequests {
 			var e envelope
-			if err := json.Unmarshal(body, &e); err != nil || e.Success || e.Error == "" || hdr.Get("Retry-After") != "5" {
+			// What is left of the next token's 5 s (the budget refills at 0.2 a second).
+			ra, _ := strconv.Atoi(hdr.Get("Retry-After"))
+			if err := json.Unmarshal(body, &e); err != nil || e.Success || e.Error == "" || ra < 1 || ra > 5 {
 				t.Fatalf("429 with Retry-After %q, body %s", hdr.Get("Retry-After"), body)
 			}
 		}
 	}
-	if codes[http.StatusUnauthorized] != 10 || codes[http.StatusTooManyRequests] != 20 {
-		t.Fatalf("30 random keys: %v; want 10 × 401, 20 × 429", codes)
+	refilled := int(time.Since(start).Seconds() * 0.2) // a slow machine may have earned more
+	if n := codes[http.StatusUnauthorized]; n < 10 || n > 10+refilled || n+codes[http.StatusTooManyRequests] != 30 {
+		t.Fatalf("30 random keys: %v; want 10 (+%d refilled) × 401, the rest 429", codes, refilled)
 	}
 }
