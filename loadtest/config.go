@@ -34,6 +34,11 @@ type Config struct {
 	IngestURL string
 	QueryURL  string
 	Key       string
+	// Transport is http (the ingest API) or mqtt (QoS 1 publishes to
+	// MQTTAddr over MQTTConns connections).
+	Transport string
+	MQTTAddr  string
+	MQTTConns int
 	// ClickHouse is where -verify counts and where locations and
 	// products are provisioned.
 	ClickHouseAddr []string
@@ -104,6 +109,7 @@ func DefaultConfig() Config {
 		ClickHouseAddr: []string{"127.0.0.1:19000"}, ClickHouseDB: "takt",
 		Machines: 50, Rate: 1000, InFlight: 512, Duration: 10 * time.Second, MaxParts: 1_000_000,
 		Batch: 1, Scrap: 0.02, Rework: 0.01, StopEvery: 20 * time.Second, StopFor: 2 * time.Second,
+		Transport: "http", MQTTAddr: "127.0.0.1:11883", MQTTConns: 8,
 		Seed: 1, Provision: true, DrainTimeout: 60 * time.Second, Timeout: 10 * time.Second,
 	}
 }
@@ -117,6 +123,9 @@ func (c *Config) Flags(fs *flag.FlagSet, envFile *string) {
 	fs.StringVar(&c.IngestURL, "url", "", "ingestor base URL (default: INGEST_URL of -env, else "+c.IngestURL+")")
 	fs.StringVar(&c.QueryURL, "query-url", "", "query API base URL for freshness (default: QUERY_URL of -env)")
 	fs.StringVar(&c.Key, "key", "", "API key (default: API_KEY of -env)")
+	fs.StringVar(&c.Transport, "transport", c.Transport, "http (the ingest API) or mqtt (QoS 1 publishes, acknowledged after Kafka)")
+	fs.StringVar(&c.MQTTAddr, "mqtt", "", "-transport mqtt: the ingestor's MQTT address (default: MQTT_ADDR of -env)")
+	fs.IntVar(&c.MQTTConns, "mqtt-conns", c.MQTTConns, "-transport mqtt: MQTT connections the sends are spread over")
 	fs.IntVar(&c.Machines, "machines", c.Machines, "simulated machines (locations)")
 	fs.Float64Var(&c.Rate, "rate", c.Rate, "open loop: target parts/s")
 	fs.IntVar(&c.Concurrency, "concurrency", 0, "closed loop: this many senders, each waiting for its answer (saturation); overrides -rate")
@@ -193,6 +202,7 @@ func (c *Config) ApplyEnvFile(path string) error {
 	fill(&c.IngestURL, "INGEST_URL", def.IngestURL)
 	fill(&c.QueryURL, "QUERY_URL", def.QueryURL)
 	fill(&c.Key, "API_KEY", "")
+	fill(&c.MQTTAddr, "MQTT_ADDR", def.MQTTAddr)
 	fill(&c.ClickHouseDB, "CLICKHOUSE_DB", def.ClickHouseDB)
 	if a := vals["CLICKHOUSE_ADDR"]; a != "" && (len(c.ClickHouseAddr) == 0 || slicesEqual(c.ClickHouseAddr, def.ClickHouseAddr)) {
 		c.ClickHouseAddr = strings.Split(a, ",")
@@ -215,6 +225,12 @@ func slicesEqual(a, b []string) bool {
 // Validate reports every problem with c at once.
 func (c Config) Validate() error {
 	var p config.Problems
+	p.Addf(c.Transport != "http" && c.Transport != "mqtt", "-transport %q: http or mqtt", c.Transport)
+	if c.Transport == "mqtt" {
+		host, _, err := net.SplitHostPort(c.MQTTAddr)
+		p.Addf(err != nil || !isLoopbackHost(host), "-mqtt %q: loopback host:port only", c.MQTTAddr)
+		p.Addf(c.MQTTConns < 1 || c.MQTTConns > MaxConcurrency, "-mqtt-conns %d: between 1 and %d", c.MQTTConns, MaxConcurrency)
+	}
 	for _, u := range []struct{ name, url string }{{"-url", c.IngestURL}, {"-query-url", c.QueryURL}} {
 		if u.name == "-query-url" && !c.Verify {
 			continue

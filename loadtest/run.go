@@ -54,6 +54,7 @@ type runner struct {
 	index        map[*machine]int
 
 	fresh *freshness // nil unless -verify
+	mqtt  *mqttPool  // -transport mqtt
 	bufs  sync.Pool
 }
 
@@ -90,6 +91,16 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (*Report, error) 
 	r.url = cfg.IngestURL + singlePath
 	if cfg.Batch > 1 {
 		r.url = cfg.IngestURL + batchPath
+	}
+
+	if cfg.Transport == "mqtt" {
+		pool, err := newMQTTPool(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		defer pool.close()
+		r.mqtt = pool
+		r.url = "mqtt://" + cfg.MQTTAddr
 	}
 
 	var store *chstore.Store
@@ -182,6 +193,9 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (*Report, error) 
 	if mode == "open" {
 		rep.RateTarget = cfg.Rate
 	}
+	if r.mqtt != nil {
+		rep.Target = r.url
+	}
 	if elapsed > 0 {
 		rep.RateAchieved = float64(rep.Acked) / elapsed.Seconds()
 		rep.RequestsPerS = float64(rep.Requests) / elapsed.Seconds()
@@ -218,6 +232,10 @@ func (r *runner) send(ctx context.Context, parts []simPart, due time.Time) {
 
 	r.requests.Add(1)
 	r.sent.Add(int64(len(parts)))
+	if r.mqtt != nil {
+		r.sendMQTT(ctx, parts, *bp, due)
+		return
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.url, bytes.NewReader(*bp))
 	if err != nil {
 		r.fail(parts, "transport", err, true)
