@@ -2,8 +2,10 @@ package loadtest
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,8 +21,9 @@ import (
 
 // TestHarnessEndToEnd runs the harness with -verify against an in-process
 // pipeline (ingestor, processor, query API) on scratch resources of the
-// local stack: a few hundred parts, single and batched; nothing may be
-// lost or duplicated, and sampled parts must show up in the query API.
+// local stack: a few hundred parts, single and batched, over HTTP and
+// over MQTT; nothing may be lost or duplicated, and sampled parts must
+// show up in the query API.
 func TestHarnessEndToEnd(t *testing.T) {
 	store, chCfg := testenv.ClickHouse(t)
 	e := testenv.Stack(t)
@@ -38,6 +41,7 @@ func TestHarnessEndToEnd(t *testing.T) {
 	ic := ingestor.ConfigFromEnv(noEnv)
 	ic.Addr, ic.Brokers, ic.Topic, ic.ClickHouse = freeAddr(t), e.Brokers, topic, chCfg
 	ic.RedisAddr, ic.RedisPrefix = e.Redis, prefix
+	ic.MQTTAddr, ic.DLQTopic = freeAddr(t), dlq
 	pc := processor.Config{
 		Brokers: e.Brokers, Topic: topic, DLQTopic: dlq, Group: testenv.Name("takt-lt-"),
 		SessionTimeout: 6 * time.Second, BatchRows: 5000, BatchInterval: 100 * time.Millisecond,
@@ -63,23 +67,44 @@ func TestHarnessEndToEnd(t *testing.T) {
 		waitReady(t, "http://"+addr)
 	}
 
-	for _, batch := range []int{1, 25} {
+	for _, tc := range []struct {
+		transport string
+		batch     int
+	}{{"http", 1}, {"http", 25}, {"mqtt", 1}, {"mqtt", 25}} {
+		name := fmt.Sprintf("%s batch %d", tc.transport, tc.batch)
 		cfg := DefaultConfig()
 		cfg.IngestURL, cfg.QueryURL, cfg.Key = "http://"+ic.Addr, "http://"+qc.Addr, seeded.APIKey
+		cfg.Transport, cfg.MQTTAddr, cfg.MQTTConns = tc.transport, ic.MQTTAddr, 3
 		cfg.ClickHouseAddr, cfg.ClickHouseDB = chCfg.Addr, chCfg.Database
-		cfg.Machines, cfg.Rate, cfg.MaxParts, cfg.Duration, cfg.Batch = 8, 400, 300, 5*time.Second, batch
+		cfg.Machines, cfg.Rate, cfg.MaxParts, cfg.Duration, cfg.Batch = 8, 400, 300, 5*time.Second, tc.batch
 		cfg.StopEvery, cfg.StopFor = 300*time.Millisecond, 100*time.Millisecond
 		cfg.Verify, cfg.DrainTimeout = true, 20*time.Second
 		rep, err := Run(ctx, cfg, logger)
 		if err != nil {
-			t.Fatalf("batch %d: %v", batch, err)
+			t.Fatalf("%s: %v", name, err)
 		}
 		if !rep.Verified || rep.Lost != 0 || rep.Duplicated != 0 || rep.Acked != 300 || rep.Errors != 0 ||
 			rep.StoredRows != 300 || rep.StoredQty != uint64(rep.AckedQty) {
-			t.Errorf("batch %d: %+v", batch, rep)
+			t.Errorf("%s: %+v", name, rep)
 		}
 		if rep.Freshness.N == 0 {
-			t.Errorf("batch %d: no freshness sample (%d never seen)", batch, rep.Freshness.Timeouts)
+			t.Errorf("%s: no freshness sample (%d never seen)", name, rep.Freshness.Timeouts)
+		}
+		if tc.transport == "mqtt" && rep.Target != "mqtt://"+ic.MQTTAddr {
+			t.Errorf("%s: report target %q", name, rep.Target)
+		}
+	}
+
+	// Connection failures are told as what they are, not as a timeout.
+	for _, tc := range []struct{ name, addr, key, want string }{
+		{"wrong key", ic.MQTTAddr, "takt_" + strings.Repeat("x", 40), "connection refused: server denied connect"},
+		{"nothing listening", freeAddr(t), seeded.APIKey, "connect: connection refused"},
+	} {
+		cfg := DefaultConfig()
+		cfg.Transport, cfg.MQTTAddr, cfg.MQTTConns, cfg.Key = "mqtt", tc.addr, 1, tc.key
+		_, err := newMQTTPool(ctx, cfg)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want it to contain %q", tc.name, err, tc.want)
 		}
 	}
 }

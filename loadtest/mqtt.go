@@ -2,6 +2,7 @@ package loadtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"sync/atomic"
@@ -28,10 +29,13 @@ func newMQTTPool(ctx context.Context, cfg Config) (*mqttPool, error) {
 	p := &mqttPool{}
 	run := time.Now().UnixNano()
 	for i := range cfg.MQTTConns {
+		w := &connectWatch{refused: make(chan error, 1)}
 		cm, err := autopaho.NewConnection(ctx, autopaho.ClientConfig{
-			ServerUrls: []*url.URL{u}, KeepAlive: 30, SessionExpiryInterval: 600,
+			ServerUrls: []*url.URL{u}, KeepAlive: 30, SessionExpiryInterval: mqttSessionExpiry,
 			ConnectUsername: "loadtest", ConnectPassword: []byte(cfg.Key),
-			ConnectRetryDelay: 200 * time.Millisecond, ConnectTimeout: 5 * time.Second,
+			ReconnectBackoff: autopaho.NewConstantBackoff(200 * time.Millisecond),
+			ConnectTimeout:   5 * time.Second,
+			OnConnectError:   w.failed,
 			ClientConfig: paho.ClientConfig{ClientID: fmt.Sprintf("loadtest-%d-%d", run, i),
 				Session: state.NewInMemory(), PacketTimeout: cfg.Timeout},
 		})
@@ -40,15 +44,53 @@ func newMQTTPool(ctx context.Context, cfg Config) (*mqttPool, error) {
 			return nil, err
 		}
 		p.conns = append(p.conns, cm)
-		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err = cm.AwaitConnection(actx)
-		cancel()
-		if err != nil {
+		if err := w.await(ctx, cm); err != nil {
 			p.close()
 			return nil, fmt.Errorf("mqtt %s: %w", cfg.MQTTAddr, err)
 		}
 	}
 	return p, nil
+}
+
+// mqttSessionExpiry (seconds) keeps a connection's session, and the QoS 1
+// messages it has in flight, across a reconnect during a run, and lets the
+// ingestor forget it soon after the run.
+const mqttSessionExpiry = 120
+
+// connectWatch keeps what went wrong with a connection's attempts:
+// autopaho retries by itself, and without this a refused dial or CONNACK
+// would surface as a bare timeout.
+type connectWatch struct {
+	last    atomic.Pointer[error]
+	refused chan error // the first CONNACK refusal
+}
+
+func (w *connectWatch) failed(err error) {
+	w.last.Store(&err)
+	if ce := (*autopaho.ConnackError)(nil); errors.As(err, &ce) {
+		select {
+		case w.refused <- err:
+		default:
+		}
+	}
+}
+
+// await waits up to 10 s for cm's first connection. A CONNACK that
+// refuses (a wrong key) ends the wait at once: retrying cannot help.
+func (w *connectWatch) await(ctx context.Context, cm *autopaho.ConnectionManager) error {
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- cm.AwaitConnection(actx) }()
+	select {
+	case err := <-done:
+		if e := w.last.Load(); err != nil && e != nil {
+			return fmt.Errorf("no connection in 10 s; last attempt: %w", *e)
+		}
+		return err
+	case err := <-w.refused:
+		return fmt.Errorf("connection refused: %w", err)
+	}
 }
 
 func (p *mqttPool) close() {
