@@ -45,7 +45,7 @@ test-unit: ## tests that need no servers
 loadtest: up ## a short verified run of the load harness; LOADTEST_ARGS="-rate 5000 -duration 30s" changes it
 	$(GO) run ./loadtest/cmd/loadtest -verify -duration 10s -rate 1000 $(LOADTEST_ARGS)
 
-bench: up ## the four figures of bench/README.md on the local stack (~4 min): bench/report.md, bench/report.json
+bench: up ## the figures of bench/README.md on the local stack (~5 min): bench/report.md, bench/report.json
 	$(GO) run ./loadtest/cmd/bench -out bench $(BENCH_ARGS)
 
 build:

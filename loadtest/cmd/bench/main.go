@@ -2,11 +2,13 @@
 // go and writes bench/report.json and bench/report.md: single-part ingest
 // next to a bare gin server at saturation, single-part ingest at a fixed
 // 5,000 parts/s with verification, batch ingest at saturation with
-// verification, and the processor next to ClickHouse's Kafka table engine.
+// verification, the processor next to ClickHouse's Kafka table engine, and
+// single-part MQTT next to single-part HTTP (at saturation, and MQTT at
+// 5,000 parts/s with verification).
 // See bench/README.md. `make bench` runs it.
 //
 // It builds and starts its own ingestor (from this tree, on
-// 127.0.0.1:18180, pprof on) and the bare server (127.0.0.1:18090) against
+// 127.0.0.1:18180, MQTT on 127.0.0.1:18183, pprof on) and the bare server (127.0.0.1:18090) against
 // the stack, so the figures are those of the code in the tree, whatever
 // binary the stack runs. Everything is bounded: about four minutes.
 package main
@@ -34,7 +36,15 @@ import (
 
 const (
 	ingestAddr = "127.0.0.1:18180"
+	mqttAddr   = "127.0.0.1:18183"
 	bareAddr   = "127.0.0.1:18090"
+)
+
+// The MQTT figures' load: in flight at once, and over how many MQTT
+// connections (HTTP uses one connection per request in flight).
+const (
+	mqttConcurrency = 128
+	mqttConns       = 8
 )
 
 // Report is bench/report.json.
@@ -57,6 +67,14 @@ type Report struct {
 	ProcessorError  string                    `json:"processor_error,omitempty"`
 	ProfileTop      string                    `json:"ingest_cpu_profile_top,omitempty"`
 	BatchProfileTop string                    `json:"batch_cpu_profile_top,omitempty"`
+	// MQTT: single-part over HTTP and over MQTT, closed loop, one after
+	// the other at the same concurrency; then MQTT at 5,000 parts/s with
+	// -verify.
+	MQTTHTTP       *loadtest.Report `json:"mqtt_vs_http_http"`
+	MQTTSaturation *loadtest.Report `json:"mqtt_vs_http_mqtt"`
+	MQTTRatio      float64          `json:"mqtt_vs_http_ratio"`
+	MQTTFixed      *loadtest.Report `json:"mqtt_fixed_rate"`
+	MQTTProfileTop string           `json:"mqtt_cpu_profile_top,omitempty"`
 }
 
 func main() {
@@ -66,7 +84,8 @@ func main() {
 	fixedDur := flag.Duration("fixed", 30*time.Second, "length of the fixed-rate run")
 	batchDur := flag.Duration("batch", 15*time.Second, "length of the batch run")
 	procParts := flag.Int("processor-parts", 1_000_000, "parts in the processor comparison's topic")
-	only := flag.String("only", "1,2,3,4", "figures to measure (comma-separated)")
+	mqttDur := flag.Duration("mqtt", 20*time.Second, "length of each run of the MQTT figures (5 and 6)")
+	only := flag.String("only", "1,2,3,4,5,6", "figures to measure (comma-separated)")
 	verbose := flag.Bool("v", false, "log at info level")
 	flag.Parse()
 	level := slog.LevelWarn
@@ -80,13 +99,13 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *out, *envFile, *saturation, *fixedDur, *batchDur, *procParts, figs, logger); err != nil {
+	if err := run(ctx, *out, *envFile, *saturation, *fixedDur, *batchDur, *mqttDur, *procParts, figs, logger); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, out, envFile string, satD, fixedD, batchD time.Duration, procParts int, figs map[string]bool, logger *slog.Logger) error {
+func run(ctx context.Context, out, envFile string, satD, fixedD, batchD, mqttD time.Duration, procParts int, figs map[string]bool, logger *slog.Logger) error {
 	env, err := loadtest.ReadEnvFile(envFile)
 	if err != nil {
 		return err
@@ -109,6 +128,7 @@ func run(ctx context.Context, out, envFile string, satD, fixedD, batchD time.Dur
 		"TAKT_CLICKHOUSE_ADDR=" + env["CLICKHOUSE_ADDR"], "TAKT_CLICKHOUSE_DB=" + env["CLICKHOUSE_DB"],
 		"TAKT_REDIS_ADDR=" + env["REDIS_ADDR"], "TAKT_KAFKA_BROKERS=" + env["KAFKA_BROKERS"],
 		"TAKT_PARTS_TOPIC=" + env["PARTS_TOPIC"], "TAKT_INGEST_ADDR=" + ingestAddr, "TAKT_PPROF=true",
+		"TAKT_MQTT_ADDR=" + mqttAddr,
 		"TAKT_LOG_LEVEL=warn", "TAKT_BARE_ADDR=" + bareAddr,
 	}
 	logDir := filepath.Join(".run", "logs")
@@ -218,6 +238,47 @@ func run(ctx context.Context, out, envFile string, satD, fixedD, batchD time.Dur
 			fmt.Fprintf(os.Stderr, "processor %.0f parts/s, Kafka engine %.0f parts/s, ratio %.2f\n",
 				fig.ProcessorPartsPerS, fig.EnginePartsPerS, fig.Ratio)
 		}
+	}
+
+	// 5. Single-part over HTTP and over MQTT at saturation: the same
+	// harness, concurrency and ingestor, one after the other.
+	if figs["5"] {
+		for _, transport := range []string{"http", "mqtt"} {
+			c := base
+			c.IngestURL, c.Transport, c.MQTTAddr, c.MQTTConns = "http://"+ingestAddr, transport, mqttAddr, mqttConns
+			c.Concurrency, c.Duration = mqttConcurrency, mqttD
+			c.Label = fmt.Sprintf("single-part over %s at saturation, %d in flight", transport, mqttConcurrency)
+			var prof chan string
+			if transport == "mqtt" {
+				c.Label += fmt.Sprintf(" over %d connections", mqttConns)
+				prof = profile(ctx, ingestAddr, min(mqttD-2*time.Second, 10*time.Second), filepath.Join(out, "mqtt-cpu.pprof"), filepath.Join(bin, "bench-ingestor"))
+			}
+			r, err := loadtest.Run(ctx, c, logger)
+			if err != nil {
+				return fmt.Errorf("%s: %w", c.Label, err)
+			}
+			say(r)
+			if transport == "http" {
+				rep.MQTTHTTP = r
+			} else {
+				rep.MQTTSaturation = r
+				rep.MQTTProfileTop = <-prof
+			}
+		}
+		if rep.MQTTHTTP.RateAchieved > 0 {
+			rep.MQTTRatio = rep.MQTTSaturation.RateAchieved / rep.MQTTHTTP.RateAchieved
+		}
+	}
+
+	// 6. MQTT at a fixed 5,000 parts/s with verification: PUBACK latency.
+	if figs["6"] {
+		c := base
+		c.Transport, c.MQTTAddr, c.MQTTConns = "mqtt", mqttAddr, mqttConns
+		c.Rate, c.Duration, c.Verify, c.Label = 5000, mqttD, true, "single-part over MQTT at 5,000 parts/s"
+		if rep.MQTTFixed, err = loadtest.Run(ctx, c, logger); err != nil {
+			return fmt.Errorf("%s: %w", c.Label, err)
+		}
+		say(rep.MQTTFixed)
 	}
 
 	b, err := json.MarshalIndent(rep, "", "  ")
@@ -347,6 +408,14 @@ func markdown(r *Report) string {
 	} else if r.ProcessorError != "" {
 		p("| 4. processor vs ClickHouse Kafka engine | not measured: %s | ≥ 1.0× |\n", r.ProcessorError)
 	}
+	if h, m := r.MQTTHTTP, r.MQTTSaturation; h != nil && m != nil {
+		p("| 5. single-part MQTT vs HTTP at saturation (%d in flight, %.0f s each) | MQTT %.0f parts/s (p99 %.1f ms, errors %d) vs HTTP %.0f parts/s (p99 %.1f ms, errors %d): **%.2f×** | ≥ 3× |\n",
+			mqttConcurrency, m.DurationS, m.RateAchieved, m.Latency.P99, m.Errors, h.RateAchieved, h.Latency.P99, h.Errors, r.MQTTRatio)
+	}
+	if f := r.MQTTFixed; f != nil {
+		p("| 6. single-part MQTT at %.0f parts/s for %.0f s | achieved %.0f/s, PUBACK p99 **%.1f ms** (p99.9 %.1f, max %.1f), errors %d, dropped %d, lost %d, duplicated %d, verified %v | 0 errors/lost/dup |\n",
+			f.RateTarget, f.DurationS, f.RateAchieved, f.Latency.P99, f.Latency.P999, f.Latency.Max, f.Errors, f.Dropped, f.Lost, f.Duplicated, f.Verified)
+	}
 	p("\n## Runs\n\n```\n")
 	var all []*loadtest.Report
 	all = append(all, r.BareRuns...)
@@ -357,12 +426,18 @@ func markdown(r *Report) string {
 	if r.Batch != nil {
 		all = append(all, r.Batch)
 	}
+	for _, x := range []*loadtest.Report{r.MQTTHTTP, r.MQTTSaturation, r.MQTTFixed} {
+		if x != nil {
+			all = append(all, x)
+		}
+	}
 	for _, x := range all {
 		x.Summary(&b)
 		b.WriteString("\n")
 	}
 	p("```\n")
-	for _, t := range []struct{ name, top string }{{"single-part saturation", r.ProfileTop}, {"batch", r.BatchProfileTop}} {
+	for _, t := range []struct{ name, top string }{{"single-part saturation", r.ProfileTop}, {"batch", r.BatchProfileTop},
+		{"single-part MQTT saturation", r.MQTTProfileTop}} {
 		if t.top == "" {
 			continue
 		}
