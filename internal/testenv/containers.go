@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
+	"github.com/moby/moby/api/types/container"
 	"github.com/docker/go-units"
 	"github.com/goccy/go-yaml"
 	"github.com/testcontainers/testcontainers-go"
