@@ -19,9 +19,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moby/moby/api/types/container"
 	"github.com/docker/go-units"
 	"github.com/goccy/go-yaml"
+	"github.com/moby/moby/api/types/container"
 	"github.com/testcontainers/testcontainers-go"
 	"github.com/testcontainers/testcontainers-go/modules/kafka"
 	tcredis "github.com/testcontainers/testcontainers-go/modules/redis"
