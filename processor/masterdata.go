@@ -73,8 +73,12 @@ func (c *masterData) reload(ctx context.Context) error {
 }
 
 func (c *masterData) reloadLocked(ctx context.Context) error {
-	c.m.catalogRefresh.Inc()
-	defer func() { c.lastReload = time.Now() }()
+	// Counted when the reload has ended, so a reader of the counter who
+	// saw it move twice after a write knows a whole reload began after it.
+	defer func() {
+		c.lastReload = time.Now()
+		c.m.catalogRefresh.Inc()
+	}()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	products, err := c.src.Products(ctx)

@@ -89,7 +89,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		catalogRefresh: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "takt_processor_catalog_refreshes_total",
-			Help: "Reloads of the product and reason catalog.",
+			Help: "Reloads of the product and reason catalog, counted as each ends (success or not).",
 		}),
 		catalogErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "takt_processor_catalog_refresh_errors_total",

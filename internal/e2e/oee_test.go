@@ -307,7 +307,6 @@ func (pl *player) writeProduct(s *scenarioSite, method, code string, form url.Va
 	if !ok {
 		t.Fatalf("product %q is not the scenario's", code)
 	}
-	before := pl.catalogReloads()
 	form.Set("auth", pl.p.apiKey)
 	req, _ := http.NewRequest(method, fmt.Sprintf("%s/api/1.0/products/%d/", pl.p.query, id), strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -323,8 +322,11 @@ func (pl *player) writeProduct(s *scenarioSite, method, code string, form url.Va
 	if err := json.Unmarshal(b, &env); err != nil || !env.Success {
 		t.Fatalf("%s product %s: %d %s", method, code, resp.StatusCode, b)
 	}
-	// A reload that started after the write had ended sees it; the
-	// second one after it starts only once the first has finished.
+	// The counter moves when a reload ends. Of the reloads that end after
+	// the write's answer, the first may have begun before the write; the
+	// second began after the first ended (reloads take turns), so it read
+	// the write.
+	before := pl.catalogReloads()
 	waitFor(t, 30*time.Second, "the processor to reload master data", func() bool { return pl.catalogReloads() >= before+2 })
 }
 
