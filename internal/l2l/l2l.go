@@ -40,6 +40,10 @@ const (
 	// ISO 8601 with its UTC offset ("2016-05-05T22:39:47.000+02:00"). It
 	// filters and orders like DateTime: by the instant.
 	LocalDateTime
+	// Records is a list of records nested in an answer (a Nested value),
+	// shown as a JSON array of objects or as <resource> elements. Only
+	// answers built by the server have it: no schema field is of it.
+	Records
 )
 
 var typeNames = map[Type]string{
@@ -51,7 +55,17 @@ func (t Type) String() string {
 	if n, ok := typeNames[t]; ok {
 		return n
 	}
+	if t == Records {
+		return "records"
+	}
 	return fmt.Sprintf("Type(%d)", uint8(t))
+}
+
+// Nested is the value of a Records field: records with one value per
+// field, as in Response.
+type Nested struct {
+	Fields []Field
+	Rows   [][]any
 }
 
 // Field is one field of a record area.
@@ -80,6 +94,9 @@ type Schema struct {
 	maxLimit     int
 	defaultOrder []Order // nil: id ascending
 	custom       bool    // custom__<name> properties allowed
+	// aliases are other names of fields that filters and order_by accept
+	// (line_id for line), by alias.
+	aliases map[string]string
 }
 
 var fieldName = regexp.MustCompile(`^[a-z][a-z0-9]*(_[a-z0-9]+)*$`)
@@ -151,6 +168,46 @@ func (s *Schema) WithCustomProperties() *Schema {
 	c := *s
 	c.custom = true
 	return &c
+}
+
+// WithAliases returns a copy of s in which filters and order_by also name
+// fields by other names: aliases maps each alias to the field it names
+// (line_id to line, as Django-style clients write it). An alias must be a
+// field name that is neither a field nor reserved. Answers always show the
+// field's own name.
+func (s *Schema) WithAliases(aliases map[string]string) (*Schema, error) {
+	c := *s
+	c.aliases = make(map[string]string, len(s.aliases)+len(aliases))
+	for k, v := range s.aliases {
+		c.aliases[k] = v
+	}
+	for alias, name := range aliases {
+		_, isField := s.index[alias]
+		switch {
+		case !fieldName.MatchString(alias) || reserved[alias] || isField:
+			return nil, fmt.Errorf("area %s: alias %q is not a free field name", s.area, alias)
+		}
+		if _, ok := s.index[name]; !ok {
+			return nil, fmt.Errorf("area %s: alias %q of unknown field %q", s.area, alias, name)
+		}
+		c.aliases[alias] = name
+	}
+	return &c, nil
+}
+
+// Aliases returns the schema's aliases (alias to field name). The caller
+// must not modify the map.
+func (s *Schema) Aliases() map[string]string { return s.aliases }
+
+// resolve returns the field called name or whose alias name is.
+func (s *Schema) resolve(name string) (Field, bool) {
+	if f, ok := s.Field(name); ok {
+		return f, true
+	}
+	if real, ok := s.aliases[name]; ok {
+		return s.Field(real)
+	}
+	return Field{}, false
 }
 
 // CustomProperties reports whether the area's records carry custom

@@ -194,10 +194,12 @@ func Parse(args url.Values, s *Schema) (Query, error) {
 				if rest, ok := strings.CutPrefix(item, "-"); ok {
 					o = Order{Field: rest, Desc: true}
 				}
-				if _, ok := s.Field(o.Field); !ok {
+				f, ok := s.resolve(o.Field)
+				if !ok {
 					bad("order_by: unknown field %q in %s", o.Field, s.area)
 					continue
 				}
+				o.Field = f.Name
 				if !slices.ContainsFunc(q.OrderBy, func(p Order) bool { return p.Field == o.Field }) {
 					q.OrderBy = append(q.OrderBy, o)
 				}
@@ -296,7 +298,7 @@ func splitList(v string) []string {
 
 func parseFilter(s *Schema, key, raw string) (Filter, error) {
 	name, op := key, OpEq
-	f, ok := s.Field(name)
+	f, ok := s.resolve(name)
 	if !ok {
 		i := strings.LastIndex(key, "__")
 		if i < 0 {
@@ -306,7 +308,7 @@ func parseFilter(s *Schema, key, raw string) (Filter, error) {
 			return Filter{}, fmt.Errorf("unknown field %q in %s", key, s.area)
 		}
 		name, op = key[:i], Op(key[i+2:])
-		if f, ok = s.Field(name); !ok {
+		if f, ok = s.resolve(name); !ok {
 			if strings.HasPrefix(key, "custom__") {
 				return Filter{}, fmt.Errorf("%s has no custom properties (%q)", s.area, key)
 			}
@@ -321,13 +323,13 @@ func parseFilter(s *Schema, key, raw string) (Filter, error) {
 		if err != nil {
 			return Filter{}, fmt.Errorf("%s: value %q is not True or False", key, raw)
 		}
-		return Filter{Field: name, Op: op, Value: b}, nil
+		return Filter{Field: f.Name, Op: op, Value: b}, nil
 	}
 	v, err := ParseValue(f.Type, raw)
 	if err != nil {
 		return Filter{}, fmt.Errorf("%s: %w", key, err)
 	}
-	return Filter{Field: name, Op: op, Value: v}, nil
+	return Filter{Field: f.Name, Op: op, Value: v}, nil
 }
 
 // customPrefix starts the argument names of custom properties.

@@ -344,3 +344,35 @@ func TestEncodeCustomProperties(t *testing.T) {
 		})
 	}
 }
+
+// TestAliases: an alias names its field in filters (with every operator)
+// and in order_by; answers and parsed queries use the field's own name,
+// and an alias that is a field, reserved or of no field is refused.
+func TestAliases(t *testing.T) {
+	s, err := testSchema.WithAliases(map[string]string{"qty_id": "qty"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := Parse(mustValues(t, "qty_id=5&qty_id__gte=2&qty_id__isnull=False&order_by=-qty_id"), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Filter{{"qty", OpEq, int64(5)}, {"qty", OpGte, int64(2)}, {"qty", OpIsNull, false}}
+	if !reflect.DeepEqual(q.Filters, want) {
+		t.Errorf("filters %v, want %v", q.Filters, want)
+	}
+	if want := []Order{{Field: "qty", Desc: true}, {Field: "id"}}; !reflect.DeepEqual(q.OrderBy, want) {
+		t.Errorf("order %v, want %v", q.OrderBy, want)
+	}
+	if _, err := Parse(mustValues(t, "qty_id=5"), testSchema); err == nil {
+		t.Error("an alias of another schema was accepted")
+	}
+	if _, err := Parse(mustValues(t, "qty_id=x"), s); err == nil || !strings.Contains(err.Error(), "qty_id") {
+		t.Errorf("a bad value of an alias: %v", err)
+	}
+	for _, bad := range []map[string]string{{"qty": "name"}, {"limit": "qty"}, {"x_id": "nothing"}, {"Bad": "qty"}} {
+		if _, err := testSchema.WithAliases(bad); err == nil {
+			t.Errorf("alias %v accepted", bad)
+		}
+	}
+}

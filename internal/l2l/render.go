@@ -285,6 +285,36 @@ func appendJSONValue(b []byte, f Field, v any, micro bool) ([]byte, error) {
 	if v == nil {
 		return append(b, "null"...), nil
 	}
+	if f.Type == Records {
+		n, ok := v.(Nested)
+		if !ok {
+			return b, mismatch(f, v)
+		}
+		nr := Response{Success: true, Fields: n.Fields, Rows: n.Rows}
+		if err := nr.checkRows(); err != nil {
+			return b, fmt.Errorf("field %s: %w", f.Name, err)
+		}
+		b = append(b, '[')
+		for i, row := range n.Rows {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, '{')
+			for j, g := range n.Fields {
+				if j > 0 {
+					b = append(b, ',')
+				}
+				b = appendJSONString(b, g.Name)
+				b = append(b, ':')
+				var err error
+				if b, err = appendJSONValue(b, g, row[j], micro); err != nil {
+					return b, err
+				}
+			}
+			b = append(b, '}')
+		}
+		return append(b, ']'), nil
+	}
 	if f.Type == Bool {
 		x, ok := v.(bool)
 		if !ok {
@@ -326,6 +356,32 @@ func appendXMLValue(b []byte, f Field, v any, micro bool) ([]byte, error) {
 			return b, mismatch(f, v)
 		}
 		return appendXMLText(b, s), nil
+	case Records:
+		n, ok := v.(Nested)
+		if !ok {
+			return b, mismatch(f, v)
+		}
+		nr := Response{Success: true, Fields: n.Fields, Rows: n.Rows}
+		if err := nr.checkRows(); err != nil {
+			return b, fmt.Errorf("field %s: %w", f.Name, err)
+		}
+		for _, row := range n.Rows {
+			b = append(b, "<resource>"...)
+			for j, g := range n.Fields {
+				b = append(b, '<')
+				b = append(b, g.Name...)
+				b = append(b, '>')
+				var err error
+				if b, err = appendXMLValue(b, g, row[j], micro); err != nil {
+					return b, err
+				}
+				b = append(b, "</"...)
+				b = append(b, g.Name...)
+				b = append(b, '>')
+			}
+			b = append(b, "</resource>"...)
+		}
+		return b, nil
 	}
 	return appendScalar(b, f, v, micro)
 }

@@ -229,3 +229,38 @@ func BenchmarkParse(b *testing.B) {
 		}
 	}
 }
+
+// TestNestedRecords: a Records field holds a list of records, shown as a
+// JSON array of objects and as <resource> elements in XML; a row of the
+// wrong width fails like a top-level one.
+func TestNestedRecords(t *testing.T) {
+	inner := []Field{{Name: "code", Type: String}, {Name: "n", Type: Int}}
+	fields := []Field{{Name: "line", Type: Int}, {Name: "products", Type: Records}}
+	r := Record(fields, []any{int64(7), Nested{Fields: inner, Rows: [][]any{{"A", int64(1)}, {"B<", int64(2)}}}})
+	j, err := r.Encode(nil, JSON, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"success":true,"data":{"line":7,"products":[{"code":"A","n":1},{"code":"B<","n":2}]}}`; string(j) != want {
+		t.Errorf("json %s, want %s", j, want)
+	}
+	x, err := r.Encode(nil, XML, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := xmlHeader + `<response><success>True</success><data><line>7</line><products><resource><code>A</code><n>1</n>` +
+		`</resource><resource><code>B&lt;</code><n>2</n></resource></products></data></response>`; string(x) != want {
+		t.Errorf("xml %s, want %s", x, want)
+	}
+	empty := Record(fields, []any{int64(7), Nested{Fields: inner}})
+	if j, _ := empty.Encode(nil, JSON, false); !strings.Contains(string(j), `"products":[]`) {
+		t.Errorf("empty nested list: %s", j)
+	}
+	bad := Record(fields, []any{int64(7), Nested{Fields: inner, Rows: [][]any{{"A"}}}})
+	if _, err := bad.Encode(nil, JSON, false); err == nil {
+		t.Error("a nested row of the wrong width was encoded")
+	}
+	if _, err := bad.Encode(nil, XML, false); err == nil {
+		t.Error("a nested row of the wrong width was encoded as XML")
+	}
+}
