@@ -171,30 +171,10 @@ func (a *assigner) send(ctx context.Context, as *wire.Assignment) error {
 	if err != nil {
 		return fmt.Errorf("encode assignment for period %d: %w", as.Period, err)
 	}
-	rec := &kgo.Record{Topic: a.topic, Key: as.Key(), Value: val,
+	rec := &kgo.Record{Key: as.Key(), Value: val,
 		Headers: []kgo.RecordHeader{{Key: wire.KindHeader, Value: []byte(wire.KindAssignment)}}}
-	// The producer gives up assignGrace before the request does, so that
-	// the answer can still say whether the record was failed (then it is
-	// surely not applied) or is in flight.
-	pctx := ctx
-	if deadline, ok := ctx.Deadline(); ok {
-		var cancel context.CancelFunc
-		pctx, cancel = context.WithDeadline(ctx, deadline.Add(-assignGrace))
-		defer cancel()
-	}
-	done := make(chan error, 1)
-	a.prod.Produce(pctx, rec, func(_ *kgo.Record, err error) { done <- err })
-	select {
-	case err = <-done:
-	case <-pctx.Done():
-		select {
-		case err = <-done:
-		case <-ctx.Done():
-			return fmt.Errorf("%w: assignment %s for period %d to %s", errUnconfirmed, as.ID, as.Period, a.topic)
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("%w: assignment %s for period %d to %s: %w", errNotProduced, as.ID, as.Period, a.topic, err)
+	if err := (&sender{prod: a.prod, topic: a.topic}).sendOne(ctx, rec); err != nil {
+		return fmt.Errorf("assignment %s for period %d: %w", as.ID, as.Period, err)
 	}
 	return nil
 }

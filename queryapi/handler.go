@@ -77,6 +77,10 @@ type handler struct {
 	assigner *assigner
 	limiter  rateLimiter
 	cursors  *cursors // nil: deep offsets are always counted
+	// actions are the action handlers by "<area>/<action>" (nil: actions
+	// answer 405); actionNow is their clock.
+	actions   map[string]actionFunc
+	actionNow func() time.Time
 }
 
 // lookAheadPages is how many pages a read of parts in insertion order finds
@@ -135,6 +139,13 @@ func (h *handler) routes(r *gin.Engine) {
 		r.POST(p, h.mutate)
 		r.PUT(p, h.mutate)
 		r.DELETE(p, h.mutate)
+	}
+	// Actions with a path argument (users/clock_in/<username>/); those
+	// without one match :area/:id and are told apart there (actionOf).
+	for _, p := range []string{Prefix + ":area/:id/:arg", Prefix + ":area/:id/:arg/"} {
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
+			r.Handle(m, p, h.actionPath)
+		}
 	}
 	r.NoRoute(func(c *gin.Context) {
 		h.fail(c, l2l.FormatOf(c.Request.URL.Query()), http.StatusNotFound, "Not found")
@@ -226,9 +237,40 @@ func (h *handler) list(c *gin.Context) {
 	h.finish(r, http.StatusOK, "ok", l2l.List(page.Fields, page.Rows, r.query.Limit, r.query.Offset))
 }
 
+// actionOf returns the area and action a path /api/1.0/<area>/<id>/
+// names when <id> is the name of one of the area's actions (an action's
+// name is never a number, a record's id always is).
+func (h *handler) actionOf(c *gin.Context) (*area, *record.Action, bool) {
+	ra, ok := h.areas[c.Param("area")]
+	if !ok {
+		return nil, nil, false
+	}
+	ac, ok := ra.def.Action(c.Param("id"))
+	return ra, ac, ok
+}
+
+// actionPath serves /api/1.0/<area>/<action>/<argument>/.
+func (h *handler) actionPath(c *gin.Context) {
+	if ra, ac, ok := h.actionOf(c); ok {
+		h.serveAction(c, ra, ac, c.Param("arg"))
+		return
+	}
+	// Nothing is served there; the caller is still authorized first, as
+	// on every route.
+	args := c.Request.URL.Query()
+	r := &request{c: c, start: time.Now(), label: "unknown", format: l2l.FormatOf(args)}
+	if _, ok := h.authorize(r, args, auth.ScopeRead); ok {
+		h.finish(r, http.StatusNotFound, "not_found", l2l.Failure("Not found"))
+	}
+}
+
 // one serves GET /api/1.0/<area>/<id>/. A record of a site the caller may
 // not see is answered exactly like a missing one.
 func (h *handler) one(c *gin.Context) {
+	if ra, ac, ok := h.actionOf(c); ok {
+		h.serveAction(c, ra, ac, "")
+		return
+	}
 	r := h.begin(c)
 	if r == nil {
 		return

@@ -18,11 +18,19 @@ import (
 	"github.com/takt/takt/internal/record"
 )
 
-// msgReadOnly answers writes to areas that take none.
-const msgReadOnly = "%s is read-only"
+// msgReadOnly answers writes to areas that take none; msgWrittenByActions
+// writes to areas whose records only their actions write.
+const (
+	msgReadOnly         = "%s is read-only"
+	msgWrittenByActions = "%s: records are written by the actions %s only"
+)
 
 // mutate serves POST, PUT and DELETE on /api/1.0/<area>/[<id>/].
 func (h *handler) mutate(c *gin.Context) {
+	if ra, ac, ok := h.actionOf(c); ok {
+		h.serveAction(c, ra, ac, "")
+		return
+	}
 	r := &request{c: c, start: time.Now(), label: "unknown", write: true, format: l2l.FormatOf(c.Request.URL.Query())}
 	name := c.Param("area")
 	ra, known := h.areas[name]
@@ -49,6 +57,9 @@ func (h *handler) mutate(c *gin.Context) {
 		return
 	case h.writes == nil || ra.def.Writes == record.ReadOnly || ra.def.Writes == record.WriteAssign && h.assigner == nil:
 		h.finish(r, http.StatusMethodNotAllowed, "read_only", l2l.Failure(fmt.Sprintf(msgReadOnly, name)))
+		return
+	case ra.def.Writes == record.WriteActions:
+		h.finish(r, http.StatusMethodNotAllowed, "read_only", l2l.Failure(fmt.Sprintf(msgWrittenByActions, name, actionNames(h.store.Areas(), ra.def))))
 		return
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), h.timeout)
@@ -99,6 +110,11 @@ func (h *handler) mutate(c *gin.Context) {
 			return
 		}
 		ch.id = id
+	}
+	args, siteProblems := siteArgument(ra.def, args, sites, ch.create)
+	if len(siteProblems) > 0 {
+		h.finish(r, http.StatusOK, "invalid", l2l.Invalid(&l2l.QueryError{Problems: siteProblems}))
+		return
 	}
 	if assign {
 		h.assign(ctx, r, cl.key, ra, ch, args, notFound)

@@ -301,8 +301,11 @@ func TestQueryAPI(t *testing.T) {
 		if _, err := time.Parse("2006-01-02 15:04:05.000", rec["stored_at"].(string)); err != nil {
 			t.Errorf("stored_at %v: %v", rec["stored_at"], err)
 		}
-		if len(rec) != len(want)+2 {
-			t.Errorf("record has %d fields, want %d: %v", len(rec), len(want)+2, rec)
+		if rec["active"] != true {
+			t.Errorf("active %v", rec["active"])
+		}
+		if len(rec) != len(want)+3 {
+			t.Errorf("record has %d fields, want %d: %v", len(rec), len(want)+3, rec)
 		}
 		noSlash := f.getJSON(t, "/api/1.0/parts/"+strconv.FormatUint(id, 10), f.keyA, http.StatusOK)
 		if !bytes.Equal(noSlash.Data, one.Data) {
@@ -449,7 +452,7 @@ func TestQueryAPI(t *testing.T) {
 
 	t.Run("xml", func(t *testing.T) {
 		status, hdr, body := f.get(t, "/api/1.0/sites/?format=xml", f.keyA)
-		want := `<?xml version="1.0" encoding="utf-8"?>` + "\n" + `<response><success>True</success><data><resource><id>1</id><description>Demo Plant</description><timezone>Europe/Berlin</timezone><site>1</site><active>True</active><created>`
+		want := `<?xml version="1.0" encoding="utf-8"?>` + "\n" + `<response><success>True</success><data><resource><id>1</id><description>Demo Plant</description><timezone>Europe/Berlin</timezone><site>1</site><test_site>True</test_site><active>True</active><created>`
 		if status != http.StatusOK || !bytes.HasPrefix(body, []byte(want)) ||
 			!bytes.HasSuffix(body, []byte(`<lastupdatedby>seed</lastupdatedby></resource></data><limit>100</limit><offset>0</offset></response>`)) {
 			t.Errorf("sites as xml: %d %s", status, body)

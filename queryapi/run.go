@@ -129,8 +129,15 @@ func newEngine(store *chstore.Store, rdb *redis.Client, kc kafkaClient, cfg Conf
 		signatures: auth.NewUsedSignatures(rdb, rkeys.Signatures()),
 		now:        time.Now,
 	}
+	acts := &actionServer{h: h, store: store, ids: h.writes.ids, rdb: rdb, keys: rkeys,
+		locks: &locks{rdb: rdb, prefix: rkeys.ActionLocks(), ttl: cfg.QueryTimeout + 5*time.Second, wait: 2 * time.Second},
+		inv:   h.writes.inv, now: time.Now, logger: logger}
 	if kc != nil {
 		h.assigner = &assigner{store: store, prod: kc, topic: cfg.PartsTopic, now: time.Now}
+		acts.sender = &sender{prod: kc, topic: cfg.PartsTopic}
+	}
+	if err := h.bindActions(acts); err != nil {
+		return nil, err
 	}
 	lim, err := ratelimit.New(cfg.RateLimit, rdb, cfg.RedisPrefix, ratelimit.StoreLimits{Store: store}, logger, reg, "takt_queryapi")
 	if err != nil {

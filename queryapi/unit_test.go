@@ -263,8 +263,13 @@ func TestAuthorizeEveryRoute(t *testing.T) {
 func TestAreaScopes(t *testing.T) {
 	all := []string{auth.ScopeIngest, auth.ScopeRead, auth.ScopeWrite, auth.ScopeAdmin}
 	for _, a := range record.Takt.Areas() {
-		if a.Writes != record.ReadOnly && !slices.Contains(all, a.Scope) {
+		if (a.Writes == record.WriteRows || a.Writes == record.WriteAssign) && !slices.Contains(all, a.Scope) {
 			t.Errorf("%s: write scope %q is not a key scope", a.Name, a.Scope)
+		}
+		for _, ac := range a.Actions {
+			if !slices.Contains(all, ac.Scope) {
+				t.Errorf("%s/%s: scope %q is not a key scope", a.Name, ac.Name, ac.Scope)
+			}
 		}
 	}
 	f, _ := record.Takt.Must("apikeys").Field("scopes")

@@ -87,7 +87,7 @@ func TestWrites(t *testing.T) {
 		if m["stop_threshold"] != 0.0 {
 			t.Errorf("machine stop_threshold %v, want the default 0", m["stop_threshold"])
 		}
-		list := records(t, f.getJSON(t, "/api/1.0/machines/?site=1", f.keyA, http.StatusOK))
+		list := records(t, f.getJSON(t, "/api/1.0/machines/?site=1&code=WLD1", f.keyA, http.StatusOK))
 		if len(list) != 1 || list[0]["custom__vendor"] != "acme" || list[0]["custom__power_kw"] != "12" {
 			t.Fatalf("machines with custom properties: %v", list)
 		}

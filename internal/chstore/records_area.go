@@ -113,6 +113,12 @@ func readExpr(f record.Field) string {
 		return "arrayStringConcat(arrayMap(x -> toString(x), " + f.Name + "), ',')"
 	case record.Strings:
 		return "arrayStringConcat(" + f.Name + ", ',')"
+	case record.Time:
+		ms := "toInt64(toUInt32(`" + f.Name + "`)) * 1000"
+		if f.Nullable {
+			return "nullIf(" + ms + ", 0)"
+		}
+		return ms
 	}
 	return f.Name
 }

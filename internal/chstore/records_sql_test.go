@@ -132,7 +132,9 @@ func TestRecordsSQLRejectsForeignQueries(t *testing.T) {
 // TestRecordAreaDefinitions: every area of record.Takt is read with
 // expressions that hold no placeholder, and has an int field site.
 func TestRecordAreaDefinitions(t *testing.T) {
-	if got := RecordAreaNames(); !reflect.DeepEqual(got, []string{"apikeys", "areas", "lines", "machines", "parts", "pitches", "productionperiods", "products", "reasons", "shifts", "sites", "users"}) {
+	if got := RecordAreaNames(); !reflect.DeepEqual(got, []string{"apikeys", "areas", "clocksessions", "dispatches",
+		"dispatchtypes", "lines", "machines", "parts", "pitchdetails", "pitches", "productcomponents", "productionperiods",
+		"products", "reasons", "resourceshifts", "scrapcategory", "scrapdetail", "shifts", "sites", "users"}) {
 		t.Fatalf("areas = %v", got)
 	}
 	for _, name := range RecordAreaNames() {

@@ -104,8 +104,8 @@ func readIDs(t *testing.T, ctx context.Context, s *chstore.Store, area, raw stri
 func TestRecordsEveryOperator(t *testing.T) {
 	s, _ := testenv.ClickHouse(t)
 	// Hundreds of statements: the bound is for a hung server, not a
-	// measure (a loaded 2-core machine takes about a minute).
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	// measure (a loaded 2-core machine takes about two minutes).
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	seedRecords(t, ctx, s)
 	sample := map[l2l.Type]string{

@@ -30,10 +30,11 @@ func (s *Store) WithAreas(r *record.Registry) *Store {
 	return &c
 }
 
-// rowArea returns the area called name, whose rows are written.
+// rowArea returns the area called name, whose rows are written (by
+// writes of the record API or by its actions).
 func (s *Store) rowArea(name string) (*record.Area, error) {
 	a, ok := s.areas.Area(name)
-	if !ok || a.Writes != record.WriteRows {
+	if !ok || a.Writes != record.WriteRows && a.Writes != record.WriteActions {
 		return nil, fmt.Errorf("%q is not an area whose rows are written", name)
 	}
 	return a, nil
@@ -46,77 +47,20 @@ func (s *Store) ReadRow(ctx context.Context, area string, id uint64) (Row, Audit
 	if err != nil {
 		return nil, Audit{}, err
 	}
-	cols := a.Columns()
-	var b strings.Builder
-	b.WriteString("SELECT ")
-	for _, c := range cols {
-		if c.Kind == record.Enum {
-			b.WriteString("toString(" + c.Name + "), ")
-		} else {
-			b.WriteString("`" + c.Name + "`, ")
-		}
-	}
-	b.WriteString("toUInt32(created), toUInt32(lastupdated), createdby, lastupdatedby, version FROM (SELECT * FROM " +
-		a.Table + " FINAL) WHERE id = ? AND deleted = 0")
-	rows, err := s.conn.Query(ctx, b.String(), id)
+	found, err := s.rowsWhere(ctx, a, "id = ?", []any{id}, 1)
 	if err != nil {
 		return nil, Audit{}, fmt.Errorf("read %s %d: %w", a.Name, id, err)
 	}
-	defer rows.Close()
-	if !rows.Next() {
-		if err := rows.Err(); err != nil {
-			return nil, Audit{}, fmt.Errorf("read %s %d: %w", a.Name, id, err)
-		}
+	if len(found) == 0 {
 		return nil, Audit{}, fmt.Errorf("%s %d: %w", a.Name, id, ErrNotFound)
 	}
-	dest := make([]any, 0, len(cols)+5)
-	for _, c := range cols {
-		switch c.Kind {
-		case record.Uint:
-			dest = append(dest, new(uint64))
-		case record.Float:
-			dest = append(dest, new(float64))
-		case record.Bool:
-			dest = append(dest, new(uint8))
-		case record.Uints:
-			dest = append(dest, new([]uint64))
-		case record.Strings:
-			dest = append(dest, new([]string))
-		default:
-			dest = append(dest, new(string))
-		}
-	}
-	var created, updated uint32
-	var au Audit
-	dest = append(dest, &created, &updated, &au.CreatedBy, &au.LastUpdatedBy, &au.Version)
-	if err := rows.Scan(dest...); err != nil {
-		return nil, Audit{}, fmt.Errorf("scan %s %d: %w", a.Name, id, err)
-	}
-	r := Row{}
-	for i, c := range cols {
-		switch d := dest[i].(type) {
-		case *uint64:
-			r[c.Name] = *d
-		case *string:
-			r[c.Name] = *d
-		case *float64:
-			r[c.Name] = *d
-		case *uint8:
-			r[c.Name] = *d != 0
-		case *[]uint64:
-			r[c.Name] = *d
-		case *[]string:
-			r[c.Name] = *d
-		}
-	}
-	au.Created, au.LastUpdated = time.Unix(int64(created), 0).UTC(), time.Unix(int64(updated), 0).UTC()
-	return r, au, nil
+	return found[0].Row, found[0].Audit, nil
 }
 
 // WriteRow writes a version of record id of the area called area (one
-// whose rows are written): row must hold every stored column. au.Version
-// must be higher than the live version's for the write to win; WriteRow
-// sets it from the clock when it is zero.
+// whose rows are written): row must hold every stored column that has no
+// default. au.Version must be higher than the live version's for the
+// write to win; WriteRow sets it from the clock when it is zero.
 func (s *Store) WriteRow(ctx context.Context, area string, id uint64, row Row, au Audit) error {
 	a, err := s.rowArea(area)
 	if err != nil {
@@ -131,11 +75,15 @@ func (s *Store) WriteRow(ctx context.Context, area string, id uint64, row Row, a
 	for _, c := range cols {
 		v, ok := row[c.Name]
 		if !ok {
-			return fmt.Errorf("write %s %d: no value for %s", a.Name, id, c.Name)
+			// A column added since the caller was written takes its
+			// default; any other must be given.
+			f, has := a.Field(c.Name)
+			if !has || f.Default == nil {
+				return fmt.Errorf("write %s %d: no value for %s", a.Name, id, c.Name)
+			}
+			v = f.Default
 		}
-		if b, isBool := v.(bool); isBool {
-			v = b2u(b)
-		}
+		v = columnValue(v)
 		names = append(names, "`"+c.Name+"`")
 		values = append(values, v)
 	}
@@ -149,7 +97,7 @@ func (s *Store) WriteRow(ctx context.Context, area string, id uint64, row Row, a
 func (s *Store) MaxRecordID(ctx context.Context) (uint64, error) {
 	var parts []string
 	for _, a := range s.areas.Areas() {
-		if a.Writes == record.WriteRows {
+		if a.Writes == record.WriteRows || a.Writes == record.WriteActions {
 			parts = append(parts, "SELECT max(id) AS m FROM "+a.Table)
 		}
 	}

@@ -31,6 +31,13 @@ const (
 	ReasonCode            = "REASON01"
 	Username              = "admin"
 	SecretServer          = "takt-demo"
+	// The line's code, and its machine and the demo dispatch type.
+	LineCode          = "LINE1"
+	MachineID         = 1
+	MachineCode       = "MACHINE1"
+	MachineExternalID = "machine_1"
+	DispatchTypeID    = 1
+	DispatchTypeCode  = "BREAKDOWN"
 )
 
 // Seed writes the demo records. apiKey and secret are kept when non-empty
@@ -40,13 +47,21 @@ func Seed(ctx context.Context, s *chstore.Store, apiKey, secret string) (bootstr
 	audit := chstore.Audit{CreatedBy: by, LastUpdatedBy: by}
 	steps := []func() error{
 		func() error {
-			return s.PutSite(ctx, chstore.Site{ID: SiteID, Description: "Demo Plant", Timezone: SiteTimezone, Audit: audit})
+			return put(ctx, s, "sites", SiteID, chstore.Row{"description": "Demo Plant", "timezone": SiteTimezone, "test_site": true}, audit)
 		},
 		func() error {
 			return s.PutArea(ctx, chstore.Area{ID: 1, Site: SiteID, Code: "ASSEMBLY", Description: "Assembly", Audit: audit})
 		},
 		func() error {
-			return s.PutLine(ctx, chstore.Line{ID: LineID, Site: SiteID, Area: 1, Code: "LINE1", Description: "Line 1", ExternalID: LineExternalID, Audit: audit})
+			return s.PutLine(ctx, chstore.Line{ID: LineID, Site: SiteID, Area: 1, Code: LineCode, Description: "Line 1", ExternalID: LineExternalID, Audit: audit})
+		},
+		func() error {
+			return s.PutMachine(ctx, chstore.Machine{ID: MachineID, Site: SiteID, Line: LineID, Code: MachineCode,
+				Description: "Machine 1 of line 1", ExternalID: MachineExternalID, Audit: audit})
+		},
+		func() error {
+			return put(ctx, s, "dispatchtypes", DispatchTypeID, chstore.Row{"site": uint64(SiteID), "code": DispatchTypeCode,
+				"description": "Machine breakdown", "downtime": true}, audit)
 		},
 		func() error {
 			return s.PutProduct(ctx, chstore.Product{ID: 1, Site: SiteID, Code: ProductCode, Description: "Demo product", IdealCycleTime: ProductIdealCycleTime, Audit: audit})
@@ -107,6 +122,25 @@ func Seed(ctx context.Context, s *chstore.Store, apiKey, secret string) (bootstr
 		}
 	}
 	return out, nil
+}
+
+// put writes record id of area with values, every other stored field at
+// its default.
+func put(ctx context.Context, s *chstore.Store, area string, id uint64, values chstore.Row, audit chstore.Audit) error {
+	a := s.Areas().Must(area)
+	row := a.ZeroRow()
+	for _, f := range a.Fields {
+		if f.Stored() && f.Default != nil {
+			row[f.Name] = f.Default
+		}
+	}
+	for k, v := range values {
+		row[k] = v
+	}
+	if err := s.WriteRow(ctx, area, id, row, audit); err != nil {
+		return fmt.Errorf("%s %d: %w", area, id, err)
+	}
+	return nil
 }
 
 // DemoKeyRate and DemoKeyBurst are the demo key's own rate limit (parts

@@ -415,11 +415,13 @@ func inRange(t time.Time, raw string) (any, error) {
 	return t, nil
 }
 
+// parseBool accepts what Django's boolean fields accept, case-insensitively:
+// True, T, 1 and False, F, 0.
 func parseBool(s string) (bool, error) {
 	switch {
-	case s == "1" || strings.EqualFold(s, "true"):
+	case s == "1" || strings.EqualFold(s, "true") || strings.EqualFold(s, "t"):
 		return true, nil
-	case s == "0" || strings.EqualFold(s, "false"):
+	case s == "0" || strings.EqualFold(s, "false") || strings.EqualFold(s, "f"):
 		return false, nil
 	}
 	return false, fmt.Errorf("not a boolean: %q", s)

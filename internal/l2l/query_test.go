@@ -70,6 +70,8 @@ func TestParseFilters(t *testing.T) {
 		{"ok=True", Filter{"ok", OpEq, true}},
 		{"ok=false", Filter{"ok", OpEq, false}},
 		{"ok=1", Filter{"ok", OpEq, true}},
+		{"ok=T", Filter{"ok", OpEq, true}},
+		{"ok=f", Filter{"ok", OpEq, false}},
 		{"ok__lt=0", Filter{"ok", OpLt, false}},
 		{"ok__lte=TRUE", Filter{"ok", OpLte, true}},
 		{"ok__gt=False", Filter{"ok", OpGt, false}},

@@ -31,7 +31,7 @@ func OpenAPI(r *Registry) string {
 	var names, readOnly []string
 	for _, a := range areas {
 		names = append(names, a.Name)
-		if a.Writes == ReadOnly {
+		if a.Writes == ReadOnly || a.Writes == WriteActions {
 			readOnly = append(readOnly, a.Name)
 		}
 	}
@@ -85,7 +85,7 @@ func OpenAPI(r *Registry) string {
 		line(4, "%s", s)
 	}
 	for _, a := range areas {
-		if a.Writes == ReadOnly {
+		if a.Writes == ReadOnly || a.Writes == WriteActions {
 			continue
 		}
 		var fs []string
@@ -125,6 +125,8 @@ func OpenAPI(r *Registry) string {
 	}
 	line(4, "_action: {type: string, enum: [delete]}")
 	line(3, "additionalProperties: {type: string}")
+
+	writeActions(line, areas)
 
 	line(2, "SignedCall:")
 	line(3, "type: object")
@@ -175,12 +177,95 @@ func OpenAPI(r *Registry) string {
 	return b.String()
 }
 
+// argTypes are the schema keywords and notes of action argument types.
+var argTypes = map[ArgType]string{
+	ArgID:    "type: integer, minimum: 1",
+	ArgCount: "type: integer, minimum: 0",
+	ArgText:  "type: string",
+	ArgBool:  "type: boolean",
+	ArgTime:  "type: string, example: '2024-03-04 06:30'",
+}
+
+// writeActions writes the Actions schema (every action, in prose) and one
+// schema of arguments per action: <Record><Action>Args.
+func writeActions(line func(int, string, ...any), areas []*Area) {
+	line(2, "Actions:")
+	line(3, "type: object")
+	line(3, "description: |")
+	for _, s := range []string{
+		"Calls under an area's path besides its records: /api/1.0/<area>/<action>/,",
+		"or /api/1.0/<area>/<action>/<argument>/. Arguments come in the query or in",
+		"the body (form-urlencoded or JSON; the body wins); an action ignores",
+		"arguments it does not take. site=<id> is accepted by every call and must be",
+		"one of the key's sites. Times are the site's local time (YYYY-MM-DD HH:MM",
+		"or YYYY-MM-DD HH:MM:SS), now, or ISO 8601 with Z or an offset. Invalid",
+		"arguments answer HTTP 200 with success false. The answer's data is a record",
+		"of the area named (a list of one with [list]), or as the action says.",
+	} {
+		line(4, "%s", s)
+	}
+	for _, a := range areas {
+		for _, ac := range a.Actions {
+			path := a.Name + "/" + ac.Name + "/"
+			if ac.PathArg != "" {
+				path += "<" + ac.PathArg + ">/"
+			}
+			ret := ac.Returns
+			switch {
+			case ret == "":
+				ret = "own data"
+			case ac.List:
+				ret = "[list] " + ret
+			}
+			line(4, "- %s %s (scope %s; data: %s): %s", strings.Join(ac.Methods, ", "), path, ac.Scope, ret, ac.Doc)
+		}
+	}
+	for _, a := range areas {
+		for _, ac := range a.Actions {
+			line(2, "%s%sArgs:", a.Record, camel(ac.Name))
+			line(3, "type: object")
+			line(3, "description: %s", quote("Arguments of "+strings.Join(ac.Methods, ", ")+" /api/1.0/"+a.Name+"/"+ac.Name+"/."))
+			var req []string
+			for _, g := range ac.Args {
+				if g.Required {
+					req = append(req, g.Name)
+				}
+			}
+			if len(req) > 0 {
+				line(3, "required: [%s]", strings.Join(req, ", "))
+			}
+			line(3, "properties:")
+			if ac.PathArg != "" {
+				line(4, "%s: {type: string, description: 'In the path, after the action.'}", ac.PathArg)
+			}
+			for _, g := range ac.Args {
+				if g.Doc == "" {
+					line(4, "%s: {%s}", g.Name, argTypes[g.Type])
+					continue
+				}
+				line(4, "%s: {%s, description: %s}", g.Name, argTypes[g.Type], quote(g.Doc))
+			}
+		}
+	}
+}
+
+// camel turns a snake_case name into CamelCase.
+func camel(s string) string {
+	var b strings.Builder
+	for p := range strings.SplitSeq(s, "_") {
+		b.WriteString(capital(p))
+	}
+	return b.String()
+}
+
 // areaDoc describes area a: its own words and how it is written.
 func areaDoc(a *Area) string {
 	s := a.Doc
 	switch a.Writes {
 	case ReadOnly:
 		s += " Read-only."
+	case WriteActions:
+		s += " Its records are written by actions only (see Actions); POST, PUT and DELETE answer 405."
 	default:
 		s += " Writes need the " + a.Scope + " scope"
 		if len(a.SignedFields()) > 0 {

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/takt/takt/internal/l2l"
 )
 
 // Parse turns the text a write gives for stored field f into its Row
@@ -39,9 +41,9 @@ func (f *Field) Parse(raw string) (any, error) {
 		return raw, nil
 	case Bool:
 		switch {
-		case raw == "1" || strings.EqualFold(raw, "true"):
+		case raw == "1" || strings.EqualFold(raw, "true") || strings.EqualFold(raw, "t"):
 			return true, nil
-		case raw == "0" || strings.EqualFold(raw, "false"):
+		case raw == "0" || strings.EqualFold(raw, "false") || strings.EqualFold(raw, "f"):
 			return false, nil
 		}
 		return nil, fmt.Errorf("%s: %q is not True or False", f.Name, raw)
@@ -77,6 +79,15 @@ func (f *Field) Parse(raw string) (any, error) {
 			return strings.Join(out, ","), nil
 		}
 		return out, nil
+	case Time:
+		if strings.TrimSpace(raw) == "" {
+			return time.Unix(0, 0).UTC(), nil
+		}
+		v, err := l2l.ParseValue(l2l.DateTime, strings.TrimSpace(raw))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %q is not a UTC ISO 8601 date-time (2016-05-05T22:39:47)", f.Name, raw)
+		}
+		return v.(time.Time).Truncate(time.Second), nil
 	}
 	return nil, fmt.Errorf("%s: not writable", f.Name)
 }
@@ -103,6 +114,8 @@ func Zero(v any) bool {
 		return x == 0
 	case bool:
 		return !x
+	case time.Time:
+		return x.Unix() <= 0
 	}
 	return v == nil || Empty(v)
 }
@@ -116,6 +129,9 @@ func Equal(a, b any) bool {
 	case []string:
 		y, _ := b.([]string)
 		return slices.Equal(x, y)
+	case time.Time:
+		y, ok := b.(time.Time)
+		return ok && x.Equal(y)
 	}
 	return a == b
 }
@@ -158,6 +174,14 @@ func username(v any, _ Row) string {
 func plannedDowntime(v any, r Row) string {
 	if v == true && r["kind"] == "scrap" {
 		return "only downtime reasons can be planned"
+	}
+	return ""
+}
+
+// scrapOnly accepts a scrap category only on scrap reasons.
+func scrapOnly(v any, r Row) string {
+	if n, _ := v.(uint64); n != 0 && r["kind"] != "scrap" {
+		return "only scrap reasons have a category"
 	}
 	return ""
 }

@@ -22,6 +22,13 @@ func withDoc(f Field, doc string) Field {
 	return f
 }
 
+// withRef returns f, which holds the id of a record of area, with that
+// reference (it then also answers to <name>_id in filters).
+func withRef(f Field, area string) Field {
+	f.Ref = area
+	return f
+}
+
 // withOptions returns f with the values it takes.
 func withOptions(f Field, options ...string) Field {
 	f.Options = options
@@ -43,7 +50,7 @@ var partArea = &Area{
 		computed("externalid", l2l.String, "externalid"),
 		computed("location", l2l.Int, "location_id"),
 		withOptions(computed("location_kind", l2l.String, "toString(location_kind)"), locationKinds...),
-		nullable("product", l2l.Int, "nullIf(product_id, 0)"),
+		withRef(nullable("product", l2l.Int, "nullIf(product_id, 0)"), "products"),
 		nullable("product_code", l2l.String, "nullIf(product_code, '')"),
 		withOptions(computed("product_resolution", l2l.String, "toString(product_resolution)"),
 			"code", "cycle_time", "fallback", "none"),
@@ -59,6 +66,7 @@ var partArea = &Area{
 		{Name: "stored_at", Type: l2l.DateTime, Expr: ms("inserted_at"), Order: "inserted_at", Flags: Read,
 			Doc: "When ClickHouse stored the part (whole seconds)."},
 		withDoc(computed("event_id", l2l.String, "toString(event_id)"), "The event's UUID, given at ingest."),
+		alwaysActive(),
 	},
 }
 
@@ -84,6 +92,7 @@ var periodArea = &Area{
 		withDoc(computed("duration", l2l.Float, "duration"), "Seconds."),
 		{Name: "reason", Type: l2l.Int, Nullable: true, Expr: "nullIf(reason, 0)", Flags: Read | Write, Ref: "reasons",
 			Doc: "The downtime reason's id; null without one. Set on a down or planned_down period (empty or 0 removes it)."},
+		alwaysActive(),
 	},
 }
 
@@ -150,8 +159,8 @@ var pitchArea = &Area{
 	Fields: []Field{
 		idField(),
 		computed("site", l2l.Int, "site"),
-		nullable("line", l2l.Int, "nullIf(line_id, 0)"),
-		nullable("machine", l2l.Int, "if(location_kind = 'machine', toNullable(location_id), NULL)"),
+		withRef(nullable("line", l2l.Int, "nullIf(line_id, 0)"), "lines"),
+		withRef(nullable("machine", l2l.Int, "if(location_kind = 'machine', toNullable(location_id), NULL)"), "machines"),
 		computed("location", l2l.Int, "location_id"),
 		withOptions(computed("location_kind", l2l.String, "toString(location_kind)"), locationKinds...),
 		computed("pitch_start", l2l.DateTime, ms("pitch_hour")),
@@ -171,5 +180,6 @@ var pitchArea = &Area{
 		computed("performance", l2l.Float, "performance"),
 		computed("quality", l2l.Float, "quality"),
 		computed("overall_equipment_effectiveness", l2l.Float, "availability * performance * quality"),
+		alwaysActive(),
 	},
 }

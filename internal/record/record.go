@@ -20,6 +20,7 @@ package record
 import (
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/takt/takt/internal/l2l"
 )
@@ -52,6 +53,10 @@ const (
 	// Words is a String column holding words of Field.Options separated by
 	// commas, e.g. "mon,tue" (string).
 	Words
+	// Time is a DateTime column (UTC, whole seconds): an instant, shown
+	// and filtered as a UTC datetime (time.Time; the zero instant is
+	// 1970-01-01, which a Nullable field shows as null).
+	Time
 )
 
 // Type returns the type a field of kind k is shown and filtered as.
@@ -63,6 +68,8 @@ func (k Kind) Type() l2l.Type {
 		return l2l.Float
 	case Bool:
 		return l2l.Bool
+	case Time:
+		return l2l.DateTime
 	}
 	return l2l.String
 }
@@ -80,6 +87,8 @@ func (k Kind) Zero() any {
 		return []uint64{}
 	case Strings:
 		return []string{}
+	case Time:
+		return time.Unix(0, 0).UTC()
 	}
 	return ""
 }
@@ -240,6 +249,11 @@ const (
 	// WriteAssign areas take only updates of their Write fields, which the
 	// pipeline applies (a production period's reason; queryapi/assign.go).
 	WriteAssign
+	// WriteActions areas are written only by the server, through the
+	// area's actions (a dispatch opened or closed, a user clocked in):
+	// their rows are versioned like master data, and POST, PUT and DELETE
+	// of a record answer 405.
+	WriteActions
 )
 
 // OnCreate is what the server does when a record is created.
@@ -309,6 +323,87 @@ type Area struct {
 	OnCreate OnCreate
 	Unique   []Unique
 	Forget   []Forget
+	// Actions are the calls served under the area's path besides its
+	// records (/api/1.0/<area>/<action>/).
+	Actions []Action
+}
+
+// Action is a call served at /api/1.0/<area>/<name>/ (and
+// /api/1.0/<area>/<name>/<path argument>/ when PathArg is set), such as
+// dispatches/open or users/clock_in/<username>. The query API binds each
+// to its handler by area and name; the definition says what the call takes
+// and answers, for validation and the OpenAPI description.
+//
+// An action reads the arguments it lists from the query and the body (the
+// body wins) and ignores others, as Leading2Lean's API does: its own
+// sample clients send arguments left over from earlier calls.
+type Action struct {
+	Name string
+	// Methods are the HTTP methods the action answers (GET, POST).
+	Methods []string
+	// PathArg names the path segment after the action; "" for none.
+	PathArg string
+	Args    []Arg
+	// Scope is the scope a key needs for the call.
+	Scope string
+	// Returns names the area whose record the answer's data holds ("":
+	// the action's own data, described by Doc); List: a list of them.
+	Returns string
+	List    bool
+	Doc     string
+}
+
+// ArgType is the type of an action argument.
+type ArgType uint8
+
+// Argument types.
+const (
+	// ArgID is the id of a record (a whole number >= 1).
+	ArgID ArgType = iota + 1
+	// ArgCount is a whole number >= 0.
+	ArgCount
+	// ArgText is text of at most MaxText bytes.
+	ArgText
+	// ArgBool is True or False (true/false, 1/0).
+	ArgBool
+	// ArgTime is an instant in the site's local time, "YYYY-MM-DD HH:MM"
+	// or "YYYY-MM-DD HH:MM:SS", or "now", or ISO 8601 with Z or an offset.
+	ArgTime
+)
+
+// Arg is one argument of an action.
+type Arg struct {
+	Name     string
+	Type     ArgType
+	Required bool
+	Doc      string
+}
+
+// Action returns the action called name.
+func (a *Area) Action(name string) (*Action, bool) {
+	for i := range a.Actions {
+		if a.Actions[i].Name == name {
+			return &a.Actions[i], true
+		}
+	}
+	return nil, false
+}
+
+// Aliases returns the other names filters and order_by accept for the
+// area's Read fields, Django-style: <field>_id for each field that holds
+// the id of another record (a Ref field, and site), by alias.
+func (a *Area) Aliases() map[string]string {
+	out := map[string]string{}
+	for _, f := range a.Fields {
+		if !f.Has(Read) || f.Ref == "" && f.Name != "site" {
+			continue
+		}
+		alias := f.Name + "_id"
+		if _, taken := a.Field(alias); !taken {
+			out[alias] = f.Name
+		}
+	}
+	return out
 }
 
 // Field returns the field called name.
@@ -342,7 +437,7 @@ func (a *Area) Schema() (*l2l.Schema, error) {
 	if a.Custom {
 		s = s.WithCustomProperties()
 	}
-	return s, nil
+	return s.WithAliases(a.Aliases())
 }
 
 // Columns returns the stored columns of a record's Row, in field order

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	_ "time/tzdata" // time zone checks without the host's zoneinfo
 
@@ -21,12 +22,25 @@ func TestTakt(t *testing.T) {
 			rows = append(rows, a.Name)
 		}
 	}
-	if want := []string{"apikeys", "areas", "lines", "machines", "parts", "pitches", "productionperiods", "products",
-		"reasons", "shifts", "sites", "users"}; !slices.Equal(names, want) {
+	if want := []string{"apikeys", "areas", "clocksessions", "dispatches", "dispatchtypes", "lines", "machines", "parts",
+		"pitchdetails", "pitches", "productcomponents", "productionperiods", "products", "reasons", "resourceshifts",
+		"scrapcategory", "scrapdetail", "shifts", "sites", "users"}; !slices.Equal(names, want) {
 		t.Errorf("areas %v, want %v", names, want)
 	}
-	if want := []string{"apikeys", "areas", "lines", "machines", "products", "reasons", "shifts", "sites", "users"}; !slices.Equal(rows, want) {
+	if want := []string{"apikeys", "areas", "dispatchtypes", "lines", "machines", "productcomponents", "products", "reasons",
+		"scrapcategory", "shifts", "sites", "users"}; !slices.Equal(rows, want) {
 		t.Errorf("areas written by rows %v, want %v", rows, want)
+	}
+	// The actions the query API binds handlers to.
+	var actions []string
+	for _, a := range Takt.Areas() {
+		for _, ac := range a.Actions {
+			actions = append(actions, a.Name+"/"+ac.Name)
+		}
+	}
+	if want := []string{"dispatches/open", "dispatches/close", "dispatches/add", "machines/set_cycle_count",
+		"machines/increment_cycle_count", "pitchdetails/record_details", "users/clock_in", "users/clock_out"}; !slices.Equal(actions, want) {
+		t.Errorf("actions %v, want %v", actions, want)
 	}
 	signed := map[string][]string{}
 	for _, a := range Takt.Areas() {
@@ -59,7 +73,21 @@ func TestTakt(t *testing.T) {
 	if cols := Takt.Must("machines").Columns(); cols[len(cols)-1].Name != CustomValues {
 		t.Errorf("machines' columns end with %s", cols[len(cols)-1].Name)
 	}
-	if row := Takt.Must("shifts").ZeroRow(); row["days"] != "" || row["line"] != uint64(0) || len(row) != 7 {
+	// Django-style aliases: <field>_id for each reference and for site.
+	for area, want := range map[string]map[string]string{
+		"lines":      {"site_id": "site", "area_id": "area"},
+		"machines":   {"site_id": "site", "line_id": "line"},
+		"pitches":    {"site_id": "site", "line_id": "line", "machine_id": "machine"},
+		"parts":      {"site_id": "site", "product_id": "product"},
+		"reasons":    {"site_id": "site", "scrapcategory_id": "scrapcategory"},
+		"apikeys":    {"site_id": "site", "user_id": "user"},
+		"dispatches": {"site_id": "site", "machine_id": "machine", "line_id": "line", "dispatchtype_id": "dispatchtype"},
+	} {
+		if got := Takt.Must(area).Aliases(); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s aliases %v, want %v", area, got, want)
+		}
+	}
+	if row := Takt.Must("shifts").ZeroRow(); row["days"] != "" || row["line"] != uint64(0) || len(row) != 8 {
 		t.Errorf("zero shift %v", row)
 	}
 }
@@ -71,7 +99,9 @@ func TestRegistryRefusesBadDefinitions(t *testing.T) {
 		return &Area{Name: "things", Record: "Thing", Table: "things", Versioned: true, Site: SiteField,
 			Writes: WriteRows, Scope: "write",
 			Fields: []Field{idField(), siteField(), codeField(),
-				{Name: "owner", Kind: Uint, Flags: Read | Write, Ref: "things"}}}
+				{Name: "owner", Kind: Uint, Flags: Read | Write, Ref: "things"}, activeField()},
+			Actions: []Action{{Name: "poke", Methods: []string{"POST"}, PathArg: "id", Scope: "write", Returns: "things",
+				Args: []Arg{{Name: "how", Type: ArgText, Required: true}}}}}
 	}
 	if _, err := NewRegistry(good()); err != nil {
 		t.Fatalf("the good definition: %v", err)
@@ -111,7 +141,21 @@ func TestRegistryRefusesBadDefinitions(t *testing.T) {
 			for i := range a.Fields {
 				a.Fields[i].Flags &^= Write | Required | Fixed | NotEmpty
 			}
-		}, "read-only area"},
+		}, "takes no writes of its records"},
+		{"written by actions with a writable field", func(a *Area) { a.Writes, a.Scope = WriteActions, "" },
+			"a Write field in an area that takes no writes"},
+		{"no active field", func(a *Area) { a.Fields = a.Fields[:4] }, "every area shows active"},
+		{"active not a bool", func(a *Area) { a.Fields[4].Kind = Uint; a.Fields[4].Default = nil }, "every area shows active"},
+		{"no site field", func(a *Area) { a.Site = OwnSite; a.Fields[1].Name = "plant" }, "every area shows site"},
+		{"action twice", func(a *Area) { a.Actions = append(a.Actions, a.Actions[0]) }, "action poke defined twice"},
+		{"action without scope", func(a *Area) { a.Actions[0].Scope = "" }, "no scope"},
+		{"action with a bad method", func(a *Area) { a.Actions[0].Methods = []string{"DELETE"} }, "want GET or POST"},
+		{"action returning nothing known", func(a *Area) { a.Actions[0].Returns = "nothings" }, "unknown area nothings"},
+		{"action argument twice", func(a *Area) { a.Actions[0].Args = append(a.Actions[0].Args, a.Actions[0].Args[0]) },
+			"bad or repeated name"},
+		{"action argument named like the path", func(a *Area) { a.Actions[0].Args[0].Name = "id" }, "bad or repeated name"},
+		{"action argument of no type", func(a *Area) { a.Actions[0].Args[0].Type = 0 }, "unknown type"},
+		{"action of its own data without a doc", func(a *Area) { a.Actions[0].Returns = "" }, "describes it in Doc"},
 		{"issue key without its fields", func(a *Area) { a.OnCreate = IssueKey }, "IssueKey"},
 		{"forget location without externalid", func(a *Area) { a.Forget = []Forget{ForgetLocation} }, "externalid"},
 		{"custom column clash", func(a *Area) {
@@ -151,6 +195,8 @@ func TestParse(t *testing.T) {
 		{Field{Name: "s", Kind: String}, strings.Repeat("x", MaxText+1), nil, "s: longer than 1000 bytes"},
 		{Field{Name: "k", Kind: Enum, Options: []string{"scrap", "downtime"}}, "oops", nil, `k: "oops" is not one of scrap, downtime`},
 		{Field{Name: "b", Kind: Bool}, "True", true, ""},
+		{Field{Name: "b", Kind: Bool}, "t", true, ""},
+		{Field{Name: "b", Kind: Bool}, "F", false, ""},
 		{Field{Name: "b", Kind: Bool}, "0", false, ""},
 		{Field{Name: "b", Kind: Bool}, "yes", nil, `b: "yes" is not True or False`},
 		{Field{Name: "ids", Kind: Uints}, "1, 2,,1", []uint64{1, 2}, ""},
@@ -159,6 +205,10 @@ func TestParse(t *testing.T) {
 		{Field{Name: "ws", Kind: Strings, Options: scopes}, "read,root", nil, `ws: "root" is not one of ingest, read, write, admin`},
 		{Field{Name: "days", Kind: Words, Options: weekdays}, "mon, tue", "mon,tue", ""},
 		{Field{Name: "days", Kind: Words, Options: weekdays}, "", "", ""},
+		{Field{Name: "at", Kind: Time}, "2024-03-04T06:30:15.9Z", time.Date(2024, 3, 4, 6, 30, 15, 0, time.UTC), ""},
+		{Field{Name: "at", Kind: Time}, "2024-03-04 07:30:15+01:00", time.Date(2024, 3, 4, 6, 30, 15, 0, time.UTC), ""},
+		{Field{Name: "at", Kind: Time}, "", time.Unix(0, 0).UTC(), ""},
+		{Field{Name: "at", Kind: Time}, "Monday", nil, `at: "Monday" is not a UTC ISO 8601 date-time (2016-05-05T22:39:47)`},
 	}
 	for _, tt := range tests {
 		got, err := tt.f.Parse(tt.raw)

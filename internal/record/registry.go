@@ -125,11 +125,21 @@ func (r *Registry) problems(a *Area) []string {
 			bad("site field %q of an area that takes writes must be stored", s.Field)
 		}
 	}
+	// Every record shows its site and whether it is active.
+	if f, ok := a.Field("site"); !ok || !f.Has(Read) || f.L2L().Type != l2l.Int {
+		bad("every area shows site, an Int field")
+	}
+	if f, ok := a.Field("active"); !ok || !f.Has(Read) || f.L2L().Type != l2l.Bool {
+		bad("every area shows active, a Bool field")
+	}
 	// Writes.
 	switch a.Writes {
-	case ReadOnly:
+	case ReadOnly, WriteActions:
 		if a.Scope != "" || a.OnCreate != 0 || len(a.Unique) > 0 || len(a.Forget) > 0 {
-			bad("a read-only area has no write scope, create action, uniqueness or invalidation")
+			bad("an area that takes no writes of its records has no write scope, create action, uniqueness or invalidation")
+		}
+		if a.Writes == WriteActions && !a.Versioned {
+			bad("an area written by actions must be Versioned")
 		}
 	case WriteRows, WriteAssign:
 		if a.Scope == "" {
@@ -198,6 +208,57 @@ func (r *Registry) problems(a *Area) []string {
 			bad("insertion order field %q must be ordered by inserted_at", a.InsertionOrder)
 		}
 	}
+	seen := map[string]bool{}
+	for i := range a.Actions {
+		ac := &a.Actions[i]
+		if seen[ac.Name] {
+			bad("action %s defined twice", ac.Name)
+		}
+		seen[ac.Name] = true
+		for _, p := range r.actionProblems(ac) {
+			bad("action %s: %s", ac.Name, p)
+		}
+	}
+	return out
+}
+
+// actionProblems lists what is wrong with action ac in r.
+func (r *Registry) actionProblems(ac *Action) []string {
+	var out []string
+	bad := func(format string, v ...any) { out = append(out, fmt.Sprintf(format, v...)) }
+	if !identifier.MatchString(ac.Name) {
+		bad("bad name")
+	}
+	if len(ac.Methods) == 0 {
+		bad("no methods")
+	}
+	for _, m := range ac.Methods {
+		if m != "GET" && m != "POST" {
+			bad("method %q: want GET or POST", m)
+		}
+	}
+	if ac.PathArg != "" && !identifier.MatchString(ac.PathArg) {
+		bad("bad path argument %q", ac.PathArg)
+	}
+	if ac.Scope == "" {
+		bad("no scope")
+	}
+	if _, ok := r.areas[ac.Returns]; ac.Returns != "" && !ok {
+		bad("returns records of an unknown area %s", ac.Returns)
+	}
+	if ac.Returns == "" && ac.Doc == "" {
+		bad("an action with data of its own describes it in Doc")
+	}
+	args := map[string]bool{}
+	for _, g := range ac.Args {
+		switch {
+		case !identifier.MatchString(g.Name) || args[g.Name] || g.Name == ac.PathArg:
+			bad("argument %q: bad or repeated name", g.Name)
+		case g.Type < ArgID || g.Type > ArgTime:
+			bad("argument %s: unknown type %d", g.Name, g.Type)
+		}
+		args[g.Name] = true
+	}
 	return out
 }
 
@@ -208,10 +269,10 @@ func (r *Registry) fieldProblems(a *Area, f *Field) []string {
 	switch {
 	case f.Stored() && (f.Type != 0 || f.Expr != ""):
 		bad("a stored field takes its type and expression from its kind")
-	case f.Stored() && f.Kind > Words:
+	case f.Stored() && f.Kind > Time:
 		bad("unknown kind %d", f.Kind)
-	case f.Stored() && f.Nullable && f.Kind != Uint && f.Kind != String:
-		bad("only Uint and String fields show their zero value as null")
+	case f.Stored() && f.Nullable && f.Kind != Uint && f.Kind != String && f.Kind != Time:
+		bad("only Uint, String and Time fields show their zero value as null")
 	case !f.Stored() && f.Has(Read) && (f.Type == 0 || f.Expr == ""):
 		bad("a computed field needs Type and Expr")
 	case !f.Stored() && !f.Has(Read) && !f.Has(Once):
@@ -225,8 +286,8 @@ func (r *Registry) fieldProblems(a *Area, f *Field) []string {
 	}
 	if f.Has(Write) {
 		switch a.Writes {
-		case ReadOnly:
-			bad("a Write field in a read-only area")
+		case ReadOnly, WriteActions:
+			bad("a Write field in an area that takes no writes of its records")
 		case WriteRows:
 			if !f.Stored() {
 				bad("a Write field of an area whose rows are written must be stored")

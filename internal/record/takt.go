@@ -4,7 +4,9 @@ import "github.com/takt/takt/internal/l2l"
 
 // Takt is the registry of the record areas Takt serves.
 var Takt = MustRegistry(siteArea, plantArea, lineArea, machineArea, productArea, reasonArea, shiftArea,
-	userArea, apiKeyArea, partArea, periodArea, pitchArea)
+	userArea, apiKeyArea, partArea, periodArea, pitchArea,
+	dispatchTypeArea, dispatchArea, clockSessionArea, pitchDetailArea, scrapDetailArea, scrapCategoryArea,
+	resourceShiftArea, productComponentArea)
 
 // Scopes of API keys (internal/auth names them too; a test keeps the two
 // lists equal).
@@ -31,6 +33,19 @@ func codeField() Field {
 }
 
 func descriptionField() Field { return Field{Name: "description", Kind: String, Flags: Read | Write} }
+
+// activeField: every record can be retired (active=False) and stays
+// readable; Leading2Lean's clients filter active=True.
+func activeField() Field {
+	return Field{Name: "active", Kind: Bool, Flags: Read | Write, Default: true,
+		Doc: "False for a retired record, which stays readable."}
+}
+
+// alwaysActive is the active field of records nobody retires (those the
+// pipeline writes or computes).
+func alwaysActive() Field {
+	return Field{Name: "active", Type: l2l.Bool, Expr: "toUInt8(1)", Flags: Read, Doc: "Always true."}
+}
 
 func externalIDField() Field {
 	return Field{Name: "externalid", Kind: String, Nullable: true, Flags: Read | Write,
@@ -73,6 +88,8 @@ var siteArea = &Area{
 		Field{Name: "timezone", Kind: String, Flags: Read | Write | Required, Check: ianaZone,
 			Doc: "IANA time zone, e.g. Europe/Berlin: local times of the site's records are shown in it."},
 		Field{Name: "site", Type: l2l.Int, Expr: "id", Flags: Read, Doc: "The site's own id."},
+		Field{Name: "test_site", Kind: Bool, Flags: Read | Write,
+			Doc: "A site for trying integrations out; Leading2Lean's sample clients insist on one."},
 		Field{Name: "active", Kind: Bool, Flags: Read | Write, Default: true,
 			Doc: "A closed site (False, or deleted) takes no parts: its locations are unknown at ingest, and the keys" +
 				" of users left without an open site stop working (within 2 s). A deactivated site stays visible to its" +
@@ -85,7 +102,7 @@ var plantArea = &Area{
 	Doc:  "Parts of a site that group lines.",
 	Site: SiteField, Writes: WriteRows, Scope: scopeWrite,
 	Unique: []Unique{uniqueCode},
-	Fields: audited(idField(), siteField(), codeField(), descriptionField()),
+	Fields: audited(idField(), siteField(), codeField(), descriptionField(), activeField()),
 }
 
 var lineArea = &Area{
@@ -102,11 +119,20 @@ var lineArea = &Area{
 		descriptionField(),
 		externalIDField(),
 		stopThresholdField(),
+		Field{Name: "enable_production", Kind: Bool, Flags: Read | Write, Default: true,
+			Doc: "The line records production (Leading2Lean's clients look for lines that do)."},
+		activeField(),
 	),
 }
 
+// machinesFrom: machines with their cycle counters (machine_counters,
+// written by the set_cycle_count and increment_cycle_count actions).
+const machinesFrom = "(SELECT * FROM (SELECT * FROM machines FINAL)" +
+	" ANY LEFT JOIN (SELECT machine AS id, cyclecount AS cc_count, toUInt32(lastupdated) AS cc_updated" +
+	" FROM machine_counters FINAL) USING id)"
+
 var machineArea = &Area{
-	Name: "machines", Record: "Machine", Table: "machines", Versioned: true,
+	Name: "machines", Record: "Machine", Table: "machines", From: machinesFrom, Versioned: true,
 	Doc:  "Machines of a line. Machines carry custom properties: custom__<name>.",
 	Site: SiteField, Custom: true, Writes: WriteRows, Scope: scopeWrite,
 	Unique: []Unique{uniqueCode, uniqueExternalID},
@@ -119,7 +145,26 @@ var machineArea = &Area{
 		descriptionField(),
 		externalIDField(),
 		stopThresholdField(),
+		Field{Name: "cyclecount", Type: l2l.Int, Expr: "cc_count", Flags: Read,
+			Doc: "The machine's cycle counter: set by machines/set_cycle_count, raised by machines/increment_cycle_count."},
+		Field{Name: "cyclecount_lastupdated", Type: l2l.DateTime, Nullable: true, Expr: "nullIf(" + ms("cc_updated") + ", 0)",
+			Flags: Read, Doc: "When the counter was last set or raised (not by increments with skip_lastupdated); null if never."},
+		activeField(),
 	),
+	Actions: []Action{
+		{Name: "set_cycle_count", Methods: []string{"POST"}, Scope: scopeWrite, Returns: "machines", List: true,
+			Doc: "Sets the cycle counter of the machine with that code.",
+			Args: []Arg{{Name: "code", Type: ArgText, Required: true, Doc: "The machine's code."},
+				{Name: "cyclecount", Type: ArgCount, Required: true, Doc: "The counter's new value."}}},
+		{Name: "increment_cycle_count", Methods: []string{"POST"}, Scope: scopeWrite, Returns: "machines", List: true,
+			Doc: "Adds cyclecount to the machine's counter and records that many good parts for the machine through" +
+				" the ingest pipeline (Kafka, the processor, ClickHouse), at the time of the call: they show in parts," +
+				" pitches, production periods and OEE like parts reported to process_part. The machine must have an" +
+				" externalid (be a location).",
+			Args: []Arg{{Name: "code", Type: ArgText, Required: true, Doc: "The machine's code."},
+				{Name: "cyclecount", Type: ArgCount, Required: true, Doc: "How many cycles (parts) to add; at most 100000."},
+				{Name: "skip_lastupdated", Type: ArgBool, Doc: "True: leave cyclecount_lastupdated as it is."}}},
+	},
 }
 
 var productArea = &Area{
@@ -135,6 +180,7 @@ var productArea = &Area{
 		Field{Name: "ideal_cycle_time", Kind: Float, Flags: Read | Write | Required, Doc: "Seconds."},
 		Field{Name: "fallback", Kind: Bool, Flags: Read | Write,
 			Doc: "The product of parts whose product is neither given nor found by cycle time."},
+		activeField(),
 	),
 }
 
@@ -151,6 +197,9 @@ var reasonArea = &Area{
 		Field{Name: "kind", Kind: Enum, Flags: Read | Write | Required, Options: []string{"scrap", "downtime"}},
 		Field{Name: "planned", Kind: Bool, Flags: Read | Write, Check: plannedDowntime,
 			Doc: "Downtime reasons only: a planned stop is not counted against availability."},
+		Field{Name: "scrapcategory", Kind: Uint, Nullable: true, Flags: Read | Write, Ref: "scrapcategory", Check: scrapOnly,
+			Doc: "Scrap reasons only: the category (group) of the reason; null for none."},
+		activeField(),
 	),
 }
 
@@ -170,6 +219,7 @@ var shiftArea = &Area{
 		Field{Name: "end_time", Kind: String, Flags: Read | Write | Required, Check: clockTime,
 			Doc: "Local HH:MM; not after start_time means the next day."},
 		Field{Name: "days", Kind: Words, Flags: Read | Write | NotEmpty, Options: weekdays, Default: "mon,tue,wed,thu,fri"},
+		activeField(),
 	),
 }
 
@@ -189,6 +239,7 @@ var userArea = &Area{
 		Field{Name: "site", Type: l2l.Int, Expr: "sites[1]", Flags: Read, Doc: "The first of its sites."},
 		Field{Name: "active", Kind: Bool, Flags: Read | Write | Signed, Default: true},
 	),
+	Actions: clockActions,
 }
 
 var apiKeyArea = &Area{

@@ -26,6 +26,8 @@
 //	<p>invalidate                   channel   queryapi → processor names of master-data tables that changed
 //	<p>mqtt:session:<client id>     string    ingestor (MQTT)   a persistent MQTT session: protocol, expiry, subscriptions (JSON, TTL: the expiry)
 //	<p>mqtt:pub:<client id>:<packet id> string ingestor (MQTT)  digest of the QoS 1 message stored under that packet id (TTL)
+//	<p>lock:<record>                string    queryapi          short lock: one action call changes the record at a time (TTL)
+//	<p>cyclecount:<machine id>      hash      queryapi          a machine's cycle counter (count, seq, updated; recreated from ClickHouse)
 package redisx
 
 import (
@@ -168,6 +170,15 @@ func (k Keys) MQTTSession(clientID string) string { return k.prefix + "mqtt:sess
 // packet id pid that Kafka acknowledged.
 func (k Keys) MQTTPublish(clientID string, pid uint16) string {
 	return k.prefix + "mqtt:pub:" + clientID + ":" + strconv.FormatUint(uint64(pid), 10)
+}
+
+// ActionLocks prefixes the locks of the record API's actions: a lock is
+// ActionLocks()+<record>.
+func (k Keys) ActionLocks() string { return k.prefix + "lock:" }
+
+// CycleCount is the cycle counter of machine id.
+func (k Keys) CycleCount(id uint64) string {
+	return k.prefix + "cyclecount:" + strconv.FormatUint(id, 10)
 }
 
 // MasterDataChanges is the channel the record API announces a changed

@@ -1,0 +1,92 @@
+package wire
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// KindDispatch is the KindHeader value (and the "kind" field) of a
+// Dispatch.
+const KindDispatch = "dispatch"
+
+// Dispatch is the down window of a dispatch whose type means downtime: its
+// machine was down from StartMs until EndMs (0 while the dispatch is
+// open). The record API produces it to the parts topic with the machine's
+// external id as key, like an Assignment, so the processor that owns the
+// machine's state machine applies it in order with the machine's parts.
+//
+// A window is known by its dispatch: a later message of the same dispatch
+// replaces the window (the dispatch was closed), and one with Removed set
+// takes it away (the dispatch's recording was undone).
+type Dispatch struct {
+	V    int    `json:"v"`
+	Kind string `json:"kind"`
+	// ID is a unique id of the message (UUIDv7, text form).
+	ID           string `json:"id"`
+	Site         uint64 `json:"site"`
+	LocationKind string `json:"location_kind"`
+	LocationID   uint64 `json:"location_id"`
+	ExternalID   string `json:"external_id"`
+	// Dispatch is the dispatch's record id; DispatchType its type's, the
+	// reason the machine is down.
+	Dispatch     uint64 `json:"dispatch"`
+	DispatchType uint64 `json:"dispatch_type"`
+	StartMs      int64  `json:"start_ms"`
+	// EndMs is 0 while the dispatch is open.
+	EndMs   int64 `json:"end_ms"`
+	Removed bool  `json:"removed"`
+	// SentAtMs is when the API sent the message; By is the user who made
+	// the call.
+	SentAtMs int64  `json:"sent_at_ms"`
+	By       string `json:"by"`
+}
+
+// Key returns the Kafka record key of d: its machine's external id.
+func (d *Dispatch) Key() []byte { return []byte(d.ExternalID) }
+
+// EncodeDispatch returns the JSON form of d with version and kind set.
+func EncodeDispatch(d *Dispatch) ([]byte, error) {
+	d.V, d.Kind = Version, KindDispatch
+	if err := d.Validate(); err != nil {
+		return nil, err
+	}
+	return json.Marshal(d)
+}
+
+// DecodeDispatch parses a dispatch message and checks its invariants.
+func DecodeDispatch(b []byte) (Dispatch, error) {
+	var d Dispatch
+	if err := json.Unmarshal(b, &d); err != nil {
+		return Dispatch{}, fmt.Errorf("decode dispatch message: %w", err)
+	}
+	if d.V != Version {
+		return Dispatch{}, fmt.Errorf("decode dispatch message: %w: %d", ErrVersion, d.V)
+	}
+	if err := d.Validate(); err != nil {
+		return Dispatch{}, err
+	}
+	return d, nil
+}
+
+// Validate checks the invariants of a dispatch message.
+func (d *Dispatch) Validate() error {
+	switch {
+	case d.Kind != KindDispatch:
+		return fmt.Errorf("%w: kind %q", ErrInvalid, d.Kind)
+	case d.ID == "":
+		return fmt.Errorf("%w: empty id", ErrInvalid)
+	case d.Site == 0:
+		return fmt.Errorf("%w: site 0", ErrInvalid)
+	case d.LocationKind != "line" && d.LocationKind != "machine":
+		return fmt.Errorf("%w: location_kind %q", ErrInvalid, d.LocationKind)
+	case d.LocationID == 0:
+		return fmt.Errorf("%w: location_id 0", ErrInvalid)
+	case d.ExternalID == "":
+		return fmt.Errorf("%w: empty external_id", ErrInvalid)
+	case d.Dispatch == 0 || d.DispatchType == 0:
+		return fmt.Errorf("%w: dispatch %d of type %d", ErrInvalid, d.Dispatch, d.DispatchType)
+	case d.StartMs <= 0 || d.EndMs < 0 || d.EndMs != 0 && d.EndMs <= d.StartMs:
+		return fmt.Errorf("%w: window %d–%d", ErrInvalid, d.StartMs, d.EndMs)
+	}
+	return nil
+}
