@@ -15,6 +15,7 @@ import (
 
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/wire"
+	"github.com/takt/takt/processor/resolve"
 )
 
 // Headers of a dead-letter record. The record keeps the original key,
@@ -41,20 +42,28 @@ const (
 type decoded struct {
 	part    wire.Part
 	eventID uuid.UUID
-	// assign is set for an assignment record (wire.KindHeader).
-	assign *wire.Assignment
-	err    error
-	class  string
+	// productID is the product the sender resolved the part's code to
+	// (wire.ProductHeader; 0: none).
+	productID uint64
+	// assign is set for an assignment record, dispatch for a dispatch's
+	// down window (wire.KindHeader).
+	assign   *wire.Assignment
+	dispatch *wire.Dispatch
+	err      error
+	class    string
 }
 
-// decode parses one record: a part event, or an assignment when its
-// wire.KindHeader says so.
+// decode parses one record: a part event, or an assignment or a dispatch's
+// down window when its wire.KindHeader says so.
 func decode(r *kgo.Record, d *decoded) {
 	*d = decoded{}
 	for _, h := range r.Headers {
-		if h.Key == wire.KindHeader {
+		switch h.Key {
+		case wire.KindHeader:
 			decodeKind(h.Value, r.Value, d)
 			return
+		case wire.ProductHeader:
+			d.productID, _ = strconv.ParseUint(string(h.Value), 10, 64)
 		}
 	}
 	part, err := wire.Decode(r.Value)
@@ -76,11 +85,22 @@ func decode(r *kgo.Record, d *decoded) {
 
 // decodeKind decodes a record whose wire.KindHeader is kind.
 func decodeKind(kind, value []byte, d *decoded) {
-	if string(kind) != wire.KindAssignment {
+	var err error
+	switch string(kind) {
+	case wire.KindAssignment:
+		var a wire.Assignment
+		if a, err = wire.DecodeAssignment(value); err == nil {
+			d.assign = &a
+		}
+	case wire.KindDispatch:
+		var w wire.Dispatch
+		if w, err = wire.DecodeDispatch(value); err == nil {
+			d.dispatch = &w
+		}
+	default:
 		d.err, d.class = fmt.Errorf("%w: message kind %q", wire.ErrVersion, kind), dlqVersion
 		return
 	}
-	a, err := wire.DecodeAssignment(value)
 	switch {
 	case errors.Is(err, wire.ErrVersion):
 		d.err, d.class = err, dlqVersion
@@ -88,8 +108,6 @@ func decodeKind(kind, value []byte, d *decoded) {
 		d.err, d.class = err, dlqInvalid
 	case err != nil:
 		d.err, d.class = err, dlqDecode
-	default:
-		d.assign = &a
 	}
 }
 
@@ -146,14 +164,19 @@ func (c *consumer) process(ctx context.Context, st *partState, r *kgo.Record, d 
 		st.consumed(r, now)
 		return nil
 	}
+	if d.dispatch != nil {
+		c.applyDispatch(st, d.dispatch, r.Offset, now)
+		st.consumed(r, now)
+		return nil
+	}
 	part, eventID := &d.part, d.eventID
 
 	cat := c.master.get()
-	if part.Product != "" && !cat.HasCode(part.Site, part.Product) {
+	if part.Product != "" && d.productID == 0 && !cat.HasCode(part.Site, part.Product) {
 		// Possibly a product created since the last reload.
 		cat = c.master.reloadForUnknownCode(ctx)
 	}
-	res := cat.Product(part.Site, part.Product, part.CycleTime, part.HasCycleTime)
+	res := resolveProduct(cat, part, d.productID)
 	row := chstore.PartRow{
 		ID:                chstore.PartID(r.Partition, r.Offset),
 		EventID:           eventID,
@@ -207,11 +230,24 @@ func (c *consumer) replay(st *partState, r *kgo.Record, d *decoded, now time.Tim
 	case d.err != nil:
 	case d.assign != nil:
 		c.applyAssignment(st, d.assign, r.Offset, now)
+	case d.dispatch != nil:
+		c.applyDispatch(st, d.dispatch, r.Offset, now)
 	default:
 		p := &d.part
-		res := c.master.get().Product(p.Site, p.Product, p.CycleTime, p.HasCycleTime)
+		res := resolveProduct(c.master.get(), p, d.productID)
 		c.feedPart(st, p, max(res.IdealCycleTime, 0), r.Offset, now)
 	}
+}
+
+// resolveProduct resolves the product of part p; productID is the product
+// its sender resolved the code to (0: none), taken when the catalog does
+// not know the code yet (a product created a moment before).
+func resolveProduct(cat *resolve.Catalog, p *wire.Part, productID uint64) resolve.Result {
+	res := cat.Product(p.Site, p.Product, p.CycleTime, p.HasCycleTime)
+	if productID != 0 && p.Product != "" && res.Resolution != resolve.ByCode {
+		return resolve.Result{ID: productID, Code: p.Product, Resolution: resolve.ByCode}
+	}
+	return res
 }
 
 // deadLetter produces r to the dead-letter topic and waits for the

@@ -26,6 +26,7 @@ type metrics struct {
 	machines        prometheus.Gauge
 	tooLate         prometheus.Counter
 	assignments     *prometheus.CounterVec // applied or refused
+	dispatches      *prometheus.CounterVec // applied, unchanged or too_late
 	periodRows      prometheus.Counter
 	periodStates    prometheus.Counter
 	replayed        prometheus.Counter
@@ -107,6 +108,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "takt_processor_parts_too_late_total",
 			Help: "Parts older than the allowed lateness: stored, but they change no production period.",
 		}),
+		dispatches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "takt_processor_dispatch_windows_total",
+			Help: "Dispatch down windows from the record API, by result (applied, unchanged, too_late).",
+		}, []string{"result"}),
 		assignments: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "takt_processor_reason_assignments_total",
 			Help: "Reason assignments from the record API, by result (applied, refused).",
@@ -130,7 +135,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	reg.MustRegister(m.consumed, m.inserted, m.batches, m.blocks, m.insertSeconds, m.insertErrors,
 		m.commitErrors, m.fenced, m.dlq, m.dlqErrors, m.resolutions, m.lag, m.pendingRows,
-		m.catalogRefresh, m.catalogErrors, m.catalogProducts, m.machines, m.tooLate, m.assignments,
+		m.catalogRefresh, m.catalogErrors, m.catalogProducts, m.machines, m.tooLate, m.assignments, m.dispatches,
 		m.periodRows, m.periodStates, m.replayed, m.rollupRepairs)
 	return m
 }

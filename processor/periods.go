@@ -298,6 +298,34 @@ func (c *consumer) applyAssignment(st *partState, a *wire.Assignment, offset int
 	st.periods.touch(ls, rows, offset, now)
 }
 
+// applyDispatch applies the down window of a dispatch record to its
+// location's machine (or takes it away). A window too late to place is
+// counted and logged; the record is consumed either way.
+func (c *consumer) applyDispatch(st *partState, d *wire.Dispatch, offset int64, now time.Time) {
+	ls := c.loc(st, period.Key{Kind: d.LocationKind, ID: d.LocationID}, d.Site, d.ExternalID)
+	if offset < ls.savedOffset {
+		return
+	}
+	var rows []period.Row
+	outcome := period.InOrder
+	if d.Removed {
+		rows = ls.m.RemoveWindow(d.Dispatch)
+	} else {
+		rows, outcome = ls.m.Window(period.Window{Dispatch: d.Dispatch, Type: d.DispatchType, Start: d.StartMs, End: d.EndMs})
+	}
+	switch outcome {
+	case period.TooLate:
+		c.m.dispatches.WithLabelValues("too_late").Inc()
+		c.logger.Info("dispatch down window before the lateness window: the final periods stay", "dispatch", d.Dispatch,
+			"location_kind", d.LocationKind, "location", d.LocationID, "start_ms", d.StartMs, "end_ms", d.EndMs)
+	case period.WithinRun:
+		c.m.dispatches.WithLabelValues("unchanged").Inc()
+	default:
+		c.m.dispatches.WithLabelValues("applied").Inc()
+		st.periods.touch(ls, rows, offset, now)
+	}
+}
+
 // tickPeriods tells the machines of every caught-up partition the time
 // and applies configuration changes (a shift or threshold edited).
 func (c *consumer) tickPeriods(now time.Time) {
@@ -355,7 +383,8 @@ func appendPeriodRows(dst []chstore.PeriodRow, key period.Key, site uint64, extI
 	for _, r := range rows {
 		dst = append(dst, chstore.PeriodRow{ID: r.ID, Site: site, Location: key.ID, LocationKind: key.Kind,
 			ExternalID: extID, State: string(r.State), Start: r.Start, End: r.End, Open: r.Open,
-			Reason: r.Reason, FirstOfStop: r.FirstOfStop, Version: r.Version, Deleted: r.Deleted})
+			Reason: r.Reason, FirstOfStop: r.FirstOfStop, Dispatch: r.Dispatch, DispatchType: r.DispatchType,
+			Version: r.Version, Deleted: r.Deleted})
 	}
 	return dst
 }

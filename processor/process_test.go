@@ -13,6 +13,7 @@ import (
 
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/wire"
+	"github.com/takt/takt/processor/resolve"
 )
 
 // fakeMasterData serves fixed master data like the demo seed's.
@@ -239,4 +240,47 @@ func FuzzDecode(f *testing.F) {
 		st := &partState{partition: 0, block: new(chstore.PartsBlock)}
 		_ = st.block.Append(&row)
 	})
+}
+
+// TestDecodeKindsAndProductHeader: a dispatch record decodes as a down
+// window, a record of an unknown kind goes to the dead letters, and a
+// part's product header names the product when the catalog does not know
+// its code yet.
+func TestDecodeKindsAndProductHeader(t *testing.T) {
+	w := wire.Dispatch{ID: "0190f2a4-5b6c-7d8e-9f00-112233445588", Site: 1, LocationKind: "machine", LocationID: 9,
+		ExternalID: "m9", Dispatch: 12, DispatchType: 3, StartMs: 1_700_000_000_000}
+	wv, err := wire.EncodeDispatch(&w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d decoded
+	decode(&kgo.Record{Value: wv, Headers: []kgo.RecordHeader{{Key: wire.KindHeader, Value: []byte(wire.KindDispatch)}}}, &d)
+	if d.err != nil || d.dispatch == nil || *d.dispatch != w || d.assign != nil {
+		t.Fatalf("dispatch record: %+v", d)
+	}
+	decode(&kgo.Record{Value: wv, Headers: []kgo.RecordHeader{{Key: wire.KindHeader, Value: []byte("nope")}}}, &d)
+	if d.err == nil || d.class != dlqVersion {
+		t.Fatalf("unknown kind: %+v", d)
+	}
+	rec := sampleRecords(t, 1)[0]
+	rec.Headers = []kgo.RecordHeader{{Key: wire.ProductHeader, Value: []byte("4242")}}
+	decode(rec, &d)
+	if d.err != nil || d.productID != 4242 {
+		t.Fatalf("part with a product header: %+v", d)
+	}
+	cat := resolve.NewCatalog([]resolve.Product{{ID: 1, Site: 1, Code: "KNOWN", IdealCycleTime: 30}}, nil, 0.1)
+	for _, tt := range []struct {
+		code   string
+		header uint64
+		want   resolve.Result
+	}{
+		{"NEW", 4242, resolve.Result{ID: 4242, Code: "NEW", Resolution: resolve.ByCode}},
+		{"KNOWN", 4242, resolve.Result{ID: 1, Code: "KNOWN", IdealCycleTime: 30, Resolution: resolve.ByCode}},
+		{"NEW", 0, resolve.Result{Resolution: resolve.None}},
+	} {
+		p := wire.Part{Site: 1, Product: tt.code}
+		if got := resolveProduct(cat, &p, tt.header); got != tt.want {
+			t.Errorf("%s with header %d: %+v, want %+v", tt.code, tt.header, got, tt.want)
+		}
+	}
 }

@@ -147,7 +147,8 @@ func (x *actionServer) recordDetails(ctx context.Context, c *actionCall) actionA
 		if err != nil {
 			return failed(err)
 		}
-		recs[i] = &kgo.Record{Key: p.Key(), Value: val}
+		recs[i] = &kgo.Record{Key: p.Key(), Value: val,
+			Headers: []kgo.RecordHeader{{Key: wire.ProductHeader, Value: []byte(strconv.FormatUint(product, 10))}}}
 	}
 	results := x.sender.send(ctx, recs...)
 	var sendErr error

@@ -130,6 +130,9 @@ func (a *assigner) prepare(ctx context.Context, id uint64, sites []uint64, actor
 		}
 		reason = n
 	}
+	if p.Dispatch != 0 {
+		bad("period %d is the down time of dispatch %d: its dispatch type %d is its reason", id, p.Dispatch, p.DispatchType)
+	}
 	if p.State != "down" && p.State != "planned_down" {
 		bad("state: period %d is %s; only a down or planned_down period can be given a reason", id, p.State)
 	}

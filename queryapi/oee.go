@@ -262,14 +262,43 @@ func (o *oeeServer) serve(c *gin.Context) {
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), h.timeout)
 	defer cancel()
-	m, err := o.store.OEEMaster(ctx, a.site)
-	if err != nil {
+	fig, problems, err := o.figures(ctx, a)
+	switch {
+	case err != nil:
 		h.readFailed(r, err)
 		return
+	case len(problems) > 0:
+		invalid(problems...)
+		return
+	}
+	m, loc, rows := fig.m, fig.loc, fig.rows
+	fields, values := renderOEE(a, m, loc, rows)
+	h.m.records.WithLabelValues(r.label).Add(float64(len(values)))
+	h.finish(r, http.StatusOK, "ok", l2l.List(fields, values, len(values), 0))
+}
+
+// oeeFigures are the rows of an OEE request with the site's master data
+// and time zone; more holds the rows of other groupings of the same reads.
+type oeeFigures struct {
+	m    chstore.OEEMaster
+	loc  *time.Location
+	rows []*oeeRow
+	more [][]*oeeRow
+}
+
+// figures computes the rows a (checked arguments) asks for, or the
+// problems of arguments that do not fit the site (its site must be one of
+// the caller's). The rows of each of also (a's other groupings of the same
+// window and buckets) are computed from the same reads, so the answers
+// agree.
+func (o *oeeServer) figures(ctx context.Context, a oeeArgs, also ...grouping) (oeeFigures, []string, error) {
+	unknownSite := fmt.Sprintf("site: no site %d", a.site)
+	m, err := o.store.OEEMaster(ctx, a.site)
+	if err != nil {
+		return oeeFigures{}, nil, err
 	}
 	if !m.Found {
-		invalid(unknownSite)
-		return
+		return oeeFigures{}, []string{unknownSite}, nil
 	}
 	loc, err := time.LoadLocation(m.Timezone)
 	if err != nil || m.Timezone == "" {
@@ -277,19 +306,16 @@ func (o *oeeServer) serve(c *gin.Context) {
 	}
 	sc, scope, problem := resolveScope(a, m)
 	if problem != "" {
-		invalid(problem)
-		return
+		return oeeFigures{}, []string{problem}, nil
 	}
 	plan, err := newOEEPlan(a.window, o.now().UnixMilli(), loc, a.bucket, a.by, m, scope)
-	plan.currentIdeal = a.currentIdeal
 	if err != nil {
-		h.readFailed(r, fmt.Errorf("shifts of site %d: %w", a.site, err))
-		return
+		return oeeFigures{}, nil, fmt.Errorf("shifts of site %d: %w", a.site, err)
 	}
+	plan.currentIdeal = a.currentIdeal
 	if n := plan.bucketCount() * plan.groupCount(len(m.Products)); n > oeeMaxRows || plan.segments() > oeeMaxSegments {
-		invalid(fmt.Sprintf("bucket, group_by: the answer would have up to %d rows (%d buckets), more than %d: "+
-			"shorten the window (start, end) or choose coarser buckets", n, plan.bucketCount(), oeeMaxRows))
-		return
+		return oeeFigures{}, []string{fmt.Sprintf("bucket, group_by: the answer would have up to %d rows (%d buckets), more than %d: "+
+			"shorten the window (start, end) or choose coarser buckets", n, plan.bucketCount(), oeeMaxRows)}, nil
 	}
 	var parts []chstore.OEEPartsRow
 	var periods []chstore.OEEPeriod
@@ -305,13 +331,21 @@ func (o *oeeServer) serve(c *gin.Context) {
 		return err
 	})
 	if err := g.Wait(); err != nil {
-		h.readFailed(r, err)
-		return
+		return oeeFigures{}, nil, err
 	}
-	rows := plan.compute(parts, periods)
-	fields, values := renderOEE(a, m, loc, rows)
-	h.m.records.WithLabelValues(r.label).Add(float64(len(values)))
-	h.finish(r, http.StatusOK, "ok", l2l.List(fields, values, len(values), 0))
+	fig := oeeFigures{m: m, loc: loc, rows: plan.compute(parts, periods)}
+	for _, by := range also {
+		other, err := newOEEPlan(a.window, plan.now, loc, a.bucket, by, m, scope)
+		if err != nil {
+			return oeeFigures{}, nil, fmt.Errorf("shifts of site %d: %w", a.site, err)
+		}
+		if !slices.Equal(other.cuts, plan.cuts) {
+			return oeeFigures{}, nil, fmt.Errorf("oee: groupings of one window cut it differently")
+		}
+		other.currentIdeal = a.currentIdeal
+		fig.more = append(fig.more, other.compute(parts, periods))
+	}
+	return fig, nil, nil
 }
 
 // resolveScope turns line, machine, externalid and product into the

@@ -165,6 +165,8 @@ func newEngine(store *chstore.Store, rdb *redis.Client, kc kafkaClient, cfg Conf
 		return nil
 	}, reg)
 	h.routes(r)
-	newOEE(h, store).routes(r)
+	o := newOEE(h, store)
+	o.routes(r)
+	o.reportingRoutes(r, store)
 	return r, nil
 }

@@ -158,12 +158,34 @@ func (w *Workload) recordWrites(ctx context.Context) error {
 		{"products", 2, chstore.Row{"site": uint64(1), "code": "P2", "description": "Hinge v2", "ideal_cycle_time": 31.25}},
 		{"reasons", 4, chstore.Row{"site": uint64(2), "code": "SCRAP2", "description": "Crack", "kind": "scrap", "planned": false}},
 		{"users", 3, chstore.Row{"username": "nobody", "admin": false, "sites": []uint64{}, "active": true}},
+		// The Leading2Lean areas, and rows the record API's actions write.
+		{"dispatchtypes", 40, chstore.Row{"site": uint64(1), "code": "BREAK", "description": "Breakdown", "downtime": true, "active": true}},
+		{"scrapcategory", 41, chstore.Row{"site": uint64(1), "code": "WELD", "description": "Welding", "active": true}},
+		{"productcomponents", 42, chstore.Row{"site": uint64(1), "product": uint64(2), "code": "SCREW", "quantity": 4.0, "active": true}},
+		{"dispatches", 43, chstore.Row{"site": uint64(1), "dispatchnumber": uint64(43), "machine": uint64(10), "machinecode": "M10",
+			"line": uint64(1), "dispatchtype": uint64(40), "dispatchtypecode": "BREAK", "description": "jam", "reported": at(9, 0),
+			"completed": at(9, 34), "status": "closed", "downtime": true, "active": true}},
+		{"dispatches", 44, chstore.Row{"site": uint64(1), "dispatchnumber": uint64(44), "machine": uint64(10), "machinecode": "M10",
+			"line": uint64(1), "dispatchtype": uint64(40), "dispatchtypecode": "BREAK", "reported": at(10, 0),
+			"completed": time.Unix(0, 0).UTC(), "status": "open", "downtime": true, "active": true}},
+		{"clocksessions", 45, chstore.Row{"site": uint64(1), "line": uint64(1), "linecode": "L1", "user": uint64(2), "username": "reader",
+			"start": at(6, 0), "end": at(14, 0), "active": true}},
+		{"pitchdetails", 46, chstore.Row{"site": uint64(1), "line": uint64(1), "linecode": "L1", "product": uint64(2), "productcode": "P2",
+			"start": at(10, 0), "end": at(10, 5), "actual": uint64(42), "scrap": uint64(7), "operator_count": uint64(3),
+			"sent_good": true, "sent_scrap": true, "active": true}},
 	}
 	for i, wr := range writes {
 		row, a, err := s.ReadRow(ctx, wr.table, wr.id)
 		switch {
 		case errors.Is(err, chstore.ErrNotFound):
-			row, a = chstore.Row(s.Areas().Must(wr.table).ZeroRow()), audit(0)
+			// A create: the defaults a create of the record API takes.
+			def := s.Areas().Must(wr.table)
+			row, a = chstore.Row(def.ZeroRow()), audit(0)
+			for _, f := range def.Fields {
+				if f.Stored() && f.Default != nil {
+					row[f.Name] = f.Default
+				}
+			}
 		case err != nil:
 			return err
 		}
@@ -188,6 +210,25 @@ func (w *Workload) recordWrites(ctx context.Context) error {
 		if err := s.WriteRow(ctx, wr.table, wr.id, row, a); err != nil {
 			return err
 		}
+	}
+	// What the actions read: rows by fields, machine counters.
+	if open, err := s.FindRows(ctx, "dispatches", chstore.Row{"machine": uint64(10), "completed": time.Unix(0, 0).UTC()}, 5); err != nil {
+		return err
+	} else if len(open) != 1 || open[0].ID != 44 {
+		return fmt.Errorf("open dispatches of machine 10: %+v", open)
+	}
+	if _, err := s.FindRows(ctx, "pitchdetails", chstore.Row{"line": uint64(1), "product": uint64(2), "start": at(10, 0),
+		"end": at(10, 5)}, 1); err != nil {
+		return err
+	}
+	for _, c := range []chstore.MachineCounter{{Machine: 10, Site: 1, Count: 832, Updated: at(1, 0), Version: 7},
+		{Machine: 10, Site: 1, Count: 837, Updated: at(1, 0), Version: 8}} {
+		if err := s.PutMachineCounter(ctx, c); err != nil {
+			return err
+		}
+	}
+	if c, ok, err := s.MachineCounter(ctx, 10); err != nil || !ok || c.Count != 837 {
+		return fmt.Errorf("counter of machine 10: %+v %v %v", c, ok, err)
 	}
 	if _, _, err := s.ReadRow(ctx, "machines", 13); !errors.Is(err, chstore.ErrNotFound) {
 		return fmt.Errorf("deleted machine 13 read back: %v", err)

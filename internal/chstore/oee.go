@@ -524,8 +524,12 @@ type PeriodRow struct {
 	// FirstOfStop: 1 on the first scheduled piece of a stop, 0 on other
 	// periods, -1 when unknown (a row stored before migration 0025).
 	FirstOfStop int8
-	Version     uint64
-	Deleted     bool
+	// Dispatch and DispatchType: the dispatch whose down window the
+	// period is, and its type (0: none).
+	Dispatch     uint64
+	DispatchType uint64
+	Version      uint64
+	Deleted      bool
 }
 
 // InsertPeriods writes period versions in one block.
@@ -533,7 +537,8 @@ func (s *Store) InsertPeriods(ctx context.Context, rows []PeriodRow) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO productionperiods (id, site, location, location_kind, externalid, state, start, end, duration, reason, first_of_stop, version, deleted)")
+	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO productionperiods (id, site, location, location_kind, externalid, state, start, end,"+
+		" duration, reason, first_of_stop, dispatch, dispatchtype, version, deleted)")
 	if err != nil {
 		return fmt.Errorf("prepare insert into productionperiods: %w", err)
 	}
@@ -546,7 +551,7 @@ func (s *Store) InsertPeriods(ctx context.Context, rows []PeriodRow) error {
 			dur = float64(r.End-r.Start) / 1000
 		}
 		if err := b.Append(r.ID, r.Site, r.Location, r.LocationKind, r.ExternalID, r.State,
-			time.UnixMilli(r.Start).UTC(), end, dur, r.Reason, r.FirstOfStop, r.Version, b2u(r.Deleted)); err != nil {
+			time.UnixMilli(r.Start).UTC(), end, dur, r.Reason, r.FirstOfStop, r.Dispatch, r.DispatchType, r.Version, b2u(r.Deleted)); err != nil {
 			b.Abort()
 			return fmt.Errorf("insert into productionperiods: %w", err)
 		}

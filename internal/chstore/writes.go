@@ -240,7 +240,7 @@ func (s *Store) PeriodByID(ctx context.Context, id uint64) (PeriodRow, error) {
 	// The id filter inside FINAL keeps the read on the primary key: every
 	// version of a period has its id.
 	rows, err := s.conn.Query(ctx, `SELECT id, site, location, toString(location_kind), externalid, toString(state),
-		toInt64(toUInt32(start)) * 1000, toInt64(toUInt32(ifNull(end, toDateTime(0)))) * 1000, isNull(end), reason, first_of_stop, version
+		toInt64(toUInt32(start)) * 1000, toInt64(toUInt32(ifNull(end, toDateTime(0)))) * 1000, isNull(end), reason, first_of_stop, dispatch, dispatchtype, version
 		FROM (SELECT * FROM productionperiods FINAL WHERE id = ?) WHERE deleted = 0`, id)
 	if err != nil {
 		return PeriodRow{}, fmt.Errorf("read period %d: %w", id, err)
@@ -255,7 +255,7 @@ func (s *Store) PeriodByID(ctx context.Context, id uint64) (PeriodRow, error) {
 	var p PeriodRow
 	var open uint8
 	if err := rows.Scan(&p.ID, &p.Site, &p.Location, &p.LocationKind, &p.ExternalID, &p.State,
-		&p.Start, &p.End, &open, &p.Reason, &p.FirstOfStop, &p.Version); err != nil {
+		&p.Start, &p.End, &open, &p.Reason, &p.FirstOfStop, &p.Dispatch, &p.DispatchType, &p.Version); err != nil {
 		return PeriodRow{}, fmt.Errorf("scan period %d: %w", id, err)
 	}
 	p.Open = open == 1

@@ -219,9 +219,13 @@ type Row struct {
 	Reason uint64 `json:"reason,omitempty"`
 	// FirstOfStop is FirstPiece on the first scheduled piece of a stop
 	// (down or planned_down), 0 on every other row.
-	FirstOfStop int8   `json:"first_of_stop,omitempty"`
-	Version     uint64 `json:"version"`
-	Deleted     bool   `json:"deleted,omitempty"`
+	FirstOfStop int8 `json:"first_of_stop,omitempty"`
+	// Dispatch and DispatchType name the dispatch whose down window the
+	// period is (see Window); 0 for the runs' periods.
+	Dispatch     uint64 `json:"dispatch,omitempty"`
+	DispatchType uint64 `json:"dispatch_type,omitempty"`
+	Version      uint64 `json:"version"`
+	Deleted      bool   `json:"deleted,omitempty"`
 }
 
 // Duration is the length of a closed period (0 while open).
@@ -234,7 +238,8 @@ func (r Row) Duration() time.Duration {
 
 func (r Row) same(o Row) bool {
 	return r.ID == o.ID && r.State == o.State && r.Start == o.Start && r.End == o.End &&
-		r.Open == o.Open && r.Shift == o.Shift && r.Reason == o.Reason && r.FirstOfStop == o.FirstOfStop
+		r.Open == o.Open && r.Shift == o.Shift && r.Reason == o.Reason && r.FirstOfStop == o.FirstOfStop &&
+		r.Dispatch == o.Dispatch && r.DispatchType == o.DispatchType
 }
 
 // Run is a maximal sequence of parts whose gaps are all within the
@@ -294,6 +299,8 @@ type Snapshot struct {
 	Stops []StopReason `json:"stop_reasons,omitempty"`
 	// Reasons is only read from snapshots of an earlier format.
 	Reasons []Assignment `json:"reasons,omitempty"`
+	// Windows are the down windows of dispatches, by start.
+	Windows []Window `json:"windows,omitempty"`
 }
 
 // Outcome says what a part did to the machine.
@@ -385,6 +392,7 @@ func (m *Machine) Snapshot() Snapshot {
 	st.Runs = append([]Run(nil), st.Runs...)
 	st.Rows = append([]Row(nil), st.Rows...)
 	st.Stops = append([]StopReason(nil), st.Stops...)
+	st.Windows = append([]Window(nil), st.Windows...)
 	return st
 }
 
@@ -423,8 +431,15 @@ func (m *Machine) threshold(p Part) int64 {
 	return DefaultThreshold(p.IdealCycleTime).Milliseconds()
 }
 
-// horizon is the newest instant known (event or wall clock).
-func (m *Machine) horizon() int64 { return max(m.st.Now, m.st.Newest) }
+// horizon is the newest instant known (event, wall clock, or the start of
+// a dispatch's down window).
+func (m *Machine) horizon() int64 {
+	h := max(m.st.Now, m.st.Newest)
+	if n := len(m.st.Windows); n > 0 {
+		h = max(h, m.st.Windows[n-1].Start) // windows are by start
+	}
+	return h
+}
 
 // downDetected reports whether the wall clock has passed the threshold
 // after the newest run.
@@ -527,7 +542,7 @@ func (m *Machine) Tick(now int64) []Row {
 	if now <= m.st.Now {
 		return nil
 	}
-	if len(m.st.Runs) > 0 && now >= m.next && !m.cfg.Calendar.Always() {
+	if (len(m.st.Runs) > 0 || len(m.st.Windows) > 0) && now >= m.next && !m.cfg.Calendar.Always() {
 		b := m.cfg.Calendar.NextBoundary(m.horizon())
 		for crossed := 0; b <= now; crossed++ {
 			if crossed == maxTickBoundaries {
@@ -539,7 +554,7 @@ func (m *Machine) Tick(now int64) []Row {
 	}
 	wasDown := m.downDetected()
 	m.st.Now = now
-	if len(m.st.Runs) == 0 || (wasDown == m.downDetected() && m.horizon() < m.next) {
+	if len(m.st.Runs) == 0 && len(m.st.Windows) == 0 || (wasDown == m.downDetected() && m.horizon() < m.next) {
 		return nil
 	}
 	out := m.recompute()
@@ -587,6 +602,9 @@ func (m *Machine) Assign(id uint64, r Reason) ([]Row, error) {
 		}
 		if row.State != Down && row.State != PlannedDown {
 			return nil, ErrNotDown
+		}
+		if row.Dispatch != 0 {
+			return nil, ErrDispatchDown
 		}
 		for _, g := range m.gaps() {
 			if g.overlaps(row.Start, row.Start+1) {
@@ -716,16 +734,12 @@ func (m *Machine) nextVersion() uint64 {
 	return m.st.Seq
 }
 
-// timeline computes the rows of the retained runs from Final on.
+// timeline computes the rows of the retained runs and the windows from
+// Final on.
 func (m *Machine) timeline() []Row {
 	runs := m.st.Runs
-	if len(runs) == 0 {
+	if len(runs) == 0 && len(m.st.Windows) == 0 {
 		return nil
-	}
-	type seg struct {
-		state      State
-		start, end int64
-		open       bool
 	}
 	var segs []seg
 	prevLast, hasPrev := m.st.FrozenLast, m.st.Frozen
@@ -753,6 +767,13 @@ func (m *Machine) timeline() []Row {
 		}
 		prevLast, hasPrev = r.Last, true
 	}
+	if len(m.st.Windows) > 0 {
+		segs = m.overlay(segs)
+	} else {
+		for i := range segs {
+			segs[i].from, segs[i].to, segs[i].open0 = segs[i].start, segs[i].end, segs[i].open
+		}
+	}
 	h := m.horizon()
 	final := m.st.Final
 	var rows []Row
@@ -768,9 +789,13 @@ func (m *Machine) timeline() []Row {
 		}
 		var reason Reason
 		var firstDone bool
-		if s.state == Down {
-			reason = m.stopReason(gap{from: s.start, to: s.end, open: s.open})
-			firstDone = s.start < final && m.st.FinalGap == s.start && m.st.FinalGapScheduled
+		switch {
+		case s.win != nil:
+			// A window begun before Final had its first piece there.
+			firstDone = s.cont || s.win.Start < final
+		case s.state == Down:
+			reason = m.stopReason(gap{from: s.from, to: s.to, open: s.open0})
+			firstDone = s.cont || s.from < final && m.st.FinalGap == s.from && m.st.FinalGapScheduled
 		}
 		pieces := m.cfg.Calendar.Scheduled(max(s.start, final), end)
 		for j, p := range pieces {
@@ -789,6 +814,9 @@ func (m *Machine) timeline() []Row {
 				if reason.Planned {
 					row.State = PlannedDown
 				}
+			}
+			if s.win != nil && p.Scheduled {
+				row.Dispatch, row.DispatchType = s.win.Dispatch, s.win.Type
 			}
 			row.ID = PeriodID(m.st.Key, row.Start)
 			rows = append(rows, row)
@@ -871,6 +899,14 @@ func (m *Machine) finalize(f int64) {
 		}
 	}
 	m.st.Stops = reasons
+	windows := m.st.Windows[:0]
+	for _, w := range m.st.Windows {
+		if w.End == 0 || w.End > f {
+			windows = append(windows, w)
+		}
+	}
+	clear(m.st.Windows[len(windows):])
+	m.st.Windows = windows
 }
 
 // PeriodID is the id of the period of location k starting at start (ms): a

@@ -92,6 +92,10 @@ var periodArea = &Area{
 		withDoc(computed("duration", l2l.Float, "duration"), "Seconds."),
 		{Name: "reason", Type: l2l.Int, Nullable: true, Expr: "nullIf(reason, 0)", Flags: Read | Write, Ref: "reasons",
 			Doc: "The downtime reason's id; null without one. Set on a down or planned_down period (empty or 0 removes it)."},
+		withDoc(withRef(nullable("dispatch", l2l.Int, "nullIf(dispatch, 0)"), "dispatches"),
+			"The dispatch whose down window the period is (a dispatch of a type that means downtime); null for the others."),
+		withDoc(withRef(nullable("dispatchtype", l2l.Int, "nullIf(dispatchtype, 0)"), "dispatchtypes"),
+			"The type of that dispatch: why the location is down. Such a period takes no reason."),
 		alwaysActive(),
 	},
 }

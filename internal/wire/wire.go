@@ -21,6 +21,14 @@ import (
 // Version is the schema version this package writes.
 const Version = 1
 
+// ProductHeader, on a part event's record, carries the id (decimal) of the
+// product its sender resolved the part's product code to: the record API,
+// whose actions may have created the product a moment before. The
+// processor takes that product instead of looking the code up in its
+// catalog, which may not know it yet. Parts from the ingestor carry no such
+// header; the message itself is unchanged.
+const ProductHeader = "takt-product-id"
+
 // Quality values a part event may carry.
 const (
 	QualityGood   = "good"
