@@ -185,6 +185,35 @@ func TestLeading2LeanConventions(t *testing.T) {
 		}
 	})
 
+	t.Run("a retired shift plans no time", func(t *testing.T) {
+		_, _, env := f.send(t, "POST", "/api/1.0/shifts/", f.keyA, url.Values{"site": {"1"}, "code": {"NIGHT"},
+			"start_time": {"22:00"}, "end_time": {"06:00"}, "active": {"False"}}, false)
+		if d := data(t, env); d["active"] != false {
+			t.Fatalf("shift: %v", d)
+		}
+		m, err := f.store.OEEMaster(ctx, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pm, err := f.store.PeriodMaster(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sh := range m.Shifts {
+			if sh.Code == "NIGHT" {
+				t.Errorf("the OEE reads a retired shift: %+v", sh)
+			}
+		}
+		for _, sh := range pm.Shifts {
+			if sh.Code == "NIGHT" {
+				t.Errorf("the processor reads a retired shift: %+v", sh)
+			}
+		}
+		if n := count(t, "/api/1.0/resourceshifts/?shiftcode=NIGHT"); n != 0 {
+			t.Errorf("resource shifts of a retired shift: %d", n)
+		}
+	})
+
 	t.Run("xml of every area", func(t *testing.T) {
 		for _, a := range record.Takt.Areas() {
 			status, _, body := f.get(t, "/api/1.0/"+a.Name+"/?format=xml&limit=3", f.keyA)

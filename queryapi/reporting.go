@@ -98,12 +98,13 @@ func (o *oeeServer) dailySummary(c *gin.Context, lines lineFinder) {
 	line := found[0].ID
 	a := oeeArgs{site: site, line: line, bucket: oee.Day,
 		window: oee.Window{Start: start.UnixMilli(), End: end.UnixMilli()}}
-	days, problems, err := o.figures(ctx, a)
-	if err == nil && len(problems) == 0 && call.flag("show_products") {
-		a.by.product = true
-		var byProduct oeeFigures
-		byProduct, problems, err = o.figures(ctx, a)
-		days.rows = append(days.rows, byProduct.rows...)
+	var also []grouping
+	if call.flag("show_products") {
+		also = append(also, grouping{product: true})
+	}
+	days, problems, err := o.figures(ctx, a, also...)
+	for _, more := range days.more {
+		days.rows = append(days.rows, more...)
 	}
 	switch {
 	case err != nil:

@@ -131,7 +131,7 @@ func (s *Store) OEEMaster(ctx context.Context, site uint64) (OEEMaster, error) {
 	})
 	g.Go(func() error {
 		rows, err := s.conn.Query(gctx, `SELECT line, code, start_time, end_time, days
-			FROM (SELECT * FROM shifts FINAL WHERE site = ?) WHERE deleted = 0 ORDER BY line, code, id`, site)
+			FROM (SELECT * FROM shifts FINAL WHERE site = ?) WHERE deleted = 0 AND active = 1 ORDER BY line, code, id`, site)
 		if err != nil {
 			return fmt.Errorf("shifts of site %d: %w", site, err)
 		}

@@ -81,7 +81,7 @@ func (s *Store) PeriodMaster(ctx context.Context) (PeriodMaster, error) {
 		return PeriodMaster{}, fmt.Errorf("site time zones: %w", err)
 	}
 	rows, err = s.conn.Query(ctx, `SELECT site, line, code, start_time, end_time, days
-		FROM (SELECT * FROM shifts FINAL) WHERE deleted = 0 ORDER BY site, line, code, id`)
+		FROM (SELECT * FROM shifts FINAL) WHERE deleted = 0 AND active = 1 ORDER BY site, line, code, id`)
 	if err != nil {
 		return PeriodMaster{}, fmt.Errorf("shifts: %w", err)
 	}

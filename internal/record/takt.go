@@ -219,7 +219,7 @@ var shiftArea = &Area{
 		Field{Name: "end_time", Kind: String, Flags: Read | Write | Required, Check: clockTime,
 			Doc: "Local HH:MM; not after start_time means the next day."},
 		Field{Name: "days", Kind: Words, Flags: Read | Write | NotEmpty, Options: weekdays, Default: "mon,tue,wed,thu,fri"},
-		activeField(),
+		withDoc(activeField(), "False for a retired shift, which plans no time any more."),
 	),
 }
 
