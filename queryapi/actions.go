@@ -323,9 +323,6 @@ func (h *handler) actionFailed(r *request, err error) {
 		h.finish(r, http.StatusServiceUnavailable, "unavailable", l2l.Failure(msgActionNotProduced))
 	case errors.Is(err, errBusy):
 		h.finish(r, http.StatusServiceUnavailable, "unavailable", l2l.Failure(msgActionBusy))
-	case errors.Is(err, redis.Nil), isRedisDown(err):
-		h.logger.Error("action: Redis failed", "action", r.label, "err", err)
-		h.finish(r, http.StatusServiceUnavailable, "unavailable", l2l.Failure(msgActionNoRedis))
 	default:
 		h.writeFailed(r, err)
 	}
@@ -337,13 +334,7 @@ const (
 		" take effect. Check before repeating it"
 	msgActionNotProduced = "Kafka did not accept the call's records (is it reachable?). Nothing was changed; retry later"
 	msgActionBusy        = "The record is being changed by another call; retry"
-	msgActionNoRedis     = "The call could not be coordinated (Redis is unreachable). Nothing was changed; retry later"
 )
-
-// errRedisDown marks a failed Redis call (see isRedisDown).
-var errRedisDown = errors.New("redis unavailable")
-
-func isRedisDown(err error) bool { return errors.Is(err, errRedisDown) }
 
 // actionNames lists the actions that write the records of area def, as
 // area/action, for messages.

@@ -88,7 +88,7 @@ func (x *actionServer) count(ctx context.Context, machine, site uint64, op strin
 		res, err = counterScript.Run(ctx, x.rdb, []string{key}, args...).Int64Slice()
 	}
 	if err != nil {
-		return chstore.MachineCounter{}, fmt.Errorf("%w: cycle counter of machine %d: %w", errRedisDown, machine, err)
+		return chstore.MachineCounter{}, fmt.Errorf("%w: cycle counter of machine %d: %w", errUnavailable, machine, err)
 	}
 	c := chstore.MachineCounter{Machine: machine, Site: site, Count: uint64(res[0]), Version: uint64(res[1])}
 	if res[2] > 0 {

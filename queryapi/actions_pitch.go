@@ -85,9 +85,12 @@ func (x *actionServer) recordDetails(ctx context.Context, c *actionCall) actionA
 		return failed(err)
 	}
 	defer release()
-	product, err := x.productFor(ctx, c, code)
-	if err != nil {
+	product, problems, err := x.productFor(ctx, c, code)
+	switch {
+	case err != nil:
 		return failed(err)
+	case len(problems) > 0:
+		return invalid(problems...)
 	}
 
 	// The same detail again: a retry.
@@ -177,8 +180,10 @@ func (x *actionServer) recordDetails(ctx context.Context, c *actionCall) actionA
 }
 
 // productFor returns the id of the product with code in the call's site,
-// creating it when the site has none (without an ideal cycle time).
-func (x *actionServer) productFor(ctx context.Context, c *actionCall, code string) (uint64, error) {
+// creating it when the site has none (without an ideal cycle time). The
+// create is a write of the record API like any other: validated, its code
+// reserved against concurrent creates, announced to the caches.
+func (x *actionServer) productFor(ctx context.Context, c *actionCall, code string) (uint64, []string, error) {
 	find := func() (uint64, bool, error) {
 		found, err := x.store.FindRows(ctx, "products", chstore.Row{"site": c.site, "code": code}, 1)
 		if err != nil || len(found) == 0 {
@@ -187,27 +192,30 @@ func (x *actionServer) productFor(ctx context.Context, c *actionCall, code strin
 		return found[0].ID, true, nil
 	}
 	if id, ok, err := find(); err != nil || ok {
-		return id, err
+		return id, nil, err
 	}
-	release, err := x.locks.hold(ctx, fmt.Sprintf("product:%d:%s", c.site, code))
-	if err != nil {
-		return 0, err
+	w := x.h.writes
+	ch := &change{area: x.h.store.Areas().Must("products"), actor: c.actor, sites: c.sites, create: true}
+	args := url.Values{"site": {strconv.FormatUint(c.site, 10)}, "code": {code}, "description": {code},
+		"ideal_cycle_time": {"0"}}
+	if err := w.prepare(ctx, ch, args); err != nil {
+		return 0, nil, err
 	}
-	defer release()
-	if id, ok, err := find(); err != nil || ok {
-		return id, err
+	if len(ch.problem) > 0 {
+		// Another call created it a moment ago.
+		if id, ok, err := find(); err != nil || ok {
+			return id, nil, err
+		}
+		for i, p := range ch.problem {
+			ch.problem[i] = "productcode: " + p
+		}
+		return 0, ch.problem, nil
 	}
-	id, err := x.ids.next(ctx)
-	if err != nil {
-		return 0, err
+	if err := w.apply(ctx, ch); err != nil {
+		return 0, nil, err
 	}
-	row := x.newRow("products", chstore.Row{"site": c.site, "code": code, "description": code})
-	if _, err := x.putRow(ctx, "products", id, row, c.actor, nil); err != nil {
-		return 0, err
-	}
-	x.inv.changed(ctx, "products")
-	x.logger.Info("product created for recorded production", "product", id, "code", code, "site", c.site)
-	return id, nil
+	x.logger.Info("product created for recorded production", "product", ch.id, "code", code, "site", c.site)
+	return ch.id, nil, nil
 }
 
 // readDetails serves GET pitchdetails/record_details: the details of a

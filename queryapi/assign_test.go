@@ -103,11 +103,14 @@ func testPeriods() *fakePeriods {
 	other.ID, other.Site = 15, 2
 	machine := down
 	machine.ID, machine.LocationKind, machine.Location, machine.ExternalID = 16, "machine", 8, "weld_1"
+	dispatched := machine
+	dispatched.ID, dispatched.Dispatch, dispatched.DispatchType = 17, 700, 70
 	reason := func(site uint64, kind string, planned bool) chstore.Row {
 		return chstore.Row{"site": site, "code": "R", "description": "", "kind": kind, "planned": planned}
 	}
 	return &fakePeriods{
-		periods: map[uint64]chstore.PeriodRow{10: down, 11: open, 12: planned, 13: running, 14: unscheduled, 15: other, 16: machine},
+		periods: map[uint64]chstore.PeriodRow{10: down, 11: open, 12: planned, 13: running, 14: unscheduled, 15: other, 16: machine,
+			17: dispatched},
 		reasons: map[uint64]chstore.Row{
 			20: reason(1, "downtime", false), 21: reason(1, "downtime", true),
 			22: reason(1, "scrap", false), 23: reason(2, "downtime", false),
@@ -152,6 +155,8 @@ func TestAssignPrepare(t *testing.T) {
 		{name: "caller without sites", id: 10, args: url.Values{"reason": {"20"}}, sites: []uint64{}, notFound: true},
 
 		{name: "running", id: 13, args: url.Values{"reason": {"20"}}, problems: []string{"state: period 13 is running"}},
+		{name: "a dispatch's down time", id: 17, args: url.Values{"reason": {"20"}},
+			problems: []string{"period 17 is the down time of dispatch 700: its dispatch type 70 is its reason"}},
 		{name: "unscheduled", id: 14, args: url.Values{"reason": {"20"}}, problems: []string{"state: period 14 is unscheduled"}},
 		{name: "removal from a running period", id: 13, args: url.Values{"reason": {""}}, problems: []string{"only a down or planned_down"}},
 		{name: "no reason", id: 10, args: url.Values{}, problems: []string{"reason: required"}},
@@ -359,7 +364,7 @@ func TestReasonAssignment(t *testing.T) {
 		exp := map[string]any{"id": 1001.0, "site": 1.0, "location": 1.0, "location_kind": "line", "externalid": demo.LineExternalID,
 			"state": "down", "start": "2024-01-15 10:00:00.000", "start_local": "2024-01-15T11:00:00.000+01:00",
 			"end": "2024-01-15 10:05:00.000", "end_local": "2024-01-15T11:05:00.000+01:00", "duration": 300.0, "reason": 50.0,
-			"active": true}
+			"active": true, "dispatch": nil, "dispatchtype": nil}
 		if status != http.StatusOK || len(d) != len(exp) {
 			t.Errorf("status %d, record %v", status, d)
 		}

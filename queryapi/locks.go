@@ -44,7 +44,7 @@ func (l *locks) hold(ctx context.Context, name string) (func(), error) {
 	for {
 		ok, err := l.rdb.SetNX(ctx, key, token, l.ttl).Result()
 		if err != nil {
-			return nil, fmt.Errorf("%w: lock %s: %w", errRedisDown, name, err)
+			return nil, fmt.Errorf("%w: lock %s: %w", errUnavailable, name, err)
 		}
 		if ok {
 			return func() {
