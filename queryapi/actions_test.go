@@ -22,14 +22,42 @@ import (
 	"github.com/takt/takt/internal/wire"
 )
 
-// topicRecords reads every record of the fixture's topic produced so far
-// (it waits until n have come, at most 20 s).
-func (f *fixture) topicRecords(t *testing.T, n int) []*kgo.Record {
+// topicRecords reads the first n records of the fixture's topic (at most
+// 20 s) and returns those pick takes, in the order of their partitions:
+// the order of one location's records.
+func (f *fixture) topicRecords(t *testing.T, n int, pick func(*kgo.Record) bool) []*kgo.Record {
 	t.Helper()
-	if n == 0 {
-		return nil
+	var out []*kgo.Record
+	for _, r := range consumeRecords(t, f.topic, n) {
+		if pick(r) {
+			out = append(out, r)
+		}
 	}
-	return consumeRecords(t, f.topic, n)
+	return out
+}
+
+// partsOf picks the part events (no kind header) of location ext.
+func partsOf(ext string) func(*kgo.Record) bool {
+	return func(r *kgo.Record) bool {
+		for _, h := range r.Headers {
+			if h.Key == wire.KindHeader {
+				return false
+			}
+		}
+		return string(r.Key) == ext
+	}
+}
+
+// ofKind picks the records whose kind header is kind.
+func ofKind(kind string) func(*kgo.Record) bool {
+	return func(r *kgo.Record) bool {
+		for _, h := range r.Headers {
+			if h.Key == wire.KindHeader {
+				return string(h.Value) == kind
+			}
+		}
+		return false
+	}
 }
 
 // action posts args (with site=1) to an action path and returns the HTTP
@@ -196,9 +224,9 @@ func TestActions(t *testing.T) {
 		if fmt.Sprint(m["cyclecount"]) != strconv.Itoa(832+calls*each) || m["cyclecount_lastupdated"] != set["cyclecount_lastupdated"] {
 			t.Errorf("after %d increments of %d: %v (set at %v)", calls, each, m, set["cyclecount_lastupdated"])
 		}
-		recs := f.topicRecords(t, produced+calls)
+		recs := f.topicRecords(t, produced+calls, partsOf(demo.MachineExternalID))
 		ids := map[string]bool{}
-		for _, r := range recs[produced:] {
+		for _, r := range recs {
 			p, err := wire.Decode(r.Value)
 			if err != nil || string(r.Key) != demo.MachineExternalID || p.LocationKind != "machine" || p.LocationID != demo.MachineID ||
 				p.Quantity != each || p.Quality != wire.QualityGood || len(r.Headers) != 0 {
@@ -278,9 +306,9 @@ func TestActions(t *testing.T) {
 		}
 
 		// On the topic: the open window, its close, the added window.
-		recs := f.topicRecords(t, produced+3)
+		recs := f.topicRecords(t, produced+3, ofKind(wire.KindDispatch))
 		var got []wire.Dispatch
-		for _, r := range recs[produced:] {
+		for _, r := range recs {
 			d, err := wire.DecodeDispatch(r.Value)
 			if err != nil || string(r.Key) != demo.MachineExternalID || len(r.Headers) != 1 ||
 				r.Headers[0].Key != wire.KindHeader || string(r.Headers[0].Value) != wire.KindDispatch {
@@ -340,9 +368,12 @@ func TestActions(t *testing.T) {
 		invalidWith(t, status, env, "productcode: required")
 
 		// Exactly two part events, at end, with ids that follow from the detail.
-		recs := f.topicRecords(t, produced+2)
+		recs := f.topicRecords(t, produced+2, partsOf(demo.LineExternalID))
+		if len(recs) != 2 {
+			t.Fatalf("%d part events of the line, want 2", len(recs))
+		}
 		id := idText(t, d)
-		for i, r := range recs[produced:] {
+		for i, r := range recs {
 			p, err := wire.Decode(r.Value)
 			quality, qty := wire.QualityGood, uint32(42)
 			if i == 1 {
@@ -353,6 +384,9 @@ func TestActions(t *testing.T) {
 			if err != nil || p.Quality != quality || p.Quantity != qty || p.Product != code || p.EventID != wantID ||
 				p.RecordedAtMs != end.UnixMilli() || p.CycleTime != 300 || !p.HasCycleTime || string(r.Key) != demo.LineExternalID {
 				t.Errorf("event %d: %+v %v", i, p, err)
+			}
+			if len(r.Headers) != 1 || r.Headers[0].Key != wire.ProductHeader || string(r.Headers[0].Value) != fmt.Sprint(d["product"]) {
+				t.Errorf("event %d: headers %v, want the product %v", i, r.Headers, d["product"])
 			}
 		}
 		produced += 2
