@@ -249,6 +249,9 @@ func TestActions(t *testing.T) {
 		produced++
 		// A machine that is no location has no parts to record.
 		_, _, env = f.send(t, "POST", "/api/1.0/machines/", f.keyA, url.Values{"site": {"1"}, "line": {"1"}, "code": {"PRESS"}}, false)
+		if m := data(t, env); m["code"] != "PRESS" {
+			t.Errorf("machine without externalid: %v", m)
+		}
 		status, env := f.action(t, "POST", "/api/1.0/machines/increment_cycle_count/", url.Values{"code": {"PRESS"}, "cyclecount": {"3"}})
 		invalidWith(t, status, env, `machine "PRESS" has no externalid`)
 		status, env = f.action(t, "POST", "/api/1.0/machines/increment_cycle_count/", url.Values{"code": {demo.MachineCode}, "cyclecount": {"100001"}})
