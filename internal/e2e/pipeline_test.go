@@ -21,6 +21,7 @@ import (
 	"github.com/takt/takt/internal/config"
 	"github.com/takt/takt/internal/demo"
 	"github.com/takt/takt/internal/testenv"
+	"github.com/takt/takt/internal/tlsx"
 	"github.com/takt/takt/processor"
 	"github.com/takt/takt/queryapi"
 )
@@ -38,6 +39,10 @@ type pipeline struct {
 	// procCfg is the processor's configuration (run in-process unless
 	// options.noProcessor).
 	procCfg processor.Config
+	// queryTLS is the query API's HTTPS address (host:port) and caFile
+	// the certificate authority that signed its certificate, with
+	// options.tls.
+	queryTLS, caFile string
 }
 
 func freeAddr(t *testing.T) string {
@@ -73,6 +78,9 @@ type options struct {
 	// catalogRefresh overrides how often the processor re-reads master
 	// data.
 	catalogRefresh time.Duration
+	// tls adds an HTTPS listener to the query API, with a certificate
+	// of a scratch certificate authority.
+	tls bool
 }
 
 // startWith is start with options.
@@ -122,10 +130,21 @@ func startWith(t *testing.T, o options) *pipeline {
 	qcfg.KafkaBrokers, qcfg.PartsTopic = e.Brokers, topic
 	icfg.RateLimit.Disabled = o.noRateLimit
 	qcfg.RateLimit.Disabled = o.noRateLimit
+	var caFile string
+	if o.tls {
+		files, _, err := tlsx.LocalCA(t.TempDir(), []string{"127.0.0.1", "localhost"}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		qcfg.TLSAddr = freeAddr(t)
+		qcfg.TLS = tlsx.Server{CertFile: files.Cert, KeyFile: files.Key, CheckEvery: time.Minute}
+		caFile = files.CA
+	}
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	p := &pipeline{store: store, apiKey: seeded.APIKey, ingest: "http://" + icfg.Addr, query: "http://" + qcfg.Addr,
-		topic: topic, cancel: cancel, done: make(chan error, 3), services: 3, procCfg: pcfg}
+		topic: topic, cancel: cancel, done: make(chan error, 3), services: 3, procCfg: pcfg,
+		queryTLS: qcfg.TLSAddr, caFile: caFile}
 	logger := testenv.Logger(t)
 	ready := []string{p.ingest + "/readyz", p.query + "/readyz"}
 	go func() { p.done <- fmt.Errorf("ingestor: %w", ingestor.Run(runCtx, icfg, logger)) }()
