@@ -73,9 +73,14 @@ func (s *Store) rowsWhere(ctx context.Context, a *record.Area, cond string, args
 	var b strings.Builder
 	b.WriteString("SELECT id, ")
 	for _, c := range cols {
-		if c.Kind == record.Enum {
+		switch c.Kind {
+		case record.Enum:
 			b.WriteString("toString(`" + c.Name + "`), ")
-		} else {
+		case record.Time:
+			// As seconds: a zero DateTime reads the same on every server
+			// version (18.16 prints it 0000-00-00, current 1970-01-01).
+			b.WriteString("toUInt32(`" + c.Name + "`), ")
+		default:
 			b.WriteString("`" + c.Name + "`, ")
 		}
 	}
@@ -104,7 +109,7 @@ func (s *Store) rowsWhere(ctx context.Context, a *record.Area, cond string, args
 			case record.Strings:
 				dest = append(dest, new([]string))
 			case record.Time:
-				dest = append(dest, new(time.Time))
+				dest = append(dest, new(uint32))
 			default:
 				dest = append(dest, new(string))
 			}
@@ -130,8 +135,8 @@ func (s *Store) rowsWhere(ctx context.Context, a *record.Area, cond string, args
 				r[c.Name] = *d
 			case *[]string:
 				r[c.Name] = *d
-			case *time.Time:
-				r[c.Name] = d.UTC()
+			case *uint32:
+				r[c.Name] = time.Unix(int64(*d), 0).UTC()
 			}
 		}
 		au.Created, au.LastUpdated = time.Unix(int64(created), 0).UTC(), time.Unix(int64(updated), 0).UTC()

@@ -66,12 +66,12 @@ const scrapDetailFrom = `(SELECT *
 		FROM (
 			SELECT id, site, location_kind, location_id, externalid, product_id, product_code, reason, quantity, recorded_ms
 			FROM parts WHERE quality = 'scrap'
-		)
-		ANY LEFT JOIN (SELECT id AS location_id, line AS m_line FROM (SELECT * FROM machines FINAL) WHERE deleted = 0)
+		) AS sp
+		ANY LEFT JOIN (SELECT id AS location_id, line AS m_line FROM (SELECT * FROM machines FINAL) WHERE deleted = 0) AS ml
 		USING location_id
-	)
+	) AS spl
 	ANY LEFT JOIN (SELECT site, code AS reason, scrapcategory AS cat FROM (SELECT * FROM reasons FINAL)
-		WHERE deleted = 0 AND kind = 'scrap') USING site, reason)`
+		WHERE deleted = 0 AND kind = 'scrap') AS rc USING site, reason)`
 
 var scrapDetailArea = &Area{
 	Name: "scrapdetail", Record: "ScrapDetail", Table: "parts", From: scrapDetailFrom, Site: SiteField,
@@ -117,13 +117,13 @@ const resourceShiftsFrom = `(SELECT
 			UNION ALL
 			SELECT site, 'machine' AS kind, id AS location, line AS line_id, code AS rcode, active
 			FROM (SELECT * FROM machines FINAL) WHERE deleted = 0
-		)
+		) AS res
 		ANY LEFT JOIN (SELECT line AS line_id, toUInt8(1) AS has_own FROM (SELECT * FROM shifts FINAL)
-			WHERE deleted = 0 AND active = 1 AND line != 0 GROUP BY line) USING line_id
-	)
+			WHERE deleted = 0 AND active = 1 AND line != 0 GROUP BY line) AS own USING line_id
+	) AS planned
 	ALL INNER JOIN (SELECT site, line AS eff_line, id AS shift_id, code AS scode, description AS sdescription,
 			start_time, end_time, days
-		FROM (SELECT * FROM shifts FINAL) WHERE deleted = 0 AND active = 1) USING site, eff_line)`
+		FROM (SELECT * FROM shifts FINAL) WHERE deleted = 0 AND active = 1) AS sh USING site, eff_line)`
 
 var resourceShiftArea = &Area{
 	Name: "resourceshifts", Record: "ResourceShift", Table: "shifts", From: resourceShiftsFrom, Site: SiteField,

@@ -127,9 +127,10 @@ var lineArea = &Area{
 
 // machinesFrom: machines with their cycle counters (machine_counters,
 // written by the set_cycle_count and increment_cycle_count actions).
-const machinesFrom = "(SELECT * FROM (SELECT * FROM machines FINAL)" +
+// Every joined subquery has an alias: current ClickHouse requires one.
+const machinesFrom = "(SELECT * FROM (SELECT * FROM machines FINAL) AS m" +
 	" ANY LEFT JOIN (SELECT machine AS id, cyclecount AS cc_count, toUInt32(lastupdated) AS cc_updated" +
-	" FROM machine_counters FINAL) USING id)"
+	" FROM machine_counters FINAL) AS cc USING id)"
 
 var machineArea = &Area{
 	Name: "machines", Record: "Machine", Table: "machines", From: machinesFrom, Versioned: true,
