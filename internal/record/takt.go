@@ -126,11 +126,18 @@ var lineArea = &Area{
 }
 
 // machinesFrom: machines with their cycle counters (machine_counters,
-// written by the set_cycle_count and increment_cycle_count actions).
-// Every joined subquery has an alias: current ClickHouse requires one.
-const machinesFrom = "(SELECT * FROM (SELECT * FROM machines FINAL) AS m" +
-	" ANY LEFT JOIN (SELECT machine AS id, cyclecount AS cc_count, toUInt32(lastupdated) AS cc_updated" +
-	" FROM machine_counters FINAL) AS cc USING id)"
+// written by the set_cycle_count and increment_cycle_count actions). The
+// counters are looked up with transform over arrays of one scalar
+// subquery (one row per machine), not joined: current ClickHouse fails to
+// push the area's filters into a join with machines FINAL. The leading 0
+// keeps the arrays non-empty, which transform requires (no machine has
+// id 0).
+const machinesFrom = "(WITH (SELECT (arrayConcat([toUInt64(0)], groupArray(machine))," +
+	" arrayConcat([toUInt64(0)], groupArray(cyclecount)), arrayConcat([toUInt32(0)], groupArray(toUInt32(lastupdated))))" +
+	" FROM machine_counters FINAL) AS cc" +
+	" SELECT *, transform(id, tupleElement(cc, 1), tupleElement(cc, 2), toUInt64(0)) AS cc_count," +
+	" transform(id, tupleElement(cc, 1), tupleElement(cc, 3), toUInt32(0)) AS cc_updated" +
+	" FROM (SELECT * FROM machines FINAL))"
 
 var machineArea = &Area{
 	Name: "machines", Record: "Machine", Table: "machines", From: machinesFrom, Versioned: true,
