@@ -23,3 +23,13 @@ func RecordAreaNames() []string {
 	}
 	return names
 }
+
+// ErrRollupsDisagree is errRollupsDisagree.
+var ErrRollupsDisagree = errRollupsDisagree
+
+// OnRollupsDisagree sets what runs before OEEParts reads again after
+// finding the rollups apart (nil: nothing), and returns how to undo it.
+func OnRollupsDisagree(f func()) (undo func()) {
+	rollupsDisagreeHook = f
+	return func() { rollupsDisagreeHook = nil }
+}

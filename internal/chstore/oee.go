@@ -14,6 +14,7 @@ package chstore
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -221,6 +222,33 @@ type OEEPartsRow struct {
 // rollups are measured against), which costs a scan of its site and
 // recorded_ms columns.
 func (s *Store) OEEParts(ctx context.Context, sc OEEScope, cuts []int64, raw bool) ([]OEEPartsRow, error) {
+	// One INSERT into parts updates the two rollups one after the other,
+	// so a read between the two may find parts_oee_hourly ahead of
+	// parts_hourly. That passes within milliseconds: read again a few
+	// times before calling it a real disagreement.
+	for wait := 20 * time.Millisecond; ; wait *= 2 {
+		rows, err := s.oeePartsOnce(ctx, sc, cuts, raw)
+		if !errors.Is(err, errRollupsDisagree) || wait > 400*time.Millisecond {
+			return rows, err
+		}
+		if rollupsDisagreeHook != nil {
+			rollupsDisagreeHook()
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
+	}
+}
+
+// errRollupsDisagree: parts_oee_hourly holds parts parts_hourly does not.
+var errRollupsDisagree = errors.New("the rollups parts_hourly and parts_oee_hourly disagree")
+
+// rollupsDisagreeHook, when set (by tests), runs before each read again.
+var rollupsDisagreeHook func()
+
+func (s *Store) oeePartsOnce(ctx context.Context, sc OEEScope, cuts []int64, raw bool) ([]OEEPartsRow, error) {
 	if len(cuts) < 2 || !slices.IsSorted(cuts) {
 		return nil, fmt.Errorf("oee parts: %d cuts, want at least two, sorted", len(cuts))
 	}
@@ -403,9 +431,10 @@ func (s *Store) oeeParts(ctx context.Context, sc OEEScope, cuts []int64, rawRang
 		for _, x := range n {
 			if x < 0 {
 				// parts_oee_hourly holds a part parts_hourly does not:
-				// one of the rollups was changed by hand.
-				return nil, fmt.Errorf("oee parts: %s %d, product %d: the rollups parts_hourly and parts_oee_hourly disagree (%v)",
-					r.Kind, r.Location, r.Product, n)
+				// an insert between its two views, or a rollup changed
+				// by hand.
+				return nil, fmt.Errorf("oee parts: %s %d, product %d: %w (%v)",
+					r.Kind, r.Location, r.Product, errRollupsDisagree, n)
 			}
 		}
 		r.Segment = int(seg)

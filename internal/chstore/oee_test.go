@@ -2,6 +2,7 @@ package chstore_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -312,5 +313,55 @@ func TestOEEPeriodsNewestVersion(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("periods:\ngot  %+v\nwant %+v", got, want)
+	}
+}
+
+// TestOEEPartsBetweenTheViews: one INSERT into parts updates
+// parts_hourly and parts_oee_hourly one after the other. A read that finds
+// parts_oee_hourly ahead reads again and answers once the other has caught
+// up; one that stays apart (a rollup changed by hand) is an error, named.
+func TestOEEPartsBetweenTheViews(t *testing.T) {
+	s, _ := testenv.ClickHouse(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	hour := time.Date(2024, 3, 4, 6, 0, 0, 0, time.UTC)
+	row := fmt.Sprintf("1, 'line', 1, 7, toDateTime(%d)", hour.Unix())
+	// What the views write for 5 counted parts of product 7 with an ideal
+	// cycle time of 10 s: parts_oee_hourly first.
+	if err := s.Exec(ctx, `INSERT INTO parts_oee_hourly (site, location_kind, location_id, product_id, hour, oee_class,
+		produced, good, scrap, rework, ideal_time, ideal_qty) SELECT `+row+`, 'counted', 5, 5, 0, 0, 50, 5`); err != nil {
+		t.Fatal(err)
+	}
+	sc := chstore.OEEScope{Site: 1, All: true}
+	cuts := []int64{hour.UnixMilli(), hour.Add(time.Hour).UnixMilli()}
+	reads, landed := 0, false
+	undo := chstore.OnRollupsDisagree(func() {
+		reads++
+		if reads == 2 && !landed {
+			landed = true
+			// The second view's block lands.
+			if err := s.Exec(ctx, `INSERT INTO parts_hourly (site, location_kind, location_id, product_id, hour,
+				produced, good, scrap, rework) SELECT `+row+`, 5, 5, 0, 0`); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	defer undo()
+	rows, err := s.OEEParts(ctx, sc, cuts, false)
+	if err != nil {
+		t.Fatalf("after the second view: %v", err)
+	}
+	want := []chstore.OEEPartsRow{{Kind: "line", Location: 1, Product: 7, Produced: 5, Good: 5, IdealTime: 50}}
+	if !reflect.DeepEqual(rows, want) || reads != 2 {
+		t.Fatalf("after %d reads again:\n got %+v\nwant %+v", reads, rows, want)
+	}
+	// A rollup changed by hand stays apart: an error, after a few reads.
+	if err := s.Exec(ctx, `INSERT INTO parts_oee_hourly (site, location_kind, location_id, product_id, hour, oee_class,
+		produced, good, scrap, rework, ideal_time, ideal_qty) SELECT `+row+`, 'counted', 1, 1, 0, 0, 10, 1`); err != nil {
+		t.Fatal(err)
+	}
+	reads = 0
+	if _, err := s.OEEParts(ctx, sc, cuts, false); !errors.Is(err, chstore.ErrRollupsDisagree) || reads == 0 {
+		t.Fatalf("rollups apart for good, after %d reads again: %v", reads, err)
 	}
 }
