@@ -26,6 +26,9 @@ package ingestor
 import (
 	"crypto/tls"
 	"log/slog"
+	"net/url"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/takt/takt/internal/auth"
@@ -63,6 +66,10 @@ type Config struct {
 	// MQTTResendWindow is how far back the Kafka search for an earlier
 	// copy of a resent message reads (TAKT_MQTT_RESEND_WINDOW).
 	MQTTResendWindow time.Duration
+	// Bridge subscribes to a plant's existing MQTT broker instead of (or
+	// next to) the listener (TAKT_MQTT_BRIDGE_*); off when its URL is
+	// empty.
+	Bridge BridgeConfig
 	// DLQTopic receives the MQTT messages that are invalid, with the
 	// reason (TAKT_DLQ_TOPIC).
 	DLQTopic string
@@ -126,6 +133,7 @@ func ConfigFromEnv(e *config.Env) Config {
 		MQTTMaxInFlight:     e.Int("MQTT_MAX_INFLIGHT", 256),
 		MQTTSessionExpiry:   e.Duration("MQTT_SESSION_EXPIRY", 24*time.Hour),
 		MQTTResendWindow:    e.Duration("MQTT_RESEND_WINDOW", time.Minute),
+		Bridge:              bridgeConfigFromEnv(e),
 		DLQTopic:            e.String("DLQ_TOPIC", "takt.parts.dlq"),
 		Brokers:             e.List("KAFKA_BROKERS", []string{"127.0.0.1:19092"}),
 		Topic:               e.String("PARTS_TOPIC", "takt.parts"),
@@ -190,6 +198,9 @@ func (c Config) Validate() error {
 			p = append(p, err)
 		}
 	}
+	if err := c.Bridge.Validate(); err != nil {
+		p = append(p, err)
+	}
 	if err := c.AuthFailures.Validate(); err != nil {
 		p = append(p, err)
 	}
@@ -229,4 +240,93 @@ func (c Config) Level() (slog.Level, error) {
 	var l slog.Level
 	err := l.UnmarshalText([]byte(c.LogLevel))
 	return l, err
+}
+
+// BridgeConfig is the bridge to a plant's broker (TAKT_MQTT_BRIDGE_*).
+type BridgeConfig struct {
+	// URL is the broker: mqtt://host:port or mqtts://host:port
+	// (TAKT_MQTT_BRIDGE_URL); empty: no bridge.
+	URL string
+	// Username and Password are what the bridge connects with
+	// (TAKT_MQTT_BRIDGE_USERNAME, TAKT_MQTT_BRIDGE_PASSWORD).
+	Username string
+	Password string
+	// ClientID names the bridge's persistent session on the broker
+	// (TAKT_MQTT_BRIDGE_CLIENT_ID): one per ingestor, the same across its
+	// restarts, or the messages it had not acknowledged wait in a session
+	// nobody resumes. Default: takt-ingestor-<host name>.
+	ClientID string
+	// Group is the shared subscription's group: every ingestor of a group
+	// gets its share of the messages (TAKT_MQTT_BRIDGE_GROUP); empty: a
+	// plain subscription, each ingestor gets every message.
+	Group string
+	// Topics are the topic filters subscribed to, in Takt's layout
+	// (TAKT_MQTT_BRIDGE_TOPICS, comma-separated).
+	Topics []string
+	// Key is the API key the bridged messages are taken under: its ingest
+	// scope, sites and rate limit apply (TAKT_MQTT_BRIDGE_KEY).
+	Key string
+	// InFlight is the most messages the broker may have unacknowledged
+	// with the bridge (MQTT 5 receive maximum, TAKT_MQTT_BRIDGE_INFLIGHT).
+	InFlight int
+	// TLS is the client side of mqtts:// (TAKT_MQTT_BRIDGE_TLS_*).
+	TLS tlsx.Client
+}
+
+func bridgeConfigFromEnv(e *config.Env) BridgeConfig {
+	host, _ := os.Hostname()
+	return BridgeConfig{
+		URL:      e.String("MQTT_BRIDGE_URL", ""),
+		Username: e.String("MQTT_BRIDGE_USERNAME", ""),
+		Password: e.String("MQTT_BRIDGE_PASSWORD", ""),
+		ClientID: e.String("MQTT_BRIDGE_CLIENT_ID", "takt-ingestor-"+host),
+		Group:    e.String("MQTT_BRIDGE_GROUP", "takt"),
+		Topics:   e.List("MQTT_BRIDGE_TOPICS", []string{TopicPartPrefix + "#"}),
+		Key:      e.String("MQTT_BRIDGE_KEY", ""),
+		InFlight: e.Int("MQTT_BRIDGE_INFLIGHT", 256),
+		TLS:      tlsx.ClientFromEnv(e, "MQTT_BRIDGE"),
+	}
+}
+
+// Enabled reports whether the bridge is configured.
+func (b BridgeConfig) Enabled() bool { return b.URL != "" }
+
+// Validate reports every problem with b at once; nothing when the bridge
+// is off.
+func (b BridgeConfig) Validate() error {
+	if !b.Enabled() {
+		return nil
+	}
+	var p config.Problems
+	u, err := url.Parse(b.URL)
+	p.Addf(err != nil || (u.Scheme != "mqtt" && u.Scheme != "mqtts") || u.Host == "",
+		"TAKT_MQTT_BRIDGE_URL=%q: must be mqtt://host:port or mqtts://host:port", b.URL)
+	p.Addf(err == nil && u.Scheme == "mqtts" && !b.TLS.Enabled, "TAKT_MQTT_BRIDGE_URL=%q: mqtts needs TAKT_MQTT_BRIDGE_TLS=true", b.URL)
+	p.Addf(err == nil && u.Scheme == "mqtt" && b.TLS.Enabled, "TAKT_MQTT_BRIDGE_TLS=true: the URL %q is not mqtts://", b.URL)
+	p.Addf(err == nil && u.User != nil, "TAKT_MQTT_BRIDGE_URL: no credentials in the URL; use TAKT_MQTT_BRIDGE_USERNAME and _PASSWORD")
+	p.Addf(b.ClientID == "" || len(b.ClientID) > 65535, "TAKT_MQTT_BRIDGE_CLIENT_ID: must be set, at most 65,535 bytes")
+	p.Addf(strings.ContainsAny(b.Group, "/+#"), "TAKT_MQTT_BRIDGE_GROUP=%q: no '/', '+' or '#' in a share name", b.Group)
+	p.Addf(len(b.Topics) == 0, "TAKT_MQTT_BRIDGE_TOPICS: empty")
+	for _, t := range b.Topics {
+		p.Addf(t == "" || strings.HasPrefix(t, "$"), "TAKT_MQTT_BRIDGE_TOPICS: %q is not a topic filter (the shared subscription is made from TAKT_MQTT_BRIDGE_GROUP)", t)
+	}
+	p.Addf(!auth.WellFormed(b.Key), "TAKT_MQTT_BRIDGE_KEY: must be an API key (its scope, sites and rate limit apply to bridged messages)")
+	p.Addf(b.InFlight < 1 || b.InFlight > 65535, "TAKT_MQTT_BRIDGE_INFLIGHT=%d: must be between 1 and 65535", b.InFlight)
+	if err := b.TLS.Validate(); err != nil {
+		p = append(p, err)
+	}
+	return p.Err()
+}
+
+// filters are the subscription's topic filters: shared ones when a group
+// is set.
+func (b BridgeConfig) filters() []string {
+	out := make([]string, len(b.Topics))
+	for i, t := range b.Topics {
+		if b.Group != "" {
+			t = "$share/" + b.Group + "/" + t
+		}
+		out[i] = t
+	}
+	return out
 }

@@ -79,24 +79,33 @@ const (
 // calls it on connect, subscribe, publish and disconnect.
 type mqttBroker struct {
 	mqtt.HookBase
+	*mqttIngest
 	srv      *mqtt.Server
-	h        *handler
-	b        *batchHandler
-	dlqTopic string
 	maxIn    int
 	sessions *sessionStore
-	resends  *resends
-	logger   *slog.Logger
-	m        *mqttMetrics
 
 	mu    sync.Mutex
 	conns map[*mqtt.Client]*mqttConn
 	work  sync.WaitGroup // messages being handled
 }
 
-// mqttConn is one connection's state.
+// mqttIngest turns MQTT messages into parts on Kafka, or into dead
+// letters: the work the embedded broker and the bridge share.
+type mqttIngest struct {
+	h        *handler
+	b        *batchHandler
+	dlqTopic string
+	resends  *resends
+	logger   *slog.Logger
+	m        *mqttMetrics
+}
+
+// mqttConn is one connection's state. For the bridge, cl is nil: the
+// connection is the bridge's own to the plant's broker.
 type mqttConn struct {
 	cl        *mqtt.Client
+	id        string // client id: with the packet id, a message's identity
+	proto     byte   // MQTT protocol version
 	p         auth.Principal
 	prefix    string
 	since     time.Time
@@ -125,8 +134,7 @@ type mqttConfig struct {
 
 // newMQTTBroker builds the broker and adds its listeners; serve starts
 // them.
-func newMQTTBroker(cfg mqttConfig, h *handler, b *batchHandler, sessions *sessionStore, rs *resends,
-	logger *slog.Logger, m *mqttMetrics) (*mqttBroker, error) {
+func newMQTTBroker(cfg mqttConfig, sessions *sessionStore, in *mqttIngest) (*mqttBroker, error) {
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumQos = 1
 	caps.RetainAvailable = 0
@@ -139,10 +147,10 @@ func newMQTTBroker(cfg mqttConfig, h *handler, b *batchHandler, sessions *sessio
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities: caps,
 		InlineClient: true, // error messages to devices
-		Logger:       logger.With("component", "mqtt"),
+		Logger:       in.logger.With("component", "mqtt"),
 	})
-	mb := &mqttBroker{srv: srv, h: h, b: b, dlqTopic: cfg.DLQTopic, maxIn: cfg.MaxInFlight,
-		sessions: sessions, resends: rs, logger: logger, m: m, conns: map[*mqtt.Client]*mqttConn{}}
+	mb := &mqttBroker{srv: srv, maxIn: cfg.MaxInFlight, sessions: sessions, conns: map[*mqtt.Client]*mqttConn{},
+		mqttIngest: in}
 	if err := srv.AddHook(mb, nil); err != nil {
 		return nil, fmt.Errorf("mqtt hook: %w", err)
 	}
@@ -169,10 +177,6 @@ func newMQTTBroker(cfg mqttConfig, h *handler, b *batchHandler, sessions *sessio
 // acknowledged, their resend records written). Their PUBACKs are not
 // sent, so the devices send them again, and the resends are recognised.
 func (mb *mqttBroker) serve(ctx context.Context) error {
-	rctx, stopResends := context.WithCancel(context.WithoutCancel(ctx))
-	resendsDone := make(chan struct{})
-	go func() { defer close(resendsDone); _ = mb.resends.run(rctx) }()
-	defer func() { stopResends(); <-resendsDone }()
 	if err := mb.srv.Serve(); err != nil {
 		return fmt.Errorf("mqtt: %w", err)
 	}
@@ -239,7 +243,7 @@ func (mb *mqttBroker) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		_ = mb.srv.SendConnack(cl, code, false, nil)
 		return code
 	}
-	c := &mqttConn{cl: cl, p: p, prefix: prefix, since: time.Now(),
+	c := &mqttConn{cl: cl, id: cl.ID, proto: cl.Properties.ProtocolVersion, p: p, prefix: prefix, since: time.Now(),
 		acks: make(chan *pendingAck, mb.maxIn), ackerDone: make(chan struct{})}
 	mb.mu.Lock()
 	mb.conns[cl] = c
@@ -408,7 +412,7 @@ func (mb *mqttBroker) handle(c *mqttConn, msg *mqttMessage, ack *pendingAck) {
 	switch {
 	case out.drop:
 		ack.drop = true
-	case out.code.Code >= 0x80 && c.cl.Properties.ProtocolVersion < 5:
+	case out.code.Code >= 0x80 && c.proto < 5:
 		// 3.1.1 cannot refuse in a PUBACK: the error went to the errors
 		// topic (and the dead letters); acknowledge so the device moves
 		// on, except over the rate limit, where it must send again.
@@ -446,8 +450,8 @@ var (
 )
 
 // process validates, resolves and produces one message.
-func (mb *mqttBroker) process(c *mqttConn, msg *mqttMessage) outcome {
-	ctx, cancel := context.WithTimeout(context.Background(), mb.h.produceTimeout+2*time.Second)
+func (mi *mqttIngest) process(c *mqttConn, msg *mqttMessage) outcome {
+	ctx, cancel := context.WithTimeout(context.Background(), mi.h.produceTimeout+2*time.Second)
 	defer cancel()
 
 	var already map[int]bool // items a resend finds on Kafka
@@ -455,45 +459,45 @@ func (mb *mqttBroker) process(c *mqttConn, msg *mqttMessage) outcome {
 	if msg.qos > 0 {
 		digest = msg.digest()
 		if msg.dup {
-			done, items, err := mb.resends.lookup(ctx, c, msg, digest)
+			done, items, err := mi.resends.lookup(ctx, c, msg, digest)
 			switch {
 			case err != nil:
-				mb.logger.Warn("mqtt: resend not checked", "client_id", c.cl.ID, "packet_id", msg.pid, "err", err)
+				mi.logger.Warn("mqtt: resend not checked", "client_id", c.id, "packet_id", msg.pid, "err", err)
 				return outFailed
 			case done:
 				return outDuplicate
 			}
 			already = items
 		}
-		defer mb.resends.begin(c.cl.ID, msg.pid, digest)()
+		defer mi.resends.begin(c.id, msg.pid, digest)()
 	}
 
 	batch := msg.topic == TopicParts
 	extID := strings.TrimPrefix(msg.topic, TopicPartPrefix)
 	var items []batchItem
 	if batch {
-		if len(msg.payload) > mb.b.maxBody {
-			return mb.invalid(ctx, c, msg, fmt.Sprintf("Request body too large: limit is %d bytes", mb.b.maxBody))
+		if len(msg.payload) > mi.b.maxBody {
+			return mi.invalid(ctx, c, msg, fmt.Sprintf("Request body too large: limit is %d bytes", mi.b.maxBody))
 		}
 		var err error
-		items, err = parseParts(msg.payload, msg.received, mb.b.maxParts)
+		items, err = parseParts(msg.payload, msg.received, mi.b.maxParts)
 		if err != nil {
-			return mb.invalid(ctx, c, msg, "Invalid message format: "+err.Error())
+			return mi.invalid(ctx, c, msg, "Invalid message format: "+err.Error())
 		}
 	} else {
-		if len(msg.payload) > mb.h.maxBody {
-			return mb.invalid(ctx, c, msg, fmt.Sprintf("Request body too large: limit is %d bytes", mb.h.maxBody))
+		if len(msg.payload) > mi.h.maxBody {
+			return mi.invalid(ctx, c, msg, fmt.Sprintf("Request body too large: limit is %d bytes", mi.h.maxBody))
 		}
 		in, err := parseTopicPart(msg.payload, extID, msg.received)
 		if err != nil {
-			return mb.invalid(ctx, c, msg, "Invalid message format: "+err.Error())
+			return mi.invalid(ctx, c, msg, "Invalid message format: "+err.Error())
 		}
 		items = []batchItem{{in: in}}
 	}
 
 	// One token per part, as on HTTP; a resend costs nothing more.
-	if mb.h.limiter != nil && already == nil {
-		if d := mb.h.limiter.Allow(ctx, c.p.KeyID, len(items)); !d.Allowed {
+	if mi.h.limiter != nil && already == nil {
+		if d := mi.h.limiter.Allow(ctx, c.p.KeyID, len(items)); !d.Allowed {
 			return outcome{label: "rate_limited", code: packets.ErrQuotaExceeded,
 				errMsg: fmt.Sprintf("Rate limit exceeded: retry after %s", d.RetryAfter.Round(time.Millisecond))}
 		}
@@ -506,9 +510,9 @@ func (mb *mqttBroker) process(c *mqttConn, msg *mqttMessage) outcome {
 		it, ir := &items[i], &results[i]
 		if it.err != nil {
 			ir.status, ir.body = 422, errorBody("Invalid message format: "+it.err.Error())
-		} else if !mb.h.build(ctx, c.p, &it.in, msg.received, ir) {
+		} else if !mi.h.build(ctx, c.p, &it.in, msg.received, ir) {
 			if ir.status >= 500 {
-				mb.logger.Error("mqtt: location look-up failed", "client_id", c.cl.ID, "err", ir.err)
+				mi.logger.Error("mqtt: location look-up failed", "client_id", c.id, "err", ir.err)
 				return outFailed
 			}
 		} else if already[i] {
@@ -524,24 +528,24 @@ func (mb *mqttBroker) process(c *mqttConn, msg *mqttMessage) outcome {
 		if digest == "" {
 			return nil
 		}
-		return []kgo.RecordHeader{{Key: HeaderMQTTMessage, Value: []byte(messageID(c.cl.ID, msg.pid, digest, i))}}
+		return []kgo.RecordHeader{{Key: HeaderMQTTMessage, Value: []byte(messageID(c.id, msg.pid, digest, i))}}
 	}
-	errs := mb.b.produceAll(ctx, results, toSend, headers)
+	errs := mi.b.produceAll(ctx, results, toSend, headers)
 	for k, err := range errs {
 		if err != nil {
-			mb.logger.Error("mqtt: produce failed", "client_id", c.cl.ID, "packet_id", msg.pid, "item", toSend[k], "err", err)
+			mi.logger.Error("mqtt: produce failed", "client_id", c.id, "packet_id", msg.pid, "item", toSend[k], "err", err)
 			return outFailed
 		}
 	}
 	if digest != "" {
-		mb.resends.stored(ctx, c.cl.ID, msg.pid, digest)
+		mi.resends.stored(ctx, c.id, msg.pid, digest)
 	}
 	if len(rejected) == 0 {
 		return outStored
 	}
 	reason := strings.Join(rejected, "; ")
-	if err := mb.deadLetter(ctx, c, msg, "invalid", reason); err != nil {
-		mb.logger.Error("mqtt: dead letter failed", "client_id", c.cl.ID, "err", err)
+	if err := mi.deadLetter(ctx, c, msg, "invalid", reason); err != nil {
+		mi.logger.Error("mqtt: dead letter failed", "client_id", c.id, "err", err)
 		return outFailed
 	}
 	return outcome{label: "invalid", code: packets.ErrPayloadFormatInvalid, errMsg: reason}
@@ -557,9 +561,9 @@ func itemError(batch bool, i int, body []byte) string {
 }
 
 // invalid sends a message that cannot be read at all to the dead letters.
-func (mb *mqttBroker) invalid(ctx context.Context, c *mqttConn, msg *mqttMessage, reason string) outcome {
-	if err := mb.deadLetter(ctx, c, msg, "invalid", reason); err != nil {
-		mb.logger.Error("mqtt: dead letter failed", "client_id", c.cl.ID, "err", err)
+func (mi *mqttIngest) invalid(ctx context.Context, c *mqttConn, msg *mqttMessage, reason string) outcome {
+	if err := mi.deadLetter(ctx, c, msg, "invalid", reason); err != nil {
+		mi.logger.Error("mqtt: dead letter failed", "client_id", c.id, "err", err)
 		return outFailed
 	}
 	return outcome{label: "invalid", code: packets.ErrPayloadFormatInvalid, errMsg: reason}
@@ -567,20 +571,20 @@ func (mb *mqttBroker) invalid(ctx context.Context, c *mqttConn, msg *mqttMessage
 
 // deadLetter produces the message, with why, to the dead-letter topic and
 // waits for the acknowledgement.
-func (mb *mqttBroker) deadLetter(ctx context.Context, c *mqttConn, msg *mqttMessage, class, reason string) error {
-	rec := &kgo.Record{Topic: mb.dlqTopic, Value: msg.payload, Headers: []kgo.RecordHeader{
+func (mi *mqttIngest) deadLetter(ctx context.Context, c *mqttConn, msg *mqttMessage, class, reason string) error {
+	rec := &kgo.Record{Topic: mi.dlqTopic, Value: msg.payload, Headers: []kgo.RecordHeader{
 		{Key: wire.HeaderDLQReason, Value: []byte(reason)},
 		{Key: wire.HeaderDLQClass, Value: []byte("mqtt_" + class)},
-		{Key: HeaderMQTTClient, Value: []byte(c.cl.ID)},
+		{Key: HeaderMQTTClient, Value: []byte(c.id)},
 		{Key: HeaderMQTTTopic, Value: []byte(msg.topic)},
 	}}
 	if extID, ok := strings.CutPrefix(msg.topic, TopicPartPrefix); ok {
 		rec.Key = []byte(extID)
 	}
-	ctx, cancel := context.WithTimeout(ctx, mb.h.produceTimeout)
+	ctx, cancel := context.WithTimeout(ctx, mi.h.produceTimeout)
 	defer cancel()
 	done := make(chan error, 1)
-	mb.h.prod.Produce(ctx, rec, func(_ *kgo.Record, err error) { done <- err })
+	mi.h.prod.Produce(ctx, rec, func(_ *kgo.Record, err error) { done <- err })
 	select {
 	case err := <-done:
 		return err
@@ -593,8 +597,8 @@ func (mb *mqttBroker) deadLetter(ctx context.Context, c *mqttConn, msg *mqttMess
 // subscriber with QoS 1, so a persistent session keeps it).
 func (mb *mqttBroker) signal(c *mqttConn, msg *mqttMessage, errMsg string) {
 	body := fmt.Appendf(nil, `{"topic":%q,"packet_id":%d,"error":%q}`, msg.topic, msg.pid, errMsg)
-	if err := mb.srv.Publish(TopicErrorsPrefix+c.cl.ID, body, false, 1); err != nil {
-		mb.logger.Warn("mqtt: error message not published", "client_id", c.cl.ID, "err", err)
+	if err := mb.srv.Publish(TopicErrorsPrefix+c.id, body, false, 1); err != nil {
+		mb.logger.Warn("mqtt: error message not published", "client_id", c.id, "err", err)
 	}
 }
 

@@ -166,7 +166,7 @@ func (r *resends) stored(ctx context.Context, clientID string, pid uint16, diges
 // done when all of it was; otherwise items holds the items found on Kafka
 // (nil when none).
 func (r *resends) lookup(ctx context.Context, c *mqttConn, msg *mqttMessage, digest string) (bool, map[int]bool, error) {
-	id := c.cl.ID + "/" + fmt.Sprint(msg.pid) + "/" + digest
+	id := c.id + "/" + fmt.Sprint(msg.pid) + "/" + digest
 	r.mu.Lock()
 	ch := r.inflight[id]
 	r.mu.Unlock()
@@ -177,13 +177,13 @@ func (r *resends) lookup(ctx context.Context, c *mqttConn, msg *mqttMessage, dig
 			return false, nil, ctx.Err()
 		}
 	}
-	got, err := r.rdb.Get(ctx, r.keys.MQTTPublish(c.cl.ID, msg.pid)).Result()
+	got, err := r.rdb.Get(ctx, r.keys.MQTTPublish(c.id, msg.pid)).Result()
 	switch {
 	case err == nil && got == digest:
 		r.m.resends.WithLabelValues("record").Inc()
 		return true, nil, nil
 	case err != nil && !errors.Is(err, redis.Nil):
-		r.logger.Warn("mqtt: resend record not read; searching Kafka", "client_id", c.cl.ID, "err", err)
+		r.logger.Warn("mqtt: resend record not read; searching Kafka", "client_id", c.id, "err", err)
 	}
 
 	// Search the partitions the message's parts went to.

@@ -84,17 +84,28 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		return err
 	}
 	var broker *mqttBroker
+	var br *bridge
 	var resent *resends
-	if mc, ok := cfg.mqtt(certs.Config()); ok {
+	mc, listen := cfg.mqtt(certs.Config())
+	if listen || cfg.Bridge.Enabled() {
 		mm, err := newMQTTMetrics(reg)
 		if err != nil {
 			return err
 		}
 		resent = newResends(rdb, cfg.RedisPrefix, cfg.MQTTSessionExpiry, cfg.Topic, cfg.MQTTResendWindow,
 			kafkax.Config{Brokers: cfg.Brokers, Security: cfg.Kafka}, kadm.NewClient(cl), logger, mm)
-		sessions := &sessionStore{rdb: rdb, keys: redisx.NewKeys(cfg.RedisPrefix), max: cfg.MQTTSessionExpiry, logger: logger}
-		if broker, err = newMQTTBroker(mc, h, bh, sessions, resent, logger, mm); err != nil {
-			return err
+		in := &mqttIngest{h: h, b: bh, dlqTopic: cfg.DLQTopic, resends: resent, logger: logger, m: mm}
+		if listen {
+			sessions := &sessionStore{rdb: rdb, keys: redisx.NewKeys(cfg.RedisPrefix), max: cfg.MQTTSessionExpiry, logger: logger}
+			if broker, err = newMQTTBroker(mc, sessions, in); err != nil {
+				return err
+			}
+		}
+		if cfg.Bridge.Enabled() {
+			if br, err = newBridge(cfg.Bridge, cfg.MQTTSessionExpiry, in, keys); err != nil {
+				return err
+			}
+			logBridge(logger, cfg.Bridge)
 		}
 	}
 
@@ -117,10 +128,24 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return certs.Run(gctx, cfg.TLS.CheckEvery) })
 	g.Go(func() error { return httpx.ServeAll(gctx, cfg.listeners(certs.Config()), r, logger) })
+	// The resend records are written until the MQTT side has finished the
+	// messages in hand.
+	rctx, stopResends := context.WithCancel(context.WithoutCancel(ctx))
+	resendsDone := make(chan struct{})
+	if resent != nil {
+		go func() { defer close(resendsDone); _ = resent.run(rctx) }()
+	} else {
+		close(resendsDone)
+	}
 	if broker != nil {
 		g.Go(func() error { return broker.serve(gctx) })
 	}
+	if br != nil {
+		g.Go(func() error { return br.run(gctx) })
+	}
 	err = g.Wait()
+	stopResends()
+	<-resendsDone
 
 	// The server has drained: every answered request saw its ack. What is
 	// left in the producer belongs to requests that timed out; give it one

@@ -51,6 +51,7 @@ need_pkgs() {
 	command -v kcat >/dev/null || missing+=(kcat)
 	command -v curl >/dev/null || missing+=(curl)
 	command -v mosquitto_pub >/dev/null || missing+=(mosquitto-clients) # MQTT tests and the README's example
+	[ -x /usr/sbin/mosquitto ] || missing+=(mosquitto) # the bridge test starts its own broker
 	command -v npm >/dev/null || missing+=(npm) # make test-modern fetches libchdb with it
 	{ python3 -c 'import requests' || /usr/bin/python3 -c 'import requests'; } >/dev/null 2>&1 || missing+=(python3-requests) # Leading2Lean's Python sample client (internal/e2e)
 	echo "${missing[@]}"
