@@ -38,12 +38,12 @@ func startMosquitto(t *testing.T) mosquitto {
 	if err != nil {
 		bin = "/usr/sbin/mosquitto"
 	}
-	passwd, _ := exec.LookPath("mosquitto_passwd")
-	if _, err := os.Stat(bin); err != nil || passwd == "" {
+	passwd, perr := exec.LookPath("mosquitto_passwd")
+	if _, err := os.Stat(bin); err != nil || perr != nil {
 		if os.Getenv("CI") == "true" {
-			t.Fatalf("mosquitto and mosquitto_passwd (Debian's mosquitto package) are needed: %v", err)
+			t.Fatalf("mosquitto and mosquitto_passwd (Debian's mosquitto package) are needed: %v %v", err, perr)
 		}
-		t.Skipf("the bridge test needs Debian's mosquitto package (apt-get install mosquitto): %v", err)
+		t.Skipf("the bridge test needs Debian's mosquitto package (apt-get install mosquitto): %v %v", err, perr)
 	}
 	dir := t.TempDir()
 	m := mosquitto{addr: freeAddr(t), user: "takt-bridge", password: "bridge-secret"}
