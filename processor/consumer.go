@@ -122,6 +122,9 @@ type consumer struct {
 	cl     *kgo.Client
 	policy flushPolicy
 
+	// owners, when set (unit tests), answers which partitions the group
+	// gives this member instead of asking the coordinator.
+	owners func(context.Context) (map[int32]bool, error)
 	// afterInsert runs after a flush's blocks are in ClickHouse and
 	// before its offsets are committed (crash tests hook in there).
 	afterInsert func()

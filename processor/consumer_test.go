@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/takt/takt/internal/chstore"
+	"github.com/takt/takt/internal/testenv"
 	"github.com/takt/takt/internal/wire"
 )
 
@@ -414,5 +415,61 @@ func TestConsumerRebalance(t *testing.T) {
 	a, b := metricValue(t, cfgA.Registry, inserted), metricValue(t, cfgB.Registry, inserted)
 	if b < 400 || a+b != 2400 {
 		t.Errorf("rows inserted: first member %v, second %v; want the second to take over (at least 400) and 2400 in all", a, b)
+	}
+}
+
+// TestCheckPositionsRefusesAPartitionOfAnother: a member that rejoined
+// the group in a new generation passes the fence (its commit is of the
+// generation) even for a partition the group gave another member, whose
+// rows need not be stored yet. The position check must ask the group's
+// assignment and refuse to write it.
+func TestCheckPositionsRefusesAPartitionOfAnother(t *testing.T) {
+	e := newFakeEnv(t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	member := func() *kgo.Client {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.ConsumerGroup(e.group),
+			kgo.ConsumeTopics(e.topic), kgo.DisableAutoCommit())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(cl.Close)
+		return cl
+	}
+	// owns polls cl until the group's assignment gives it n partitions.
+	owns := func(cl *kgo.Client, n int) []int32 {
+		t.Helper()
+		for ctx.Err() == nil {
+			pctx, pcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+			cl.PollFetches(pctx)
+			pcancel()
+			c := &consumer{cfg: e.config(), cl: cl, store: newMemSink(), logger: testenv.Logger(t)}
+			if owned, err := c.ownedPartitions(ctx); err == nil && len(owned) == n {
+				var ps []int32
+				for p := range owned {
+					ps = append(ps, p)
+				}
+				return ps
+			}
+		}
+		t.Fatalf("member never owned %d partitions", n)
+		return nil
+	}
+	a := member()
+	owns(a, 2)
+	b := member()
+	mine := owns(b, 1)
+	theirs := 1 - mine[0]
+	owns(a, 1)
+
+	c := &consumer{cfg: e.config(), cl: b, store: newMemSink(), logger: testenv.Logger(t)}
+	_, gen := b.GroupMetadata()
+	batches := []*batch{{partition: mine[0], validGen: gen - 1}}
+	if err := c.checkPositions(ctx, batches, gen); err != nil || batches[0].validGen != gen {
+		t.Fatalf("own partition %d: %v (checked in generation %d, want %d)", mine[0], err, batches[0].validGen, gen)
+	}
+	batches = []*batch{{partition: theirs, validGen: gen - 1}}
+	if err := c.checkPositions(ctx, batches, gen); !errors.Is(err, errLostMembership) {
+		t.Fatalf("partition %d of the other member: %v, want the write refused as lost membership", theirs, err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -36,7 +37,9 @@ var errLostMembership = errors.New("group membership lost")
 //
 // Zombies: a member cut off from the broker cannot pass the fence, so it
 // cannot write after the group gave its partitions away; a member removed
-// and re-admitted finds the other member's rows in checkPositions. What
+// and re-admitted writes a partition only if the group's assignment of
+// its new generation gives it that partition, and finds the rows another
+// member wrote meanwhile in checkPositions. What
 // remains is a member that passed the fence and then stalls (a process
 // pause, or an INSERT slower than the rebalance timeout) so long that the
 // group gives its partitions to another member, which reads ClickHouse
@@ -51,16 +54,17 @@ func (c *consumer) runJob(ctx context.Context, job *flushJob) {
 			break // shutdown deadline: what is unwritten is dropped
 		}
 		var gen int32
-		if gen, err = c.fence(ctx, job.batches); err != nil {
-			if errors.Is(err, errLostMembership) {
-				c.m.fenced.Inc()
-				c.logger.Error("not writing: the group no longer knows this member; dropping unwritten rows", "err", err)
-				job.lost, job.lostGen = true, gen
-				break
-			}
-			c.logger.Warn("fence commit failed; retrying", "attempt", attempt+1, "err", err)
-		} else if err = c.checkPositions(ctx, job.batches, gen); err != nil {
-			c.logger.Warn("checking positions against clickhouse failed; retrying", "attempt", attempt+1, "err", err)
+		if gen, err = c.fence(ctx, job.batches); err == nil {
+			err = c.checkPositions(ctx, job.batches, gen)
+		}
+		if errors.Is(err, errLostMembership) {
+			c.m.fenced.Inc()
+			c.logger.Error("not writing: the group no longer knows this member, or gave these partitions to another; dropping unwritten rows", "err", err)
+			job.lost, job.lostGen = true, gen
+			break
+		}
+		if err != nil {
+			c.logger.Warn("fence or position check failed; retrying", "attempt", attempt+1, "err", err)
 		} else if err = c.insert(ctx, job.batches); err == nil {
 			break
 		} else {
@@ -257,9 +261,27 @@ func (c *consumer) fence(ctx context.Context, batches []*batch) (int32, error) {
 // other member can own the partition, so one check per generation
 // suffices.
 func (c *consumer) checkPositions(ctx context.Context, batches []*batch, gen int32) error {
+	var owned map[int32]bool
 	for _, b := range batches {
 		if b.inserted || b.overtaken || b.validGen == gen {
 			continue
+		}
+		// The fence proved membership of this generation, not that the
+		// partition is still ours in it: a member that rejoined may have
+		// lost it to another (whose rows need not be in ClickHouse yet),
+		// and the client revokes it only after this flush.
+		if owned == nil {
+			lookup := c.ownedPartitions
+			if c.owners != nil {
+				lookup = c.owners
+			}
+			var err error
+			if owned, err = lookup(ctx); err != nil {
+				return err
+			}
+		}
+		if !owned[b.partition] {
+			return fmt.Errorf("%w: partition %d belongs to another member in generation %d", errLostMembership, b.partition, gen)
 		}
 		last, found, err := c.store.PartsMaxOffset(ctx, c.cfg.Topic, b.partition, b.first)
 		if err != nil {
@@ -274,6 +296,48 @@ func (c *consumer) checkPositions(ctx context.Context, batches []*batch, gen int
 		b.validGen = gen
 	}
 	return nil
+}
+
+// errGroupUnsettled: the group is between generations; ask again.
+var errGroupUnsettled = errors.New("the consumer group is rebalancing")
+
+// ownedPartitions asks the group coordinator which partitions of the
+// topic the group's current assignment gives this member. A member the
+// stable group does not list owns none.
+func (c *consumer) ownedPartitions(ctx context.Context) (map[int32]bool, error) {
+	member, _ := c.cl.GroupMetadata()
+	dctx, cancel := context.WithTimeout(ctx, commitTimeout)
+	defer cancel()
+	groups, err := kadm.NewClient(c.cl).DescribeGroups(dctx, c.cfg.Group)
+	if err != nil {
+		return nil, fmt.Errorf("describe the consumer group: %w", err)
+	}
+	g, ok := groups[c.cfg.Group]
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("describe the consumer group: %s not in the answer", c.cfg.Group)
+	case g.Err != nil:
+		return nil, fmt.Errorf("describe the consumer group: %w", g.Err)
+	case g.State != "Stable":
+		// Assignments are given only once the group is stable.
+		return nil, fmt.Errorf("%w (%s)", errGroupUnsettled, g.State)
+	}
+	owned := map[int32]bool{}
+	for _, m := range g.Members {
+		if m.MemberID != member {
+			continue
+		}
+		if a, ok := m.Assigned.AsConsumer(); ok {
+			for _, t := range a.Topics {
+				if t.Topic == c.cfg.Topic {
+					for _, p := range t.Partitions {
+						owned[p] = true
+					}
+				}
+			}
+		}
+	}
+	return owned, nil
 }
 
 // commit commits offsets synchronously and classifies the failure.

@@ -182,6 +182,9 @@ func TestCheckPositions(t *testing.T) {
 	c := testConsumer(t)
 	st := &maxOffsetStore{last: map[int32]int64{0: 120, 1: 40}}
 	c.store = st
+	c.owners = func(context.Context) (map[int32]bool, error) {
+		return map[int32]bool{0: true, 1: true, 2: true, 3: true}, nil
+	}
 	batches := []*batch{
 		{partition: 0, first: 100, validGen: 3}, // overtaken: rows up to 120 exist
 		{partition: 1, first: 50, validGen: 3},  // rows only before 50: ours to write
