@@ -67,8 +67,9 @@ const (
 // Record headers of a part that came in over MQTT.
 const (
 	// HeaderMQTTMessage identifies the message and the item in it:
-	// <client id>/<packet id>/<digest>/<item index>; resend.go looks for
-	// it.
+	// <client id>/<packet id>/<digest>/<item index>[/<receipt>], the
+	// receipt being that of the message's copy without DUP (see
+	// resend.go, which looks for it).
 	HeaderMQTTMessage = "takt-mqtt-message"
 	// HeaderMQTTClient and HeaderMQTTTopic are on dead letters.
 	HeaderMQTTClient = "takt-mqtt-client"
@@ -388,6 +389,10 @@ type mqttMessage struct {
 	qos      byte
 	dup      bool
 	received time.Time
+	// mark is the receipt of the message's copy without DUP when it is
+	// known: set on receiving that copy, or found as the pending marker
+	// by a resend's lookup. Its records' headers end with it.
+	mark string
 }
 
 // digest identifies a message's content: topic and payload.
@@ -450,11 +455,12 @@ var (
 )
 
 // process validates, resolves and produces one message.
-func (mi *mqttIngest) process(c *mqttConn, msg *mqttMessage) outcome {
+func (mi *mqttIngest) process(c *mqttConn, msg *mqttMessage) (out outcome) {
 	ctx, cancel := context.WithTimeout(context.Background(), mi.h.produceTimeout+2*time.Second)
 	defer cancel()
 
 	var already map[int]bool // items a resend finds on Kafka
+	var marker *markWrite    // the pending marker of a message without DUP
 	digest := ""
 	if msg.qos > 0 {
 		digest = msg.digest()
@@ -468,8 +474,23 @@ func (mi *mqttIngest) process(c *mqttConn, msg *mqttMessage) outcome {
 				return outDuplicate
 			}
 			already = items
+		} else {
+			// New by the protocol: an earlier message under this packet
+			// id no longer answers for a resend of this one.
+			if msg.mark == "" {
+				msg.mark = receiptMark(msg.received)
+			}
+			marker = mi.resends.received(ctx, c.id, msg.pid, msg.mark)
 		}
-		defer mi.resends.begin(c.id, msg.pid, digest)()
+		end := mi.resends.begin(c.id, msg.pid, digest)
+		defer func() {
+			// A resend waiting for this copy reads Redis next: the
+			// marker first.
+			if !msg.dup {
+				mi.resends.settle(marker, c.id, msg.pid, out)
+			}
+			end()
+		}()
 	}
 
 	batch := msg.topic == TopicParts
@@ -528,7 +549,7 @@ func (mi *mqttIngest) process(c *mqttConn, msg *mqttMessage) outcome {
 		if digest == "" {
 			return nil
 		}
-		return []kgo.RecordHeader{{Key: HeaderMQTTMessage, Value: []byte(messageID(c.id, msg.pid, digest, i))}}
+		return []kgo.RecordHeader{{Key: HeaderMQTTMessage, Value: []byte(messageID(c.id, msg.pid, digest, i, msg.mark))}}
 	}
 	errs := mi.b.produceAll(ctx, results, toSend, headers)
 	for k, err := range errs {
@@ -602,9 +623,13 @@ func (mb *mqttBroker) signal(c *mqttConn, msg *mqttMessage, errMsg string) {
 	}
 }
 
-// messageID is the HeaderMQTTMessage value of item i of a message.
-func messageID(clientID string, pid uint16, digest string, item int) string {
-	return fmt.Sprintf("%s/%d/%s/%d", clientID, pid, digest, item)
+// messageID is the HeaderMQTTMessage value of item i of a message, and
+// of the receipt mark when known.
+func messageID(clientID string, pid uint16, digest string, item int, mark string) string {
+	if mark == "" {
+		return fmt.Sprintf("%s/%d/%s/%d", clientID, pid, digest, item)
+	}
+	return fmt.Sprintf("%s/%d/%s/%d/%s", clientID, pid, digest, item, mark)
 }
 
 // mqttMetrics are the MQTT side's own metrics.

@@ -9,13 +9,17 @@ import (
 	"net"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 	mpackets "github.com/mochi-mqtt/server/v2/packets"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/takt/takt/internal/redisx"
 	"github.com/takt/takt/internal/testenv"
@@ -449,4 +453,136 @@ func TestMQTT311ErrorTopic(t *testing.T) {
 	if err != nil {
 		t.Errorf("mosquitto_pub: %v: %s", err, out)
 	}
+}
+
+// TestMQTTResendOfReusedPacketID: a packet id is free again once
+// acknowledged, so a device sends a new message under it, here with the
+// same payload as the one before (a part without recorded_at). When that
+// new message is not stored (Kafka refuses it: no PUBACK, the connection
+// closed), its resend (DUP) is not taken for the earlier message: neither
+// the earlier message's Redis record nor its record on Kafka answers for
+// it. And when a message reached Kafka but its Redis record was not
+// written (only its pending marker), the resend is found on Kafka by its
+// receipt and not stored again.
+func TestMQTTResendOfReusedPacketID(t *testing.T) {
+	s := newStack(t)
+	// A Kafka of the test's own, to refuse a produce.
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, s.topic), kfake.SeedTopics(1, "dlq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kc.Close)
+	var refuse atomic.Bool
+	kc.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		kc.KeepControl()
+		if !refuse.Load() {
+			return nil, nil, false
+		}
+		pr := req.(*kmsg.ProduceRequest)
+		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range pr.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.InvalidRecord.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	cfg := s.config(t)
+	cfg.Brokers, cfg.DLQTopic, cfg.MQTTAddr = kc.ListenAddrs(), "dlq", freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg, testenv.Logger(t)) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	waitReady(t, "http://"+cfg.Addr, done)
+	stored := func(want int) []*kgo.Record {
+		t.Helper()
+		cl, err := kgo.NewClient(kgo.SeedBrokers(kc.ListenAddrs()...), kgo.ConsumeTopics(s.topic),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		// Up to want records, then until a poll finds nothing more.
+		var out []*kgo.Record
+		deadline := time.Now().Add(15 * time.Second)
+		for time.Now().Before(deadline) {
+			pctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			fs := cl.PollFetches(pctx)
+			cancel()
+			if len(fs.Records()) == 0 && len(out) >= want {
+				break
+			}
+			out = append(out, fs.Records()...)
+		}
+		if len(out) != want {
+			t.Fatalf("%d records on Kafka, want %d", len(out), want)
+		}
+		return out
+	}
+
+	const topic, body = "takt/parts/line_1", `{"part":{"quantity":1}}`
+	c := rawConnect(t, cfg.MQTTAddr, "dev-reuse", s.key)
+	if code := c.publish(7, false, topic, body); code != 0 {
+		t.Fatalf("first message: PUBACK %#x", code)
+	}
+	// The second message under packet id 7, like the first: Kafka refuses
+	// it, so no PUBACK, and the connection is closed.
+	refuse.Store(true)
+	cp := packets.NewControlPacket(packets.PUBLISH)
+	cp.Content = &packets.Publish{PacketID: 7, QoS: 1, Topic: topic, Payload: []byte(body)}
+	if _, err := cp.WriteTo(c.conn); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.conn.SetReadDeadline(time.Now().Add(15 * time.Second))
+	if p, err := packets.ReadPacket(c.conn); err == nil && p.Type != packets.DISCONNECT {
+		t.Fatalf("a message Kafka refused was answered: %v", p)
+	}
+	refuse.Store(false)
+	// Its resend is stored: one record per message.
+	c = rawConnect(t, cfg.MQTTAddr, "dev-reuse", s.key)
+	if code := c.publish(7, true, topic, body); code != 0 {
+		t.Fatalf("resend: PUBACK %#x", code)
+	}
+	recs := stored(2)
+	if a, b := string(recs[0].Headers[0].Value), string(recs[1].Headers[0].Value); a == b {
+		t.Errorf("both messages carry %q", a)
+	}
+	// And a second resend of it was stored before.
+	c.conn.Close()
+	c = rawConnect(t, cfg.MQTTAddr, "dev-reuse", s.key)
+	if code := c.publish(7, true, topic, body); code != 0 {
+		t.Fatalf("second resend: PUBACK %#x", code)
+	}
+	stored(2)
+
+	// A third message under packet id 7 reaches Kafka, and the ingestor
+	// "dies" before writing its Redis record: Redis holds its pending
+	// marker. Its resend is found on Kafka, under its receipt.
+	if code := c.publish(7, false, topic, body); code != 0 {
+		t.Fatalf("third message: PUBACK %#x", code)
+	}
+	recs = stored(3)
+	id := string(recs[2].Headers[0].Value)
+	mark := id[strings.LastIndexByte(id, '/')+1:]
+	key := redisx.NewKeys(s.prefix).MQTTPublish("dev-reuse", 7)
+	if err := s.rdb.Set(context.Background(), key, "pending:"+mark, time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	c.conn.Close()
+	c = rawConnect(t, cfg.MQTTAddr, "dev-reuse", s.key)
+	if code := c.publish(7, true, topic, body); code != 0 {
+		t.Fatalf("third message's resend: PUBACK %#x", code)
+	}
+	stored(3)
 }

@@ -17,26 +17,46 @@ package ingestor
 //  3. Kafka: without that record (the ingestor died between Kafka's ack and
 //     the Redis write, or Redis lost it), the records themselves are
 //     searched. Every record of an MQTT message carries the header
-//     takt-mqtt-message = <client id>/<packet id>/<digest>/<item>, and the
-//     partition of a part follows from its key (the location), so the
-//     ingestor reads that partition from TAKT_MQTT_RESEND_WINDOW ago to its
-//     end and produces only the items it does not find. One read per
+//     takt-mqtt-message = <client id>/<packet id>/<digest>/<item>[/<receipt>],
+//     and the partition of a part follows from its key (the location), so
+//     the ingestor reads that partition from TAKT_MQTT_RESEND_WINDOW ago to
+//     its end and produces only the items it does not find. One read per
 //     partition serves every resend of the reconnected devices.
 //
-// Only DUP messages are checked: a message without DUP is new by the
-// protocol (a packet id is free again once acknowledged), however like an
-// earlier one it is. What remains: a resend that comes later than the
-// window after its first copy, with the Redis record gone, is stored again.
+// A packet id is free again once acknowledged, so a message without DUP is
+// new by the protocol, however like an earlier one it is (a part without
+// recorded_at sent again has the same digest). Its receipt makes the
+// earlier message's record unusable before anything is produced: the same
+// key is set to "pending:<receipt>" (the receive time in Unix nanoseconds,
+// which also ends each of its records' header), in the same pipeline and so
+// before its own digest. A resend that finds a pending marker takes only
+// records of that receipt on Kafka as its first copy; records of an earlier
+// message with the same digest are not. The marker is waited for before a
+// message that was not stored is refused (the connection closed), so a
+// resend cannot overtake it; when it cannot be written (Redis down) the
+// message is still produced, since refusing it would not help (its resend
+// would find the earlier record all the same), and if it is then not
+// stored either, that is logged as an error: its resend may be taken for
+// the earlier message. The bridge tries a message again in this process,
+// so it knows the receipt and searches Kafka for it without Redis.
+//
+// What remains: a resend that comes later than the window after its first
+// copy, with the Redis record gone, is stored again; and a resend whose
+// first copy never reached this point (lost on the way, or the ingestor
+// killed before the marker was written) of a message like the previous one
+// under its packet id is taken for that one.
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -60,16 +80,28 @@ type resends struct {
 	logger *slog.Logger
 	m      *mqttMetrics
 
-	writes chan markWrite
+	writes chan *markWrite
 
 	mu       sync.Mutex
 	inflight map[string]chan struct{} // client/pid/digest -> closed when handled
 	scans    map[int32]*partitionScan
 }
 
+// markWrite is one Redis record to write: a message's digest, or the
+// pending marker of a message just received. err is set when done closes.
 type markWrite struct {
-	key, digest string
-	done        chan struct{}
+	key, value string
+	done       chan struct{}
+	err        error
+}
+
+// pendingPrefix starts the record of a message received and not yet stored.
+const pendingPrefix = "pending:"
+
+// receiptMark is what identifies one receipt of a message: the pending
+// marker's value and the end of its records' header.
+func receiptMark(received time.Time) string {
+	return strconv.FormatInt(received.UnixNano(), 10)
 }
 
 // partitionScan is one read of a partition: the message ids it found.
@@ -85,7 +117,7 @@ func newResends(rdb *redis.Client, prefix string, ttl time.Duration, topic strin
 	return &resends{
 		rdb: rdb, keys: redisx.NewKeys(prefix), ttl: ttl, topic: topic, window: window,
 		kafka: kafka, adm: adm, logger: logger, m: m,
-		writes:   make(chan markWrite, 4096),
+		writes:   make(chan *markWrite, 4096),
 		inflight: map[string]chan struct{}{},
 		scans:    map[int32]*partitionScan{},
 	}
@@ -93,7 +125,7 @@ func newResends(rdb *redis.Client, prefix string, ttl time.Duration, topic strin
 
 // run writes the Redis records in pipelines until ctx ends.
 func (r *resends) run(ctx context.Context) error {
-	batch := make([]markWrite, 0, 256)
+	batch := make([]*markWrite, 0, 256)
 	for {
 		select {
 		case <-ctx.Done():
@@ -113,16 +145,18 @@ func (r *resends) run(ctx context.Context) error {
 		wctx, cancel := context.WithTimeout(ctx, time.Second)
 		_, err := r.rdb.Pipelined(wctx, func(p redis.Pipeliner) error {
 			for _, w := range batch {
-				p.Set(wctx, w.key, w.digest, r.ttl)
+				p.Set(wctx, w.key, w.value, r.ttl)
 			}
 			return nil
 		})
 		cancel()
 		if err != nil {
-			// The Kafka search still recognises these resends.
+			// The Kafka search still recognises the resends of stored
+			// messages; received warns of markers not written.
 			r.logger.Warn("mqtt: resend records not written", "n", len(batch), "err", err)
 		}
 		for _, w := range batch {
+			w.err = err
 			close(w.done)
 		}
 	}
@@ -146,10 +180,52 @@ func (r *resends) begin(clientID string, pid uint16, digest string) func() {
 	}
 }
 
+// received writes the pending marker of a message without DUP (new by the
+// protocol) before it is produced: from then on the record of an earlier
+// message under the same packet id no longer answers for a resend. The
+// write goes through the pipeline, in order before the message's own
+// record; settle waits for it.
+func (r *resends) received(ctx context.Context, clientID string, pid uint16, mark string) *markWrite {
+	w := &markWrite{key: r.keys.MQTTPublish(clientID, pid), value: pendingPrefix + mark, done: make(chan struct{})}
+	select {
+	case r.writes <- w:
+		return w
+	case <-ctx.Done():
+		return nil
+	}
+}
+
+// settle waits (at most a second) for the pending marker w of a message
+// whose handling ended with out, so a resend of a message not stored finds
+// it; if it was not written, the resend may be taken for the earlier
+// message under that packet id: say so.
+func (r *resends) settle(w *markWrite, clientID string, pid uint16, out outcome) {
+	var err error
+	switch {
+	case w == nil:
+		err = errors.New("not queued")
+	case isDone(w.done): // the usual case: the message's record followed it
+		err = w.err
+	default:
+		t := time.NewTimer(time.Second)
+		select {
+		case <-w.done:
+			err = w.err
+		case <-t.C:
+			err = errors.New("not written within a second")
+		}
+		t.Stop()
+	}
+	if err != nil && (out.drop || out.code == packets.ErrQuotaExceeded) {
+		r.logger.Error("mqtt: message not stored and its pending marker not written: a resend of it may be taken for the earlier message under its packet id",
+			"client_id", clientID, "packet_id", pid, "err", err)
+	}
+}
+
 // stored writes the record of a message whose parts Kafka acknowledged,
 // and waits for it (at most a second: the Kafka search covers a miss).
 func (r *resends) stored(ctx context.Context, clientID string, pid uint16, digest string) {
-	w := markWrite{key: r.keys.MQTTPublish(clientID, pid), digest: digest, done: make(chan struct{})}
+	w := &markWrite{key: r.keys.MQTTPublish(clientID, pid), value: digest, done: make(chan struct{})}
 	select {
 	case r.writes <- w:
 	case <-ctx.Done():
@@ -164,7 +240,9 @@ func (r *resends) stored(ctx context.Context, clientID string, pid uint16, diges
 
 // lookup checks whether the resend msg of connection c was stored before:
 // done when all of it was; otherwise items holds the items found on Kafka
-// (nil when none).
+// (nil when none). When the receipt of the message's first copy is known
+// (msg.mark: tried again in this process; or the pending marker in Redis,
+// then set in msg.mark), only records of that receipt count.
 func (r *resends) lookup(ctx context.Context, c *mqttConn, msg *mqttMessage, digest string) (bool, map[int]bool, error) {
 	id := c.id + "/" + fmt.Sprint(msg.pid) + "/" + digest
 	r.mu.Lock()
@@ -177,13 +255,19 @@ func (r *resends) lookup(ctx context.Context, c *mqttConn, msg *mqttMessage, dig
 			return false, nil, ctx.Err()
 		}
 	}
-	got, err := r.rdb.Get(ctx, r.keys.MQTTPublish(c.id, msg.pid)).Result()
-	switch {
-	case err == nil && got == digest:
-		r.m.resends.WithLabelValues("record").Inc()
-		return true, nil, nil
-	case err != nil && !errors.Is(err, redis.Nil):
-		r.logger.Warn("mqtt: resend record not read; searching Kafka", "client_id", c.id, "err", err)
+	if msg.mark == "" {
+		got, err := r.rdb.Get(ctx, r.keys.MQTTPublish(c.id, msg.pid)).Result()
+		switch {
+		case err == nil && got == digest:
+			r.m.resends.WithLabelValues("record").Inc()
+			return true, nil, nil
+		case err == nil && strings.HasPrefix(got, pendingPrefix):
+			// Received and not stored since: an earlier message under
+			// this packet id is not this one.
+			msg.mark = strings.TrimPrefix(got, pendingPrefix)
+		case err != nil && !errors.Is(err, redis.Nil):
+			r.logger.Warn("mqtt: resend record not read; searching Kafka", "client_id", c.id, "err", err)
+		}
 	}
 
 	// Search the partitions the message's parts went to.
@@ -203,15 +287,19 @@ func (r *resends) lookup(ctx context.Context, c *mqttConn, msg *mqttMessage, dig
 			return false, nil, err
 		}
 		for mid := range ids {
-			if rest, ok := strings.CutPrefix(mid, prefix); ok {
-				var i int
-				if _, err := fmt.Sscan(rest, &i); err == nil {
-					if found == nil {
-						found = map[int]bool{}
-					}
-					found[i] = true
-				}
+			rest, ok := strings.CutPrefix(mid, prefix)
+			if !ok {
+				continue
 			}
+			item, mark, _ := strings.Cut(rest, "/")
+			i, err := strconv.Atoi(item)
+			if err != nil || (msg.mark != "" && mark != msg.mark) {
+				continue
+			}
+			if found == nil {
+				found = map[int]bool{}
+			}
+			found[i] = true
 		}
 	}
 	if found == nil {
