@@ -2,7 +2,6 @@ package ingestor
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -239,15 +238,8 @@ func (b *batchHandler) process(r *http.Request, received time.Time, res *batchRe
 		return
 	}
 	items, err := b.readAndParse(r, received)
-	switch {
-	case errors.Is(err, errBodyTooLarge):
-		res.status, res.body, res.err = http.StatusRequestEntityTooLarge, b.bodyTooLarge, err
-		return
-	case isFormatError(err):
-		res.status, res.body, res.err = http.StatusUnprocessableEntity, errorBody("Invalid message format: "+err.Error()), err
-		return
-	case err != nil:
-		res.status, res.body, res.err = http.StatusUnprocessableEntity, errorBody("Invalid message format: could not read the body"), err
+	if err != nil {
+		res.refuseBody(err, b.bodyTooLarge)
 		return
 	}
 	// One token per part, valid or not: the whole batch or nothing.

@@ -112,6 +112,21 @@ type result struct {
 	parsed bool
 }
 
+// refuseBody answers a body that could not be read or parsed: 413 with
+// tooLarge over the size limit, else 422 with the parser's message (or a
+// plain one when the body could not be read).
+func (res *result) refuseBody(err error, tooLarge []byte) {
+	switch {
+	case errors.Is(err, errBodyTooLarge):
+		res.status, res.body = http.StatusRequestEntityTooLarge, tooLarge
+	case isFormatError(err):
+		res.status, res.body = http.StatusUnprocessableEntity, errorBody("Invalid message format: "+err.Error())
+	default:
+		res.status, res.body = http.StatusUnprocessableEntity, errorBody("Invalid message format: could not read the body")
+	}
+	res.err = err
+}
+
 // serve is the gin handler of POST Path.
 func (h *handler) serve(c *gin.Context) {
 	received := h.now()
@@ -142,15 +157,8 @@ func (h *handler) process(r *http.Request, received time.Time, res *result) {
 	}
 
 	in, err := h.readAndParse(r, received)
-	switch {
-	case errors.Is(err, errBodyTooLarge):
-		res.status, res.body, res.err = http.StatusRequestEntityTooLarge, h.bodyTooLarge, err
-		return
-	case isFormatError(err):
-		res.status, res.body, res.err = http.StatusUnprocessableEntity, errorBody("Invalid message format: "+err.Error()), err
-		return
-	case err != nil:
-		res.status, res.body, res.err = http.StatusUnprocessableEntity, errorBody("Invalid message format: could not read the body"), err
+	if err != nil {
+		res.refuseBody(err, h.bodyTooLarge)
 		return
 	}
 
