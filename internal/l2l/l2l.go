@@ -73,6 +73,10 @@ type Field struct {
 	Name     string
 	Type     Type
 	Nullable bool
+	// AfterRead: the server computes the field's values after it read the
+	// page, so a request may show it and pick it (fields=) but neither
+	// filter on it nor order by it.
+	AfterRead bool
 }
 
 // Limits every area has unless its schema says otherwise.
@@ -152,8 +156,12 @@ func (s *Schema) WithLimits(defaultLimit, maxLimit int) (*Schema, error) {
 // order_by by order (then id ascending, unless id is in it).
 func (s *Schema) WithDefaultOrder(order ...Order) (*Schema, error) {
 	for _, o := range order {
-		if _, ok := s.Field(o.Field); !ok {
+		f, ok := s.Field(o.Field)
+		if !ok {
 			return nil, fmt.Errorf("area %s: default order by unknown field %q", s.area, o.Field)
+		}
+		if f.AfterRead {
+			return nil, fmt.Errorf("area %s: default order by %q, which is computed after the read", s.area, o.Field)
 		}
 	}
 	c := *s

@@ -199,6 +199,10 @@ func Parse(args url.Values, s *Schema) (Query, error) {
 					bad("order_by: unknown field %q in %s", o.Field, s.area)
 					continue
 				}
+				if f.AfterRead {
+					bad("order_by: %s of %s is computed after the read and cannot be ordered by", f.Name, s.area)
+					continue
+				}
 				o.Field = f.Name
 				if !slices.ContainsFunc(q.OrderBy, func(p Order) bool { return p.Field == o.Field }) {
 					q.OrderBy = append(q.OrderBy, o)
@@ -317,6 +321,9 @@ func parseFilter(s *Schema, key, raw string) (Filter, error) {
 		if !ops[op] {
 			return Filter{}, fmt.Errorf("unknown operator %q in %q (known: lt, lte, gt, gte, isnull)", string(op), key)
 		}
+	}
+	if f.AfterRead {
+		return Filter{}, fmt.Errorf("%s: %s of %s is computed after the read and cannot be filtered on", key, f.Name, s.area)
 	}
 	if op == OpIsNull {
 		b, err := parseBool(raw)

@@ -378,3 +378,30 @@ func TestAliases(t *testing.T) {
 		}
 	}
 }
+
+// A field computed after the read is shown and picked, never filtered on
+// or ordered by.
+func TestAfterReadField(t *testing.T) {
+	s := MustSchema("buckets", Field{Name: "id", Type: Int}, Field{Name: "shift_day", Type: Date, AfterRead: true})
+	q, err := Parse(mustValues(t, "fields=id,shift_day"), s)
+	if err != nil {
+		t.Fatalf("fields=id,shift_day: %v", err)
+	}
+	if got := q.Selected(s); len(got) != 2 || !got[1].AfterRead {
+		t.Errorf("selected %+v, want id and shift_day", got)
+	}
+	for _, tc := range []struct{ query, want string }{
+		{"shift_day=2024-03-06", "shift_day: shift_day of buckets is computed after the read and cannot be filtered on"},
+		{"shift_day__gte=2024-03-06", "shift_day__gte: shift_day of buckets is computed after the read and cannot be filtered on"},
+		{"shift_day__isnull=False", "cannot be filtered on"},
+		{"order_by=-shift_day", "order_by: shift_day of buckets is computed after the read and cannot be ordered by"},
+	} {
+		_, err := Parse(mustValues(t, tc.query), s)
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err %v, want an invalid query saying %q", tc.query, err, tc.want)
+		}
+	}
+	if _, err := s.WithDefaultOrder(Order{Field: "shift_day"}); err == nil {
+		t.Error("a default order by an after-read field was accepted")
+	}
+}

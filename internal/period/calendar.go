@@ -249,3 +249,26 @@ func (c *Calendar) NextBoundary(t int64) int64 {
 	}
 	return best
 }
+
+// ShiftStartDate returns the local date (year, month, day in the
+// calendar's zone) on which the shift occurrence that instant t (ms) falls
+// in started: for t at 02:00 in a 22:00–06:00 shift, the day before. When t
+// lies in no shift (the calendar schedules all time, or t is between
+// shifts) it is the local date of t itself. Of overlapping occurrences the
+// earliest-starting one counts, as in Scheduled.
+func (c *Calendar) ShiftStartDate(t int64) (year int, month time.Month, day int) {
+	loc := time.UTC
+	if c != nil && c.Loc != nil {
+		loc = c.Loc
+	}
+	at := t
+	if !c.Always() {
+		for _, iv := range c.Intervals(t, t+1) {
+			if iv.Start <= t && t < iv.End {
+				at = iv.Start
+				break
+			}
+		}
+	}
+	return time.UnixMilli(at).In(loc).Date()
+}

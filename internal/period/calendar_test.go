@@ -86,3 +86,45 @@ func TestScheduledAndNextBoundary(t *testing.T) {
 		t.Errorf("nil calendar: %v", p)
 	}
 }
+
+func TestShiftStartDate(t *testing.T) {
+	chicago, err := time.LoadLocation("America/Chicago")
+	if err != nil {
+		t.Fatal(err)
+	}
+	night, _ := ParseShift("N", "22:00", "06:00", "mon,tue,wed,thu,fri")
+	day, _ := ParseShift("D", "07:00", "15:00", "")
+	shifts := &Calendar{Loc: chicago, Shifts: []Shift{night, day}}
+	local := func(s string) int64 {
+		ts, err := time.ParseInLocation("2006-01-02 15:04", s, chicago)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ts.UnixMilli()
+	}
+	for _, tc := range []struct {
+		name string
+		c    *Calendar
+		at   string // local time in Chicago
+		want string
+	}{
+		{"night shift before midnight", shifts, "2024-03-06 23:00", "2024-03-06"},
+		{"night shift after midnight", shifts, "2024-03-07 02:00", "2024-03-06"},
+		{"night shift's last minute", shifts, "2024-03-07 05:59", "2024-03-06"},
+		// Friday's night shift ends on Saturday; none starts on Saturday.
+		{"Friday's night on Saturday", shifts, "2024-03-09 03:00", "2024-03-08"},
+		{"between shifts", shifts, "2024-03-07 06:30", "2024-03-07"},
+		{"day shift", shifts, "2024-03-07 07:00", "2024-03-07"},
+		{"Saturday night: no shift", shifts, "2024-03-10 01:00", "2024-03-10"},
+		// The clocks go 02:00 → 03:00 on 2024-03-10; Sunday starts no night shift.
+		{"Sunday night after the change", shifts, "2024-03-11 01:00", "2024-03-11"},
+		{"Monday night after the change", shifts, "2024-03-12 01:00", "2024-03-11"},
+		{"no shifts: local date, not UTC's", &Calendar{Loc: chicago}, "2024-03-06 23:00", "2024-03-06"},
+		{"nil calendar: UTC date", nil, "2024-03-06 23:00", "2024-03-07"},
+	} {
+		y, m, d := tc.c.ShiftStartDate(local(tc.at))
+		if got := time.Date(y, m, d, 0, 0, 0, 0, time.UTC).Format(time.DateOnly); got != tc.want {
+			t.Errorf("%s: ShiftStartDate(%s) = %s, want %s", tc.name, tc.at, got, tc.want)
+		}
+	}
+}
