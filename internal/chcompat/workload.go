@@ -550,6 +550,11 @@ func (w *Workload) readArea(ctx context.Context, name string) error {
 	fields := all.Fields
 	sample := all.Rows[len(all.Rows)/2]
 	for i, f := range fields {
+		if f.AfterRead {
+			// Computed after the read: requests may not filter on it
+			// or order by it.
+			continue
+		}
 		v := sample[i]
 		if v == nil { // a null: take the field's first value
 			for _, r := range all.Rows {

@@ -19,7 +19,8 @@ import (
 // The expression's type follows the field's: Int an integer, Float a
 // number, String a string (Enum and UUID columns go through toString),
 // Bool a UInt8, DateTime and LocalDateTime Int64 Unix milliseconds, Date
-// Int64 days since 1970-01-01. A nullable field's expression may be
+// Int64 days since 1970-01-01; a field computed after the read
+// (l2l.Field.AfterRead) an Array(Int64) of what it is computed from. A nullable field's expression may be
 // Nullable (nullIf turns a sentinel such as the empty string into null);
 // filters and orders apply to the expression itself.
 type column struct {
@@ -69,10 +70,20 @@ func NewRecordArea(def *record.Area) (*RecordArea, error) {
 		}
 	}
 	for _, f := range def.Fields {
-		if f.Has(record.Read) {
-			a.byName[f.Name] = len(a.cols)
-			a.cols = append(a.cols, column{field: f.L2L(), expr: readExpr(f), order: f.Order})
+		if !f.Has(record.Read) {
+			continue
 		}
+		c := column{field: f.L2L(), expr: readExpr(f), order: f.Order}
+		if f.Derived == record.ShiftStartDate {
+			if def.Line == "" {
+				return nil, fmt.Errorf("record area %s: field %s needs the area's line", def.Name, f.Name)
+			}
+			// The read gives the instant and the line; readRecords
+			// turns them into the date (shiftDates).
+			c.expr = "[toInt64(" + f.Expr + "), toInt64(" + def.Line + ")]"
+		}
+		a.byName[f.Name] = len(a.cols)
+		a.cols = append(a.cols, c)
 	}
 	switch s := def.Site; {
 	case s.Via != "":

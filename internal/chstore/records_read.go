@@ -224,6 +224,9 @@ func (s *Store) readRecords(ctx context.Context, a *RecordArea, q l2l.Query, sit
 	if err := rows.Err(); err != nil {
 		return RecordPage{}, readError(ctx, a, err)
 	}
+	if err := s.shiftDates(ctx, a, page); err != nil {
+		return RecordPage{}, err
+	}
 	if order != nil {
 		// Put the rows in the order of the ids; a row that vanished between
 		// the two reads (it cannot: parts are never deleted) is dropped.
@@ -339,6 +342,9 @@ func maxRows(ctx context.Context, n int) context.Context {
 const maxCustomProperties = 10_000
 
 func scanTarget(f l2l.Field) any {
+	if f.AfterRead {
+		return new([]int64)
+	}
 	switch f.Type {
 	case l2l.Float:
 		if f.Nullable {
@@ -366,6 +372,8 @@ func scanTarget(f l2l.Field) any {
 func scannedValue(f l2l.Field, dest any) any {
 	var v any
 	switch d := dest.(type) {
+	case *[]int64:
+		return *d
 	case *int64:
 		v = *d
 	case **int64:

@@ -145,7 +145,11 @@ func selectSQL(b *strings.Builder, a *RecordArea, q l2l.Query, props []string) [
 	}
 	b.WriteString(") AS _site, toUInt64(id) AS _id")
 	for i, f := range q.Selected(a.schema) {
-		fmt.Fprintf(b, ", %s AS _c%d", selectExpr(f, a.cols[a.byName[f.Name]].expr), i)
+		e := a.cols[a.byName[f.Name]].expr
+		if !f.AfterRead {
+			e = selectExpr(f, e)
+		}
+		fmt.Fprintf(b, ", %s AS _c%d", e, i)
 	}
 	for i, p := range props {
 		fmt.Fprintf(b, ", if(has(custom_keys, ?), toNullable(custom_values[indexOf(custom_keys, ?)]), NULL) AS _p%d", i)
@@ -189,6 +193,9 @@ func whereSQL(a *RecordArea, q l2l.Query, sites []uint64, id *uint64) (string, [
 			return "", nil, fmt.Errorf("%s: filter on unknown field %q", a.def.Name, f.Field)
 		}
 		c := a.cols[i]
+		if c.field.AfterRead {
+			return "", nil, fmt.Errorf("%s: filter on %s, which is computed after the read", a.def.Name, f.Field)
+		}
 		if f.Op == l2l.OpIsNull {
 			isNull, ok := f.Value.(bool)
 			if !ok {
@@ -247,6 +254,9 @@ func orderSQL(b *strings.Builder, a *RecordArea, q l2l.Query) error {
 		ci, ok := a.byName[o.Field]
 		if !ok {
 			return fmt.Errorf("%s: order by unknown field %q", a.def.Name, o.Field)
+		}
+		if a.cols[ci].field.AfterRead {
+			return fmt.Errorf("%s: order by %s, which is computed after the read", a.def.Name, o.Field)
 		}
 		if i > 0 {
 			b.WriteString(", ")

@@ -115,6 +115,11 @@ func TestRecordsEveryOperator(t *testing.T) {
 	for _, name := range chstore.RecordAreaNames() {
 		a, _ := chstore.RecordAreaByName(name)
 		for _, f := range a.Schema().Fields() {
+			if f.AfterRead {
+				// Shown and picked only (l2l refuses filters and orders).
+				readIDs(t, ctx, s, name, "fields=id,"+f.Name, 1, 2)
+				continue
+			}
 			for _, op := range []string{"", "__lt", "__lte", "__gt", "__gte"} {
 				readIDs(t, ctx, s, name, "fields=id,"+f.Name+"&"+f.Name+op+"="+url.QueryEscape(sample[f.Type]), 1, 2)
 			}

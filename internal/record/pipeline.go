@@ -159,7 +159,8 @@ const pitchesFrom = `(SELECT
 // pitchArea is the pitches record area (read-only).
 var pitchArea = &Area{
 	Name: "pitches", Record: "Pitch", Table: "parts_hourly", From: pitchesFrom, Pushdown: true, Site: SiteField,
-	Doc: "Hourly production buckets per location (read-only).",
+	Line: "line_id",
+	Doc:  "Hourly production buckets per location (read-only).",
 	Fields: []Field{
 		idField(),
 		computed("site", l2l.Int, "site"),
@@ -171,6 +172,12 @@ var pitchArea = &Area{
 		computed("pitch_start_local", l2l.LocalDateTime, ms("pitch_hour")),
 		computed("pitch_end", l2l.DateTime, ms("pitch_hour")+" + 3600000"),
 		computed("pitch_end_local", l2l.LocalDateTime, ms("pitch_hour")+" + 3600000"),
+		{Name: "shift_start_date", Type: l2l.Date, Expr: ms("pitch_hour"), Flags: Read, Derived: ShiftStartDate,
+			Doc: "The local date (site's time zone) on which the shift that pitch_start falls in started: with a" +
+				" 22:00–06:00 shift, a pitch starting at 02:00 has the day before. A line's own shifts replace its" +
+				" site's (a machine's pitches follow its line). A pitch that starts between shifts, or at a site" +
+				" without shifts, has the local date of pitch_start. Computed after the read: it can be shown and" +
+				" picked with fields=, but not filtered on or ordered by (filter on pitch_start instead)."},
 		computed("planned_production_minutes", l2l.Float, "(s_run + s_down) / 60"),
 		computed("running_minutes", l2l.Float, "s_run / 60"),
 		computed("down_minutes", l2l.Float, "s_down / 60"),

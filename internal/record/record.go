@@ -161,7 +161,26 @@ type Field struct {
 	Check func(v any, r Row) string
 	// Doc describes the field in the OpenAPI description.
 	Doc string
+	// Derived, when set, says how the server computes the field after it
+	// read the page, from the value of Expr: such a field is shown and
+	// picked with fields=, but filters and order_by may not name it.
+	Derived Derivation
 }
+
+// Derivation is how the server computes a field after the read.
+type Derivation uint8
+
+// Derivations.
+const (
+	// ShiftStartDate: a Date field whose Expr is an instant (Int64 Unix
+	// milliseconds). Its value is the local date on which the shift that
+	// the instant falls in started, by the shifts of the record's line
+	// (Area.Line) when that line has shifts of its own, else by its site's,
+	// in the site's time zone: 02:00 in a 22:00–06:00 shift gives the day
+	// before. An instant in no shift (between shifts, or at a site without
+	// shifts) gives its own local date.
+	ShiftStartDate Derivation = iota + 1
+)
 
 // Has reports whether f has every one of flags.
 func (f *Field) Has(flags Flag) bool { return f.Flags&flags == flags }
@@ -175,7 +194,7 @@ func (f *Field) L2L() l2l.Field {
 	if f.Stored() {
 		t = f.Kind.Type()
 	}
-	return l2l.Field{Name: f.Name, Type: t, Nullable: f.Nullable}
+	return l2l.Field{Name: f.Name, Type: t, Nullable: f.Nullable, AfterRead: f.Derived != 0}
 }
 
 // Site says which sites a record belongs to. A key sees and changes only
@@ -311,6 +330,9 @@ type Area struct {
 	// by id first (see internal/chstore).
 	InsertionOrder string
 	Site           Site
+	// Line is the SQL expression of the line a record belongs to (0: none),
+	// a UInt64 of a row of From; ShiftStartDate fields need it.
+	Line string
 	// Custom: records carry custom properties (custom__<name>=value),
 	// kept in the columns CustomKeys and CustomValues.
 	Custom bool

@@ -158,6 +158,13 @@ func TestRegistryRefusesBadDefinitions(t *testing.T) {
 		{"action of its own data without a doc", func(a *Area) { a.Actions[0].Returns = "" }, "describes it in Doc"},
 		{"issue key without its fields", func(a *Area) { a.OnCreate = IssueKey }, "IssueKey"},
 		{"forget location without externalid", func(a *Area) { a.Forget = []Forget{ForgetLocation} }, "externalid"},
+		{"shift start date without a line", func(a *Area) {
+			a.Fields = append(a.Fields, Field{Name: "day", Type: l2l.Date, Expr: "0", Flags: Read, Derived: ShiftStartDate})
+		}, "ShiftStartDate"},
+		{"shift start date not a date", func(a *Area) {
+			a.Line = "owner"
+			a.Fields = append(a.Fields, Field{Name: "day", Type: l2l.DateTime, Expr: "0", Flags: Read, Derived: ShiftStartDate})
+		}, "ShiftStartDate"},
 		{"custom column clash", func(a *Area) {
 			a.Custom = true
 			a.Fields = append(a.Fields, Field{Name: CustomKeys, Kind: Strings, Flags: Read})

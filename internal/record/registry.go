@@ -278,6 +278,9 @@ func (r *Registry) fieldProblems(a *Area, f *Field) []string {
 	case !f.Stored() && !f.Has(Read) && !f.Has(Once):
 		bad("a field is stored, read or shown once")
 	}
+	if f.Derived != 0 && (f.Derived != ShiftStartDate || f.Stored() || f.Type != l2l.Date || f.Nullable || f.Has(Write) || a.Line == "") {
+		bad("a ShiftStartDate field is a computed, non-null Date of an area with a Line")
+	}
 	if f.Has(Once) && (f.Stored() || f.Has(Read) || f.Has(Write) || f.Type == 0) {
 		bad("a Once field is a Type only")
 	}
