@@ -117,9 +117,14 @@ type Config struct {
 	RateLimit ratelimit.Config
 	// LogLevel is debug, info, warn or error (TAKT_LOG_LEVEL).
 	LogLevel string
-	// Pprof serves Go profiles under /debug/pprof/ (TAKT_PPROF).
-	Pprof bool
+	// AdminAddr is the admin listener (TAKT_ADMIN_ADDR): /healthz,
+	// /readyz with reasons, /metrics and /debug/pprof/; empty: none.
+	AdminAddr string
 }
+
+// DefaultAdminAddr is the ingestor's admin listener unless
+// TAKT_ADMIN_ADDR says otherwise.
+const DefaultAdminAddr = "127.0.0.1:18083"
 
 // ConfigFromEnv reads the configuration from TAKT_* variables, with
 // defaults for the local stack. Parse errors are collected in e.
@@ -157,7 +162,7 @@ func ConfigFromEnv(e *config.Env) Config {
 		AuthFailures:        auth.FailureLimitFromEnv(e),
 		RateLimit:           ratelimit.ConfigFromEnv(e),
 		LogLevel:            e.String("LOG_LEVEL", "info"),
-		Pprof:               e.Bool("PPROF", false),
+		AdminAddr:           e.String("ADMIN_ADDR", DefaultAdminAddr),
 	}
 }
 
@@ -172,6 +177,8 @@ func (c Config) Validate() error {
 	p.Addf(c.MQTTSessionExpiry < time.Second, "TAKT_MQTT_SESSION_EXPIRY=%s: must be at least 1s", c.MQTTSessionExpiry)
 	p.Addf(c.MQTTResendWindow < time.Second, "TAKT_MQTT_RESEND_WINDOW=%s: must be at least 1s", c.MQTTResendWindow)
 	p.Addf(c.DLQTopic == "" || c.DLQTopic == c.Topic, "TAKT_DLQ_TOPIC=%q: must be set and differ from TAKT_PARTS_TOPIC", c.DLQTopic)
+	p.Addf(c.AdminAddr != "" && (c.AdminAddr == c.Addr || c.AdminAddr == c.TLSAddr),
+		"TAKT_ADMIN_ADDR=%s: must differ from the public listeners", c.AdminAddr)
 	p.Addf(len(c.Brokers) == 0, "TAKT_KAFKA_BROKERS: empty")
 	p.Addf(c.Topic == "", "TAKT_PARTS_TOPIC: empty")
 	p.Addf(c.MaxBody < 256, "TAKT_INGEST_MAX_BODY=%d: must be at least 256 bytes", c.MaxBody)

@@ -298,7 +298,7 @@ func TestConfig(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("defaults invalid: %v", err)
 	}
-	if cfg.Addr != "127.0.0.1:18080" || cfg.Topic != "takt.parts" || cfg.MaxBody != 65536 ||
+	if cfg.Addr != "127.0.0.1:18080" || cfg.AdminAddr != "127.0.0.1:18083" || cfg.Topic != "takt.parts" || cfg.MaxBody != 65536 ||
 		cfg.ProduceLinger != time.Millisecond || cfg.ProduceTimeout != 5*time.Second || cfg.LocationNegativeTTL != 2*time.Second {
 		t.Errorf("defaults: %+v", cfg)
 	}

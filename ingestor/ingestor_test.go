@@ -85,7 +85,7 @@ func newStack(t *testing.T) *stack {
 func (s *stack) config(t *testing.T) Config {
 	env := &config.Env{Lookup: func(string) (string, bool) { return "", false }}
 	cfg := ConfigFromEnv(env)
-	cfg.Addr = freeAddr(t)
+	cfg.Addr, cfg.AdminAddr = freeAddr(t), freeAddr(t)
 	cfg.Brokers, cfg.Topic = s.e.Brokers, s.topic
 	cfg.ClickHouse = s.chCfg
 	cfg.RedisAddr, cfg.RedisPrefix = s.e.Redis, s.prefix
@@ -258,18 +258,31 @@ func TestRun(t *testing.T) {
 		send(t, base, c)
 	}
 
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
+	if resp, err := http.Get(base + "/metrics"); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Errorf("/metrics on the public port: %v %v; want 404", resp, err)
 	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	b := scrape(t, cfg)
 	for _, want := range []string{`takt_ingestor_requests_total{code="200"} 8`, `takt_ingestor_requests_total{code="401"} 5`,
 		"takt_ingestor_produce_duration_seconds_count 8", "takt_ingestor_auth_cache_hits_total", "takt_ingestor_catalog_cache_misses_total"} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
+}
+
+// scrape reads the admin listener's /metrics.
+func scrape(t *testing.T, cfg Config) []byte {
+	t.Helper()
+	resp, err := http.Get("http://" + cfg.AdminAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("admin /metrics: %d %s", resp.StatusCode, b)
+	}
+	return b
 }
 
 func waitReady(t *testing.T, base string, done <-chan error) {
@@ -419,7 +432,7 @@ func TestRunFailsWithoutClickHouse(t *testing.T) {
 	testenv.Stack(t)
 	env := &config.Env{Lookup: func(string) (string, bool) { return "", false }}
 	cfg := ConfigFromEnv(env)
-	cfg.Addr = freeAddr(t)
+	cfg.Addr, cfg.AdminAddr = freeAddr(t), freeAddr(t)
 	cfg.ClickHouse.Addr = []string{closedAddr(t)}
 	cfg.ClickHouse.DialTimeout = 500 * time.Millisecond
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

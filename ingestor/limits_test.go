@@ -279,7 +279,8 @@ func TestDebugLogIsBounded(t *testing.T) {
 // the valid key still works from that address.
 func TestBadKeyFloodIsRefused(t *testing.T) {
 	s := newStack(t)
-	base := run(t, s.config(t))
+	cfg := s.config(t)
+	base := run(t, cfg)
 	if code, _, body := postPart(t, base, s.key); code != 200 {
 		t.Fatalf("good key: %d %s", code, body)
 	}
@@ -304,12 +305,7 @@ func TestBadKeyFloodIsRefused(t *testing.T) {
 	if code, _, body := postPart(t, base, s.key); code != 200 {
 		t.Errorf("good key after the flood: %d %s", code, body)
 	}
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	metrics, _ := io.ReadAll(resp.Body)
+	metrics := scrape(t, cfg)
 	if want := `takt_ingestor_auth_store_lookups_total{result="not_found"} 10`; !strings.Contains(string(metrics), want) {
 		t.Errorf("metrics lack %q:\n%s", want, grepLines(string(metrics), "auth_store_lookups"))
 	}

@@ -126,12 +126,7 @@ func TestRateLimitRedisDown(t *testing.T) {
 	send(t, base, call{"", `{"part":{"external_id":"line_1"}}`, 401, invalidKeyBody})
 	send(t, base, call{s.readKey, `{"part":{"external_id":"line_1"}}`, 401, invalidKeyBody})
 
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	m, _ := io.ReadAll(resp.Body)
+	m := scrape(t, cfg)
 	if !strings.Contains(string(m), `takt_ingestor_ratelimit_decisions_total{result="failed_open"} 4`) {
 		t.Errorf("failed-open requests not counted as 4:\n%s", grepLines(string(m), "ratelimit"))
 	}

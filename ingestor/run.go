@@ -109,8 +109,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		}
 	}
 
-	r := httpx.NewEngine(logger)
-	httpx.Health(r, func(ctx context.Context) error {
+	ready := func(ctx context.Context) error {
 		if err := store.Ping(ctx); err != nil {
 			return fmt.Errorf("clickhouse: %w", err)
 		}
@@ -118,15 +117,15 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 			return fmt.Errorf("kafka: %w", err)
 		}
 		return nil
-	}, reg)
+	}
+	r := httpx.NewEngine(logger)
+	httpx.Probes(r, ready)
 	r.POST(Path, h.serve)
 	r.POST(BatchPath, bh.serve)
-	if cfg.Pprof {
-		httpx.Pprof(r)
-	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return certs.Run(gctx, cfg.TLS.CheckEvery) })
+	g.Go(func() error { return httpx.ServeAdmin(gctx, cfg.AdminAddr, httpx.Admin(ready, reg), logger) })
 	g.Go(func() error { return httpx.ServeAll(gctx, cfg.listeners(certs.Config()), r, logger) })
 	// The resend records are written until the MQTT side has finished the
 	// messages in hand.

@@ -39,7 +39,7 @@ func TestHarnessEndToEnd(t *testing.T) {
 	noEnv := &config.Env{Lookup: func(string) (string, bool) { return "", false }}
 
 	ic := ingestor.ConfigFromEnv(noEnv)
-	ic.Addr, ic.Brokers, ic.Topic, ic.ClickHouse = freeAddr(t), e.Brokers, topic, chCfg
+	ic.Addr, ic.AdminAddr, ic.Brokers, ic.Topic, ic.ClickHouse = freeAddr(t), freeAddr(t), e.Brokers, topic, chCfg
 	ic.RedisAddr, ic.RedisPrefix = e.Redis, prefix
 	ic.MQTTAddr, ic.DLQTopic = freeAddr(t), dlq
 	pc := processor.Config{
@@ -49,7 +49,7 @@ func TestHarnessEndToEnd(t *testing.T) {
 		Registry: prometheus.NewRegistry(),
 	}
 	qc := queryapi.ConfigFromEnv(noEnv)
-	qc.Addr, qc.ClickHouse, qc.RedisAddr, qc.RedisPrefix = freeAddr(t), chCfg, e.Redis, prefix
+	qc.Addr, qc.AdminAddr, qc.ClickHouse, qc.RedisAddr, qc.RedisPrefix = freeAddr(t), freeAddr(t), chCfg, e.Redis, prefix
 
 	done := make(chan error, 3)
 	go func() { done <- ingestor.Run(ctx, ic, logger) }()

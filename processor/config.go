@@ -69,8 +69,9 @@ type Config struct {
 	// scenario's time.
 	Clock func() time.Time
 
-	// Addr is where /healthz, /readyz and /metrics are served
-	// (TAKT_PROCESSOR_ADDR).
+	// Addr is the admin listener (TAKT_ADMIN_ADDR, or its older name
+	// TAKT_PROCESSOR_ADDR): /healthz, /readyz with reasons, /metrics and
+	// /debug/pprof/. The processor has no other listener.
 	Addr string
 
 	// ClickHouse says where the parts table and master data are
@@ -129,7 +130,7 @@ func ConfigFromEnv(e *config.Env) Config {
 		RedisPassword:      e.String("REDIS_PASSWORD", ""),
 		RedisTLS:           tlsx.ClientFromEnv(e, "REDIS"),
 		RedisPrefix:        e.String("REDIS_PREFIX", "takt:"),
-		Addr:               e.String("PROCESSOR_ADDR", DefaultAddr),
+		Addr:               e.String("ADMIN_ADDR", e.String("PROCESSOR_ADDR", DefaultAddr)),
 		ClickHouse:         chstore.ConfigFromEnv(e),
 	}
 }
@@ -148,7 +149,7 @@ func (c Config) Validate() error {
 	p.Addf(!(c.CycleTimeTolerance >= 0 && c.CycleTimeTolerance <= 1), "TAKT_CYCLE_TIME_TOLERANCE=%v: must be between 0 and 1", c.CycleTimeTolerance)
 	p.Addf(c.CatalogRefresh <= 0, "TAKT_CATALOG_REFRESH=%s: must be positive", c.CatalogRefresh)
 	p.Addf(c.PeriodSaveInterval < 0, "TAKT_PERIOD_SAVE_INTERVAL=%s: must not be negative", c.PeriodSaveInterval)
-	p.Addf(c.Addr == "", "TAKT_PROCESSOR_ADDR: empty")
+	p.Addf(c.Addr == "", "TAKT_ADMIN_ADDR: empty")
 	for _, err := range []error{c.Kafka.Validate(), c.ClickHouse.Validate()} {
 		if err != nil {
 			p = append(p, err)

@@ -111,7 +111,7 @@ func TestProcessorWritesParts(t *testing.T) {
 	e.waitRows(total, 30*time.Second, alive)
 
 	// Health endpoints and metrics.
-	for path, wantBody := range map[string]string{"/healthz": "ok", "/readyz": "ready", "/metrics": "takt_processor_parts_inserted_total"} {
+	for path, wantBody := range map[string]string{"/healthz": "ok", "/readyz": `{"status":"ok"}`, "/debug/pprof/": "goroutine", "/metrics": "takt_processor_parts_inserted_total"} {
 		resp, err := http.Get("http://" + cfg.Addr + path)
 		if err != nil {
 			t.Fatalf("GET %s: %v", path, err)

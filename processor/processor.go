@@ -45,10 +45,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/takt/takt/internal/chstore"
+	"github.com/takt/takt/internal/httpx"
 	"github.com/takt/takt/internal/redisx"
 )
 
@@ -93,6 +93,12 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, store store) erro
 		return err
 	}
 
+	// The processor has no public port: its one listener is the admin
+	// listener (TAKT_ADMIN_ADDR).
+	if !httpx.Loopback(cfg.Addr) {
+		logger.Warn("admin listener is not on loopback: metrics, readiness reasons and profiles are open to whoever reaches it",
+			"addr", cfg.Addr)
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
@@ -114,7 +120,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, store store) erro
 		c.clock = clockFailpoint(logger)
 	}
 	srv := &http.Server{
-		Handler:           newMux(store, c, reg),
+		Handler:           httpx.Admin(ready(store, c), reg),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 	logger.Info("processor started", "topic", cfg.Topic, "group", cfg.Group, "addr", ln.Addr().String(),
@@ -162,32 +168,16 @@ type pinger interface {
 	Ping(ctx context.Context) error
 }
 
-type pingFunc func(context.Context) error
-
-func (f pingFunc) Ping(ctx context.Context) error { return f(ctx) }
-
-func newMux(store pinger, c *consumer, reg *prometheus.Registry) *http.ServeMux {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Write([]byte("ok\n"))
-	})
-	deps := map[string]pinger{"clickhouse": store, "kafka": pingFunc(c.ping)}
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		var failed []byte
-		for name, d := range deps {
-			if err := d.Ping(ctx); err != nil {
-				failed = fmt.Appendf(failed, "%s: %v\n", name, err)
-			}
+// ready checks the processor's dependencies: ClickHouse and the brokers.
+func ready(store pinger, c *consumer) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		var errs []error
+		if err := store.Ping(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("clickhouse: %w", err))
 		}
-		if len(failed) > 0 {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			w.Write(failed)
-			return
+		if err := c.ping(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("kafka: %w", err))
 		}
-		w.Write([]byte("ready\n"))
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	return mux
+		return errors.Join(errs...)
+	}
 }

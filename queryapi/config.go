@@ -93,7 +93,14 @@ type Config struct {
 	KeyUsageInterval time.Duration
 	// LogLevel is debug, info, warn or error (TAKT_LOG_LEVEL).
 	LogLevel string
+	// AdminAddr is the admin listener (TAKT_ADMIN_ADDR): /healthz,
+	// /readyz with reasons, /metrics and /debug/pprof/; empty: none.
+	AdminAddr string
 }
+
+// DefaultAdminAddr is the query API's admin listener unless
+// TAKT_ADMIN_ADDR says otherwise.
+const DefaultAdminAddr = "127.0.0.1:18084"
 
 // ConfigFromEnv reads the configuration from TAKT_* variables, with
 // defaults for the local stack. Parse errors are collected in e.
@@ -124,6 +131,7 @@ func ConfigFromEnv(e *config.Env) Config {
 		RateLimit:        ratelimit.ConfigFromEnv(e),
 		KeyUsageInterval: e.Duration("KEY_USAGE_INTERVAL", 5*time.Second),
 		LogLevel:         e.String("LOG_LEVEL", "info"),
+		AdminAddr:        e.String("ADMIN_ADDR", DefaultAdminAddr),
 	}
 }
 
@@ -133,6 +141,8 @@ func (c Config) Validate() error {
 	p.Addf(c.Addr == "" && !c.TLS.Only, "TAKT_QUERY_ADDR: empty")
 	p.Addf(c.TLSAddr != "" && !c.TLS.Enabled(), "TAKT_QUERY_TLS_ADDR: needs TAKT_TLS_CERT and TAKT_TLS_KEY")
 	p.Addf(c.TLS.Only && c.TLSAddr == "", "TAKT_TLS_ONLY=true: TAKT_QUERY_TLS_ADDR is empty, so nothing would listen")
+	p.Addf(c.AdminAddr != "" && (c.AdminAddr == c.Addr || c.AdminAddr == c.TLSAddr),
+		"TAKT_ADMIN_ADDR=%s: must differ from the public listeners", c.AdminAddr)
 	p.Addf(len(c.KafkaBrokers) == 0, "TAKT_KAFKA_BROKERS: empty")
 	p.Addf(c.PartsTopic == "", "TAKT_PARTS_TOPIC: empty")
 	p.Addf(c.QueryTimeout < time.Second, "TAKT_QUERY_TIMEOUT=%s: must be at least 1s", c.QueryTimeout)

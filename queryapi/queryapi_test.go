@@ -25,6 +25,7 @@ import (
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/config"
 	"github.com/takt/takt/internal/demo"
+	"github.com/takt/takt/internal/httpx"
 	"github.com/takt/takt/internal/testenv"
 )
 
@@ -32,9 +33,10 @@ import (
 // a second site with its own user, and parts of both sites.
 type fixture struct {
 	srv       *httptest.Server
-	keyA      string // demo key: site 1, every scope
-	keyB      string // site 2, read
-	keyIngest string // site 1, ingest only
+	admin     *httptest.Server // the admin listener (newFixture only)
+	keyA      string           // demo key: site 1, every scope
+	keyB      string           // site 2, read
+	keyIngest string           // site 1, ingest only
 	partsA    []uint64
 	partsB    []uint64
 	secret    string // signs for user 1 (server demo.SecretServer)
@@ -74,13 +76,24 @@ func seededDB(t testing.TB) (*chstore.Store, *redis.Client, Config, bootstrap.Cr
 // assignments going to kc, until the test ends.
 func serve(t testing.TB, store *chstore.Store, rdb *redis.Client, kc kafkaClient, cfg Config) *httptest.Server {
 	t.Helper()
-	r, err := newEngine(store, rdb, kc, cfg, testenv.Logger(t), prometheus.NewRegistry())
+	srv, _ := serveWithAdmin(t, store, rdb, kc, cfg)
+	return srv
+}
+
+// serveWithAdmin is serve that also starts the admin listener's handler
+// (its metrics, readiness with reasons).
+func serveWithAdmin(t testing.TB, store *chstore.Store, rdb *redis.Client, kc kafkaClient, cfg Config) (srv, admin *httptest.Server) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	r, err := newEngine(store, rdb, kc, cfg, testenv.Logger(t), reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(r)
+	srv = httptest.NewServer(r)
 	t.Cleanup(srv.Close)
-	return srv
+	admin = httptest.NewServer(httpx.Admin(readiness(store, kc), reg))
+	t.Cleanup(admin.Close)
+	return srv, admin
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -145,7 +158,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	f.srv = serve(t, store, rdb, cl, cfg)
+	f.srv, f.admin = serveWithAdmin(t, store, rdb, cl, cfg)
 	return f
 }
 
@@ -488,7 +501,18 @@ func TestQueryAPI(t *testing.T) {
 				t.Errorf("%s: %d %s", p, status, body)
 			}
 		}
-		status, _, body := f.get(t, "/metrics", "")
+		for _, p := range []string{"/metrics", "/debug/pprof/"} {
+			if status, _, body := f.get(t, p, ""); status != http.StatusNotFound {
+				t.Errorf("%s on the public port: %d %.100s", p, status, body)
+			}
+		}
+		resp, err := http.Get(f.admin.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		status := resp.StatusCode
 		for _, m := range []string{
 			`takt_queryapi_requests_total{area="parts",outcome="ok"}`,
 			`takt_queryapi_requests_total{area="parts",outcome="invalid"}`,
@@ -506,7 +530,7 @@ func TestQueryAPI(t *testing.T) {
 			t.Errorf("post-check: %d %s", status, body)
 		}
 		req, _ := http.NewRequest(http.MethodDelete, f.srv.URL+"/api/1.0/parts/1/?auth="+f.keyA, nil)
-		resp, err := f.srv.Client().Do(req)
+		resp, err = f.srv.Client().Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -532,6 +556,7 @@ func TestRun(t *testing.T) {
 	var env config.Env
 	cfg := ConfigFromEnv(&env)
 	cfg.Addr, cfg.ClickHouse, cfg.RedisAddr, cfg.RedisPrefix = addr, chCfg, stack.Redis, testenv.Name("takt-test-")+":"
+	cfg.AdminAddr = testenv.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, cfg, testenv.Logger(t)) }()
@@ -572,5 +597,24 @@ func TestRun(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("bad key: %d", resp.StatusCode)
+	}
+	// The admin listener has the metrics, the public one does not.
+	for _, c := range []struct {
+		url, want string
+		code      int
+	}{
+		{"http://" + cfg.AdminAddr + "/readyz", `{"status":"ok"}`, http.StatusOK},
+		{"http://" + cfg.AdminAddr + "/metrics", "takt_queryapi_http_requests_total", http.StatusOK},
+		{"http://" + addr + "/metrics", "", http.StatusNotFound},
+	} {
+		resp, err := http.Get(c.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.code || !bytes.Contains(b, []byte(c.want)) {
+			t.Errorf("%s: %d %.200s; want %d with %q", c.url, resp.StatusCode, b, c.code, c.want)
+		}
 	}
 }

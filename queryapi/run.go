@@ -71,6 +71,9 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return certs.Run(gctx, cfg.TLS.CheckEvery) })
 	g.Go(func() error { return httpx.ServeAll(gctx, cfg.listeners(certs.Config()), r, logger) })
+	g.Go(func() error {
+		return httpx.ServeAdmin(gctx, cfg.AdminAddr, httpx.Admin(readiness(store, cl), reg), logger)
+	})
 	if !cfg.RateLimit.Disabled {
 		g.Go(func() error { return usage.Run(gctx) })
 	}
@@ -88,8 +91,25 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	return err
 }
 
-// newEngine wires the HTTP side: authentication, the record areas, health
-// and metrics. Reason assignments go to kc, on cfg.PartsTopic; with a nil kc
+// readiness checks what requests need: ClickHouse, and Kafka when reasons
+// can be assigned (kc not nil).
+func readiness(store *chstore.Store, kc kafkaClient) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		if err := store.Ping(ctx); err != nil {
+			return fmt.Errorf("clickhouse: %w", err)
+		}
+		if kc != nil {
+			if err := kc.Ping(ctx); err != nil {
+				return fmt.Errorf("kafka: %w", err)
+			}
+		}
+		return nil
+	}
+}
+
+// newEngine wires the public HTTP side: authentication, the record areas,
+// the OEE endpoint and the probes; its metrics go to reg (served by the
+// admin listener). Reason assignments go to kc, on cfg.PartsTopic; with a nil kc
 // production periods are read-only.
 func newEngine(store *chstore.Store, rdb *redis.Client, kc kafkaClient, cfg Config, logger *slog.Logger, reg *prometheus.Registry) (*gin.Engine, error) {
 	// Every query of a request carries ClickHouse's limits: it stops at
@@ -153,20 +173,11 @@ func newEngine(store *chstore.Store, rdb *redis.Client, kc kafkaClient, cfg Conf
 	r.Use(count, keys.FailureGuard(func(c *gin.Context) {
 		h.fail(c, l2l.FormatOf(c.Request.URL.Query()), http.StatusTooManyRequests, "Too many failed authentications: retry later")
 	}))
-	httpx.Health(r, func(ctx context.Context) error {
-		if err := store.Ping(ctx); err != nil {
-			return fmt.Errorf("clickhouse: %w", err)
-		}
-		if kc != nil {
-			if err := kc.Ping(ctx); err != nil {
-				return fmt.Errorf("kafka: %w", err)
-			}
-		}
-		return nil
-	}, reg)
+	httpx.Probes(r, readiness(store, kc))
 	h.routes(r)
 	o := newOEE(h, store)
 	o.routes(r)
 	o.reportingRoutes(r, store)
+
 	return r, nil
 }

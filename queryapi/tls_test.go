@@ -35,7 +35,7 @@ func TestRunTLSOnly(t *testing.T) {
 	}
 	var env config.Env
 	cfg := ConfigFromEnv(&env)
-	cfg.Addr, cfg.TLSAddr = free(), free()
+	cfg.Addr, cfg.TLSAddr, cfg.AdminAddr = free(), free(), free()
 	cfg.TLS = tlsx.Server{CertFile: files.Cert, KeyFile: files.Key, Only: true, CheckEvery: time.Second}
 	cfg.ClickHouse, cfg.RedisAddr, cfg.RedisPrefix = chCfg, stack.Redis, testenv.Name("takt-test-")+":"
 	ctx, cancel := context.WithCancel(context.Background())

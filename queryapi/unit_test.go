@@ -33,7 +33,7 @@ func TestConfig(t *testing.T) {
 	if err := errors.Join(e.Err(), c.Validate()); err != nil {
 		t.Fatalf("defaults: %v", err)
 	}
-	if c.Addr != "127.0.0.1:18081" || c.QueryTimeout != 10*time.Second || c.DefaultLimit != 100 || c.MaxLimit != 2000 ||
+	if c.Addr != "127.0.0.1:18081" || c.AdminAddr != "127.0.0.1:18084" || c.QueryTimeout != 10*time.Second || c.DefaultLimit != 100 || c.MaxLimit != 2000 ||
 		len(c.KafkaBrokers) != 1 || c.KafkaBrokers[0] != "127.0.0.1:19092" || c.PartsTopic != "takt.parts" {
 		t.Fatalf("defaults: %+v", c)
 	}
@@ -51,8 +51,9 @@ func TestConfig(t *testing.T) {
 	}
 	c.QueryTimeout, c.ZoneTTL, c.LogLevel, c.Addr, c.KeyUsageInterval = 10*time.Millisecond, 0, "loud", "", 0
 	c.KafkaBrokers, c.PartsTopic = nil, ""
+	c.TLSAddr, c.AdminAddr = "127.0.0.1:9443", "127.0.0.1:9443"
 	err := c.Validate()
-	for _, want := range []string{"TAKT_QUERY_ADDR", "TAKT_QUERY_TIMEOUT", "TAKT_QUERY_DEFAULT_LIMIT", "TAKT_QUERY_ZONE_TTL", "TAKT_LOG_LEVEL",
+	for _, want := range []string{"TAKT_ADMIN_ADDR", "TAKT_QUERY_ADDR", "TAKT_QUERY_TIMEOUT", "TAKT_QUERY_DEFAULT_LIMIT", "TAKT_QUERY_ZONE_TTL", "TAKT_LOG_LEVEL",
 		"TAKT_KEY_USAGE_INTERVAL", "TAKT_KAFKA_BROKERS", "TAKT_PARTS_TOPIC"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate does not report %s: %v", want, err)

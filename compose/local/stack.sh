@@ -28,6 +28,10 @@ BROKER_PORT=${TAKT_STACK_BROKER_PORT:-19092}
 INGEST_PORT=${TAKT_STACK_INGEST_PORT:-18080}
 QUERY_PORT=${TAKT_STACK_QUERY_PORT:-18081}
 PROCESSOR_PORT=${TAKT_STACK_PROCESSOR_PORT:-18082}
+# Admin listeners (health with reasons, /metrics, pprof); the processor's
+# one listener is its admin listener.
+INGEST_ADMIN_PORT=${TAKT_STACK_INGEST_ADMIN_PORT:-18083}
+QUERY_ADMIN_PORT=${TAKT_STACK_QUERY_ADMIN_PORT:-18084}
 INGEST_TLS_PORT=${TAKT_STACK_INGEST_TLS_PORT:-18443}
 QUERY_TLS_PORT=${TAKT_STACK_QUERY_TLS_PORT:-18444}
 MQTT_PORT=${TAKT_STACK_MQTT_PORT:-11883}
@@ -54,6 +58,7 @@ need_pkgs() {
 	[ -x /usr/sbin/mosquitto ] || missing+=(mosquitto) # the bridge test starts its own broker
 	command -v npm >/dev/null || missing+=(npm) # make test-modern fetches libchdb with it
 	{ python3 -c 'import requests' || /usr/bin/python3 -c 'import requests'; } >/dev/null 2>&1 || missing+=(python3-requests) # Leading2Lean's Python sample client (internal/e2e)
+	command -v chromium >/dev/null || missing+=(chromium) # the dashboard's browser tests and make screenshot
 	echo "${missing[@]}"
 }
 
@@ -87,6 +92,9 @@ alive() {
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# FRESH holds the services this invocation started (not found running).
+declare -A FRESH=()
+
 # start NAME PORT CMD...: start CMD in the background unless our own NAME is
 # already running; refuse when somebody else holds the port.
 start() {
@@ -106,6 +114,7 @@ start() {
 	# is the service's own pid.
 	setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
 	echo $! >"$PIDS/$name.pid"
+	FRESH[$name]=1
 	say "started $name (pid $!, log .run/logs/$name.log)"
 }
 
@@ -193,7 +202,6 @@ service_env() {
 	export TAKT_REDIS_ADDR="127.0.0.1:$REDIS_PORT" TAKT_KAFKA_BROKERS="127.0.0.1:$BROKER_PORT"
 	export TAKT_PARTS_TOPIC="$TOPIC" TAKT_DLQ_TOPIC="$DLQ_TOPIC"
 	export TAKT_INGEST_ADDR="127.0.0.1:$INGEST_PORT" TAKT_QUERY_ADDR="127.0.0.1:$QUERY_PORT"
-	export TAKT_PROCESSOR_ADDR="127.0.0.1:$PROCESSOR_PORT"
 	export TAKT_TLS_CERT="$TLS_CERT" TAKT_TLS_KEY="$TLS_KEY"
 	export TAKT_INGEST_TLS_ADDR="127.0.0.1:$INGEST_TLS_PORT" TAKT_QUERY_TLS_ADDR="127.0.0.1:$QUERY_TLS_PORT"
 	export TAKT_MQTT_ADDR="127.0.0.1:$MQTT_PORT" TAKT_MQTTS_ADDR="127.0.0.1:$MQTTS_PORT"
@@ -232,6 +240,9 @@ CLICKHOUSE_ADDR=127.0.0.1:$CH_TCP_PORT
 CLICKHOUSE_HTTP=http://127.0.0.1:$CH_HTTP_PORT
 CLICKHOUSE_DB=$DB
 REDIS_ADDR=127.0.0.1:$REDIS_PORT
+INGEST_ADMIN_URL=http://127.0.0.1:$INGEST_ADMIN_PORT
+QUERY_ADMIN_URL=http://127.0.0.1:$QUERY_ADMIN_PORT
+PROCESSOR_ADMIN_URL=http://127.0.0.1:$PROCESSOR_PORT
 EOF
 	chmod 600 "$tmp"
 	mv "$tmp" "$RUN/env"
@@ -248,9 +259,18 @@ up() {
 	local_tls
 	service_env
 	seed
-	start ingestor "$INGEST_PORT" "$BIN/ingestor"
-	start processor "$PROCESSOR_PORT" "$BIN/processor"
-	start queryapi "$QUERY_PORT" "$BIN/queryapi"
+	start ingestor "$INGEST_PORT" env TAKT_ADMIN_ADDR="127.0.0.1:$INGEST_ADMIN_PORT" "$BIN/ingestor"
+	start processor "$PROCESSOR_PORT" env TAKT_ADMIN_ADDR="127.0.0.1:$PROCESSOR_PORT" "$BIN/processor"
+	start queryapi "$QUERY_PORT" env TAKT_ADMIN_ADDR="127.0.0.1:$QUERY_ADMIN_PORT" "$BIN/queryapi"
+	# Readiness with reasons is on the admin listeners; the public ports'
+	# bare probes are checked for services found running, which may
+	# predate their admin listener.
+	if [ -n "${FRESH[ingestor]:-}" ]; then
+		wait_for ingestor 30 curl -fsS "http://127.0.0.1:$INGEST_ADMIN_PORT/readyz"
+	fi
+	if [ -n "${FRESH[queryapi]:-}" ]; then
+		wait_for queryapi 30 curl -fsS "http://127.0.0.1:$QUERY_ADMIN_PORT/readyz"
+	fi
 	wait_for ingestor 30 curl -fsS "http://127.0.0.1:$INGEST_PORT/readyz"
 	wait_for processor 30 curl -fsS "http://127.0.0.1:$PROCESSOR_PORT/readyz"
 	wait_for queryapi 30 curl -fsS "http://127.0.0.1:$QUERY_PORT/readyz"
@@ -271,6 +291,7 @@ Takt is up. Endpoints (also in .run/env):
   kafka      127.0.0.1:$BROKER_PORT  topic $TOPIC
   clickhouse 127.0.0.1:$CH_TCP_PORT (native), http://127.0.0.1:$CH_HTTP_PORT  database $DB
   redis      127.0.0.1:$REDIS_PORT
+  admin      http://127.0.0.1:$INGEST_ADMIN_PORT (ingestor), http://127.0.0.1:$QUERY_ADMIN_PORT (query), http://127.0.0.1:$PROCESSOR_PORT (processor): /metrics, /readyz, /debug/pprof/
 
 Send a part:
   curl -sS -X POST http://127.0.0.1:$INGEST_PORT/api/external/production/process_part -H 'Content-Type: application/json' -H 'API-KEY: $API_KEY' -d '{"part":{"external_id":"line_1","quantity":5,"quality":"good","product":"PROD001","recorded_at":1698765432}}'

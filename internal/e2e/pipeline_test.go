@@ -106,7 +106,7 @@ func startWith(t *testing.T, o options) *pipeline {
 	env := &config.Env{Lookup: func(string) (string, bool) { return "", false }}
 
 	icfg := ingestor.ConfigFromEnv(env)
-	icfg.Addr = freeAddr(t)
+	icfg.Addr, icfg.AdminAddr = freeAddr(t), freeAddr(t)
 	icfg.Brokers, icfg.Topic = e.Brokers, topic
 	icfg.ClickHouse = chCfg
 	icfg.RedisAddr, icfg.RedisPrefix = redisAddr, prefix
@@ -124,7 +124,7 @@ func startWith(t *testing.T, o options) *pipeline {
 	}
 
 	qcfg := queryapi.ConfigFromEnv(env)
-	qcfg.Addr = freeAddr(t)
+	qcfg.Addr, qcfg.AdminAddr = freeAddr(t), freeAddr(t)
 	qcfg.ClickHouse = chCfg
 	qcfg.RedisAddr, qcfg.RedisPrefix = redisAddr, prefix
 	qcfg.KafkaBrokers, qcfg.PartsTopic = e.Brokers, topic

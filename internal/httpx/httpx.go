@@ -1,7 +1,8 @@
 // Package httpx is the HTTP plumbing Takt's gin services share: an engine in
-// release mode with panic recovery, the JSON error envelope, the health and
-// metrics endpoints, and a server that shuts down gracefully when its
-// context ends.
+// release mode with panic recovery, the JSON error envelope, the probes of
+// the public ports, the admin listener (health, metrics, profiles; see
+// admin.go), and a server that shuts down gracefully when its context
+// ends.
 //
 // It stays small on purpose: each service owns its routes and the mapping of
 // its errors to answers; httpx only removes the boilerplate around them.
@@ -16,14 +17,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"strconv"
 	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -101,36 +100,6 @@ func Raw(c *gin.Context, status int, body []byte) {
 }
 
 var jsonContentType = []string{"application/json; charset=utf-8"}
-
-// Health adds GET /healthz (the process answers: always 200), GET /readyz
-// (200 when ready returns nil, else 503 with the reason) and, when g is not
-// nil, GET /metrics serving g in the Prometheus text format.
-//
-// ready should check the dependencies a request needs and honour ctx; it is
-// called with a 5-second bound.
-func Health(r gin.IRoutes, ready func(ctx context.Context) error, g prometheus.Gatherer) {
-	r.GET("/healthz", func(c *gin.Context) {
-		Raw(c, http.StatusOK, []byte(`{"status":"ok"}`))
-	})
-	r.GET("/readyz", func(c *gin.Context) {
-		if ready != nil {
-			ctx, cancel := context.WithTimeout(c.Request.Context(), 5*time.Second)
-			defer cancel()
-			if err := ready(ctx); err != nil {
-				JSON(c, http.StatusServiceUnavailable, struct {
-					Status string `json:"status"`
-					Error  string `json:"error"`
-				}{"unavailable", err.Error()})
-				return
-			}
-		}
-		Raw(c, http.StatusOK, []byte(`{"status":"ok"}`))
-	})
-	if g != nil {
-		h := promhttp.HandlerFor(g, promhttp.HandlerOpts{})
-		r.GET("/metrics", gin.WrapH(h))
-	}
-}
 
 // CountRequests returns a middleware that counts answered requests in
 // <namespace>_http_requests_total{route, code}. route is the matched route
@@ -276,18 +245,6 @@ func serve(ctx context.Context, ln net.Listener, h http.Handler, tlsCfg *tls.Con
 		return fmt.Errorf("http server on %s: drain: %w", ln.Addr(), err)
 	}
 	return nil
-}
-
-// Pprof serves the Go runtime profiles under /debug/pprof/. Services mount
-// it only when asked (TAKT_PPROF=true): profiles cost nothing until taken,
-// but they reveal internals and a CPU profile costs CPU.
-func Pprof(r gin.IRoutes) {
-	r.GET("/debug/pprof/", gin.WrapF(pprof.Index))
-	r.GET("/debug/pprof/cmdline", gin.WrapF(pprof.Cmdline))
-	r.GET("/debug/pprof/profile", gin.WrapF(pprof.Profile))
-	r.GET("/debug/pprof/symbol", gin.WrapF(pprof.Symbol))
-	r.GET("/debug/pprof/trace", gin.WrapF(pprof.Trace))
-	r.GET("/debug/pprof/:name", func(c *gin.Context) { pprof.Handler(c.Param("name")).ServeHTTP(c.Writer, c.Request) })
 }
 
 // NewRegistry returns a metrics registry with the Go runtime and process

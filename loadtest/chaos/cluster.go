@@ -84,7 +84,7 @@ func startCluster(ctx context.Context, root, dir string, partitions int, logger 
 	if err := c.build(ctx); err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(8)
+	ports, err := freePorts(10)
 	if err != nil {
 		return nil, err
 	}
@@ -93,6 +93,7 @@ func startCluster(ctx context.Context, root, dir string, partitions int, logger 
 	c.queryAddr = "127.0.0.1:" + strconv.Itoa(ports[5])
 	c.procAddr = "127.0.0.1:" + strconv.Itoa(ports[6])
 	c.proc2Addr = "127.0.0.1:" + strconv.Itoa(ports[7])
+	ingestAdmin, queryAdmin := "127.0.0.1:"+strconv.Itoa(ports[8]), "127.0.0.1:"+strconv.Itoa(ports[9])
 	interserver, err := freePorts(1)
 	if err != nil {
 		return nil, err
@@ -143,6 +144,7 @@ func startCluster(ctx context.Context, root, dir string, partitions int, logger 
 	c.ingestor = &proc{name: "ingestor", log: filepath.Join(logs, "ingestor.log"), args: []string{filepath.Join(c.bin, "ingestor")},
 		env: withEnv(svc, map[string]string{
 			"TAKT_INGEST_ADDR": c.ingestAddr,
+			"TAKT_ADMIN_ADDR":  ingestAdmin,
 			"TAKT_RATE_LIMIT":  strconv.Itoa(limitedRate),
 			"TAKT_RATE_BURST":  strconv.Itoa(limitedBurst),
 		})}
@@ -156,7 +158,7 @@ func startCluster(ctx context.Context, root, dir string, partitions int, logger 
 	c.processor2 = &proc{name: "processor2", log: filepath.Join(logs, "processor2.log"), args: []string{filepath.Join(c.bin, "processor")},
 		env: withEnv(svc, map[string]string{"TAKT_PROCESSOR_ADDR": c.proc2Addr, "TAKT_CONSUMER_SESSION_TIMEOUT": "10s"})}
 	c.queryapi = &proc{name: "queryapi", log: filepath.Join(logs, "queryapi.log"), args: []string{filepath.Join(c.bin, "queryapi")},
-		env: withEnv(svc, map[string]string{"TAKT_QUERY_ADDR": c.queryAddr})}
+		env: withEnv(svc, map[string]string{"TAKT_QUERY_ADDR": c.queryAddr, "TAKT_ADMIN_ADDR": queryAdmin})}
 	for _, p := range []*proc{c.ingestor, c.processor, c.queryapi} {
 		if err := c.startService(ctx, p); err != nil {
 			return nil, err

@@ -8,7 +8,7 @@
 // See bench/README.md. `make bench` runs it.
 //
 // It builds and starts its own ingestor (from this tree, on
-// 127.0.0.1:18180, MQTT on 127.0.0.1:18183, pprof on) and the bare server (127.0.0.1:18090) against
+// 127.0.0.1:18180, MQTT on 127.0.0.1:18183, profiles on its admin listener 127.0.0.1:18190) and the bare server (127.0.0.1:18090) against
 // the stack, so the figures are those of the code in the tree, whatever
 // binary the stack runs. Everything is bounded: about four minutes.
 package main
@@ -37,7 +37,9 @@ import (
 const (
 	ingestAddr = "127.0.0.1:18180"
 	mqttAddr   = "127.0.0.1:18183"
-	bareAddr   = "127.0.0.1:18090"
+	// ingestAdmin is the bench ingestor's admin listener (its profiles).
+	ingestAdmin = "127.0.0.1:18190"
+	bareAddr    = "127.0.0.1:18090"
 )
 
 // The MQTT figures' load: in flight at once, and over how many MQTT
@@ -127,7 +129,7 @@ func run(ctx context.Context, out, envFile string, satD, fixedD, batchD, mqttD t
 	stackEnv := []string{
 		"TAKT_CLICKHOUSE_ADDR=" + env["CLICKHOUSE_ADDR"], "TAKT_CLICKHOUSE_DB=" + env["CLICKHOUSE_DB"],
 		"TAKT_REDIS_ADDR=" + env["REDIS_ADDR"], "TAKT_KAFKA_BROKERS=" + env["KAFKA_BROKERS"],
-		"TAKT_PARTS_TOPIC=" + env["PARTS_TOPIC"], "TAKT_INGEST_ADDR=" + ingestAddr, "TAKT_PPROF=true",
+		"TAKT_PARTS_TOPIC=" + env["PARTS_TOPIC"], "TAKT_INGEST_ADDR=" + ingestAddr, "TAKT_ADMIN_ADDR=" + ingestAdmin,
 		"TAKT_MQTT_ADDR=" + mqttAddr,
 		"TAKT_LOG_LEVEL=warn", "TAKT_BARE_ADDR=" + bareAddr,
 	}
@@ -175,7 +177,7 @@ func run(ctx context.Context, out, envFile string, satD, fixedD, batchD, mqttD t
 			if target == "bare" {
 				c.IngestURL, c.Provision = "http://"+bareAddr, false
 			} else if conc == 128 {
-				prof = profile(ctx, ingestAddr, satD-2*time.Second, filepath.Join(out, "ingest-cpu.pprof"), filepath.Join(bin, "bench-ingestor"))
+				prof = profile(ctx, ingestAdmin, satD-2*time.Second, filepath.Join(out, "ingest-cpu.pprof"), filepath.Join(bin, "bench-ingestor"))
 			}
 			r, err := loadtest.Run(ctx, c, logger)
 			if err != nil {
@@ -213,7 +215,7 @@ func run(ctx context.Context, out, envFile string, satD, fixedD, batchD, mqttD t
 	if figs["3"] {
 		c.IngestURL, c.Batch, c.Concurrency, c.Duration, c.Verify = "http://"+ingestAddr, 100, 8, batchD, true
 		c.Label, c.MaxParts = "batch of 100 at saturation", 3_000_000
-		prof := profile(ctx, ingestAddr, min(batchD-2*time.Second, 10*time.Second), filepath.Join(out, "batch-cpu.pprof"), filepath.Join(bin, "bench-ingestor"))
+		prof := profile(ctx, ingestAdmin, min(batchD-2*time.Second, 10*time.Second), filepath.Join(out, "batch-cpu.pprof"), filepath.Join(bin, "bench-ingestor"))
 		if rep.Batch, err = loadtest.Run(ctx, c, logger); err != nil {
 			return fmt.Errorf("%s: %w", c.Label, err)
 		}
@@ -251,7 +253,7 @@ func run(ctx context.Context, out, envFile string, satD, fixedD, batchD, mqttD t
 			var prof chan string
 			if transport == "mqtt" {
 				c.Label += fmt.Sprintf(" over %d connections", mqttConns)
-				prof = profile(ctx, ingestAddr, min(mqttD-2*time.Second, 10*time.Second), filepath.Join(out, "mqtt-cpu.pprof"), filepath.Join(bin, "bench-ingestor"))
+				prof = profile(ctx, ingestAdmin, min(mqttD-2*time.Second, 10*time.Second), filepath.Join(out, "mqtt-cpu.pprof"), filepath.Join(bin, "bench-ingestor"))
 			}
 			r, err := loadtest.Run(ctx, c, logger)
 			if err != nil {
