@@ -8,7 +8,7 @@ STACK := compose/local/stack.sh
 # services whose state the cache cannot see).
 TESTFLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: run up down status test test-unit build lint fmt loadtest bench test-modern test-containers chaos fuzz
+.PHONY: run up down status test test-unit build lint fmt loadtest bench test-modern test-containers chaos fuzz screenshot
 
 run: ## whole stack in the foreground; Ctrl-C stops every process it started
 	@$(STACK) run
@@ -79,3 +79,8 @@ chaos: ## the fault matrix on a deployment of its own (~15 min, over 1M parts): 
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
+
+screenshot: up ## docs/dashboard.png and docs/dashboard-line.png: the dashboard in headless Chromium over a generated day
+	@mkdir -p docs
+	. .run/env && TAKT_CLICKHOUSE_ADDR=$$CLICKHOUSE_ADDR TAKT_REDIS_ADDR=$$REDIS_ADDR TAKT_KAFKA_BROKERS=$$KAFKA_BROKERS \
+		$(GO) test -count=1 -timeout 10m -run '^TestDashboardInBrowser$$' ./internal/e2e/ -args -dashboard.shots=$(CURDIR)/docs

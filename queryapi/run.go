@@ -178,6 +178,11 @@ func newEngine(store *chstore.Store, rdb *redis.Client, kc kafkaClient, cfg Conf
 	o := newOEE(h, store)
 	o.routes(r)
 	o.reportingRoutes(r, store)
+	dash, err := newDashboard()
+	if err != nil {
+		return nil, err
+	}
+	dash.routes(r)
 
 	return r, nil
 }

@@ -240,6 +240,7 @@ CLICKHOUSE_ADDR=127.0.0.1:$CH_TCP_PORT
 CLICKHOUSE_HTTP=http://127.0.0.1:$CH_HTTP_PORT
 CLICKHOUSE_DB=$DB
 REDIS_ADDR=127.0.0.1:$REDIS_PORT
+DASHBOARD_URL=http://127.0.0.1:$QUERY_PORT/dashboard/
 INGEST_ADMIN_URL=http://127.0.0.1:$INGEST_ADMIN_PORT
 QUERY_ADMIN_URL=http://127.0.0.1:$QUERY_ADMIN_PORT
 PROCESSOR_ADMIN_URL=http://127.0.0.1:$PROCESSOR_PORT
@@ -291,6 +292,7 @@ Takt is up. Endpoints (also in .run/env):
   kafka      127.0.0.1:$BROKER_PORT  topic $TOPIC
   clickhouse 127.0.0.1:$CH_TCP_PORT (native), http://127.0.0.1:$CH_HTTP_PORT  database $DB
   redis      127.0.0.1:$REDIS_PORT
+  dashboard  http://127.0.0.1:$QUERY_PORT/dashboard/?auth=$API_KEY (the key moves to the browser's storage)
   admin      http://127.0.0.1:$INGEST_ADMIN_PORT (ingestor), http://127.0.0.1:$QUERY_ADMIN_PORT (query), http://127.0.0.1:$PROCESSOR_PORT (processor): /metrics, /readyz, /debug/pprof/
 
 Send a part:
