@@ -75,7 +75,8 @@ func TestMQTTKillsLoseNothing(t *testing.T) {
 		"TAKT_REDIS_ADDR=" + e.Redis, "TAKT_REDIS_PREFIX=" + prefix, "TAKT_LOG_LEVEL=warn",
 	}
 	ing := &service{t: t, name: "ingestor", bin: testenv.Binary(t, "github.com/takt/takt/ingestor/cmd/ingestor"),
-		env: append([]string{"TAKT_INGEST_ADDR=" + ingestAddr, "TAKT_MQTT_ADDR=" + mqttAddr, "TAKT_RATE_DISABLED=true"}, common...)}
+		env: append([]string{"TAKT_INGEST_ADDR=" + ingestAddr, "TAKT_ADMIN_ADDR=" + freeAddr(t), "TAKT_MQTT_ADDR=" + mqttAddr,
+			"TAKT_RATE_DISABLED=true"}, common...)}
 	proc := &service{t: t, name: "processor", bin: testenv.Binary(t, "github.com/takt/takt/processor/cmd/processor"),
 		env: append([]string{"TAKT_PROCESSOR_ADDR=" + procAddr, "TAKT_CONSUMER_GROUP=" + testenv.Name("takt-mqtt-"),
 			"TAKT_CONSUMER_SESSION_TIMEOUT=6s", "TAKT_BATCH_INTERVAL=100ms"}, common...)}
