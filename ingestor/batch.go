@@ -209,6 +209,7 @@ func (b *batchHandler) serve(c *gin.Context) {
 	}
 	httpx.Raw(c, res.status, body)
 	b.m.answered(res.status)
+	b.handler.m.answeredKey(res.keyID, res.status)
 	b.m.accepted.Add(float64(res.counts.accepted))
 	b.m.rejected.Add(float64(res.counts.rejected))
 	b.m.failed.Add(float64(res.counts.failed))

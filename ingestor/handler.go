@@ -107,6 +107,7 @@ type result struct {
 	body   []byte
 	err    error // why, for logs; nil on success and plain client errors
 	prefix string
+	keyID  uint64        // the authenticated key's id; 0 before or without one
 	retry  time.Duration // Retry-After of a 429
 	part   wire.Part
 	parsed bool
@@ -137,6 +138,7 @@ func (h *handler) serve(c *gin.Context) {
 	}
 	httpx.Raw(c, res.status, res.body)
 	h.m.answered(res.status)
+	h.m.answeredKey(res.keyID, res.status)
 	if res.status >= 500 && h.errLog.allow(received) {
 		h.logger.Error("process part failed", "status", res.status, "key_prefix", res.prefix, "err", res.err)
 	}
@@ -200,7 +202,9 @@ func (h *handler) authenticate(r *http.Request, res *result) (auth.Principal, bo
 	case err != nil:
 		res.status, res.body, res.err = http.StatusInternalServerError, bodyInternal, err
 		return p, false
-	case !p.HasScope(auth.ScopeIngest):
+	}
+	res.keyID = p.KeyID
+	if !p.HasScope(auth.ScopeIngest) {
 		res.status, res.body, res.err = http.StatusUnauthorized, bodyInvalidKey, errors.New("key lacks the ingest scope")
 		return p, false
 	}
@@ -384,6 +388,11 @@ type metrics struct {
 	byStatus       map[int]prometheus.Counter // pre-resolved children
 	produceSeconds prometheus.Histogram
 	produceErrors  prometheus.Counter
+	// byKey counts answers per API key (its id, never the key or its
+	// prefix), so an operator sees which device is refused or floods.
+	// The ids are those of keys that authenticated: the label set grows
+	// with the keys an operator issued, not with what clients send.
+	byKey *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -401,13 +410,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "takt_ingestor_produce_errors_total",
 			Help: "Records Kafka did not acknowledge in time; each answered 500.",
 		}),
+		byKey: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "takt_ingestor_key_requests_total",
+			Help: "process_part and process_parts requests answered, by the API key's id and HTTP status code (rejections are the codes other than 200); requests without a valid key are not counted here.",
+		}, []string{"key_id", "code"}),
 		byStatus: map[int]prometheus.Counter{},
 	}
 	for _, code := range []int{200, 401, 413, 422, 429, 500} {
 		m.byStatus[code] = m.requests.WithLabelValues(strconv.Itoa(code))
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.produceSeconds, m.produceErrors} {
+		for _, c := range []prometheus.Collector{m.requests, m.produceSeconds, m.produceErrors, m.byKey} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register ingestor metrics: %w", err)
 			}
@@ -422,6 +435,13 @@ func (m *metrics) answered(status int) {
 		return
 	}
 	m.requests.WithLabelValues(strconv.Itoa(status)).Inc()
+}
+
+// answeredKey counts one answer to the key with id keyID (0: none).
+func (m *metrics) answeredKey(keyID uint64, status int) {
+	if keyID != 0 {
+		m.byKey.WithLabelValues(strconv.FormatUint(keyID, 10), strconv.Itoa(status)).Inc()
+	}
 }
 
 // maxDebugLines bounds the lines ?debug=true writes per second and

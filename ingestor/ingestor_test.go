@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -266,6 +268,29 @@ func TestRun(t *testing.T) {
 		"takt_ingestor_produce_duration_seconds_count 8", "takt_ingestor_auth_cache_hits_total", "takt_ingestor_catalog_cache_misses_total"} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("metrics lack %q", want)
+		}
+	}
+	// Per key: the ingest key's answers under its id, the read-only key's
+	// refusal under its own; the unknown, malformed and deactivated keys
+	// have no id to count under. Neither key nor prefix appears.
+	perKey := map[string]map[string]int{} // code -> key id -> count
+	for _, m := range regexp.MustCompile(`(?m)^takt_ingestor_key_requests_total\{code="(\d+)",key_id="(\d+)"\} (\d+)$`).FindAllStringSubmatch(string(b), -1) {
+		if perKey[m[1]] == nil {
+			perKey[m[1]] = map[string]int{}
+		}
+		perKey[m[1]][m[2]], _ = strconv.Atoi(m[3])
+	}
+	ingestKey := ""
+	for id := range perKey["200"] {
+		ingestKey = id
+	}
+	if len(perKey["200"]) != 1 || perKey["200"][ingestKey] != 8 || len(perKey["422"]) != 1 || perKey["422"][ingestKey] != 9 ||
+		len(perKey["413"]) != 1 || perKey["413"][ingestKey] != 1 || len(perKey["401"]) != 1 || perKey["401"][ingestKey] != 0 || len(perKey) != 4 {
+		t.Errorf("per-key answers %v: want the ingest key's 8×200, 9×422, 1×413 and one 401 of another key", perKey)
+	}
+	for _, secret := range []string{s.key, s.readKey, auth.Prefix(s.key)} {
+		if strings.Contains(string(b), secret) {
+			t.Errorf("metrics show a key or its prefix %q", secret)
 		}
 	}
 }
