@@ -154,6 +154,8 @@ type consumer struct {
 	fctx      context.Context // flushes run under it; ends at the shutdown deadline
 	free      []*chstore.PartsBlock
 	states    []*partState
+	lags      []partitionLag // one per owned partition
+	lagShown  map[int32]bool // partitions with a lag series; false: not owned any more
 	recs      []*kgo.Record
 	hwms      []partitionMark
 	decoded   []decoded

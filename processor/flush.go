@@ -89,6 +89,7 @@ func (c *consumer) runJob(ctx context.Context, job *flushJob) {
 	// Commit what is durable: batches whose block is written, and batches
 	// that only had dead letters. The rest is dropped.
 	commit := map[int32]kgo.EpochOffset{}
+	visibleMs := time.Now().UnixMilli()
 	for _, b := range job.batches {
 		if b.overtaken {
 			b.dropped = true
@@ -98,6 +99,7 @@ func (c *consumer) runJob(ctx context.Context, job *flushJob) {
 			}
 			commit[b.partition] = b.next
 			c.m.inserted.Add(float64(b.block.Len()))
+			c.m.observeInserted(b.block, visibleMs)
 			for i, n := range b.resolutions {
 				if n > 0 {
 					c.m.resolutions.WithLabelValues(string(resolutionOrder[i])).Add(float64(n))

@@ -192,6 +192,34 @@ func TestProcessorWritesParts(t *testing.T) {
 	if got := metricValue(t, cfg.Registry, "takt_processor_parts_inserted_total"); got != float64(total) {
 		t.Errorf("inserted metric = %v, want %d", got, total)
 	}
+	// Every inserted row has a freshness sample and counts in the rows
+	// per insert; the lag has one series per owned partition.
+	mfs, err := cfg.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lagPartitions := map[string]bool{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch mf.GetName() {
+			case "takt_processor_freshness_seconds":
+				if h := m.GetHistogram(); h.GetSampleCount() != uint64(total) || h.GetSampleSum() <= 0 {
+					t.Errorf("freshness: %d samples summing to %v s, want %d, positive", h.GetSampleCount(), h.GetSampleSum(), total)
+				}
+			case "takt_processor_insert_rows":
+				if h := m.GetHistogram(); h.GetSampleSum() != float64(total) || h.GetSampleCount() == 0 || h.GetSampleCount() > uint64(total) {
+					t.Errorf("rows per insert: %d blocks of %v rows in all, want %d rows", h.GetSampleCount(), h.GetSampleSum(), total)
+				}
+			case "takt_processor_consumer_lag_records":
+				for _, l := range m.GetLabel() {
+					lagPartitions[l.GetName()+"="+l.GetValue()] = true
+				}
+			}
+		}
+	}
+	if len(lagPartitions) != 3 || !lagPartitions["partition=0"] || !lagPartitions["partition=1"] || !lagPartitions["partition=2"] {
+		t.Errorf("lag series %v, want partitions 0, 1, 2", lagPartitions)
+	}
 }
 
 func validJSON(t *testing.T, p wire.Part) []byte {

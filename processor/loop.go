@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -152,6 +153,13 @@ func (c *consumer) pollOnce(ctx context.Context, pd pending) error {
 	return nil
 }
 
+// partitionLag is how many records a partition's owner is behind its
+// high watermark.
+type partitionLag struct {
+	partition int32
+	records   int64
+}
+
 type partitionMark struct {
 	partition     int32
 	highWatermark int64
@@ -160,12 +168,11 @@ type partitionMark struct {
 // snapshot fills c.states with the partitions that have unflushed work,
 // ordered by partition, and returns the totals.
 func (c *consumer) snapshot() pending {
-	c.states = c.states[:0]
+	c.states, c.lags = c.states[:0], c.lags[:0]
 	var pd pending
-	var lag int64
 	c.mu.Lock()
 	for _, st := range c.parts {
-		lag += max(st.lag, 0)
+		c.lags = append(c.lags, partitionLag{partition: st.partition, records: max(st.lag, 0)})
 		work := st.records + st.periods.work()
 		if work == 0 {
 			continue
@@ -179,9 +186,32 @@ func (c *consumer) snapshot() pending {
 	}
 	c.mu.Unlock()
 	sort.Slice(c.states, func(i, j int) bool { return c.states[i].partition < c.states[j].partition })
-	c.m.lag.Set(float64(lag))
+	c.showLags()
 	c.m.pendingRows.Set(float64(pd.rows))
 	return pd
+}
+
+// showLags sets the lag series of the partitions in c.lags and removes
+// those of partitions this member no longer owns: a partition's lag is
+// reported by its owner only, so a sum over all processors counts each
+// partition once.
+func (c *consumer) showLags() {
+	if c.lagShown == nil {
+		c.lagShown = map[int32]bool{}
+	}
+	for p := range c.lagShown {
+		c.lagShown[p] = false
+	}
+	for _, l := range c.lags {
+		c.m.lag.WithLabelValues(strconv.Itoa(int(l.partition))).Set(float64(l.records))
+		c.lagShown[l.partition] = true
+	}
+	for p, owned := range c.lagShown {
+		if !owned {
+			c.m.lag.DeleteLabelValues(strconv.Itoa(int(p)))
+			delete(c.lagShown, p)
+		}
+	}
 }
 
 // wakePoll makes a poll in progress return now.

@@ -2,23 +2,27 @@ package processor
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/takt/takt/internal/chstore"
 )
 
 // metrics are the processor's Prometheus series. Labels are small fixed
-// sets (reasons, resolutions), never ids.
+// sets (reasons, resolutions) or the topic's partitions, never ids.
 type metrics struct {
 	consumed        prometheus.Counter
 	inserted        prometheus.Counter
 	batches         *prometheus.CounterVec // by flush reason
 	blocks          prometheus.Counter
 	insertSeconds   prometheus.Histogram
+	insertRows      prometheus.Histogram
+	freshness       prometheus.Histogram
 	insertErrors    prometheus.Counter
 	commitErrors    prometheus.Counter
 	fenced          prometheus.Counter
 	dlq             *prometheus.CounterVec // by dead-letter class
 	dlqErrors       prometheus.Counter
 	resolutions     *prometheus.CounterVec // by product resolution
-	lag             prometheus.Gauge
+	lag             *prometheus.GaugeVec   // by partition
 	pendingRows     prometheus.Gauge
 	catalogRefresh  prometheus.Counter
 	catalogErrors   prometheus.Counter
@@ -56,6 +60,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Time to write one flush's blocks to ClickHouse, retries included.",
 			Buckets: prometheus.ExponentialBuckets(0.002, 2, 14),
 		}),
+		insertRows: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "takt_processor_insert_rows",
+			Help:    "Part rows per INSERT block ClickHouse accepted (one block per Kafka partition per flush).",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 10), // 1 .. 262144
+		}),
+		freshness: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "takt_processor_freshness_seconds",
+			Help:    "Per part row: from the ingestor receiving it to ClickHouse accepting its insert, when queries see it.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 14), // 10 ms .. ~82 s
+		}),
 		insertErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "takt_processor_insert_errors_total",
 			Help: "Failed INSERT attempts (each is retried).",
@@ -80,10 +94,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "takt_processor_product_resolutions_total",
 			Help: "Part rows inserted, by how their product was resolved.",
 		}, []string{"resolution"}),
-		lag: prometheus.NewGauge(prometheus.GaugeOpts{
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "takt_processor_consumer_lag_records",
-			Help: "Records behind the high watermark, summed over owned partitions (as of the last fetch).",
-		}),
+			Help: "Records behind the high watermark, by owned partition (as of the last fetch); a partition leaves when it is revoked.",
+		}, []string{"partition"}),
 		pendingRows: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "takt_processor_pending_rows",
 			Help: "Rows consumed and waiting for the next insert.",
@@ -133,9 +147,23 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Hourly rollup keys completed after an insert was cut short between parts and its views.",
 		}),
 	}
-	reg.MustRegister(m.consumed, m.inserted, m.batches, m.blocks, m.insertSeconds, m.insertErrors,
+	reg.MustRegister(m.consumed, m.inserted, m.batches, m.blocks, m.insertSeconds, m.insertRows, m.freshness, m.insertErrors,
 		m.commitErrors, m.fenced, m.dlq, m.dlqErrors, m.resolutions, m.lag, m.pendingRows,
 		m.catalogRefresh, m.catalogErrors, m.catalogProducts, m.machines, m.tooLate, m.assignments, m.dispatches,
 		m.periodRows, m.periodStates, m.replayed, m.rollupRepairs)
 	return m
+}
+
+// observeInserted records a block ClickHouse accepted at visibleMs (Unix
+// milliseconds): its size, and each row's time from receipt to then. A
+// row read again after a crash or rebalance counts with its first
+// receipt, so freshness shows what the replay cost.
+func (m *metrics) observeInserted(b *chstore.PartsBlock, visibleMs int64) {
+	if b.Len() == 0 {
+		return
+	}
+	m.insertRows.Observe(float64(b.Len()))
+	for _, ms := range b.ReceivedMs() {
+		m.freshness.Observe(float64(max(visibleMs-ms, 0)) / 1000)
+	}
 }

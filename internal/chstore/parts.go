@@ -118,6 +118,10 @@ func (b *PartsBlock) Len() int { return len(b.ids) }
 // what a block holds through it.
 func (b *PartsBlock) IDs() []uint64 { return b.ids }
 
+// ReceivedMs returns when the ingestor received each of b's rows (Unix
+// milliseconds), in order; the slice is b's own and valid until b changes.
+func (b *PartsBlock) ReceivedMs() []int64 { return b.receivedMs }
+
 // Reset empties b and keeps its memory.
 func (b *PartsBlock) Reset() {
 	b.ids = b.ids[:0]
