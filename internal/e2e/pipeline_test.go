@@ -28,10 +28,13 @@ import (
 
 // pipeline is the three services running in-process on scratch resources.
 type pipeline struct {
-	store    *chstore.Store
-	apiKey   string
-	ingest   string // base URL
-	query    string // base URL
+	store  *chstore.Store
+	apiKey string
+	ingest string // base URL
+	query  string // base URL
+	// admin are the base URLs of the services' admin listeners
+	// (/metrics), by service name.
+	admin    map[string]string
 	topic    string
 	cancel   context.CancelFunc
 	done     chan error
@@ -144,7 +147,8 @@ func startWith(t *testing.T, o options) *pipeline {
 	runCtx, cancel := context.WithCancel(context.Background())
 	p := &pipeline{store: store, apiKey: seeded.APIKey, ingest: "http://" + icfg.Addr, query: "http://" + qcfg.Addr,
 		topic: topic, cancel: cancel, done: make(chan error, 3), services: 3, procCfg: pcfg,
-		queryTLS: qcfg.TLSAddr, caFile: caFile}
+		queryTLS: qcfg.TLSAddr, caFile: caFile,
+		admin: map[string]string{"ingestor": "http://" + icfg.AdminAddr, "queryapi": "http://" + qcfg.AdminAddr}}
 	logger := testenv.Logger(t)
 	ready := []string{p.ingest + "/readyz", p.query + "/readyz"}
 	go func() { p.done <- fmt.Errorf("ingestor: %w", ingestor.Run(runCtx, icfg, logger)) }()
@@ -153,6 +157,7 @@ func startWith(t *testing.T, o options) *pipeline {
 	} else {
 		go func() { p.done <- fmt.Errorf("processor: %w", processor.Run(runCtx, pcfg, logger)) }()
 		ready = append(ready, "http://"+pcfg.Addr+"/readyz")
+		p.admin["processor"] = "http://" + pcfg.Addr
 	}
 	go func() { p.done <- fmt.Errorf("queryapi: %w", queryapi.Run(runCtx, qcfg, logger)) }()
 	t.Cleanup(p.stop)
