@@ -310,12 +310,16 @@ func scrape(t *testing.T, cfg Config) []byte {
 	return b
 }
 
-func waitReady(t *testing.T, base string, done <-chan error) {
+// waitReady waits for base/readyz to answer 200. done is Run's result:
+// when Run ends early its error is put back, so a cleanup waiting on done
+// sees it instead of blocking.
+func waitReady(t *testing.T, base string, done chan error) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
 		case err := <-done:
+			done <- err
 			t.Fatalf("Run ended early: %v", err)
 		default:
 		}
