@@ -149,6 +149,11 @@ func dashboardSetup(ctx context.Context, store *chstore.Store) {
 		m.Audit = audit
 		must(store.PutMachine(ctx, m))
 	}
+	// The demo seed's machine on line 1 is not in this plant.
+	gone := audit
+	gone.Deleted = true
+	must(store.PutMachine(ctx, chstore.Machine{ID: demo.MachineID, Site: demo.SiteID, Line: demo.LineID, Code: demo.MachineCode,
+		ExternalID: demo.MachineExternalID, Audit: gone}))
 }
 
 // history makes the parts of each location from start to now: cycles
