@@ -1,13 +1,10 @@
 package wire
 
-import (
-	"encoding/json"
-	"fmt"
-)
+import "fmt"
 
 // KindHeader is the record header that names the kind of a message on the
-// parts topic. A record without it is a part event (Part); the only other
-// kind is KindAssignment.
+// parts topic. A record without it is a part event (Part); the other kinds
+// are KindAssignment and KindDispatch.
 const KindHeader = "takt-kind"
 
 // KindAssignment is the KindHeader value (and the "kind" field) of an
@@ -63,26 +60,15 @@ func (a *Assignment) Key() []byte { return []byte(a.ExternalID) }
 // EncodeAssignment returns the JSON form of a with version and kind set.
 func EncodeAssignment(a *Assignment) ([]byte, error) {
 	a.V, a.Kind = Version, KindAssignment
-	if err := a.Validate(); err != nil {
-		return nil, err
-	}
-	return json.Marshal(a)
+	return encodeControl(a)
 }
 
 // DecodeAssignment parses an assignment message and checks its invariants.
 func DecodeAssignment(b []byte) (Assignment, error) {
-	var a Assignment
-	if err := json.Unmarshal(b, &a); err != nil {
-		return Assignment{}, fmt.Errorf("decode assignment message: %w", err)
-	}
-	if a.V != Version {
-		return Assignment{}, fmt.Errorf("decode assignment message: %w: %d", ErrVersion, a.V)
-	}
-	if err := a.Validate(); err != nil {
-		return Assignment{}, err
-	}
-	return a, nil
+	return decodeControl[Assignment](b, "assignment")
 }
+
+func (a *Assignment) version() int { return a.V }
 
 // Validate checks the invariants of an assignment message.
 func (a *Assignment) Validate() error {

@@ -1,9 +1,6 @@
 package wire
 
-import (
-	"encoding/json"
-	"fmt"
-)
+import "fmt"
 
 // KindDispatch is the KindHeader value (and the "kind" field) of a
 // Dispatch.
@@ -47,26 +44,15 @@ func (d *Dispatch) Key() []byte { return []byte(d.ExternalID) }
 // EncodeDispatch returns the JSON form of d with version and kind set.
 func EncodeDispatch(d *Dispatch) ([]byte, error) {
 	d.V, d.Kind = Version, KindDispatch
-	if err := d.Validate(); err != nil {
-		return nil, err
-	}
-	return json.Marshal(d)
+	return encodeControl(d)
 }
 
 // DecodeDispatch parses a dispatch message and checks its invariants.
 func DecodeDispatch(b []byte) (Dispatch, error) {
-	var d Dispatch
-	if err := json.Unmarshal(b, &d); err != nil {
-		return Dispatch{}, fmt.Errorf("decode dispatch message: %w", err)
-	}
-	if d.V != Version {
-		return Dispatch{}, fmt.Errorf("decode dispatch message: %w: %d", ErrVersion, d.V)
-	}
-	if err := d.Validate(); err != nil {
-		return Dispatch{}, err
-	}
-	return d, nil
+	return decodeControl[Dispatch](b, "dispatch")
 }
+
+func (d *Dispatch) version() int { return d.V }
 
 // Validate checks the invariants of a dispatch message.
 func (d *Dispatch) Validate() error {
