@@ -57,7 +57,9 @@ func (h *handler) authorize(r *request, args url.Values, scope string) (caller, 
 		h.logger.Error("authenticate", "key_prefix", auth.Prefix(key), "err", err)
 		h.finish(r, http.StatusInternalServerError, "error", l2l.Failure(msgInternal))
 		return caller{}, false
-	case !p.HasScope(scope) && !p.HasScope(auth.ScopeAdmin):
+	}
+	r.keyID = p.KeyID
+	if !p.HasScope(scope) && !p.HasScope(auth.ScopeAdmin) {
 		h.finish(r, http.StatusForbidden, "forbidden", l2l.Failure("API key lacks the "+scope+" scope"))
 		return caller{}, false
 	}

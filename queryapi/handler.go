@@ -166,6 +166,7 @@ type request struct {
 	format l2l.Format
 	query  l2l.Query
 	sites  []uint64
+	keyID  uint64 // the API key's id once it authenticated (0 before)
 }
 
 // begin authorizes the caller, finds the area and parses the query.
@@ -350,6 +351,9 @@ func (h *handler) localize(ctx context.Context, page chstore.RecordPage) {
 func (h *handler) finish(r *request, status int, outcome string, resp l2l.Response) {
 	h.write(r.c, r.format, status, resp, r.query.Microseconds)
 	h.m.requests.WithLabelValues(r.label, outcome).Inc()
+	if r.keyID != 0 {
+		h.m.byKey.WithLabelValues(strconv.FormatUint(r.keyID, 10), outcome).Inc()
+	}
 	h.m.seconds.WithLabelValues(r.label).Observe(time.Since(r.start).Seconds())
 }
 
@@ -389,6 +393,7 @@ type metrics struct {
 	requests *prometheus.CounterVec   // area, outcome
 	seconds  *prometheus.HistogramVec // area
 	records  *prometheus.CounterVec   // area
+	byKey    *prometheus.CounterVec   // key_id, outcome
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -406,9 +411,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "takt_queryapi_records_returned_total",
 			Help: "Records returned by record-area requests, by area.",
 		}, []string{"area"}),
+		byKey: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "takt_queryapi_key_requests_total",
+			Help: "Record-area requests answered, by the API key's id and outcome (as takt_queryapi_requests_total; rejections are the outcomes other than ok, created, updated and deleted); requests without a valid key are not counted here.",
+		}, []string{"key_id", "outcome"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.seconds, m.records} {
+		for _, c := range []prometheus.Collector{m.requests, m.seconds, m.records, m.byKey} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register queryapi metrics: %w", err)
 			}

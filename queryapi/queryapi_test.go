@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -525,6 +526,14 @@ func TestQueryAPI(t *testing.T) {
 			if status != http.StatusOK || !bytes.Contains(body, []byte(m)) {
 				t.Errorf("/metrics lacks %s", m)
 			}
+		}
+		// Per key: by its id, never the key or its prefix.
+		if !regexp.MustCompile(`(?m)^takt_queryapi_key_requests_total\{key_id="[1-9][0-9]*",outcome="ok"\} [1-9]`).Match(body) ||
+			!regexp.MustCompile(`(?m)^takt_queryapi_key_requests_total\{key_id="[1-9][0-9]*",outcome="invalid"\} [1-9]`).Match(body) {
+			t.Errorf("/metrics lacks the per-key counts of ok and invalid requests")
+		}
+		if bytes.Contains(body, []byte(f.keyA)) || bytes.Contains(body, []byte(auth.Prefix(f.keyA))) {
+			t.Errorf("/metrics shows an API key")
 		}
 		if status, _, body := f.get(t, "/api/1.0/parts/", ""); status != http.StatusUnauthorized {
 			t.Errorf("post-check: %d %s", status, body)

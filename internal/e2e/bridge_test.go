@@ -125,7 +125,7 @@ func TestMQTTBridgeKillsLoseNothing(t *testing.T) {
 		"TAKT_REDIS_ADDR=" + e.Redis, "TAKT_REDIS_PREFIX=" + prefix, "TAKT_LOG_LEVEL=warn",
 	}
 	ing := &service{t: t, name: "ingestor", bin: testenv.Binary(t, "github.com/takt/takt/ingestor/cmd/ingestor"),
-		env: append([]string{"TAKT_INGEST_ADDR=" + ingestAddr, "TAKT_RATE_DISABLED=true",
+		env: append([]string{"TAKT_INGEST_ADDR=" + ingestAddr, "TAKT_ADMIN_ADDR=" + freeAddr(t), "TAKT_RATE_DISABLED=true",
 			"TAKT_MQTT_BRIDGE_URL=mqtt://" + mq.addr, "TAKT_MQTT_BRIDGE_USERNAME=" + mq.user,
 			"TAKT_MQTT_BRIDGE_PASSWORD=" + mq.password, "TAKT_MQTT_BRIDGE_KEY=" + seeded.APIKey,
 			"TAKT_MQTT_BRIDGE_CLIENT_ID=" + testenv.Name("takt-bridge-"), "TAKT_MQTT_BRIDGE_INFLIGHT=64",
