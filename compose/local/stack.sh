@@ -36,6 +36,10 @@ INGEST_TLS_PORT=${TAKT_STACK_INGEST_TLS_PORT:-18443}
 QUERY_TLS_PORT=${TAKT_STACK_QUERY_TLS_PORT:-18444}
 MQTT_PORT=${TAKT_STACK_MQTT_PORT:-11883}
 MQTTS_PORT=${TAKT_STACK_MQTTS_PORT:-18883}
+# TAKT_STACK_BRIDGE=1: a Mosquitto stands in for a plant's broker, and the
+# ingestor bridges from it (TAKT_MQTT_BRIDGE_*).
+BRIDGE=${TAKT_STACK_BRIDGE:-}
+PLANT_MQTT_PORT=${TAKT_STACK_PLANT_MQTT_PORT:-11884}
 PARTITIONS=${TAKT_STACK_PARTITIONS:-6}
 DB=${TAKT_STACK_DB:-takt}
 TOPIC=takt.parts
@@ -197,6 +201,44 @@ local_tls() {
 	TLS_KEY=$(sed -n 's/^TLS_KEY=//p' <<<"$out")
 }
 
+# start_plant_broker: Mosquitto on PLANT_MQTT_PORT with one user (takt,
+# its password kept in .run/mosquitto), persistent sessions kept while the
+# ingestor restarts, and no cap on the messages queued for a session (its
+# default of 1,000 drops QoS 1 messages while the ingestor is away). It
+# runs as the user who starts the stack (as root, Mosquitto would switch to
+# its own user, which cannot read the password file).
+start_plant_broker() {
+	local dir="$RUN/mosquitto"
+	mkdir -p "$dir"
+	[ -s "$dir/password" ] || head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$dir/password"
+	PLANT_MQTT_USER=takt
+	PLANT_MQTT_PASSWORD=$(cat "$dir/password")
+	rm -f "$dir/passwd"
+	mosquitto_passwd -b -c "$dir/passwd" "$PLANT_MQTT_USER" "$PLANT_MQTT_PASSWORD" >/dev/null 2>&1 ||
+		die "mosquitto_passwd failed (Debian's mosquitto package)"
+	chmod 600 "$dir/passwd" "$dir/password"
+	cat >"$dir/mosquitto.conf" <<EOF
+listener $PLANT_MQTT_PORT 127.0.0.1
+allow_anonymous false
+password_file $dir/passwd
+persistence true
+persistence_location $dir/
+max_queued_messages 0
+user $(id -un)
+log_dest stderr
+EOF
+	start mosquitto "$PLANT_MQTT_PORT" /usr/sbin/mosquitto -c "$dir/mosquitto.conf"
+	wait_for mosquitto 20 port_busy "$PLANT_MQTT_PORT"
+}
+
+# bridge_env: the ingestor's settings for the plant broker, when on.
+bridge_env() {
+	[ -n "$BRIDGE" ] || return 0
+	export TAKT_MQTT_BRIDGE_URL="mqtt://127.0.0.1:$PLANT_MQTT_PORT" TAKT_MQTT_BRIDGE_USERNAME="$PLANT_MQTT_USER"
+	export TAKT_MQTT_BRIDGE_PASSWORD="$PLANT_MQTT_PASSWORD" TAKT_MQTT_BRIDGE_KEY="$API_KEY"
+	export TAKT_MQTT_BRIDGE_CLIENT_ID=takt-ingestor-local
+}
+
 service_env() {
 	export TAKT_CLICKHOUSE_ADDR="127.0.0.1:$CH_TCP_PORT" TAKT_CLICKHOUSE_DB="$DB"
 	export TAKT_REDIS_ADDR="127.0.0.1:$REDIS_PORT" TAKT_KAFKA_BROKERS="127.0.0.1:$BROKER_PORT"
@@ -240,6 +282,9 @@ CLICKHOUSE_ADDR=127.0.0.1:$CH_TCP_PORT
 CLICKHOUSE_HTTP=http://127.0.0.1:$CH_HTTP_PORT
 CLICKHOUSE_DB=$DB
 REDIS_ADDR=127.0.0.1:$REDIS_PORT
+PLANT_MQTT_ADDR=${BRIDGE:+127.0.0.1:$PLANT_MQTT_PORT}
+PLANT_MQTT_USER=${BRIDGE:+$PLANT_MQTT_USER}
+PLANT_MQTT_PASSWORD=${BRIDGE:+$PLANT_MQTT_PASSWORD}
 DASHBOARD_URL=http://127.0.0.1:$QUERY_PORT/dashboard/
 INGEST_ADMIN_URL=http://127.0.0.1:$INGEST_ADMIN_PORT
 QUERY_ADMIN_URL=http://127.0.0.1:$QUERY_ADMIN_PORT
@@ -257,9 +302,11 @@ up() {
 	start_clickhouse
 	start_redis
 	start_broker
+	[ -z "$BRIDGE" ] || start_plant_broker
 	local_tls
 	service_env
 	seed
+	bridge_env
 	start ingestor "$INGEST_PORT" env TAKT_ADMIN_ADDR="127.0.0.1:$INGEST_ADMIN_PORT" "$BIN/ingestor"
 	start processor "$PROCESSOR_PORT" env TAKT_ADMIN_ADDR="127.0.0.1:$PROCESSOR_PORT" "$BIN/processor"
 	start queryapi "$QUERY_PORT" env TAKT_ADMIN_ADDR="127.0.0.1:$QUERY_ADMIN_PORT" "$BIN/queryapi"
@@ -289,7 +336,8 @@ Takt is up. Endpoints (also in .run/env):
   query      http://127.0.0.1:$QUERY_PORT/api/1.0/parts/
   https      https://127.0.0.1:$INGEST_TLS_PORT (ingest), https://127.0.0.1:$QUERY_TLS_PORT (query); CA $CA_FILE
   mqtt       127.0.0.1:$MQTT_PORT, TLS 127.0.0.1:$MQTTS_PORT  topics takt/parts/<external_id>, takt/parts
-  kafka      127.0.0.1:$BROKER_PORT  topic $TOPIC
+${BRIDGE:+  plant mqtt 127.0.0.1:$PLANT_MQTT_PORT (Mosquitto, user $PLANT_MQTT_USER, password PLANT_MQTT_PASSWORD in .run/env): the ingestor bridges takt/parts/# from it
+}  kafka      127.0.0.1:$BROKER_PORT  topic $TOPIC
   clickhouse 127.0.0.1:$CH_TCP_PORT (native), http://127.0.0.1:$CH_HTTP_PORT  database $DB
   redis      127.0.0.1:$REDIS_PORT
   dashboard  http://127.0.0.1:$QUERY_PORT/dashboard/?auth=$API_KEY (the key moves to the browser's storage)
@@ -311,13 +359,13 @@ down() {
 	# Producers before consumers before the stores: the ingestor stops
 	# accepting and flushes, the processor writes and commits what it has,
 	# then the broker, Redis and ClickHouse close.
-	for name in ingestor queryapi processor broker redis clickhouse; do
+	for name in ingestor queryapi processor broker redis clickhouse mosquitto; do
 		stop "$name"
 	done
 }
 
 status() {
-	for name in clickhouse redis broker ingestor processor queryapi; do
+	for name in clickhouse redis broker ingestor processor queryapi ${BRIDGE:+mosquitto}; do
 		if alive "$name"; then
 			echo "$name: running (pid $(pid_of "$name"))"
 		else
@@ -335,7 +383,7 @@ run() {
 	trap 'kill $tail_pid 2>/dev/null; echo; down; exit 0' INT TERM
 	# Stop when any service dies, so a broken stack is not left half-up.
 	while true; do
-		for name in clickhouse redis broker ingestor processor queryapi; do
+		for name in clickhouse redis broker ingestor processor queryapi ${BRIDGE:+mosquitto}; do
 			if ! alive "$name"; then
 				kill $tail_pid 2>/dev/null || true
 				say "$name stopped unexpectedly (log: .run/logs/$name.log); stopping the rest"
