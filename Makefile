@@ -68,10 +68,7 @@ lint: ## gofmt, go vet (also the tagged builds), staticcheck, govulncheck (local
 FUZZTIME ?= 10s
 
 fuzz: ## every fuzz target for FUZZTIME (10s) each
-	@set -e; for f in $$(grep -rl --include='*_test.go' --exclude-dir=.run '^func Fuzz' .); do \
-		for name in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
-			echo "fuzz $$(dirname $$f) $$name ($(FUZZTIME))"; \
-			$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$(dirname $$f); done; done
+	@GO=$(GO) compose/local/fuzz.sh $(FUZZTIME)
 
 chaos: ## the fault matrix on a deployment of its own (~15 min, over 1M parts): bench/chaos.md, bench/chaos.json
 	@$(STACK) install
