@@ -8,6 +8,7 @@
 # (golang.org/issue/75804, fixed in Go 1.27), with no input found. Such a
 # run is tried once more, and fails the second time.
 set -euo pipefail
+export GOTOOLCHAIN="${GOTOOLCHAIN:-go1.27.3}" # the Go release Takt builds with (see the Makefile)
 cd "$(dirname "$0")/../.."
 fuzztime=${1:-10s}
 GO=${GO:-go}

@@ -13,6 +13,7 @@
 # not the services' usual ones, so a ClickHouse or Redis already on the
 # machine is left alone. Each port can be moved with the variable shown.
 set -euo pipefail
+export GOTOOLCHAIN="${GOTOOLCHAIN:-go1.27.3}" # the Go release Takt builds with (see the Makefile)
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 RUN="$ROOT/.run"
