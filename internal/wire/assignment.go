@@ -72,17 +72,10 @@ func (a *Assignment) version() int { return a.V }
 
 // Validate checks the invariants of an assignment message.
 func (a *Assignment) Validate() error {
+	if err := checkHeader(a.Kind, KindAssignment, a.ID, a.Site, a.LocationKind, a.ExternalID); err != nil {
+		return err
+	}
 	switch {
-	case a.Kind != KindAssignment:
-		return fmt.Errorf("%w: kind %q", ErrInvalid, a.Kind)
-	case a.ID == "":
-		return fmt.Errorf("%w: empty id", ErrInvalid)
-	case a.Site == 0:
-		return fmt.Errorf("%w: site 0", ErrInvalid)
-	case a.LocationKind != "line" && a.LocationKind != "machine":
-		return fmt.Errorf("%w: location_kind %q", ErrInvalid, a.LocationKind)
-	case a.ExternalID == "":
-		return fmt.Errorf("%w: empty external_id", ErrInvalid)
 	case a.Period == 0:
 		return fmt.Errorf("%w: period 0", ErrInvalid)
 	case a.State != "down" && a.State != "planned_down":

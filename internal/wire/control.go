@@ -36,3 +36,21 @@ func decodeControl[T any, P controlMessage[T]](b []byte, what string) (T, error)
 	}
 	return m, nil
 }
+
+// checkHeader checks the fields every control message has: its kind, id,
+// site and location.
+func checkHeader(kind, want, id string, site uint64, locationKind, externalID string) error {
+	switch {
+	case kind != want:
+		return fmt.Errorf("%w: kind %q", ErrInvalid, kind)
+	case id == "":
+		return fmt.Errorf("%w: empty id", ErrInvalid)
+	case site == 0:
+		return fmt.Errorf("%w: site 0", ErrInvalid)
+	case locationKind != "line" && locationKind != "machine":
+		return fmt.Errorf("%w: location_kind %q", ErrInvalid, locationKind)
+	case externalID == "":
+		return fmt.Errorf("%w: empty external_id", ErrInvalid)
+	}
+	return nil
+}

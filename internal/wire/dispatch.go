@@ -56,19 +56,12 @@ func (d *Dispatch) version() int { return d.V }
 
 // Validate checks the invariants of a dispatch message.
 func (d *Dispatch) Validate() error {
+	if err := checkHeader(d.Kind, KindDispatch, d.ID, d.Site, d.LocationKind, d.ExternalID); err != nil {
+		return err
+	}
 	switch {
-	case d.Kind != KindDispatch:
-		return fmt.Errorf("%w: kind %q", ErrInvalid, d.Kind)
-	case d.ID == "":
-		return fmt.Errorf("%w: empty id", ErrInvalid)
-	case d.Site == 0:
-		return fmt.Errorf("%w: site 0", ErrInvalid)
-	case d.LocationKind != "line" && d.LocationKind != "machine":
-		return fmt.Errorf("%w: location_kind %q", ErrInvalid, d.LocationKind)
 	case d.LocationID == 0:
 		return fmt.Errorf("%w: location_id 0", ErrInvalid)
-	case d.ExternalID == "":
-		return fmt.Errorf("%w: empty external_id", ErrInvalid)
 	case d.Dispatch == 0 || d.DispatchType == 0:
 		return fmt.Errorf("%w: dispatch %d of type %d", ErrInvalid, d.Dispatch, d.DispatchType)
 	case d.StartMs <= 0 || d.EndMs < 0 || d.EndMs != 0 && d.EndMs <= d.StartMs:
