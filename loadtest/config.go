@@ -2,6 +2,7 @@ package loadtest
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -88,6 +89,14 @@ type Config struct {
 	// from the senders, concurrently. The chaos harness accounts for each
 	// part with it.
 	Outcome func(PartOutcome)
+
+	// CPU lists processes whose CPU time the run measures (Report.CPU),
+	// from the first send until every answer came and Settle returned.
+	// Settle, when set, waits until the pipeline has stored what was
+	// acknowledged, so that the window holds the downstream work of the
+	// parts sent and not only their ingest.
+	CPU    []Proc
+	Settle func(context.Context) error
 }
 
 // PartOutcome is the fate of one sent part. A part is identified by its

@@ -66,6 +66,10 @@ type Report struct {
 	DrainS        float64      `json:"drain_s"`
 	Freshness     FreshnessSet `json:"freshness_ms"`
 	VerifyError   string       `json:"verify_error,omitempty"`
+	// CPU is the CPU time of Config.CPU's processes per acknowledged
+	// part; CPUError says why it is missing.
+	CPU      *CPUUse `json:"cpu,omitempty"`
+	CPUError string  `json:"cpu_error,omitempty"`
 }
 
 // Percentiles of a latency distribution, in milliseconds.
@@ -156,6 +160,11 @@ func (r *Report) Summary(w io.Writer) {
 	}
 	for _, e := range r.ErrorSamples {
 		fmt.Fprintf(w, "  error     %s\n", e)
+	}
+	if u := r.CPU; u != nil {
+		fmt.Fprintf(w, "  cpu       µs per part:%s  (%.1f s window, %.1f s of it settling)\n", u.line(), u.WallS, u.SettleS)
+	} else if r.CPUError != "" {
+		fmt.Fprintf(w, "  cpu       not measured: %s\n", r.CPUError)
 	}
 	switch {
 	case r.Verified:

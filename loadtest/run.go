@@ -162,9 +162,14 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (*Report, error) 
 	}
 	var counts loopCounts
 	mode := "open"
+	r.clock.Sleep(ctx, time.Until(start))
+	var meter *CPUMeter
+	var cpuErr error
+	if len(cfg.CPU) > 0 {
+		meter, cpuErr = StartCPU(cfg.CPU)
+	}
 	if cfg.Concurrency > 0 {
 		mode = "closed"
-		r.clock.Sleep(ctx, time.Until(start))
 		l := closedLoop{clock: r.clock, workers: cfg.Concurrency, maxSends: maxSends, end: end}
 		counts = l.run(ctx, prepare)
 	} else {
@@ -199,6 +204,20 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (*Report, error) 
 	if elapsed > 0 {
 		rep.RateAchieved = float64(rep.Acked) / elapsed.Seconds()
 		rep.RequestsPerS = float64(rep.Requests) / elapsed.Seconds()
+	}
+	if meter != nil {
+		settleStart := time.Now()
+		if cfg.Settle != nil {
+			cpuErr = cfg.Settle(ctx)
+		}
+		if cpuErr == nil {
+			u := meter.Stop(rep.Acked)
+			u.SettleS = time.Since(settleStart).Seconds()
+			rep.CPU = &u
+		}
+	}
+	if cpuErr != nil {
+		rep.CPUError = cpuErr.Error()
 	}
 
 	if cfg.Verify {
