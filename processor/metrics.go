@@ -53,7 +53,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"reason"}),
 		blocks: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "takt_processor_insert_blocks_total",
-			Help: "INSERT blocks ClickHouse accepted (one per Kafka partition per flush).",
+			Help: "INSERT blocks of part rows ClickHouse accepted (a flush writes its partitions' rows in one block, or in blocks of at least 10,000 rows).",
 		}),
 		insertSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "takt_processor_insert_duration_seconds",
@@ -62,7 +62,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		insertRows: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "takt_processor_insert_rows",
-			Help:    "Part rows per INSERT block ClickHouse accepted (one block per Kafka partition per flush).",
+			Help:    "Part rows per INSERT block ClickHouse accepted.",
 			Buckets: prometheus.ExponentialBuckets(1, 4, 10), // 1 .. 262144
 		}),
 		freshness: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -154,15 +154,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
-// observeInserted records a block ClickHouse accepted at visibleMs (Unix
-// milliseconds): its size, and each row's time from receipt to then. A
+// observeInserted records a batch's rows ClickHouse accepted at visibleMs
+// (Unix milliseconds): each row's time from receipt to then. A
 // row read again after a crash or rebalance counts with its first
 // receipt, so freshness shows what the replay cost.
 func (m *metrics) observeInserted(b *chstore.PartsBlock, visibleMs int64) {
 	if b.Len() == 0 {
 		return
 	}
-	m.insertRows.Observe(float64(b.Len()))
 	for _, ms := range b.ReceivedMs() {
 		m.freshness.Observe(float64(max(visibleMs-ms, 0)) / 1000)
 	}

@@ -1,8 +1,11 @@
 package processor
 
 import (
+	"reflect"
 	"testing"
 	"time"
+
+	"github.com/takt/takt/internal/chstore"
 )
 
 func TestFlushPolicyDue(t *testing.T) {
@@ -61,5 +64,48 @@ func TestBackoff(t *testing.T) {
 		if got := backoff(i+1, lo, hi); got != w*time.Millisecond {
 			t.Errorf("backoff(%d) = %v, want %v", i+1, got, w*time.Millisecond)
 		}
+	}
+}
+
+func TestBlockGroups(t *testing.T) {
+	batchOf := func(rows ...int) []*batch {
+		var bs []*batch
+		for i, n := range rows {
+			b := &batch{partition: int32(i), block: new(chstore.PartsBlock)}
+			for j := range n {
+				if err := b.block.Append(&chstore.PartRow{ID: uint64(j), LocationKind: "line", ProductResolution: "none", Quality: "good"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			bs = append(bs, b)
+		}
+		return bs
+	}
+	tests := []struct {
+		name string
+		rows []int
+		want [][]int32 // partitions per group
+	}{
+		{"nothing", nil, nil},
+		{"one partition", []int{3}, [][]int32{{0}}},
+		{"a moderate rate: one block for all", []int{2, 3, 1, 2, 2, 1}, [][]int32{{0, 1, 2, 3, 4, 5}}},
+		{"a drain: blocks of at least the minimum", []int{6, 6, 6, 6, 6, 6}, [][]int32{{0, 1}, {2, 3}, {4, 5}}},
+		{"a small rest joins the last block", []int{10, 10, 3}, [][]int32{{0}, {1, 2}}},
+		{"an exact fit", []int{10, 10}, [][]int32{{0}, {1}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got [][]int32
+			for _, g := range blockGroups(batchOf(tt.rows...), 10) {
+				var ps []int32
+				for _, b := range g {
+					ps = append(ps, b.partition)
+				}
+				got = append(got, ps)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("blockGroups(%v, 10) = %v, want %v", tt.rows, got, tt.want)
+			}
+		})
 	}
 }

@@ -196,6 +196,37 @@ func (b *PartsBlock) Append(r *PartRow) error {
 	return nil
 }
 
+// AppendBlock adds o's rows to b, after b's own, leaving o unchanged: the
+// rows of several Kafka partitions then go to ClickHouse as one block.
+func (b *PartsBlock) AppendBlock(o *PartsBlock) {
+	b.ids = append(b.ids, o.ids...)
+	b.eventIDs = append(b.eventIDs, o.eventIDs...)
+	b.sites = append(b.sites, o.sites...)
+	b.kinds = append(b.kinds, o.kinds...)
+	b.locIDs = append(b.locIDs, o.locIDs...)
+	b.externalIDs = append(b.externalIDs, o.externalIDs...)
+	b.productIDs = append(b.productIDs, o.productIDs...)
+	b.productCode = append(b.productCode, o.productCode...)
+	b.reported = append(b.reported, o.reported...)
+	b.resolutions = append(b.resolutions, o.resolutions...)
+	b.quantities = append(b.quantities, o.quantities...)
+	b.qualities = append(b.qualities, o.qualities...)
+	b.reasons = append(b.reasons, o.reasons...)
+	b.reasonIDs = append(b.reasonIDs, o.reasonIDs...)
+	b.cycleTimes = append(b.cycleTimes, o.cycleTimes...)
+	b.hasCycle = append(b.hasCycle, o.hasCycle...)
+	b.recordedAt = append(b.recordedAt, o.recordedAt...)
+	b.recordedMs = append(b.recordedMs, o.recordedMs...)
+	b.defaulted = append(b.defaulted, o.defaulted...)
+	b.receivedMs = append(b.receivedMs, o.receivedMs...)
+	b.processedMs = append(b.processedMs, o.processedMs...)
+	b.topics = append(b.topics, o.topics...)
+	b.partitions = append(b.partitions, o.partitions...)
+	b.offsets = append(b.offsets, o.offsets...)
+	b.ideals = append(b.ideals, o.ideals...)
+	b.classes = append(b.classes, o.classes...)
+}
+
 func validOEEClass(c string) bool {
 	_, ok := partOEEClasses[c]
 	return ok

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"reflect"
 	"testing"
 	"time"
 
@@ -70,5 +71,43 @@ func TestWaitPartsInserts(t *testing.T) {
 	}
 	if err := <-waited; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestAppendBlock: every column of a block is carried over, so a block
+// made of several partitions' blocks holds whole rows; a column added to
+// PartsBlock but forgotten in AppendBlock fails here.
+func TestAppendBlock(t *testing.T) {
+	row := func(partition int32, offset int64) *PartRow {
+		return &PartRow{ID: PartID(partition, offset), EventID: uuid.New(), Site: 1, LocationKind: "machine", LocationID: 7,
+			ExternalID: "m7", ProductID: 3, ProductCode: "P3", ProductResolution: "code", Quantity: 2, Quality: "good",
+			CycleTime: 1.5, HasCycleTime: true, RecordedMs: 1_700_000_000_000, Topic: "takt.parts",
+			Partition: partition, Offset: offset, OEEClass: "counted"}
+	}
+	var a, b PartsBlock
+	for _, r := range []*PartRow{row(0, 10), row(0, 11)} {
+		if err := a.Append(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Append(row(1, 5)); err != nil {
+		t.Fatal(err)
+	}
+	a.AppendBlock(&b)
+	v := reflect.ValueOf(a)
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
+		if f.Name == "cyclePtrs" { // derived from cycleTimes when sent
+			continue
+		}
+		if n := v.Field(i).Len(); n != 3 {
+			t.Errorf("column %s has %d values after appending a 1-row block to a 2-row one, want 3", f.Name, n)
+		}
+	}
+	if got := a.IDs(); got[2] != PartID(1, 5) || got[0] != PartID(0, 10) {
+		t.Errorf("ids %v: want the appended block's rows after the block's own", got)
+	}
+	if b.Len() != 1 {
+		t.Errorf("the appended block changed: %d rows", b.Len())
 	}
 }
