@@ -35,6 +35,14 @@ const (
 	rejoinPoll      = 50 * time.Millisecond
 )
 
+// Fetch sizing (see newConsumer): about 200 single-part messages, and a
+// wait well inside the freshness budget of a part (flush interval plus
+// insert, under a second).
+const (
+	fetchMinBytes = 64 << 10
+	fetchMaxWait  = 100 * time.Millisecond
+)
+
 // resolutionCounts counts rows by product resolution, for the metric.
 type resolutionCounts [4]int
 
@@ -194,9 +202,16 @@ func newConsumer(cfg Config, store consumerStore, master *masterData, m *metrics
 		kgo.SessionTimeout(cfg.SessionTimeout),
 		// At most a third of the session, as Kafka advises.
 		kgo.HeartbeatInterval(min(3*time.Second, cfg.SessionTimeout/3)),
-		// Kafka's default: a fetch waiting for data returns after 500ms,
-		// so partitions assigned meanwhile start soon (franz-go waits 5s).
-		kgo.FetchMaxWait(500 * time.Millisecond),
+		// A fetch returns once it has fetchMinBytes, or after
+		// fetchMaxWait with what there is: at a moderate rate of single
+		// parts the broker then answers a few times per 100 ms with many
+		// records, instead of once per produce request with one or two
+		// (each fetch costs the broker and the processor the same
+		// whatever it holds). The wait adds at most fetchMaxWait to a
+		// part's way into ClickHouse, and partitions assigned meanwhile
+		// start soon (franz-go's default waits 5s).
+		kgo.FetchMinBytes(fetchMinBytes),
+		kgo.FetchMaxWait(fetchMaxWait),
 		kgo.AdjustFetchOffsetsFn(c.adjustOffsets),
 		kgo.OnPartitionsAssigned(c.onAssigned),
 		kgo.OnPartitionsRevoked(c.onRevoked),
