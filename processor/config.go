@@ -85,8 +85,8 @@ type Config struct {
 
 // Defaults of the processor's settings. DefaultBatchRows is large
 // because ClickHouse pays a fixed cost for every data part an INSERT
-// creates (tens of milliseconds for the 23-column parts table on 18.16),
-// and one flush writes one part per Kafka partition: draining 1M parts from
+// creates (tens of milliseconds for the 23-column parts table on 18.16):
+// when a flush wrote one part per Kafka partition, draining 1M parts from
 // 6 partitions ran at ~135k parts/s with 10k-row flushes, ~210k with 50k
 // and ~245k with 100k (BenchmarkProcessorEndToEnd), for a peak RSS of
 // ~210, ~370 and ~550 MiB. Under light load the interval decides, so the

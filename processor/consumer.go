@@ -114,7 +114,7 @@ func (st *partState) reset() {
 }
 
 // consumer is the consume loop: poll, decode, resolve, batch; and the
-// flusher it hands batches to: write one block per partition, commit.
+// flusher it hands batches to: write the partitions' rows, commit.
 //
 // Pipelining: while a flush writes its blocks, the loop decodes the next
 // batch. Up to maxInflight flushes run at once, over disjoint partitions:

@@ -22,8 +22,8 @@ import (
 var errLostMembership = errors.New("group membership lost")
 
 // runJob makes a flush durable: it checks that the group still knows us
-// (the fence), checks positions after a generation change, writes one
-// block per partition, then commits the offsets. It retries failed
+// (the fence), checks positions after a generation change, writes the
+// partitions' rows (insert), then commits the offsets. It retries failed
 // inserts with backoff and never commits past an unwritten row. Batches it
 // gives up on (shutdown deadline, membership lost, or a rebalance waits
 // while inserts keep failing) are marked dropped and read again.

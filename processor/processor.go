@@ -5,9 +5,10 @@
 // production-period state machines.
 //
 // Exactly once, in short: every part row's id is (partition << 40) |
-// offset; each flush writes one INSERT block per Kafka partition (one
-// atomic data part, since the table has no partition key), and the blocks
-// of a partition are written in offset order; offsets are committed only
+// offset; each flush writes its partitions' rows in INSERT blocks (each
+// one atomic data part, since the table has no partition key; a block may
+// hold several partitions), and a partition's rows reach ClickHouse in
+// offset order; offsets are committed only
 // after ClickHouse accepted the blocks; and a member given a partition
 // first waits for the parts INSERTs the server is still running (a killed
 // member's last one), then starts after the larger of the committed offset
@@ -16,8 +17,8 @@
 // gap, a member that stalls after its fence check.
 //
 // Throughput: decoding is spread over the CPUs, and while a flush writes
-// its blocks (concurrently, one connection per partition) the loop decodes
-// the next batch.
+// its blocks (one block at moderate rates; blocks of at least 10,000 rows,
+// concurrently, when it holds more) the loop decodes the next batch.
 //
 // Rebalances (kgo.BlockRebalanceOnPoll): the loop allows a rebalance only
 // when nothing is unflushed or in flight; when the group signals that a

@@ -11,7 +11,7 @@ import (
 )
 
 // TestPartsHourlyRollup writes parts in several blocks (as the processor
-// does, one per partition and flush) and checks that the rollup equals the
+// does, one or more per flush) and checks that the rollup equals the
 // aggregate of the raw rows, per location, product and hour.
 func TestPartsHourlyRollup(t *testing.T) {
 	s, _ := testenv.ClickHouse(t)
