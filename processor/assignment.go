@@ -196,6 +196,9 @@ func (c *consumer) forget(why string, parts []int32) {
 		}
 		delete(c.parts, p)
 	}
+	if c.feed != nil {
+		c.feed.forget(parts)
+	}
 	c.logger.Info(why, "partitions", parts)
 }
 

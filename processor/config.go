@@ -23,6 +23,10 @@ type Config struct {
 	// receives the records that can never be decoded (TAKT_DLQ_TOPIC).
 	Topic    string
 	DLQTopic string
+	// PeriodChangesTopic receives a wire.PeriodChange for every period
+	// row version written (TAKT_PERIOD_CHANGES_TOPIC); it needs as many
+	// partitions as Topic. Empty: no change feed.
+	PeriodChangesTopic string
 	// Group is the consumer group (TAKT_CONSUMER_GROUP).
 	Group string
 	// InstanceID, when set, makes this member a static group member
@@ -95,6 +99,7 @@ type Config struct {
 // visibility lag (TAKT_QUERY_PARTS_LAG) after they are written.
 const (
 	DefaultGroup              = "takt-processor"
+	DefaultPeriodChangesTopic = "takt.period-changes"
 	DefaultBatchRows          = 50000
 	DefaultBatchInterval      = 500 * time.Millisecond
 	DefaultCycleTimeTolerance = 0.1
@@ -117,6 +122,7 @@ func ConfigFromEnv(e *config.Env) Config {
 		Kafka:              kafkax.SecurityFromEnv(e),
 		Topic:              e.String("PARTS_TOPIC", "takt.parts"),
 		DLQTopic:           e.String("DLQ_TOPIC", "takt.parts.dlq"),
+		PeriodChangesTopic: e.String("PERIOD_CHANGES_TOPIC", DefaultPeriodChangesTopic),
 		Group:              e.String("CONSUMER_GROUP", DefaultGroup),
 		InstanceID:         e.String("CONSUMER_INSTANCE_ID", ""),
 		SessionTimeout:     e.Duration("CONSUMER_SESSION_TIMEOUT", DefaultSessionTimeout),
@@ -142,6 +148,8 @@ func (c Config) Validate() error {
 	p.Addf(c.Topic == "", "TAKT_PARTS_TOPIC: empty")
 	p.Addf(c.DLQTopic == "", "TAKT_DLQ_TOPIC: empty")
 	p.Addf(c.DLQTopic != "" && c.DLQTopic == c.Topic, "TAKT_DLQ_TOPIC: must differ from TAKT_PARTS_TOPIC")
+	p.Addf(c.PeriodChangesTopic != "" && (c.PeriodChangesTopic == c.Topic || c.PeriodChangesTopic == c.DLQTopic),
+		"TAKT_PERIOD_CHANGES_TOPIC: must differ from TAKT_PARTS_TOPIC and TAKT_DLQ_TOPIC")
 	p.Addf(c.Group == "", "TAKT_CONSUMER_GROUP: empty")
 	p.Addf(c.SessionTimeout < time.Second, "TAKT_CONSUMER_SESSION_TIMEOUT=%s: must be at least 1s", c.SessionTimeout)
 	p.Addf(c.BatchRows < 1 || c.BatchRows > maxBatchRows, "TAKT_BATCH_ROWS=%d: must be between 1 and %d", c.BatchRows, maxBatchRows)

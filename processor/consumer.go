@@ -141,6 +141,8 @@ type consumer struct {
 	afterPeriods func()
 	// clock is the wall clock of ticks.
 	clock func() time.Time
+	// feed produces the period changes (nil: no change feed).
+	feed *changeFeed
 
 	mu    sync.Mutex // guards parts (the map, not the states)
 	parts map[int32]*partState

@@ -138,18 +138,23 @@ func (c *consumer) insert(ctx context.Context, batches []*batch) error {
 	if err := c.insertPeriods(ctx, batches); err != nil {
 		return err
 	}
+	// The period changes go while the parts are written: they depend only
+	// on the period states, which are in ClickHouse now.
+	var feedErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { feedErr = c.produceChanges(ctx, batches) })
 	todo, err := c.settleFailed(ctx, batches)
 	if err != nil {
-		return err
+		wg.Wait()
+		return errors.Join(err, feedErr)
 	}
 	groups := blockGroups(todo, minBlockRows)
-	errs := make([]error, len(groups))
-	var wg sync.WaitGroup
+	errs := make([]error, len(groups), len(groups)+1)
 	for i, g := range groups {
 		wg.Go(func() { errs[i] = c.insertGroup(ctx, g) })
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	return errors.Join(append(errs, feedErr)...)
 }
 
 // minBlockRows is the fewest rows a parts block is made of when a flush
@@ -269,7 +274,14 @@ func (c *consumer) insertPeriods(ctx context.Context, batches []*batch) error {
 		if b.periodsDone || b.overtaken || !b.hasPeriodWork() {
 			continue
 		}
-		st, rs, err := encodeStates(c.cfg.Topic, b.partition, b.next.Offset, b.states)
+		b.feedOffset = -1
+		if c.feed != nil {
+			var err error
+			if b.feedOffset, err = c.feedOffset(ctx, b.partition); err != nil {
+				return err
+			}
+		}
+		st, rs, err := encodeStates(c.cfg.Topic, b.partition, b.next.Offset, b.states, b.feedOffset)
 		if err != nil {
 			return err
 		}

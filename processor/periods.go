@@ -90,6 +90,8 @@ type locState struct {
 	dirtySince int64
 	dirtyAt    time.Time
 	outbox     []period.Row
+	// outboxMeta is, for each outbox row, what its change event needs.
+	outboxMeta []changeMeta
 	// late holds the offsets of the records before savedOffset whose
 	// parts were too late.
 	late map[int64]bool
@@ -126,6 +128,7 @@ type savedState struct {
 	extID   string
 	snap    period.Snapshot
 	outbox  []period.Row
+	meta    []changeMeta
 	version uint64
 	late    []int64
 }
@@ -136,11 +139,20 @@ type savedState struct {
 type savedSnapshot struct {
 	period.Snapshot
 	LateOffsets []int64 `json:"late_offsets,omitempty"`
+	// Feed is the change feed's bookkeeping (feed.go); nil in a state
+	// saved without the feed.
+	Feed *savedFeed `json:"feed,omitempty"`
 }
 
 // touch records that ls changed, by the record at offset (-1: a tick),
 // and returned rows.
 func (ps *periodSet) touch(ls *locState, rows []period.Row, offset int64, now time.Time) {
+	ps.touchAs(ls, rows, offset, now, "")
+}
+
+// touchAs is touch for rows whose change events report change (a
+// wire.Change* value; "" derives it from each row).
+func (ps *periodSet) touchAs(ls *locState, rows []period.Row, offset int64, now time.Time, change string) {
 	if !ls.dirty {
 		ls.dirty, ls.dirtySince, ls.dirtyAt = true, offset, now
 		ps.dirty = append(ps.dirty, ls)
@@ -150,6 +162,9 @@ func (ps *periodSet) touch(ls *locState, rows []period.Row, offset int64, now ti
 			ps.withRows++
 		}
 		ls.outbox = append(ls.outbox, rows...)
+		for range rows {
+			ls.outboxMeta = append(ls.outboxMeta, changeMeta{Change: change, AtMs: now.UnixMilli()})
+		}
 	}
 }
 
@@ -200,8 +215,8 @@ func (ps *periodSet) take(all bool, now time.Time, end int64) (states []savedSta
 		if all || ps.due || len(ls.outbox) > 0 {
 			ls.version = max(ls.version+1, ns)
 			states = append(states, savedState{key: ls.key, site: ls.site, extID: ls.extID, snap: ls.m.Snapshot(),
-				outbox: ls.outbox, version: ls.version, late: ps.late[ls.key]})
-			ls.dirty, ls.outbox = false, nil
+				outbox: ls.outbox, meta: ls.outboxMeta, version: ls.version, late: ps.late[ls.key]})
+			ls.dirty, ls.outbox, ls.outboxMeta = false, nil, nil
 			continue
 		}
 		kept = append(kept, ls)
@@ -295,7 +310,7 @@ func (c *consumer) applyAssignment(st *partState, a *wire.Assignment, offset int
 		return
 	}
 	c.m.assignments.WithLabelValues("applied").Inc()
-	st.periods.touch(ls, rows, offset, now)
+	st.periods.touchAs(ls, rows, offset, now, wire.ChangeRelabelled)
 }
 
 // applyDispatch applies the down window of a dispatch record to its
@@ -359,12 +374,17 @@ func (c *consumer) tickPeriods(now time.Time) {
 }
 
 // encodeStates turns a batch's saved states into the rows of period_state
-// and productionperiods.
-func encodeStates(topic string, partition int32, offset int64, states []savedState) ([]chstore.PeriodState, []chstore.PeriodRow, error) {
+// and productionperiods. feedOffset is the flush's feed offset (feed.go);
+// -1 without the change feed.
+func encodeStates(topic string, partition int32, offset int64, states []savedState, feedOffset int64) ([]chstore.PeriodState, []chstore.PeriodRow, error) {
 	out := make([]chstore.PeriodState, len(states))
 	var rows []chstore.PeriodRow
 	for i, s := range states {
-		snap, err := json.Marshal(savedSnapshot{Snapshot: s.snap, LateOffsets: s.late})
+		saved := savedSnapshot{Snapshot: s.snap, LateOffsets: s.late}
+		if feedOffset >= 0 {
+			saved.Feed = &savedFeed{Offset: feedOffset, Changes: s.meta}
+		}
+		snap, err := json.Marshal(saved)
 		if err != nil {
 			return nil, nil, fmt.Errorf("encode period state: %w", err)
 		}
@@ -442,6 +462,7 @@ func (c *consumer) loadPeriodsOnce(ctx context.Context, partitions []int32) (map
 		sets[p] = loaded{locs: map[period.Key]*locState{}, checkpoint: cp}
 	}
 	var outbox []chstore.PeriodRow
+	feeds := map[int32][]feedState{}
 	for _, s := range saved {
 		var snap savedSnapshot
 		if err := json.Unmarshal(s.State, &snap); err != nil {
@@ -467,9 +488,24 @@ func (c *consumer) loadPeriodsOnce(ctx context.Context, partitions []int32) (map
 			l.locs[key] = ls
 		}
 		outbox = appendPeriodRows(outbox, key, s.Site, s.ExternalID, rows)
+		fs := feedState{offset: -1, group: feedGroup{key: key, site: s.Site, extID: s.ExternalID, rows: rows}}
+		if snap.Feed != nil {
+			fs.offset, fs.group.meta = snap.Feed.Offset, snap.Feed.Changes
+		}
+		feeds[s.Partition] = append(feeds[s.Partition], fs)
 	}
 	if err := c.store.InsertPeriods(lctx, outbox); err != nil {
 		return nil, err
+	}
+	if c.feed != nil {
+		for _, p := range partitions {
+			// Not fatal here: the partition's next flush with period
+			// work recovers first.
+			if err := c.feed.recover(ctx, p, feeds[p]); err != nil {
+				c.logger.Warn("period changes: recovery failed; the next flush retries it", "partition", p, "err", err)
+				c.feed.forget([]int32{p})
+			}
+		}
 	}
 	if len(saved) > 0 {
 		c.logger.Info("period state machines loaded", "partitions", partitions, "locations", len(saved),
@@ -482,6 +518,8 @@ func (c *consumer) loadPeriodsOnce(ctx context.Context, partitions []int32) (map
 type locationConfig struct {
 	cfg period.Config
 	fp  string
+	// line is the location's line (a line's own id).
+	line uint64
 }
 
 // locationConfigs is an immutable set of location configurations.
@@ -545,8 +583,9 @@ func buildLocationConfigs(pm chstore.PeriodMaster, gen uint64, warn func(msg str
 		}
 		thr := period.Seconds(l.StopThreshold)
 		out.byKey[period.Key{Kind: l.Kind, ID: l.ID}] = locationConfig{
-			cfg: period.Config{Threshold: thr, Calendar: cal},
-			fp:  fmt.Sprintf("%d|%s", thr, sc.fp[cal]),
+			cfg:  period.Config{Threshold: thr, Calendar: cal},
+			fp:   fmt.Sprintf("%d|%s", thr, sc.fp[cal]),
+			line: l.Line,
 		}
 	}
 	return out

@@ -14,6 +14,7 @@ import (
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/demo"
 	"github.com/takt/takt/internal/period"
+	"github.com/takt/takt/internal/testenv"
 	"github.com/takt/takt/internal/wire"
 )
 
@@ -28,6 +29,8 @@ func TestPeriodsFollowPartitionsAcrossRebalance(t *testing.T) {
 	cfgA, cfgB := e.config(), e.config()
 	epoch := func() time.Time { return time.Unix(0, 0) } // no ticks: parts alone decide
 	cfgA.Clock, cfgB.Clock = epoch, epoch
+	changes := testenv.Topic(t, 4)
+	cfgA.PeriodChangesTopic, cfgB.PeriodChangesTopic = changes, changes
 	var all []wire.Part
 	send := func(ps []wire.Part) {
 		e.produce(ps)
@@ -54,6 +57,7 @@ func TestPeriodsFollowPartitionsAcrossRebalance(t *testing.T) {
 	e.waitRows(uint64(len(all)), 60*time.Second, nil)
 
 	checkPeriods(t, e.store, e.topic, all)
+	checkChanges(t, e.brokers, changes, all)
 	// Both members wrote, and B ends up holding every location's machine,
 	// the ones A had among them, restored from their saved states.
 	deadline = time.Now().Add(30 * time.Second)
@@ -170,8 +174,9 @@ func checkPeriods(t *testing.T, store *chstore.Store, topic string, all []wire.P
 func TestPeriodsSurviveKills(t *testing.T) {
 	bin := buildProcessor(t)
 	e := newITEnv(t, 3)
+	changes := testenv.Topic(t, 3)
 	env := func(kv ...string) map[string]string {
-		m := map[string]string{"TAKT_CONSUMER_INSTANCE_ID": "periods-kill-test",
+		m := map[string]string{"TAKT_CONSUMER_INSTANCE_ID": "periods-kill-test", "TAKT_PERIOD_CHANGES_TOPIC": changes,
 			"TAKT_FAILPOINT_CLOCK_FILE": filepath.Join(t.TempDir(), "no-clock"), // the epoch: no ticks
 			"TAKT_PERIOD_SAVE_INTERVAL": "1h"}
 		for i := 0; i+1 < len(kv); i += 2 {
@@ -207,6 +212,10 @@ func TestPeriodsSurviveKills(t *testing.T) {
 	send(4)
 	e.waitRows(uint64(len(all)), 30*time.Second, p.alive)
 	checkPeriods(t, e.store, e.topic, all)
+	checkChanges(t, e.brokers, changes, all)
+	if n := p.metric("takt_processor_period_changes_recovered_total"); n == 0 {
+		t.Error("the process after the crash between period rows and parts recovered no change: the crash missed the instant")
+	}
 	p.stop()
 	e.assertExactly(uint64(len(all)))
 }

@@ -27,6 +27,11 @@ type batch struct {
 	checkpoint      int64
 	writeCheckpoint bool
 	periodsDone     bool
+	// feedOffset is where the partition's period-changes partition ended
+	// when the states were encoded (feed.go); feedDone: their changes are
+	// on the topic.
+	feedOffset int64
+	feedDone   bool
 
 	// validGen is the group generation in which this partition's
 	// position was last checked against ClickHouse.

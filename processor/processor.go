@@ -50,6 +50,7 @@ import (
 
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/httpx"
+	"github.com/takt/takt/internal/period"
 	"github.com/takt/takt/internal/redisx"
 )
 
@@ -113,6 +114,22 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, store store) erro
 		c.cl.Close()
 		ln.Close()
 		return err
+	}
+	if cfg.PeriodChangesTopic != "" {
+		line := func(k period.Key) uint64 { return master.location(k).line }
+		if c.feed, err = newChangeFeed(cfg, reg, line, logger); err == nil {
+			err = c.feed.checkTopic(ctx, cfg.Topic)
+		}
+		if err != nil {
+			if c.feed != nil {
+				c.feed.close()
+			}
+			c.cl.Close()
+			ln.Close()
+			return err
+		}
+		// Closed once the consumer's final flush has produced its changes.
+		defer c.feed.close()
 	}
 	c.afterInsert = afterInsertFailpoint(logger)
 	c.afterPeriods = afterPeriodsFailpoint(logger)

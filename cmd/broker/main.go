@@ -34,7 +34,7 @@ func run(logger *slog.Logger) error {
 	var env config.Env
 	addr := env.String("BROKER_ADDR", "127.0.0.1:19092")
 	dataDir := env.String("BROKER_DATA_DIR", ".run/kafka")
-	topics := env.List("BROKER_TOPICS", []string{"takt.parts", "takt.parts.dlq"})
+	topics := env.List("BROKER_TOPICS", []string{"takt.parts", "takt.parts.dlq", "takt.period-changes"})
 	partitions := env.Int("BROKER_PARTITIONS", 6)
 	if err := env.Err(); err != nil {
 		return err

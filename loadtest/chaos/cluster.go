@@ -28,9 +28,10 @@ import (
 
 // Names of the deployment's database and topics.
 const (
-	database = "takt"
-	topic    = "takt.parts"
-	dlqTopic = "takt.parts.dlq"
+	database     = "takt"
+	topic        = "takt.parts"
+	dlqTopic     = "takt.parts.dlq"
+	changesTopic = "takt.period-changes"
 )
 
 // limitedKeyID is the id of the API key without a rate limit of its own:
@@ -113,7 +114,7 @@ func startCluster(ctx context.Context, root, dir string, partitions int, logger 
 		env: withEnv(base, map[string]string{
 			"TAKT_BROKER_ADDR":       "127.0.0.1:" + strconv.Itoa(c.brokerPort),
 			"TAKT_BROKER_DATA_DIR":   filepath.Join(dir, "kafka"),
-			"TAKT_BROKER_TOPICS":     topic + "," + dlqTopic,
+			"TAKT_BROKER_TOPICS":     topic + "," + dlqTopic + "," + changesTopic,
 			"TAKT_BROKER_PARTITIONS": strconv.Itoa(partitions),
 		})}
 	for _, step := range []func(context.Context) error{c.startClickHouse, c.startRedis, c.startBroker} {
@@ -129,13 +130,14 @@ func startCluster(ctx context.Context, root, dir string, partitions int, logger 
 	}
 
 	svc := withEnv(base, map[string]string{
-		"TAKT_CLICKHOUSE_ADDR": c.proxy.Addr(),
-		"TAKT_CLICKHOUSE_DB":   database,
-		"TAKT_REDIS_ADDR":      "127.0.0.1:" + strconv.Itoa(c.redisPort),
-		"TAKT_KAFKA_BROKERS":   "127.0.0.1:" + strconv.Itoa(c.brokerPort),
-		"TAKT_PARTS_TOPIC":     topic,
-		"TAKT_DLQ_TOPIC":       dlqTopic,
-		"TAKT_LOG_FORMAT":      "text",
+		"TAKT_CLICKHOUSE_ADDR":      c.proxy.Addr(),
+		"TAKT_CLICKHOUSE_DB":        database,
+		"TAKT_REDIS_ADDR":           "127.0.0.1:" + strconv.Itoa(c.redisPort),
+		"TAKT_KAFKA_BROKERS":        "127.0.0.1:" + strconv.Itoa(c.brokerPort),
+		"TAKT_PARTS_TOPIC":          topic,
+		"TAKT_DLQ_TOPIC":            dlqTopic,
+		"TAKT_PERIOD_CHANGES_TOPIC": changesTopic,
+		"TAKT_LOG_FORMAT":           "text",
 		// Short in-process cache lives: look-ups go to Redis (and
 		// meet its faults) within seconds, not after half a minute.
 		"TAKT_AUTH_LOCAL_TTL":     "5s",
