@@ -66,7 +66,7 @@ func BenchmarkPaging1M(b *testing.B) {
 
 	cfg := ConfigFromEnv(&env)
 	cfg.ClickHouse, cfg.RedisPrefix, cfg.PartsLag = chCfg, prefix, 0
-	r, err := newEngine(store, rdb, nil, cfg, testenv.Logger(b), prometheus.NewRegistry())
+	r, err := newEngine(store, rdb, nil, cfg, nil, testenv.Logger(b), prometheus.NewRegistry())
 	if err != nil {
 		b.Fatal(err)
 	}

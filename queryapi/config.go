@@ -56,6 +56,22 @@ type Config struct {
 	// Kafka is TLS and SASL towards the brokers (TAKT_KAFKA_TLS*,
 	// TAKT_KAFKA_SASL_*).
 	Kafka kafkax.Security
+	// PeriodChangesTopic is what the live change feed serves
+	// (TAKT_PERIOD_CHANGES_TOPIC; empty: no feed). FeedMaxStreamsPerKey and
+	// FeedMaxStreams bound the open streams of one key and of this
+	// instance (TAKT_FEED_MAX_STREAMS_PER_KEY, TAKT_FEED_MAX_STREAMS). A
+	// stream more than FeedMaxLag changes behind the topic's end for
+	// FeedSlowAfter is dropped with a final event (TAKT_FEED_MAX_LAG,
+	// TAKT_FEED_SLOW_AFTER); one whose write waits FeedWriteTimeout is cut
+	// off (TAKT_FEED_WRITE_TIMEOUT). FeedHeartbeat is how often an idle
+	// stream gets a heartbeat (TAKT_FEED_HEARTBEAT).
+	PeriodChangesTopic   string
+	FeedMaxStreamsPerKey int
+	FeedMaxStreams       int
+	FeedMaxLag           int
+	FeedSlowAfter        time.Duration
+	FeedWriteTimeout     time.Duration
+	FeedHeartbeat        time.Duration
 	// QueryTimeout bounds the ClickHouse work of one request
 	// (TAKT_QUERY_TIMEOUT); it is also sent as max_execution_time.
 	QueryTimeout time.Duration
@@ -106,32 +122,39 @@ const DefaultAdminAddr = "127.0.0.1:18084"
 // defaults for the local stack. Parse errors are collected in e.
 func ConfigFromEnv(e *config.Env) Config {
 	return Config{
-		Addr:             e.String("QUERY_ADDR", "127.0.0.1:18081"),
-		TLSAddr:          e.String("QUERY_TLS_ADDR", ""),
-		TLS:              tlsx.ServerFromEnv(e),
-		ClickHouse:       chstore.ConfigFromEnv(e),
-		RedisAddr:        e.String("REDIS_ADDR", "127.0.0.1:16379"),
-		RedisUser:        e.String("REDIS_USER", ""),
-		RedisPassword:    e.String("REDIS_PASSWORD", ""),
-		RedisTLS:         tlsx.ClientFromEnv(e, "REDIS"),
-		RedisPrefix:      e.String("REDIS_PREFIX", "takt:"),
-		KafkaBrokers:     e.List("KAFKA_BROKERS", []string{"127.0.0.1:19092"}),
-		PartsTopic:       e.String("PARTS_TOPIC", "takt.parts"),
-		Kafka:            kafkax.SecurityFromEnv(e),
-		QueryTimeout:     e.Duration("QUERY_TIMEOUT", 10*time.Second),
-		QueryMaxMemory:   e.Int("QUERY_MAX_MEMORY", 2<<30),
-		DefaultLimit:     e.Int("QUERY_DEFAULT_LIMIT", l2l.DefaultLimit),
-		MaxLimit:         e.Int("QUERY_MAX_LIMIT", l2l.MaxLimit),
-		ZoneTTL:          e.Duration("QUERY_ZONE_TTL", time.Minute),
-		AuthLocalTTL:     e.Duration("AUTH_LOCAL_TTL", 30*time.Second),
-		AuthRedisTTL:     e.Duration("AUTH_REDIS_TTL", 5*time.Minute),
-		AuthNegativeTTL:  e.Duration("AUTH_NEGATIVE_TTL", 10*time.Second),
-		AuthFailures:     auth.FailureLimitFromEnv(e),
-		PartsLag:         e.Duration("QUERY_PARTS_LAG", 2*time.Second),
-		RateLimit:        ratelimit.ConfigFromEnv(e),
-		KeyUsageInterval: e.Duration("KEY_USAGE_INTERVAL", 5*time.Second),
-		LogLevel:         e.String("LOG_LEVEL", "info"),
-		AdminAddr:        e.String("ADMIN_ADDR", DefaultAdminAddr),
+		Addr:                 e.String("QUERY_ADDR", "127.0.0.1:18081"),
+		TLSAddr:              e.String("QUERY_TLS_ADDR", ""),
+		TLS:                  tlsx.ServerFromEnv(e),
+		ClickHouse:           chstore.ConfigFromEnv(e),
+		RedisAddr:            e.String("REDIS_ADDR", "127.0.0.1:16379"),
+		RedisUser:            e.String("REDIS_USER", ""),
+		RedisPassword:        e.String("REDIS_PASSWORD", ""),
+		RedisTLS:             tlsx.ClientFromEnv(e, "REDIS"),
+		RedisPrefix:          e.String("REDIS_PREFIX", "takt:"),
+		KafkaBrokers:         e.List("KAFKA_BROKERS", []string{"127.0.0.1:19092"}),
+		PartsTopic:           e.String("PARTS_TOPIC", "takt.parts"),
+		Kafka:                kafkax.SecurityFromEnv(e),
+		PeriodChangesTopic:   e.String("PERIOD_CHANGES_TOPIC", "takt.period-changes"),
+		FeedMaxStreamsPerKey: e.Int("FEED_MAX_STREAMS_PER_KEY", 4),
+		FeedMaxStreams:       e.Int("FEED_MAX_STREAMS", 256),
+		FeedMaxLag:           e.Int("FEED_MAX_LAG", 10000),
+		FeedSlowAfter:        e.Duration("FEED_SLOW_AFTER", 30*time.Second),
+		FeedWriteTimeout:     e.Duration("FEED_WRITE_TIMEOUT", 10*time.Second),
+		FeedHeartbeat:        e.Duration("FEED_HEARTBEAT", 15*time.Second),
+		QueryTimeout:         e.Duration("QUERY_TIMEOUT", 10*time.Second),
+		QueryMaxMemory:       e.Int("QUERY_MAX_MEMORY", 2<<30),
+		DefaultLimit:         e.Int("QUERY_DEFAULT_LIMIT", l2l.DefaultLimit),
+		MaxLimit:             e.Int("QUERY_MAX_LIMIT", l2l.MaxLimit),
+		ZoneTTL:              e.Duration("QUERY_ZONE_TTL", time.Minute),
+		AuthLocalTTL:         e.Duration("AUTH_LOCAL_TTL", 30*time.Second),
+		AuthRedisTTL:         e.Duration("AUTH_REDIS_TTL", 5*time.Minute),
+		AuthNegativeTTL:      e.Duration("AUTH_NEGATIVE_TTL", 10*time.Second),
+		AuthFailures:         auth.FailureLimitFromEnv(e),
+		PartsLag:             e.Duration("QUERY_PARTS_LAG", 2*time.Second),
+		RateLimit:            ratelimit.ConfigFromEnv(e),
+		KeyUsageInterval:     e.Duration("KEY_USAGE_INTERVAL", 5*time.Second),
+		LogLevel:             e.String("LOG_LEVEL", "info"),
+		AdminAddr:            e.String("ADMIN_ADDR", DefaultAdminAddr),
 	}
 }
 
@@ -151,6 +174,12 @@ func (c Config) Validate() error {
 	p.Addf(c.DefaultLimit < 1 || c.DefaultLimit > c.MaxLimit,
 		"TAKT_QUERY_DEFAULT_LIMIT=%d: must be between 1 and TAKT_QUERY_MAX_LIMIT (%d)", c.DefaultLimit, c.MaxLimit)
 	p.Addf(c.ZoneTTL <= 0, "TAKT_QUERY_ZONE_TTL=%s: must be positive", c.ZoneTTL)
+	p.Addf(c.FeedMaxStreamsPerKey < 1, "TAKT_FEED_MAX_STREAMS_PER_KEY=%d: must be at least 1", c.FeedMaxStreamsPerKey)
+	p.Addf(c.FeedMaxStreams < c.FeedMaxStreamsPerKey, "TAKT_FEED_MAX_STREAMS=%d: must be at least TAKT_FEED_MAX_STREAMS_PER_KEY", c.FeedMaxStreams)
+	p.Addf(c.FeedMaxLag < 1, "TAKT_FEED_MAX_LAG=%d: must be at least 1", c.FeedMaxLag)
+	p.Addf(c.FeedSlowAfter <= 0, "TAKT_FEED_SLOW_AFTER=%s: must be positive", c.FeedSlowAfter)
+	p.Addf(c.FeedWriteTimeout < time.Second, "TAKT_FEED_WRITE_TIMEOUT=%s: must be at least 1s", c.FeedWriteTimeout)
+	p.Addf(c.FeedHeartbeat < 100*time.Millisecond, "TAKT_FEED_HEARTBEAT=%s: must be at least 100ms", c.FeedHeartbeat)
 	for _, d := range []struct {
 		name string
 		v    time.Duration

@@ -77,6 +77,8 @@ type handler struct {
 	assigner *assigner
 	limiter  rateLimiter
 	cursors  *cursors // nil: deep offsets are always counted
+	// feed serves the live change feed (nil: not enabled).
+	feed *streams
 	// actions are the action handlers by "<area>/<action>" (nil: actions
 	// answer 405); actionNow is their clock.
 	actions   map[string]actionFunc
@@ -268,6 +270,10 @@ func (h *handler) actionPath(c *gin.Context) {
 // one serves GET /api/1.0/<area>/<id>/. A record of a site the caller may
 // not see is answered exactly like a missing one.
 func (h *handler) one(c *gin.Context) {
+	if c.Param("area") == streamArea && c.Param("id") == streamPath {
+		h.stream(c)
+		return
+	}
 	if ra, ac, ok := h.actionOf(c); ok {
 		h.serveAction(c, ra, ac, "")
 		return

@@ -86,7 +86,7 @@ func serve(t testing.TB, store *chstore.Store, rdb *redis.Client, kc kafkaClient
 func serveWithAdmin(t testing.TB, store *chstore.Store, rdb *redis.Client, kc kafkaClient, cfg Config) (srv, admin *httptest.Server) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	r, err := newEngine(store, rdb, kc, cfg, testenv.Logger(t), reg)
+	r, err := newEngine(store, rdb, kc, cfg, nil, testenv.Logger(t), reg)
 	if err != nil {
 		t.Fatal(err)
 	}

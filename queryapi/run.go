@@ -56,7 +56,9 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	}
 	defer cl.Close()
 
-	r, err := newEngine(store, rdb, cl, cfg, logger, reg)
+	// Streams of the change feed end when ctx does (before the server
+	// drains), with a final event that tells the client to reconnect.
+	r, err := newEngine(store, rdb, cl, cfg, ctx.Done(), logger, reg)
 	if err != nil {
 		return err
 	}
@@ -111,7 +113,10 @@ func readiness(store *chstore.Store, kc kafkaClient) func(ctx context.Context) e
 // the OEE endpoint and the probes; its metrics go to reg (served by the
 // admin listener). Reason assignments go to kc, on cfg.PartsTopic; with a nil kc
 // production periods are read-only.
-func newEngine(store *chstore.Store, rdb *redis.Client, kc kafkaClient, cfg Config, logger *slog.Logger, reg *prometheus.Registry) (*gin.Engine, error) {
+//
+// stop, when closed, ends the streams of the live change feed (nil: only
+// their requests end them).
+func newEngine(store *chstore.Store, rdb *redis.Client, kc kafkaClient, cfg Config, stop <-chan struct{}, logger *slog.Logger, reg *prometheus.Registry) (*gin.Engine, error) {
 	// Every query of a request carries ClickHouse's limits: it stops at
 	// the request's time budget and its memory bound.
 	store = store.WithLimits(chstore.Limits{MaxMemoryUsage: cfg.QueryMaxMemory, MaxExecutionTime: cfg.QueryTimeout})
@@ -165,6 +170,11 @@ func newEngine(store *chstore.Store, rdb *redis.Client, kc kafkaClient, cfg Conf
 	}
 	h.limiter = lim
 	h.cursors = &cursors{rdb: rdb, prefix: rkeys.Cursors()}
+	if cfg.PeriodChangesTopic != "" {
+		if h.feed, err = newStreams(cfg, stop, reg, logger); err != nil {
+			return nil, err
+		}
+	}
 	count, err := httpx.CountRequests(reg, "takt_queryapi")
 	if err != nil {
 		return nil, err

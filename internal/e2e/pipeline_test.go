@@ -117,6 +117,8 @@ func startWith(t *testing.T, o options) *pipeline {
 	pcfg := processor.ConfigFromEnv(env)
 	pcfg.Addr = freeAddr(t)
 	pcfg.Brokers, pcfg.Topic, pcfg.DLQTopic = e.Brokers, topic, testenv.Topic(t, 1)
+	changes := testenv.Topic(t, 3)
+	pcfg.PeriodChangesTopic = changes
 	pcfg.Group = testenv.Name("takt-test-group-")
 	pcfg.BatchInterval = 100 * time.Millisecond
 	pcfg.ClickHouse = chCfg
@@ -130,7 +132,8 @@ func startWith(t *testing.T, o options) *pipeline {
 	qcfg.Addr, qcfg.AdminAddr = freeAddr(t), freeAddr(t)
 	qcfg.ClickHouse = chCfg
 	qcfg.RedisAddr, qcfg.RedisPrefix = redisAddr, prefix
-	qcfg.KafkaBrokers, qcfg.PartsTopic = e.Brokers, topic
+	qcfg.KafkaBrokers, qcfg.PartsTopic, qcfg.PeriodChangesTopic = e.Brokers, topic, changes
+	qcfg.FeedHeartbeat = 300 * time.Millisecond
 	icfg.RateLimit.Disabled = o.noRateLimit
 	qcfg.RateLimit.Disabled = o.noRateLimit
 	var caFile string
