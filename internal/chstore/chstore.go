@@ -43,6 +43,13 @@ type Config struct {
 	ReadTimeout time.Duration
 	// MaxOpenConns bounds the connection pool.
 	MaxOpenConns int
+	// Cluster, when set (TAKT_CLICKHOUSE_CLUSTER), is the name of the
+	// ClickHouse cluster (<remote_servers>) the database lives on: the
+	// migrations create replicated tables ON CLUSTER (layout.go), and the
+	// processor's resume reads wait for the replica they read to hold
+	// every block any replica acknowledged (replicas.go). Addr then lists
+	// the replicas.
+	Cluster string
 	// Recorder, when set, is told every statement the Store sends (see
 	// record.go). Tests set it; services leave it nil.
 	Recorder Recorder
@@ -59,6 +66,7 @@ func ConfigFromEnv(e *config.Env) Config {
 		DialTimeout:  e.Duration("CLICKHOUSE_DIAL_TIMEOUT", 5*time.Second),
 		ReadTimeout:  e.Duration("CLICKHOUSE_READ_TIMEOUT", 60*time.Second),
 		MaxOpenConns: e.Int("CLICKHOUSE_MAX_CONNS", 16),
+		Cluster:      e.String("CLICKHOUSE_CLUSTER", ""),
 	}
 }
 
@@ -68,6 +76,7 @@ func (c Config) Validate() error {
 	p.Addf(len(c.Addr) == 0, "TAKT_CLICKHOUSE_ADDR: empty")
 	p.Addf(c.Database == "", "TAKT_CLICKHOUSE_DB: empty")
 	p.Addf(c.MaxOpenConns < 1, "TAKT_CLICKHOUSE_MAX_CONNS: must be at least 1")
+	p.Addf(c.Cluster != "" && !clusterName.MatchString(c.Cluster), "TAKT_CLICKHOUSE_CLUSTER: %q is not a cluster name (letters, digits, _)", c.Cluster)
 	if err := c.TLS.Validate(); err != nil {
 		p = append(p, err)
 	}
@@ -104,6 +113,10 @@ type Store struct {
 	db     string
 	logger *slog.Logger
 	areas  *record.Registry // the record areas the database holds
+	// cluster is Config.Cluster; replicas holds one small pool per
+	// replica address in cluster mode (replicas.go), nil otherwise.
+	cluster  string
+	replicas []replica
 }
 
 // Open connects to ClickHouse, creates the Takt database if it is missing,
@@ -123,7 +136,11 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 	if err != nil {
 		return nil, fmt.Errorf("open clickhouse %v: %w", cfg.Addr, err)
 	}
-	err = boot.Exec(ctx, "CREATE DATABASE IF NOT EXISTS `"+cfg.Database+"`")
+	create := "CREATE DATABASE IF NOT EXISTS " + quoteIdent(cfg.Database)
+	if cfg.Cluster != "" {
+		create += " ON CLUSTER " + quoteIdent(cfg.Cluster)
+	}
+	err = boot.Exec(ctx, create)
 	if err != nil {
 		boot.Close()
 		return nil, fmt.Errorf("clickhouse %v: create database %s: %w", cfg.Addr, cfg.Database, err)
@@ -135,9 +152,15 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse %v: %w", cfg.Addr, err)
 	}
-	if set := SessionSettings(known); len(set) > 0 {
+	set := SessionSettings(known)
+	if cfg.Cluster != "" {
+		for k, v := range clusterSettings {
+			set[k] = v
+		}
+	}
+	if len(set) > 0 {
 		opts.Settings = set
-		logger.Info("clickhouse release needs settings", "settings", set)
+		logger.Info("clickhouse session settings", "settings", set)
 	}
 	opts.Auth.Database = cfg.Database
 	conn, err := clickhouse.Open(opts)
@@ -151,11 +174,27 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 	if cfg.Recorder != nil {
 		conn = recordingConn{Conn: conn, rec: cfg.Recorder}
 	}
-	return &Store{conn: conn, db: cfg.Database, logger: logger, areas: record.Takt}, nil
+	s := &Store{conn: conn, db: cfg.Database, logger: logger, areas: record.Takt, cluster: cfg.Cluster}
+	if cfg.Cluster != "" {
+		if s.replicas, err = openReplicas(cfg, opts); err != nil {
+			conn.Close()
+			return nil, err
+		}
+	}
+	return s, nil
 }
 
 // Close closes every connection.
-func (s *Store) Close() error { return s.conn.Close() }
+func (s *Store) Close() error {
+	for _, r := range s.replicas {
+		r.conn.Close()
+	}
+	return s.conn.Close()
+}
+
+// Cluster returns the name of the cluster the database lives on, or "" for
+// a single server.
+func (s *Store) Cluster() string { return s.cluster }
 
 // Ping checks that ClickHouse answers.
 func (s *Store) Ping(ctx context.Context) error { return s.conn.Ping(ctx) }

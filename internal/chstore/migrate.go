@@ -82,7 +82,7 @@ func SplitStatements(sql string) []string {
 // (IF NOT EXISTS), so two replicas migrating at once, or a migration cut off
 // half-way and run again, end in the same schema.
 func (s *Store) Migrate(ctx context.Context) error {
-	if err := s.conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+	if err := s.ddl(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version UInt32, name String, applied_at DateTime
 	) ENGINE = ReplacingMergeTree(applied_at) ORDER BY version`); err != nil {
 		return fmt.Errorf("create schema_migrations: %w", err)
@@ -113,7 +113,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 			continue
 		}
 		for i, stmt := range m.Statements {
-			if err := s.conn.Exec(ctx, stmt); err != nil {
+			if err := s.ddl(ctx, stmt); err != nil {
 				if AlreadyApplied(err) {
 					s.logger.Info("migration statement already applied", "version", m.Version, "statement", i+1)
 					continue
@@ -127,6 +127,18 @@ func (s *Store) Migrate(ctx context.Context) error {
 		s.logger.Info("applied migration", "version", m.Version, "name", m.Name)
 	}
 	return nil
+}
+
+// ddl runs one migration statement, rewritten for the cluster in cluster
+// mode (layout.go).
+func (s *Store) ddl(ctx context.Context, stmt string) error {
+	if s.cluster != "" {
+		var err error
+		if stmt, err = ClusterStatement(stmt, s.db, s.cluster); err != nil {
+			return err
+		}
+	}
+	return s.conn.Exec(ctx, stmt)
 }
 
 // AlreadyApplied reports an error that means the statement's change is

@@ -6,6 +6,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/google/uuid"
 )
 
@@ -307,22 +308,30 @@ func (s *Store) InsertParts(ctx context.Context, b *PartsBlock) error {
 func (s *Store) partsInsertPrefix() string { return "INSERT INTO `" + s.db + "`.parts" }
 
 // RunningPartsInserts returns the query ids of the INSERTs into this
-// database's parts table that ClickHouse is executing now.
+// database's parts table that ClickHouse is executing now: on every
+// replica that answers, in cluster mode (a killed processor's last INSERT
+// may run on any of them; one that does not answer cannot finish it).
 func (s *Store) RunningPartsInserts(ctx context.Context) ([]string, error) {
-	rows, err := s.conn.Query(ctx, "SELECT query_id FROM system.processes WHERE startsWith(query, ?)", s.partsInsertPrefix())
+	var ids []string
+	_, err := s.eachReplica(ctx, func(conn driver.Conn) error {
+		rows, err := conn.Query(ctx, "SELECT query_id FROM system.processes WHERE startsWith(query, ?)", s.partsInsertPrefix())
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+		return rows.Err()
+	})
 	if err != nil {
 		return nil, fmt.Errorf("running parts inserts: %w", err)
 	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("running parts inserts: %w", err)
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
+	return ids, nil
 }
 
 // WaitPartsInserts waits until every INSERT into the parts table that is
@@ -382,8 +391,12 @@ func (s *Store) PartsMaxOffset(ctx context.Context, topic string, partition int3
 	}
 	lo, hi := PartID(partition, from), PartID(partition+1, 0)
 	var n, maxID uint64
-	err := s.conn.QueryRow(ctx, "SELECT count(), max(id) FROM parts WHERE id >= ? AND id < ? AND topic = ?",
-		lo, hi, topic).Scan(&n, &maxID)
+	// The block a previous owner wrote last may be on another replica
+	// only: read where every acknowledged block is (replicas.go).
+	err := s.syncedRead(ctx, []string{"parts"}, func(conn driver.Conn) error {
+		return conn.QueryRow(ctx, "SELECT count(), max(id) FROM parts WHERE id >= ? AND id < ? AND topic = ?",
+			lo, hi, topic).Scan(&n, &maxID)
+	})
 	if err != nil {
 		return 0, false, fmt.Errorf("parts max offset of %s/%d: %w", topic, partition, err)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
 // PeriodLocation is a live location with an external id, as the period
@@ -145,24 +146,33 @@ func (s *Store) PeriodStates(ctx context.Context, topic string, partitions []int
 	for i, p := range partitions {
 		set[i] = p
 	}
-	rows, err := s.conn.Query(ctx, `SELECT toString(location_kind), location, partition, offset, site, externalid, state, outbox, version
+	// A new owner loads what the previous one saved, maybe on another
+	// replica: read where every acknowledged state is (replicas.go).
+	var out []PeriodState
+	err := s.syncedRead(ctx, []string{"period_state"}, func(conn driver.Conn) error {
+		out = out[:0]
+		rows, err := conn.Query(ctx, `SELECT toString(location_kind), location, partition, offset, site, externalid, state, outbox, version
 		FROM (SELECT * FROM period_state FINAL WHERE topic = ?) WHERE partition IN ?`, topic, clickhouse.GroupSet{Value: set})
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			st := PeriodState{Topic: topic}
+			var state, outbox string
+			if err := rows.Scan(&st.LocationKind, &st.Location, &st.Partition, &st.Offset, &st.Site, &st.ExternalID,
+				&state, &outbox, &st.Version); err != nil {
+				return err
+			}
+			st.State, st.Outbox = []byte(state), []byte(outbox)
+			out = append(out, st)
+		}
+		return rows.Err()
+	})
 	if err != nil {
 		return nil, fmt.Errorf("period states: %w", err)
 	}
-	defer rows.Close()
-	var out []PeriodState
-	for rows.Next() {
-		st := PeriodState{Topic: topic}
-		var state, outbox string
-		if err := rows.Scan(&st.LocationKind, &st.Location, &st.Partition, &st.Offset, &st.Site, &st.ExternalID,
-			&state, &outbox, &st.Version); err != nil {
-			return nil, fmt.Errorf("period states: %w", err)
-		}
-		st.State, st.Outbox = []byte(state), []byte(outbox)
-		out = append(out, st)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // PeriodCheckpoint says that every saved state of the locations of a
@@ -206,19 +216,26 @@ func (s *Store) PeriodCheckpoints(ctx context.Context, topic string, partitions 
 	for i, p := range partitions {
 		set[i] = p
 	}
-	rows, err := s.conn.Query(ctx, `SELECT partition, offset FROM period_checkpoints FINAL
+	err := s.syncedRead(ctx, []string{"period_checkpoints"}, func(conn driver.Conn) error {
+		clear(out)
+		rows, err := conn.Query(ctx, `SELECT partition, offset FROM period_checkpoints FINAL
 		WHERE topic = ? AND partition IN ?`, topic, clickhouse.GroupSet{Value: set})
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var p int32
+			var o int64
+			if err := rows.Scan(&p, &o); err != nil {
+				return err
+			}
+			out[p] = o
+		}
+		return rows.Err()
+	})
 	if err != nil {
 		return nil, fmt.Errorf("period checkpoints: %w", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var p int32
-		var o int64
-		if err := rows.Scan(&p, &o); err != nil {
-			return nil, fmt.Errorf("period checkpoints: %w", err)
-		}
-		out[p] = o
-	}
-	return out, rows.Err()
+	return out, nil
 }

@@ -80,7 +80,23 @@ const hourExpr = "toDateTime(intDiv(toUInt32(recorded_at), 3600) * 3600)"
 //
 // It must not run while parts rows of the same locations are being
 // inserted (see the comment above).
+//
+// On a cluster it reads and writes on one replica, synced first: the
+// rollup blocks of the rows may have been acknowledged by another replica
+// (or be missing there: the server died between the parts block and its
+// views), and a shortfall computed from a replica that has not fetched
+// them yet would count them twice once it has.
 func (s *Store) ReconcileRollups(ctx context.Context, topic string, partition int32, from, to int64) (RollupRepair, error) {
+	var rep RollupRepair
+	err := s.onSyncedReplica(ctx, []string{"parts", "parts_hourly", "parts_oee_hourly", "parts_hour_ranges"}, func(rs *Store) error {
+		var err error
+		rep, err = rs.reconcileRollups(ctx, topic, partition, from, to)
+		return err
+	})
+	return rep, err
+}
+
+func (s *Store) reconcileRollups(ctx context.Context, topic string, partition int32, from, to int64) (RollupRepair, error) {
 	var rep RollupRepair
 	if from < 0 {
 		from = 0

@@ -41,8 +41,12 @@ type Endpoints struct {
 	ClickHouse []string
 	// ClickHouseHTTP is the URL of ClickHouse's HTTP interface.
 	ClickHouseHTTP string
-	Redis          string
-	Brokers        []string
+	// ClickHouseCluster is the cluster the ClickHouse addresses form
+	// (TAKT_CLICKHOUSE_CLUSTER, as make up-cluster sets it), or "" for a
+	// single server: scratch databases are then replicated.
+	ClickHouseCluster string
+	Redis             string
+	Brokers           []string
 }
 
 // Stack returns the addresses of the stack the tests run on, chosen by
@@ -92,10 +96,11 @@ func localStack(t testing.TB) Endpoints {
 	t.Helper()
 	var env config.Env
 	e := Endpoints{
-		ClickHouse:     env.List("CLICKHOUSE_ADDR", []string{"127.0.0.1:19000"}),
-		ClickHouseHTTP: env.String("CLICKHOUSE_HTTP", "http://127.0.0.1:18123"),
-		Redis:          env.String("REDIS_ADDR", "127.0.0.1:16379"),
-		Brokers:        env.List("KAFKA_BROKERS", []string{"127.0.0.1:19092"}),
+		ClickHouse:        env.List("CLICKHOUSE_ADDR", []string{"127.0.0.1:19000"}),
+		ClickHouseHTTP:    env.String("CLICKHOUSE_HTTP", "http://127.0.0.1:18123"),
+		ClickHouseCluster: env.String("CLICKHOUSE_CLUSTER", ""),
+		Redis:             env.String("REDIS_ADDR", "127.0.0.1:16379"),
+		Brokers:           env.List("KAFKA_BROKERS", []string{"127.0.0.1:19092"}),
 	}
 	for _, a := range append(append([]string{e.Redis}, e.ClickHouse...), e.Brokers...) {
 		c, err := net.DialTimeout("tcp", a, 2*time.Second)
@@ -131,6 +136,7 @@ func ClickHouseConfig(t testing.TB) chstore.Config {
 	cfg := chstore.Config{
 		Addr: e.ClickHouse, Database: Name("takt_test_"), User: "default",
 		DialTimeout: 5 * time.Second, ReadTimeout: 60 * time.Second, MaxOpenConns: 8,
+		Cluster: e.ClickHouseCluster,
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -141,7 +147,11 @@ func ClickHouseConfig(t testing.TB) chstore.Config {
 			return
 		}
 		defer s.Close()
-		if err := s.Exec(ctx, "DROP DATABASE IF EXISTS `"+cfg.Database+"`"); err != nil {
+		drop := "DROP DATABASE IF EXISTS `" + cfg.Database + "`"
+		if cfg.Cluster != "" {
+			drop += " ON CLUSTER `" + cfg.Cluster + "`"
+		}
+		if err := s.Exec(ctx, drop); err != nil {
 			t.Logf("drop scratch database %s: %v", cfg.Database, err)
 		}
 	})
