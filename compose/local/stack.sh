@@ -9,6 +9,16 @@
 #   stack.sh down      stop every process this stack started (by pid file)
 #   stack.sh status    what is running
 #
+# TAKT_STACK_CLUSTER=1 (make up-cluster) makes ClickHouse a replicated
+# cluster: a ZooKeeper (Debian's zookeeper, as a plain process) and a
+# second clickhouse-server join the first one in the cluster "takt" (one
+# shard, two replicas), and the services run with
+# TAKT_CLICKHOUSE_CLUSTER=takt and both replicas' addresses.
+# TAKT_SCALE=ingestor=2,processor=3,queryapi=2 starts that many of each
+# service (instance i > 1 on the first one's ports + 200 × (i - 1)).
+# TAKT_STACK_PORT_OFFSET moves every default port; TAKT_STACK_RUN moves
+# .run/ (a second stack beside a running one).
+#
 # Everything lives under .run/ (data, logs, pid files, binaries). Ports are
 # not the services' usual ones, so a ClickHouse or Redis already on the
 # machine is left alone. Each port can be moved with the variable shown.
@@ -16,32 +26,42 @@ set -euo pipefail
 export GOTOOLCHAIN="${GOTOOLCHAIN:-go1.27.3}" # the Go release Takt builds with (see the Makefile)
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-RUN="$ROOT/.run"
+RUN=${TAKT_STACK_RUN:-$ROOT/.run}
 PIDS="$RUN/pids"
 LOGS="$RUN/logs"
 BIN="$RUN/bin"
 
-CH_TCP_PORT=${TAKT_STACK_CH_TCP_PORT:-19000}
-CH_HTTP_PORT=${TAKT_STACK_CH_HTTP_PORT:-18123}
-CH_INTERSERVER_PORT=${TAKT_STACK_CH_INTERSERVER_PORT:-19009}
-REDIS_PORT=${TAKT_STACK_REDIS_PORT:-16379}
-BROKER_PORT=${TAKT_STACK_BROKER_PORT:-19092}
-INGEST_PORT=${TAKT_STACK_INGEST_PORT:-18080}
-QUERY_PORT=${TAKT_STACK_QUERY_PORT:-18081}
-PROCESSOR_PORT=${TAKT_STACK_PROCESSOR_PORT:-18082}
+OFF=${TAKT_STACK_PORT_OFFSET:-0}
+CH_TCP_PORT=${TAKT_STACK_CH_TCP_PORT:-$((19000 + OFF))}
+CH_HTTP_PORT=${TAKT_STACK_CH_HTTP_PORT:-$((18123 + OFF))}
+CH_INTERSERVER_PORT=${TAKT_STACK_CH_INTERSERVER_PORT:-$((19009 + OFF))}
+REDIS_PORT=${TAKT_STACK_REDIS_PORT:-$((16379 + OFF))}
+BROKER_PORT=${TAKT_STACK_BROKER_PORT:-$((19092 + OFF))}
+INGEST_PORT=${TAKT_STACK_INGEST_PORT:-$((18080 + OFF))}
+QUERY_PORT=${TAKT_STACK_QUERY_PORT:-$((18081 + OFF))}
+PROCESSOR_PORT=${TAKT_STACK_PROCESSOR_PORT:-$((18082 + OFF))}
 # Admin listeners (health with reasons, /metrics, pprof); the processor's
 # one listener is its admin listener.
-INGEST_ADMIN_PORT=${TAKT_STACK_INGEST_ADMIN_PORT:-18083}
-QUERY_ADMIN_PORT=${TAKT_STACK_QUERY_ADMIN_PORT:-18084}
-INGEST_TLS_PORT=${TAKT_STACK_INGEST_TLS_PORT:-18443}
-QUERY_TLS_PORT=${TAKT_STACK_QUERY_TLS_PORT:-18444}
-MQTT_PORT=${TAKT_STACK_MQTT_PORT:-11883}
-MQTTS_PORT=${TAKT_STACK_MQTTS_PORT:-18883}
+INGEST_ADMIN_PORT=${TAKT_STACK_INGEST_ADMIN_PORT:-$((18083 + OFF))}
+QUERY_ADMIN_PORT=${TAKT_STACK_QUERY_ADMIN_PORT:-$((18084 + OFF))}
+INGEST_TLS_PORT=${TAKT_STACK_INGEST_TLS_PORT:-$((18443 + OFF))}
+QUERY_TLS_PORT=${TAKT_STACK_QUERY_TLS_PORT:-$((18444 + OFF))}
+MQTT_PORT=${TAKT_STACK_MQTT_PORT:-$((11883 + OFF))}
+MQTTS_PORT=${TAKT_STACK_MQTTS_PORT:-$((18883 + OFF))}
 # TAKT_STACK_BRIDGE=1: a Mosquitto stands in for a plant's broker, and the
 # ingestor bridges from it (TAKT_MQTT_BRIDGE_*).
 BRIDGE=${TAKT_STACK_BRIDGE:-}
-PLANT_MQTT_PORT=${TAKT_STACK_PLANT_MQTT_PORT:-11884}
+PLANT_MQTT_PORT=${TAKT_STACK_PLANT_MQTT_PORT:-$((11884 + OFF))}
 PARTITIONS=${TAKT_STACK_PARTITIONS:-6}
+# Cluster mode (TAKT_STACK_CLUSTER=1): ZooKeeper and a second ClickHouse.
+CLUSTER=${TAKT_STACK_CLUSTER:-}
+CLUSTER_NAME=takt
+ZK_PORT=${TAKT_STACK_ZK_PORT:-$((12181 + OFF))}
+CH2_TCP_PORT=${TAKT_STACK_CH2_TCP_PORT:-$((19200 + OFF))}
+CH2_HTTP_PORT=${TAKT_STACK_CH2_HTTP_PORT:-$((18223 + OFF))}
+CH2_INTERSERVER_PORT=${TAKT_STACK_CH2_INTERSERVER_PORT:-$((19209 + OFF))}
+# TAKT_SCALE=ingestor=N,processor=N,queryapi=N (1 of each by default).
+SCALE=${TAKT_SCALE:-}
 DB=${TAKT_STACK_DB:-takt}
 TOPIC=takt.parts
 DLQ_TOPIC=takt.parts.dlq
@@ -65,6 +85,7 @@ need_pkgs() {
 	command -v npm >/dev/null || missing+=(npm) # make test-modern fetches libchdb with it
 	{ python3 -c 'import requests' || /usr/bin/python3 -c 'import requests'; } >/dev/null 2>&1 || missing+=(python3-requests) # Leading2Lean's Python sample client (internal/e2e)
 	command -v chromium >/dev/null || missing+=(chromium) # the dashboard's browser tests and make screenshot
+	[ -z "$CLUSTER" ] || [ -f /usr/share/java/zookeeper.jar ] || missing+=(zookeeper) # make up-cluster, make test-cluster
 	echo "${missing[@]}"
 }
 
@@ -167,16 +188,63 @@ build() {
 		./ingestor/cmd/ingestor ./processor/cmd/processor ./queryapi/cmd/queryapi)
 }
 
+# start_clickhouse NAME TCP HTTP INTERSERVER REPLICA: one clickhouse-server
+# with its data under .run/NAME; in cluster mode with config.d/cluster.xml
+# (ZooKeeper, its replica name, the cluster of both servers).
 start_clickhouse() {
-	local dir="$RUN/clickhouse"
-	mkdir -p "$dir/log" "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas"
-	sed -e "s#__RUN__#$RUN#g" -e "s/__HTTP_PORT__/$CH_HTTP_PORT/" -e "s/__TCP_PORT__/$CH_TCP_PORT/" \
-		-e "s/__INTERSERVER_PORT__/$CH_INTERSERVER_PORT/" "$ROOT/compose/local/clickhouse-config.xml" >"$dir/config.xml"
+	local name=$1 tcp=$2 http=$3 inter=$4 replica=$5
+	local dir="$RUN/$name"
+	mkdir -p "$dir/log" "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas" "$dir/config.d"
+	sed -e "s#__RUN__/clickhouse/#$dir/#g" -e "s/__HTTP_PORT__/$http/" -e "s/__TCP_PORT__/$tcp/" \
+		-e "s/__INTERSERVER_PORT__/$inter/" "$ROOT/compose/local/clickhouse-config.xml" >"$dir/config.xml"
 	cp "$ROOT/compose/local/clickhouse-users.xml" "$dir/users.xml"
-	start clickhouse "$CH_TCP_PORT" /usr/sbin/clickhouse-server --config-file="$dir/config.xml"
-	wait_for clickhouse 60 curl -fsS "http://127.0.0.1:$CH_HTTP_PORT/ping"
-	wait_for clickhouse 30 clickhouse-client --port "$CH_TCP_PORT" -q "SELECT 1"
+	if [ -n "$CLUSTER" ]; then
+		sed -e "s/__ZK_PORT__/$ZK_PORT/" -e "s/__REPLICA__/$replica/" -e "s/__CLUSTER__/$CLUSTER_NAME/" \
+			-e "s/__TCP_PORT_1__/$CH_TCP_PORT/" -e "s/__TCP_PORT_2__/$CH2_TCP_PORT/" \
+			"$ROOT/compose/local/clickhouse-cluster.xml" >"$dir/config.d/cluster.xml"
+	else
+		rm -f "$dir/config.d/cluster.xml"
+	fi
+	start "$name" "$tcp" /usr/sbin/clickhouse-server --config-file="$dir/config.xml"
+	wait_for "$name" 60 curl -fsS "http://127.0.0.1:$http/ping"
+	wait_for "$name" 30 clickhouse-client --port "$tcp" -q "SELECT 1"
+	if [ -n "$CLUSTER" ]; then
+		[ "$(clickhouse-client --port "$tcp" -q "SELECT count() FROM system.clusters WHERE cluster = '$CLUSTER_NAME'")" -gt 0 ] ||
+			die "$name runs without the cluster $CLUSTER_NAME (started by make up?): make down, then make up-cluster"
+	fi
 }
+
+# start_zookeeper: Debian's ZooKeeper as a plain process (standalone, its
+# data under .run/zookeeper, loopback only, no admin web server).
+start_zookeeper() {
+	local dir="$RUN/zookeeper"
+	mkdir -p "$dir/data"
+	cat >"$dir/zoo.cfg" <<EOF
+tickTime=2000
+initLimit=10
+syncLimit=5
+dataDir=$dir/data
+clientPort=$ZK_PORT
+clientPortAddress=127.0.0.1
+admin.enableServer=false
+maxClientCnxns=0
+autopurge.snapRetainCount=3
+autopurge.purgeInterval=1
+4lw.commands.whitelist=ruok,srvr
+EOF
+	start zookeeper "$ZK_PORT" java -Xmx256m -XX:+UseSerialGC -cp /usr/share/java/zookeeper.jar \
+		org.apache.zookeeper.server.quorum.QuorumPeerMain "$dir/zoo.cfg"
+	wait_for zookeeper 60 zk_ok
+}
+
+# replicas_writable PORT: that server talks to ZooKeeper and none of its
+# replicated tables is read-only.
+replicas_writable() {
+	clickhouse-client --port "$1" -q "SELECT count() FROM system.zookeeper WHERE path = '/'" >/dev/null &&
+		[ "$(clickhouse-client --port "$1" -q "SELECT count() FROM system.replicas WHERE is_readonly OR is_session_expired")" = 0 ]
+}
+
+zk_ok() { [ "$( (exec 3<>"/dev/tcp/127.0.0.1/$ZK_PORT" && printf ruok >&3 && timeout 2 cat <&3) 2>/dev/null)" = imok ]; }
 
 start_redis() {
 	mkdir -p "$RUN/redis"
@@ -243,6 +311,9 @@ bridge_env() {
 
 service_env() {
 	export TAKT_CLICKHOUSE_ADDR="127.0.0.1:$CH_TCP_PORT" TAKT_CLICKHOUSE_DB="$DB"
+	if [ -n "$CLUSTER" ]; then
+		export TAKT_CLICKHOUSE_ADDR="127.0.0.1:$CH_TCP_PORT,127.0.0.1:$CH2_TCP_PORT" TAKT_CLICKHOUSE_CLUSTER="$CLUSTER_NAME"
+	fi
 	export TAKT_REDIS_ADDR="127.0.0.1:$REDIS_PORT" TAKT_KAFKA_BROKERS="127.0.0.1:$BROKER_PORT"
 	export TAKT_PARTS_TOPIC="$TOPIC" TAKT_DLQ_TOPIC="$DLQ_TOPIC" TAKT_PERIOD_CHANGES_TOPIC="$CHANGES_TOPIC"
 	export TAKT_INGEST_ADDR="127.0.0.1:$INGEST_PORT" TAKT_QUERY_ADDR="127.0.0.1:$QUERY_PORT"
@@ -292,6 +363,11 @@ DASHBOARD_URL=http://127.0.0.1:$QUERY_PORT/dashboard/
 INGEST_ADMIN_URL=http://127.0.0.1:$INGEST_ADMIN_PORT
 QUERY_ADMIN_URL=http://127.0.0.1:$QUERY_ADMIN_PORT
 PROCESSOR_ADMIN_URL=http://127.0.0.1:$PROCESSOR_PORT
+INGEST_URLS=$(urls ingestor "$INGEST_PORT")
+QUERY_URLS=$(urls queryapi "$QUERY_PORT")
+CLICKHOUSE_CLUSTER=${CLUSTER:+$CLUSTER_NAME}
+CLICKHOUSE_REPLICAS=${CLUSTER:+127.0.0.1:$CH_TCP_PORT,127.0.0.1:$CH2_TCP_PORT}
+ZOOKEEPER_ADDR=${CLUSTER:+127.0.0.1:$ZK_PORT}
 EOF
 	chmod 600 "$tmp"
 	mv "$tmp" "$RUN/env"
@@ -302,7 +378,21 @@ up() {
 	install
 	mkdir -p "$PIDS" "$LOGS"
 	build
-	start_clickhouse
+	if [ -z "$CLUSTER" ] && alive zookeeper; then
+		die "this stack runs as a cluster (make up-cluster): make down first, or make up-cluster"
+	fi
+	if [ -n "$CLUSTER" ]; then
+		command -v java >/dev/null && [ -f /usr/share/java/zookeeper.jar ] || die "cluster mode needs Debian's zookeeper (apt-get install zookeeper)"
+		start_zookeeper
+	fi
+	start_clickhouse clickhouse "$CH_TCP_PORT" "$CH_HTTP_PORT" "$CH_INTERSERVER_PORT" ch1
+	if [ -n "$CLUSTER" ]; then
+		start_clickhouse clickhouse2 "$CH2_TCP_PORT" "$CH2_HTTP_PORT" "$CH2_INTERSERVER_PORT" ch2
+		# After a ZooKeeper (re)start the servers reconnect on their own
+		# time; until then replicated tables are read-only.
+		wait_for zookeeper 90 replicas_writable "$CH_TCP_PORT"
+		wait_for zookeeper 90 replicas_writable "$CH2_TCP_PORT"
+	fi
 	start_redis
 	start_broker
 	[ -z "$BRIDGE" ] || start_plant_broker
@@ -310,23 +400,7 @@ up() {
 	service_env
 	seed
 	bridge_env
-	start ingestor "$INGEST_PORT" env TAKT_ADMIN_ADDR="127.0.0.1:$INGEST_ADMIN_PORT" "$BIN/ingestor"
-	start processor "$PROCESSOR_PORT" env TAKT_ADMIN_ADDR="127.0.0.1:$PROCESSOR_PORT" "$BIN/processor"
-	start queryapi "$QUERY_PORT" env TAKT_ADMIN_ADDR="127.0.0.1:$QUERY_ADMIN_PORT" "$BIN/queryapi"
-	# Readiness with reasons is on the admin listeners; the public ports'
-	# bare probes are checked for services found running, which may
-	# predate their admin listener.
-	if [ -n "${FRESH[ingestor]:-}" ]; then
-		wait_for ingestor 30 curl -fsS "http://127.0.0.1:$INGEST_ADMIN_PORT/readyz"
-	fi
-	if [ -n "${FRESH[queryapi]:-}" ]; then
-		wait_for queryapi 30 curl -fsS "http://127.0.0.1:$QUERY_ADMIN_PORT/readyz"
-	fi
-	wait_for ingestor 30 curl -fsS "http://127.0.0.1:$INGEST_PORT/readyz"
-	wait_for processor 30 curl -fsS "http://127.0.0.1:$PROCESSOR_PORT/readyz"
-	wait_for queryapi 30 curl -fsS "http://127.0.0.1:$QUERY_PORT/readyz"
-	wait_for ingestor 10 curl -fsS --cacert "$CA_FILE" "https://127.0.0.1:$INGEST_TLS_PORT/healthz"
-	wait_for queryapi 10 curl -fsS --cacert "$CA_FILE" "https://127.0.0.1:$QUERY_TLS_PORT/healthz"
+	start_services
 	write_env
 	banner
 }
@@ -358,17 +432,114 @@ Read it back:
 EOF
 }
 
+# scale_of SERVICE: how many of it TAKT_SCALE asks for (1 by default).
+scale_of() {
+	local n=1 kv
+	for kv in ${SCALE//,/ }; do
+		case "${kv%%=*}" in
+		ingestor | processor | queryapi) ;;
+		*) die "TAKT_SCALE: unknown service in '$kv' (ingestor, processor, queryapi)" ;;
+		esac
+		[ "${kv%%=*}" = "$1" ] && n=${kv#*=}
+	done
+	[[ $n =~ ^[1-9]$ ]] || die "TAKT_SCALE: $1=$n: a count from 1 to 9"
+	echo "$n"
+}
+
+# instance SERVICE I: the name of its I-th instance (the first keeps the
+# plain name, so make up is unchanged).
+instance() { if [ "$2" = 1 ]; then echo "$1"; else echo "$1$2"; fi; }
+
+# shift_of I: how far instance I's ports are from the first's.
+shift_of() { echo $((200 * ($1 - 1))); }
+
+# urls SERVICE PORT: the base URLs of every instance, comma-separated.
+urls() {
+	local i out=""
+	for i in $(seq 1 "$(scale_of "$1")"); do
+		out+="${out:+,}http://127.0.0.1:$(($2 + $(shift_of "$i")))"
+	done
+	echo "$out"
+}
+
+start_services() {
+	local i d name
+	for i in $(seq 1 "$(scale_of ingestor)"); do
+		d=$(shift_of "$i")
+		name=$(instance ingestor "$i")
+		# Only the first ingestor bridges from the plant broker (one
+		# client id, one session).
+		local bridge=()
+		[ "$i" = 1 ] || bridge=(TAKT_MQTT_BRIDGE_URL=)
+		start "$name" $((INGEST_PORT + d)) env TAKT_ADMIN_ADDR="127.0.0.1:$((INGEST_ADMIN_PORT + d))" \
+			TAKT_INGEST_ADDR="127.0.0.1:$((INGEST_PORT + d))" TAKT_INGEST_TLS_ADDR="127.0.0.1:$((INGEST_TLS_PORT + d))" \
+			TAKT_MQTT_ADDR="127.0.0.1:$((MQTT_PORT + d))" TAKT_MQTTS_ADDR="127.0.0.1:$((MQTTS_PORT + d))" \
+			"${bridge[@]}" "$BIN/ingestor"
+	done
+	for i in $(seq 1 "$(scale_of processor)"); do
+		d=$(shift_of "$i")
+		start "$(instance processor "$i")" $((PROCESSOR_PORT + d)) env TAKT_ADMIN_ADDR="127.0.0.1:$((PROCESSOR_PORT + d))" "$BIN/processor"
+	done
+	for i in $(seq 1 "$(scale_of queryapi)"); do
+		d=$(shift_of "$i")
+		start "$(instance queryapi "$i")" $((QUERY_PORT + d)) env TAKT_ADMIN_ADDR="127.0.0.1:$((QUERY_ADMIN_PORT + d))" \
+			TAKT_QUERY_ADDR="127.0.0.1:$((QUERY_PORT + d))" TAKT_QUERY_TLS_ADDR="127.0.0.1:$((QUERY_TLS_PORT + d))" "$BIN/queryapi"
+	done
+	# Readiness with reasons is on the admin listeners; the public ports'
+	# bare probes are checked for services found running, which may
+	# predate their admin listener.
+	for i in $(seq 1 "$(scale_of ingestor)"); do
+		d=$(shift_of "$i")
+		name=$(instance ingestor "$i")
+		[ -z "${FRESH[$name]:-}" ] || wait_for "$name" 30 curl -fsS "http://127.0.0.1:$((INGEST_ADMIN_PORT + d))/readyz"
+		wait_for "$name" 30 curl -fsS "http://127.0.0.1:$((INGEST_PORT + d))/readyz"
+		wait_for "$name" 10 curl -fsS --cacert "$CA_FILE" "https://127.0.0.1:$((INGEST_TLS_PORT + d))/healthz"
+	done
+	for i in $(seq 1 "$(scale_of processor)"); do
+		wait_for "$(instance processor "$i")" 30 curl -fsS "http://127.0.0.1:$((PROCESSOR_PORT + $(shift_of "$i")))/readyz"
+	done
+	for i in $(seq 1 "$(scale_of queryapi)"); do
+		d=$(shift_of "$i")
+		name=$(instance queryapi "$i")
+		[ -z "${FRESH[$name]:-}" ] || wait_for "$name" 30 curl -fsS "http://127.0.0.1:$((QUERY_ADMIN_PORT + d))/readyz"
+		wait_for "$name" 30 curl -fsS "http://127.0.0.1:$((QUERY_PORT + d))/readyz"
+		wait_for "$name" 10 curl -fsS --cacert "$CA_FILE" "https://127.0.0.1:$((QUERY_TLS_PORT + d))/healthz"
+	done
+}
+
+# names GLOB...: the processes with a pid file matching each glob, in order.
+names() {
+	local g f
+	for g in "$@"; do
+		for f in "$PIDS"/$g.pid; do
+			[ -e "$f" ] && basename "$f" .pid
+		done
+	done
+}
+
+# services: every process of this stack, stores first.
+services() {
+	echo zookeeper clickhouse clickhouse2 redis broker
+	for s in ingestor processor queryapi; do
+		for i in $(seq 1 "$(scale_of "$s")"); do instance "$s" "$i"; done
+	done
+	[ -z "$BRIDGE" ] || echo mosquitto
+}
+
 down() {
-	# Producers before consumers before the stores: the ingestor stops
-	# accepting and flushes, the processor writes and commits what it has,
-	# then the broker, Redis and ClickHouse close.
-	for name in ingestor queryapi processor broker redis clickhouse mosquitto; do
+	# Producers before consumers before the stores: the ingestors stop
+	# accepting and flush, the processors write and commit what they
+	# have, then the broker, Redis, ClickHouse and ZooKeeper close.
+	local name
+	for name in $(names 'ingestor*' 'queryapi*' 'processor*' broker redis 'clickhouse*' zookeeper mosquitto); do
 		stop "$name"
 	done
 }
 
 status() {
-	for name in clickhouse redis broker ingestor processor queryapi ${BRIDGE:+mosquitto}; do
+	local name
+	for name in $(services); do
+		case "$name" in zookeeper | clickhouse2) [ -n "$CLUSTER" ] || alive "$name" || continue ;; esac
 		if alive "$name"; then
 			echo "$name: running (pid $(pid_of "$name"))"
 		else
@@ -385,8 +556,10 @@ run() {
 	local tail_pid=$!
 	trap 'kill $tail_pid 2>/dev/null; echo; down; exit 0' INT TERM
 	# Stop when any service dies, so a broken stack is not left half-up.
+	local watched
+	watched=$(names '*')
 	while true; do
-		for name in clickhouse redis broker ingestor processor queryapi ${BRIDGE:+mosquitto}; do
+		for name in $watched; do
 			if ! alive "$name"; then
 				kill $tail_pid 2>/dev/null || true
 				say "$name stopped unexpectedly (log: .run/logs/$name.log); stopping the rest"
