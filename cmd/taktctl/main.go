@@ -20,8 +20,15 @@
 //	                                (server.pem, server-key.pem; renewed 30
 //	                                days before its end); print CA_FILE,
 //	                                TLS_CERT and TLS_KEY as shell assignments
+//	taktctl topics [-partitions N] [-replication-factor R] [-min-insync M]
+//	                                create the parts topic and its dead-letter
+//	                                topic on a Kafka cluster with the
+//	                                production layout (24 partitions,
+//	                                replication factor 3, min.insync.replicas
+//	                                2), or check existing ones against it
 //
-// ClickHouse is found through TAKT_CLICKHOUSE_* like every Takt binary.
+// ClickHouse is found through TAKT_CLICKHOUSE_* and Kafka through
+// TAKT_KAFKA_*, TAKT_PARTS_TOPIC and TAKT_DLQ_TOPIC like every Takt binary.
 package main
 
 import (
@@ -35,10 +42,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+
 	"github.com/takt/takt/internal/bootstrap"
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/config"
 	"github.com/takt/takt/internal/demo"
+	"github.com/takt/takt/internal/kafkax"
 	"github.com/takt/takt/internal/tlsx"
 )
 
@@ -52,10 +62,13 @@ func main() {
 
 func run(args []string, logger *slog.Logger) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: taktctl migrate | seed [-key K] [-secret S] | bootstrap [-user U] [-timezone TZ] [-server S] | tls -dir D [-hosts H,...]")
+		return fmt.Errorf("usage: taktctl migrate | seed [-key K] [-secret S] | bootstrap [-user U] [-timezone TZ] [-server S] | tls -dir D [-hosts H,...] | topics [-partitions N] [-replication-factor R] [-min-insync M]")
 	}
 	if args[0] == "tls" {
 		return localTLS(args[1:])
+	}
+	if args[0] == "topics" {
+		return topics(args[1:], logger)
 	}
 	var env config.Env
 	cfg := chstore.ConfigFromEnv(&env)
@@ -139,4 +152,44 @@ func localTLS(args []string) error {
 	}
 	fmt.Printf("CA_FILE=%s\nTLS_CERT=%s\nTLS_KEY=%s\n", f.CA, f.Cert, f.Key)
 	return nil
+}
+
+// topics is `taktctl topics`: the production layout of Takt's topics.
+func topics(args []string, logger *slog.Logger) error {
+	fs := flag.NewFlagSet("topics", flag.ContinueOnError)
+	partitions := fs.Int("partitions", kafkax.DefaultPartsPartitions, "partitions of the parts topic (the processors that can work in parallel; README, \"Kafka in production\")")
+	rf := fs.Int("replication-factor", kafkax.DefaultReplicationFactor, "copies of every partition")
+	minISR := fs.Int("min-insync", kafkax.DefaultMinInSyncReplicas, "min.insync.replicas: copies written before a record is acknowledged")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *partitions < 1 || *partitions > 10000 || *rf < 1 || *rf > 32 {
+		return fmt.Errorf("topics: -partitions %d (1..10000), -replication-factor %d (1..32)", *partitions, *rf)
+	}
+	var env config.Env
+	brokers := env.List("KAFKA_BROKERS", []string{"127.0.0.1:19092"})
+	parts, dlq := env.String("PARTS_TOPIC", "takt.parts"), env.String("DLQ_TOPIC", "takt.parts.dlq")
+	sec := kafkax.SecurityFromEnv(&env)
+	if err := env.Err(); err != nil {
+		return err
+	}
+	if err := sec.Validate(); err != nil {
+		return err
+	}
+	cl, err := kafkax.NewClient(kafkax.Config{Brokers: brokers, Security: sec}, logger)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	specs := kafkax.ProductionTopics(parts, dlq, int32(*partitions))
+	for i := range specs {
+		specs[i].ReplicationFactor, specs[i].MinInSyncReplicas = int16(*rf), *minISR
+	}
+	created, err := kafkax.EnsureTopics(ctx, kadm.NewClient(cl), specs)
+	for _, name := range created {
+		fmt.Fprintf(os.Stderr, "taktctl: created topic %s\n", name)
+	}
+	return err
 }
