@@ -13,7 +13,7 @@ STACK := compose/local/stack.sh
 # services whose state the cache cannot see).
 TESTFLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: run up down status test test-unit build lint fmt loadtest bench test-modern test-containers chaos fuzz screenshot
+.PHONY: run up down status test test-unit build lint fmt loadtest bench test-modern test-containers chaos fuzz screenshot up-cluster test-cluster
 
 run: ## whole stack in the foreground; Ctrl-C stops every process it started
 	@$(STACK) run
@@ -21,7 +21,22 @@ run: ## whole stack in the foreground; Ctrl-C stops every process it started
 up: ## whole stack in the background; returns when every part is healthy
 	@$(STACK) up
 
-down: ## stop every process `up` / `run` started
+# up-cluster: the stack on a replicated ClickHouse (README "Scale out"):
+# ZooKeeper and a second 18.16 replica join the first; the services run
+# with TAKT_CLICKHOUSE_CLUSTER=takt. TAKT_SCALE=ingestor=2,processor=3,queryapi=2
+# starts more of each service (also with make up). make down stops it all.
+up-cluster: ## the stack on two ClickHouse replicas with ZooKeeper; returns when every part is healthy
+	@TAKT_STACK_CLUSTER=1 $(STACK) up
+
+# test-cluster: a cluster stack of its own (temporary directory, ports
+# +4000), 2 ingestors, 3 processors, steady load; a replica, a processor and
+# ZooKeeper are killed and brought back; nothing lost or doubled, both
+# replicas equal (~4 min). Installs zookeeper when missing.
+test-cluster: ## replicated ClickHouse under faults, counted to the part (~4 min)
+	@TAKT_STACK_CLUSTER=1 $(STACK) install
+	$(GO) test -tags takt_cluster -count=1 -timeout 12m -v -run '^TestCluster$$' ./loadtest/replicated/
+
+down: ## stop every process `up` / `run` / `up-cluster` started
 	@$(STACK) down
 
 status:
@@ -64,6 +79,7 @@ lint: ## gofmt, go vet (also the tagged builds), staticcheck, govulncheck (local
 	$(GO) vet ./...
 	$(GO) vet -tags chdb ./internal/chcompat/
 	$(GO) vet -tags takt_failpoints,takt_chaos ./...
+	$(GO) vet -tags takt_cluster ./loadtest/replicated/
 	$(GO) run $(STATICCHECK) ./...
 	compose/local/vulncheck.sh ./...
 

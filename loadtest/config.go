@@ -35,6 +35,9 @@ type Config struct {
 	IngestURL string
 	QueryURL  string
 	Key       string
+	// MoreIngestURLs are further ingestors (behind no load balancer):
+	// requests go round-robin over IngestURL and these.
+	MoreIngestURLs []string
 	// Transport is http (the ingest API) or mqtt (QoS 1 publishes to
 	// MQTTAddr over MQTTConns connections).
 	Transport string
@@ -246,6 +249,10 @@ func (c Config) Validate() error {
 		}
 		err := checkLoopback(u.url)
 		p.Addf(err != nil, "%s %q: %v", u.name, u.url, err)
+	}
+	for _, u := range c.MoreIngestURLs {
+		err := checkLoopback(u)
+		p.Addf(err != nil, "ingest URL %q: %v", u, err)
 	}
 	if c.Provision || c.Verify {
 		for _, a := range c.ClickHouseAddr {

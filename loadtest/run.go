@@ -13,6 +13,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,6 +34,8 @@ type runner struct {
 	logger *slog.Logger
 	client *http.Client
 	url    string
+	urls   []string // url and one per further ingestor, taken in turn
+	turn   atomic.Uint64
 	clock  Clock
 
 	lat        *hist
@@ -91,6 +94,10 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (*Report, error) 
 	r.url = cfg.IngestURL + singlePath
 	if cfg.Batch > 1 {
 		r.url = cfg.IngestURL + batchPath
+	}
+	r.urls = []string{r.url}
+	for _, u := range cfg.MoreIngestURLs {
+		r.urls = append(r.urls, u+strings.TrimPrefix(r.url, cfg.IngestURL))
 	}
 
 	if cfg.Transport == "mqtt" {
@@ -255,7 +262,8 @@ func (r *runner) send(ctx context.Context, parts []simPart, due time.Time) {
 		r.sendMQTT(ctx, parts, *bp, due)
 		return
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.url, bytes.NewReader(*bp))
+	url := r.urls[(r.turn.Add(1)-1)%uint64(len(r.urls))]
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(*bp))
 	if err != nil {
 		r.fail(parts, "transport", err, true)
 		return
