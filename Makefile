@@ -54,7 +54,7 @@ CHDB_VERSION ?= 26.5.3
 test-modern: up ## Takt's SQL on current ClickHouse (chDB) against the local 18.16
 	@lib=$$(compose/local/libchdb.sh $(CHDB_VERSION)) || { echo "test-modern: SKIPPED: could not fetch @chdb/lib-linux-x64-gnu@$(CHDB_VERSION) (above: why)"; exit 0; }; \
 	. .run/env && CHDB_LIB_PATH=$$lib TAKT_CLICKHOUSE_ADDR=$$CLICKHOUSE_ADDR TAKT_CLICKHOUSE_HTTP=$$CLICKHOUSE_HTTP \
-		$(GO) test -tags chdb -count=1 -timeout 30m -run '^TestModernClickHouse$$' -v ./internal/chcompat/
+		$(GO) test -tags chdb -count=1 -timeout 30m -run '^(TestModernClickHouse|TestClusterStatementsOnModern)$$' -v ./internal/chcompat/
 
 test-containers: ## every test, integration tests on official images (testcontainers-go); needs Docker, else they skip (TAKT_REQUIRE_DOCKER=1: fail)
 	TAKT_TEST_STACK=containers $(GO) test $(TESTFLAGS) ./...

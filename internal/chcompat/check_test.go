@@ -15,10 +15,10 @@ import (
 )
 
 // notChecked are the Store methods the workload need not reach: they send
-// no statement (Close, Ping, Database, the record-area registry, the
+// no statement (Close, Ping, Database, Cluster, the record-area registry, the
 // query limits: the reads go through them), or run whatever their caller
 // wrote (Exec: tools' and tests' own statements).
-var notChecked = []string{"Close", "Ping", "Database", "Areas", "WithAreas", "WithLimits", "Exec"}
+var notChecked = []string{"Close", "Ping", "Database", "Cluster", "Areas", "WithAreas", "WithLimits", "Exec"}
 
 // runWorkload runs the workload (thorough or not, see Workload) on a
 // scratch database of the reference server with cur as the engine under
