@@ -255,9 +255,9 @@ func checkConverged(ctx context.Context, t *testing.T, replicas []string, db str
 			t.Errorf("replica %s: parts_hourly produced %d, parts quantity %d", addr, got[i]["parts_hourly produced"], got[i]["parts quantity"])
 		}
 		// parts_oee_hourly is compared between the replicas (below) but
-		// not with parts: its repair after a server killed between a
-		// parts block and that view leaves it short by some parts (seen:
-		// 31 of 24,736), on one server as on a cluster; see the README.
+		// not with parts: after these faults it ends short of parts (seen:
+		// 31 of 24,736), and the cause is not traced yet (README, "Scale
+		// out"). It is logged so that a run shows it.
 		if d := int64(got[i]["parts quantity"]) - int64(got[i]["parts_oee_hourly produced"]); d != 0 {
 			t.Logf("replica %s: parts_oee_hourly produced %d, parts quantity %d (short by %d)", addr, got[i]["parts_oee_hourly produced"], got[i]["parts quantity"], d)
 		}
