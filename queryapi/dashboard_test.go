@@ -33,7 +33,7 @@ func TestDashboardServesEmbeddedFiles(t *testing.T) {
 	}{
 		{"GET", "/dashboard/", 200, "text/html; charset=utf-8", `<script type="module" src="assets/app.js">`},
 		{"HEAD", "/dashboard/", 200, "text/html; charset=utf-8", ""},
-		{"GET", "/dashboard/assets/app.js", 200, "text/javascript; charset=utf-8", "import {API, AuthError, poll}"},
+		{"GET", "/dashboard/assets/app.js", 200, "text/javascript; charset=utf-8", "import {API, AuthError, poll, changes}"},
 		{"GET", "/dashboard/assets/dashboard.css", 200, "text/css; charset=utf-8", "--running"},
 		{"GET", "/dashboard/assets/favicon.svg", 200, "image/svg+xml", "<svg"},
 		{"GET", "/dashboard/assets/nothing.js", 404, "text/plain; charset=utf-8", "Not found"},

@@ -526,6 +526,11 @@ func TestDashboardInBrowser(t *testing.T) {
 	if loc := eval[string](t, b, "window.location.href"); strings.Contains(loc, "auth=") || strings.Contains(loc, p.apiKey) {
 		t.Errorf("the key stays in the address: %s", loc)
 	}
+	// The page follows the live change feed (with the key in a header:
+	// the CSP and the stream's authentication allow it).
+	waitFor(t, 10*time.Second, "the page to follow the change feed", func() bool {
+		return eval[string](t, b, `document.getElementById('main').dataset.feed || ''`) == "live"
+	})
 
 	// Figures: each card's and machine row's equal the OEE endpoint's for
 	// the windows the page used. The feed pauses so that no part is on

@@ -6,7 +6,7 @@
 // the site's zone. The address (#site=1&line=2&day=2026-11-27) says what
 // is shown, so a wall display can be pointed at one view.
 
-import {API, AuthError, poll} from './api.js';
+import {API, AuthError, poll, changes} from './api.js';
 import {h, s, replace} from './dom.js';
 import {Zone, iso, parseTime, pct, count, minutes, span} from './timefmt.js';
 import {STATES, stateClass, timeline, pareto, trend} from './charts.js';
@@ -17,13 +17,15 @@ const KEY = 'takt.dashboard.key';
 // acknowledgement: the pipeline makes it visible in about half a second
 // and a refresh takes tens of milliseconds. Every 5 s could not promise
 // that (5 s plus the pipeline plus the refresh).
+// A period change (a line going down, a reason given) comes from the live
+// change feed and refreshes the view at once.
 const REFRESH_MS = 3000;
 const MASTER_MS = 60000; // lines, machines and reasons are re-read this often
 
 const $ = (id) => document.getElementById(id);
 // gen counts the views shown: a refresh that ends after its view was left
 // draws nothing.
-const app = {api: null, sites: [], site: null, zone: null, master: null, masterAt: 0, poller: null, clock: null, gen: 0};
+const app = {api: null, sites: [], site: null, zone: null, master: null, masterAt: 0, poller: null, feed: null, clock: null, gen: 0};
 
 // ---------------------------------------------------------------- start
 
@@ -145,12 +147,21 @@ function show() {
   }, REFRESH_MS, (e) => {
     if (gen === app.gen) failed(e);
   });
+  const params = r.line ? {site: site.id, line: r.line} : {site: site.id};
+  app.feed = changes(app.api, params, () => {
+    if (gen === app.gen && app.poller) app.poller.now();
+  }, () => {
+    $('main').dataset.feed = 'live';
+  });
 }
 
 function stop() {
   app.gen++;
   if (app.poller) app.poller.stop();
   app.poller = null;
+  if (app.feed) app.feed.stop();
+  app.feed = null;
+  delete $('main').dataset.feed;
 }
 
 function startClock() {
