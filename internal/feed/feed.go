@@ -67,8 +67,10 @@ func ParseCursor(s string) (Cursor, error) {
 	parts := strings.Split(rest, ",")
 	c := make(Cursor, len(parts))
 	for i, p := range parts {
+		// Digits only, without leading zeros: one text per cursor ("-0"
+		// and "+1" would parse).
 		o, err := strconv.ParseInt(p, 10, 64)
-		if err != nil || o < 0 || (len(p) > 1 && p[0] == '0') || p[0] == '+' {
+		if err != nil || p[0] < '0' || p[0] > '9' || (len(p) > 1 && p[0] == '0') {
 			return nil, fmt.Errorf("%w: offset %q of partition %d", ErrCursor, truncate(p), i)
 		}
 		c[i] = o

@@ -33,7 +33,7 @@ func TestCursorText(t *testing.T) {
 	for range MaxPartitions {
 		long += ",0"
 	}
-	for _, bad := range []string{"", "1:", "2:1", "1:-1", "1:1,,2", "1:+1", "1:01", "1:1 ", "1:x", "0,1",
+	for _, bad := range []string{"", "1:", "2:1", "1:-1", "1:-0", "1:1,,2", "1:+1", "1:01", "1:1 ", "1:x", "0,1",
 		"1:9223372036854775808", long} {
 		if _, err := ParseCursor(bad); !errors.Is(err, ErrCursor) {
 			t.Errorf("%q: %v, want ErrCursor", bad, err)
