@@ -13,6 +13,10 @@ package queryapi
 // where it began; heartbeats (an id and a comment, no data) move the id
 // forward past changes the filters skipped.
 //
+// A stream's key is authenticated again every few seconds
+// (max(TAKT_AUTH_LOCAL_TTL, 1s)): a revoked key's streams end with a final
+// "unauthorized" event.
+//
 // Bounds: a key may hold FeedMaxStreamsPerKey streams at once and the
 // instance FeedMaxStreams (429 / 503 beyond). A stream is a Kafka reader
 // that writes as the client reads: nothing is buffered for a client
@@ -63,6 +67,9 @@ type streams struct {
 	slowAfter time.Duration
 	heartbeat time.Duration
 	writeWait time.Duration
+	// recheck is how often a stream's key is authenticated again: a
+	// revoked key's streams end within it (plus the key caches' lives).
+	recheck time.Duration
 	// stop ends every stream (server shutdown); nil: only the request's
 	// end does.
 	stop   <-chan struct{}
@@ -85,6 +92,7 @@ func newStreams(cfg Config, stop <-chan struct{}, reg prometheus.Registerer, log
 			kgo.FetchMaxWait(time.Second)),
 		perKey: cfg.FeedMaxStreamsPerKey, total: cfg.FeedMaxStreams, maxLag: int64(cfg.FeedMaxLag),
 		slowAfter: cfg.FeedSlowAfter, heartbeat: cfg.FeedHeartbeat, writeWait: cfg.FeedWriteTimeout,
+		recheck: max(cfg.AuthLocalTTL, time.Second),
 		stop: stop, logger: logger, byKey: map[uint64]int{},
 		open: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "takt_queryapi_feed_streams",
@@ -248,13 +256,27 @@ func (h *handler) stream(c *gin.Context) {
 	defer st.Close()
 	h.m.requests.WithLabelValues(r.label, "ok").Inc()
 	h.m.byKey.WithLabelValues(strconv.FormatUint(r.keyID, 10), "ok").Inc()
-	why := s.serve(ctx, c.Writer, st, filter)
+	key := c.GetHeader(keyHeader)
+	if key == "" {
+		key = args.Get(authArg)
+	}
+	valid := func(ctx context.Context) bool {
+		p, err := h.keys.Authenticate(ctx, key)
+		if err != nil {
+			// Only a key known to be invalid ends the stream; a cache
+			// or store that does not answer now is asked again later.
+			return !errors.Is(err, auth.ErrInvalidKey)
+		}
+		return p.HasScope(auth.ScopeRead) || p.HasScope(auth.ScopeAdmin)
+	}
+	why := s.serve(ctx, c.Writer, st, filter, valid)
 	s.endings.WithLabelValues(why).Inc()
 	s.logger.Debug("feed stream ended", "why", why, "key_id", cl.key.KeyID, "position", st.Position().String())
 }
 
-// serve writes the stream until it ends and returns why it ended.
-func (s *streams) serve(ctx context.Context, w gin.ResponseWriter, st *feed.Stream, f streamFilter) string {
+// serve writes the stream until it ends and returns why it ended. valid
+// says whether the stream's key still may read.
+func (s *streams) serve(ctx context.Context, w gin.ResponseWriter, st *feed.Stream, f streamFilter, valid func(context.Context) bool) string {
 	rc := http.NewResponseController(w)
 	// The server's read timeout is for reading requests; left in place it
 	// would end a stream that runs longer (Go cancels the request's
@@ -288,6 +310,7 @@ func (s *streams) serve(ctx context.Context, w gin.ResponseWriter, st *feed.Stre
 	var (
 		events    []feed.Event
 		lastWrite = time.Now()
+		checked   = time.Now()
 		slowSince time.Time
 		idAt      = st.Position().String()
 	)
@@ -309,6 +332,14 @@ func (s *streams) serve(ctx context.Context, w gin.ResponseWriter, st *feed.Stre
 			buf = appendEvent(buf, idAt, "error", []byte(`{"reason":"unavailable","message":"The change feed is unavailable: reconnect with the last event id"}`))
 			flush()
 			return "error"
+		}
+		if time.Since(checked) >= s.recheck {
+			checked = time.Now()
+			if !valid(ctx) {
+				buf = appendEvent(buf, idAt, "unauthorized", []byte(`{"reason":"unauthorized","message":"The API key is no longer valid, or lost the read scope"}`))
+				flush()
+				return "unauthorized"
+			}
 		}
 		for i := range events {
 			if !f.match(&events[i].Change) {

@@ -25,10 +25,13 @@ import (
 // feedFixture is a query API whose change feed reads a scratch topic of
 // one partition, which the test writes period changes to.
 type feedFixture struct {
-	srv  *httptest.Server
-	keyA string // site 1
-	keyB string // site 2 only
-	prod *kgo.Client
+	srv   *httptest.Server
+	store *chstore.Store
+	prefB string
+	hashB string
+	keyA  string // site 1
+	keyB  string // site 2 only
+	prod  *kgo.Client
 }
 
 func newFeedFixture(t *testing.T, tune func(*Config)) *feedFixture {
@@ -58,7 +61,8 @@ func newFeedFixture(t *testing.T, tune func(*Config)) *feedFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(prod.Close)
-	return &feedFixture{srv: serve(t, store, rdb, nil, cfg), keyA: seeded.APIKey, keyB: keyB, prod: prod}
+	return &feedFixture{srv: serve(t, store, rdb, nil, cfg), store: store, prefB: prefB, hashB: hashB,
+		keyA: seeded.APIKey, keyB: keyB, prod: prod}
 }
 
 // send writes changes of period ids from..to-1 of site's line to the topic.
@@ -327,4 +331,42 @@ type slowReader struct{ r io.Reader }
 func (s slowReader) Read(p []byte) (int, error) {
 	time.Sleep(2 * time.Millisecond)
 	return s.r.Read(p[:min(len(p), 4096)])
+}
+
+// TestStreamEndsWhenKeyRevoked: a stream whose key is revoked ends with a
+// final "unauthorized" event; nothing after it reaches the client.
+func TestStreamEndsWhenKeyRevoked(t *testing.T) {
+	var store *chstore.Store
+	f := newFeedFixture(t, func(c *Config) {
+		c.AuthLocalTTL, c.AuthRedisTTL = 100*time.Millisecond, 100*time.Millisecond
+	})
+	store = f.store
+	s, _, body := f.open(t, nil, "", f.keyB, "")
+	if s == nil {
+		t.Fatal(body)
+	}
+	s.mustNext(t, "ready")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	audit := chstore.Audit{CreatedBy: "test", LastUpdatedBy: "test"}
+	if err := store.PutAPIKey(ctx, chstore.APIKey{ID: 2, User: 2, Prefix: f.prefB, Hash: f.hashB, Scopes: []string{"read"},
+		Active: false, Audit: audit}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan event, 1)
+	go func() {
+		ev, _ := s.next()
+		done <- ev
+	}()
+	select {
+	case ev := <-done:
+		if ev.name != "unauthorized" {
+			t.Fatalf("after revoking the key: %+v", ev)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the stream of a revoked key goes on")
+	}
+	if _, err := s.next(); err != io.EOF {
+		t.Fatalf("after the final event: %v", err)
+	}
 }
