@@ -93,7 +93,7 @@ func newStreams(cfg Config, stop <-chan struct{}, reg prometheus.Registerer, log
 		perKey: cfg.FeedMaxStreamsPerKey, total: cfg.FeedMaxStreams, maxLag: int64(cfg.FeedMaxLag),
 		slowAfter: cfg.FeedSlowAfter, heartbeat: cfg.FeedHeartbeat, writeWait: cfg.FeedWriteTimeout,
 		recheck: max(cfg.AuthLocalTTL, time.Second),
-		stop: stop, logger: logger, byKey: map[uint64]int{},
+		stop:    stop, logger: logger, byKey: map[uint64]int{},
 		open: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "takt_queryapi_feed_streams",
 			Help: "Open streams of the live change feed.",
