@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -22,6 +23,7 @@ type partsStore interface {
 	PartsMaxOffset(ctx context.Context, topic string, partition int32, from int64) (int64, bool, error)
 	WaitPartsInserts(ctx context.Context, poll time.Duration, every func(running int)) error
 	ReconcileRollups(ctx context.Context, topic string, partition int32, from, to int64) (chstore.RollupRepair, error)
+	PartKeys(ctx context.Context, topic string, ids []uuid.UUID) (map[uuid.UUID]chstore.PartPosition, error)
 }
 
 // Timeouts and retry bounds of the consume loop.
@@ -95,6 +97,10 @@ type partState struct {
 
 	// periods are the state machines of the partition's locations.
 	periods periodSet
+
+	// keys are the idempotency ids of the records consumed and not yet
+	// known to be in ClickHouse (see dedupe), with their offsets.
+	keys map[uuid.UUID]int64
 }
 
 func (st *partState) consumed(r *kgo.Record, now time.Time) {
@@ -111,6 +117,7 @@ func (st *partState) reset() {
 	st.block.Reset()
 	st.records = 0
 	st.resolutions = resolutionCounts{}
+	clear(st.keys) // the records are read again
 }
 
 // consumer is the consume loop: poll, decode, resolve, batch; and the

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -77,6 +78,11 @@ func (s *memSink) InsertParts(_ context.Context, b *chstore.PartsBlock) error {
 		return errors.New("insert failed (injected)")
 	}
 	return nil
+}
+
+// PartKeys knows no stored idempotency ids: memSink keeps row ids only.
+func (s *memSink) PartKeys(context.Context, string, []uuid.UUID) (map[uuid.UUID]chstore.PartPosition, error) {
+	return nil, nil
 }
 
 func (s *memSink) PartsMaxOffset(_ context.Context, _ string, partition int32, from int64) (int64, bool, error) {

@@ -51,6 +51,10 @@ type decoded struct {
 	dispatch *wire.Dispatch
 	err      error
 	class    string
+	// idemID is the part's idempotency id (uuid.Nil: none); dup is set
+	// by dedupe when another record holds it.
+	idemID uuid.UUID
+	dup    bool
 }
 
 // decode parses one record: a part event, or an assignment or a dispatch's
@@ -80,6 +84,12 @@ func decode(r *kgo.Record, d *decoded) {
 	d.part = part
 	if d.eventID, err = uuid.Parse(part.EventID); err != nil {
 		d.err, d.class = fmt.Errorf("event_id %q: %w", part.EventID, err), dlqEventID
+		return
+	}
+	if part.IdempotencyID != "" {
+		if d.idemID, err = uuid.Parse(part.IdempotencyID); err != nil {
+			d.err, d.class = fmt.Errorf("idempotency_id %q: %w", part.IdempotencyID, err), dlqInvalid
+		}
 	}
 }
 
@@ -159,6 +169,11 @@ func (c *consumer) process(ctx context.Context, st *partState, r *kgo.Record, d 
 	if d.err != nil {
 		return c.deadLetter(ctx, st, r, d.class, d.err, now)
 	}
+	if d.dup {
+		c.m.duplicates.Inc()
+		st.consumed(r, now)
+		return nil
+	}
 	if d.assign != nil {
 		c.applyAssignment(st, d.assign, r.Offset, now)
 		st.consumed(r, now)
@@ -195,6 +210,7 @@ func (c *consumer) process(ctx context.Context, st *partState, r *kgo.Record, d 
 		RecordedMs:        part.RecordedAtMs,
 		RecordedDefaulted: part.RecordedDefaulted,
 		ReceivedMs:        part.ReceivedAtMs,
+		IdempotencyID:     d.idemID,
 		ProcessedMs:       now.UnixMilli(),
 		Topic:             r.Topic,
 		Partition:         r.Partition,
@@ -227,7 +243,7 @@ func (c *consumer) process(ctx context.Context, st *partState, r *kgo.Record, d 
 func (c *consumer) replay(st *partState, r *kgo.Record, d *decoded, now time.Time) {
 	c.m.replayed.Inc()
 	switch {
-	case d.err != nil:
+	case d.err != nil, d.dup:
 	case d.assign != nil:
 		c.applyAssignment(st, d.assign, r.Offset, now)
 	case d.dispatch != nil:

@@ -131,6 +131,9 @@ func (c *consumer) pollOnce(ctx context.Context, pd pending) error {
 	}
 	c.m.consumed.Add(float64(len(c.recs)))
 	c.decoded = decodeAll(c.recs, c.decoded)
+	if err := c.dedupe(ctx); err != nil {
+		return err // ctx done: nothing of this poll is consumed
+	}
 
 	// Rows are appended in record order; decoding above is the only
 	// parallel part.

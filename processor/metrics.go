@@ -34,6 +34,7 @@ type metrics struct {
 	periodRows      prometheus.Counter
 	periodStates    prometheus.Counter
 	replayed        prometheus.Counter
+	duplicates      prometheus.Counter
 	rollupRepairs   prometheus.Counter
 }
 
@@ -142,6 +143,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "takt_processor_records_replayed_total",
 			Help: "Records read again after an assignment and fed to the period state machines only.",
 		}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "takt_processor_duplicates_dropped_total",
+			Help: "Part records dropped because an earlier record holds their idempotency id (a retry that reached Kafka twice).",
+		}),
 		rollupRepairs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "takt_processor_rollup_repairs_total",
 			Help: "Hourly rollup keys completed after an insert was cut short between parts and its views.",
@@ -150,7 +155,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	reg.MustRegister(m.consumed, m.inserted, m.batches, m.blocks, m.insertSeconds, m.insertRows, m.freshness, m.insertErrors,
 		m.commitErrors, m.fenced, m.dlq, m.dlqErrors, m.resolutions, m.lag, m.pendingRows,
 		m.catalogRefresh, m.catalogErrors, m.catalogProducts, m.machines, m.tooLate, m.assignments, m.dispatches,
-		m.periodRows, m.periodStates, m.replayed, m.rollupRepairs)
+		m.periodRows, m.periodStates, m.replayed, m.rollupRepairs, m.duplicates)
 	return m
 }
 

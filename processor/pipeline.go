@@ -214,6 +214,7 @@ func (c *consumer) apply(job *flushJob) {
 			c.mu.Lock()
 			if st := c.parts[b.partition]; st != nil {
 				st.validGen = b.validGen
+				st.forgetKeys(b.next.Offset)
 			}
 			c.mu.Unlock()
 		}

@@ -161,6 +161,10 @@ type maxOffsetStore struct {
 
 func (s *maxOffsetStore) InsertParts(context.Context, *chstore.PartsBlock) error { return nil }
 
+func (s *maxOffsetStore) PartKeys(context.Context, string, []uuid.UUID) (map[uuid.UUID]chstore.PartPosition, error) {
+	return nil, nil
+}
+
 func (s *maxOffsetStore) WaitPartsInserts(context.Context, time.Duration, func(int)) error {
 	return nil
 }

@@ -316,6 +316,9 @@ func (w *Workload) parts(ctx context.Context) error {
 		if r.Quality == "scrap" {
 			r.Reason, r.ReasonID = "SCRAP1", 1
 		}
+		if i%5 == 0 {
+			r.IdempotencyID = workloadIdempotencyID(i)
+		}
 		if err := b.Append(&r); err != nil {
 			return err
 		}
@@ -329,6 +332,11 @@ func (w *Workload) parts(ctx context.Context) error {
 	// Eight rows per second of insertion, so that pages in insertion
 	// order have ties on inserted_at that id breaks.
 	return w.Both(ctx, "ALTER TABLE parts UPDATE inserted_at = toDateTime(1709300000 + intDiv(offset, 4)) WHERE 1")
+}
+
+// workloadIdempotencyID is the idempotency id of the workload's part i.
+func workloadIdempotencyID(i int) uuid.UUID {
+	return uuid.NewSHA1(uuid.NameSpaceOID, fmt.Appendf(nil, "takt workload part %d", i))
 }
 
 // periods writes closed production periods (with new versions and a
@@ -402,7 +410,12 @@ func (w *Workload) processorReads(ctx context.Context) error {
 	if rows, events, err := s.PartsCount(ctx, workloadTopic); err != nil || rows != 60 || events != 60 {
 		return fmt.Errorf("parts count: %d rows %d events %v, want 60", rows, events, err)
 	}
-	_, err := s.PartsOfTopic(ctx, workloadTopic)
+	// Part 10 is stored at partition 0, offset 5; part 11 has no id.
+	keys, err := s.PartKeys(ctx, workloadTopic, []uuid.UUID{workloadIdempotencyID(10), workloadIdempotencyID(11)})
+	if want := (chstore.PartPosition{Partition: 0, Offset: 5}); err != nil || len(keys) != 1 || keys[workloadIdempotencyID(10)] != want {
+		return fmt.Errorf("part keys: %v %v, want only part 10's at %v", keys, err, want)
+	}
+	_, err = s.PartsOfTopic(ctx, workloadTopic)
 	_, err2 := s.Locations(ctx)
 	_, err3 := s.LocationByExternalID(ctx, "m_10")
 	_, err4 := s.LocationByExternalID(ctx, "M_10")

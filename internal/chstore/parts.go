@@ -53,9 +53,12 @@ type PartRow struct {
 	OEEClass    string
 	ReceivedMs  int64
 	ProcessedMs int64
-	Topic       string
-	Partition   int32
-	Offset      int64
+	// IdempotencyID is the part's wire.Part.IdempotencyID (uuid.Nil:
+	// none); InsertParts records it in part_keys.
+	IdempotencyID uuid.UUID
+	Topic         string
+	Partition     int32
+	Offset        int64
 }
 
 // Enum8 codes of the parts table; they must match 0002_parts.sql.
@@ -109,6 +112,9 @@ type PartsBlock struct {
 	offsets     []int64
 	ideals      []float64
 	classes     []int8
+	// keyRows are the rows with an idempotency id, keyIDs their ids.
+	keyRows []int
+	keyIDs  []uuid.UUID
 }
 
 // Len returns the number of rows in b.
@@ -158,6 +164,8 @@ func (b *PartsBlock) Reset() {
 	b.offsets = b.offsets[:0]
 	b.ideals = b.ideals[:0]
 	b.classes = b.classes[:0]
+	b.keyRows = b.keyRows[:0]
+	b.keyIDs = b.keyIDs[:0]
 }
 
 // Append adds r to b. It fails, leaving b unchanged, when r holds a value
@@ -194,12 +202,20 @@ func (b *PartsBlock) Append(r *PartRow) error {
 	b.offsets = append(b.offsets, r.Offset)
 	b.ideals = append(b.ideals, r.IdealCycleTime)
 	b.classes = append(b.classes, partOEEClasses[r.OEEClass])
+	if r.IdempotencyID != uuid.Nil {
+		b.keyRows = append(b.keyRows, len(b.ids)-1)
+		b.keyIDs = append(b.keyIDs, r.IdempotencyID)
+	}
 	return nil
 }
 
 // AppendBlock adds o's rows to b, after b's own, leaving o unchanged: the
 // rows of several Kafka partitions then go to ClickHouse as one block.
 func (b *PartsBlock) AppendBlock(o *PartsBlock) {
+	for k, i := range o.keyRows {
+		b.keyRows = append(b.keyRows, len(b.ids)+i)
+		b.keyIDs = append(b.keyIDs, o.keyIDs[k])
+	}
 	b.ids = append(b.ids, o.ids...)
 	b.eventIDs = append(b.eventIDs, o.eventIDs...)
 	b.sites = append(b.sites, o.sites...)
@@ -268,9 +284,16 @@ func CheckPartRow(r *PartRow) error {
 // say which: the connection may have failed after the server committed the
 // part, so a caller that retries must first ask (PartsMaxOffset) whether
 // the block is already there. b is left unchanged.
+//
+// The idempotency ids of b's rows are written to part_keys first (a second
+// INSERT): a crash between the two leaves keys whose parts are written
+// again at the same positions, never parts without their keys.
 func (s *Store) InsertParts(ctx context.Context, b *PartsBlock) error {
 	if b.Len() == 0 {
 		return nil
+	}
+	if err := s.insertPartKeys(ctx, b); err != nil {
+		return err
 	}
 	b.cyclePtrs = b.cyclePtrs[:0]
 	for i := range b.cycleTimes {

@@ -82,7 +82,7 @@ func TestAppendBlock(t *testing.T) {
 		return &PartRow{ID: PartID(partition, offset), EventID: uuid.New(), Site: 1, LocationKind: "machine", LocationID: 7,
 			ExternalID: "m7", ProductID: 3, ProductCode: "P3", ProductResolution: "code", Quantity: 2, Quality: "good",
 			CycleTime: 1.5, HasCycleTime: true, RecordedMs: 1_700_000_000_000, Topic: "takt.parts",
-			Partition: partition, Offset: offset, OEEClass: "counted"}
+			Partition: partition, Offset: offset, OEEClass: "counted", IdempotencyID: uuid.New()}
 	}
 	var a, b PartsBlock
 	for _, r := range []*PartRow{row(0, 10), row(0, 11)} {
@@ -109,5 +109,9 @@ func TestAppendBlock(t *testing.T) {
 	}
 	if b.Len() != 1 {
 		t.Errorf("the appended block changed: %d rows", b.Len())
+	}
+	// The idempotency ids (every row has one here) keep their rows.
+	if !reflect.DeepEqual(a.keyRows, []int{0, 1, 2}) || a.keyIDs[2] != b.keyIDs[0] {
+		t.Errorf("key rows %v, ids %v: want rows 0, 1, 2 with the appended block's id last", a.keyRows, a.keyIDs)
 	}
 }

@@ -80,6 +80,12 @@ type Part struct {
 	RecordedDefaulted bool  `json:"recorded_defaulted"`
 	// ReceivedAtMs is when the ingestor received the request.
 	ReceivedAtMs int64 `json:"received_at_ms"`
+	// IdempotencyID is set when the client sent an idempotency key: a
+	// UUID-shaped digest of the client (its user), the key and the part
+	// as sent. Two records with the same IdempotencyID are one part sent
+	// twice (a retry that reached Kafka again); the processor stores the
+	// first only. Empty when the client sent no key.
+	IdempotencyID string `json:"idempotency_id,omitempty"`
 }
 
 // Key returns the Kafka record key of p: its location's external id.
@@ -128,6 +134,30 @@ func (p *Part) Validate() error {
 		return fmt.Errorf("%w: cycle_time %v", ErrInvalid, p.CycleTime)
 	case p.RecordedAtMs <= 0 || p.ReceivedAtMs <= 0:
 		return fmt.Errorf("%w: times must be positive", ErrInvalid)
+	case p.IdempotencyID != "" && !uuidShaped(p.IdempotencyID):
+		return fmt.Errorf("%w: idempotency_id %q is not a UUID", ErrInvalid, p.IdempotencyID)
 	}
 	return nil
+}
+
+// uuidShaped reports whether s is a UUID in its canonical text form
+// (8-4-4-4-12 lowercase or uppercase hex digits).
+func uuidShaped(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
 }

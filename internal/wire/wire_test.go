@@ -79,6 +79,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"negative cycle", string(bytes.Replace(enc, []byte(`"cycle_time":45.5`), []byte(`"cycle_time":-1`), 1)), ErrInvalid},
 		{"bad kind", string(bytes.Replace(enc, []byte(`"location_kind":"line"`), []byte(`"location_kind":"cell"`), 1)), ErrInvalid},
 		{"no site", string(bytes.Replace(enc, []byte(`"site":1`), []byte(`"site":0`), 1)), ErrInvalid},
+		{"bad idempotency id", string(bytes.Replace(enc, []byte(`}`), []byte(`,"idempotency_id":"k-1"}`), 1)), ErrInvalid},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -90,6 +91,37 @@ func TestDecodeErrors(t *testing.T) {
 				t.Fatalf("got %v, want %v", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestGoldenIdempotent pins a part with an idempotency id: the field is
+// added only when set, so parts without one keep their bytes.
+func TestGoldenIdempotent(t *testing.T) {
+	p := sample()
+	p.IdempotencyID = "5f0c0b8e-2a4d-4c1e-9b7a-0e1d2c3b4a59"
+	got, err := Encode(&p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "part_v1_idempotent.json")
+	if *update {
+		if err := os.WriteFile(golden, append(got, '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, bytes.TrimSpace(want)) {
+		t.Fatalf("encoding changed:\n got %s\nwant %s", got, want)
+	}
+	back, err := Decode(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.IdempotencyID != p.IdempotencyID {
+		t.Fatalf("idempotency id %q, want %q", back.IdempotencyID, p.IdempotencyID)
 	}
 }
 
@@ -153,6 +185,7 @@ func BenchmarkEncode(b *testing.B) {
 // step (checkSchema).
 func TestSchemaMatchesStruct(t *testing.T) {
 	p := sample()
+	p.IdempotencyID = "5f0c0b8e-2a4d-4c1e-9b7a-0e1d2c3b4a59"
 	enc, err := Encode(&p)
 	if err != nil {
 		t.Fatal(err)
