@@ -2,6 +2,7 @@ package ingestor
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/takt/takt/internal/auth"
 	"github.com/takt/takt/internal/httpx"
 	"github.com/takt/takt/internal/ratelimit"
 	"github.com/takt/takt/internal/wire"
@@ -33,6 +35,9 @@ const maxDepth = 32
 type batchItem struct {
 	in  partInput
 	err error
+	// fp is the fingerprint of the item's JSON text, taken when it
+	// carries an idempotency key.
+	fp fingerprint
 }
 
 // parseParts parses the body of a process_parts request. A body that is not
@@ -89,6 +94,9 @@ func (s *scanner) items(now time.Time, max int) ([]batchItem, error) {
 			// anything else rejects only this item.
 			if err := s.part(&it.in, now); err == nil {
 				it.err = it.in.finish(now)
+				if it.in.IdempotencyKey != "" {
+					it.fp = sha256.Sum256(s.b[start:s.i])
+				}
 			} else {
 				it = batchItem{err: err}
 				s.i = start
@@ -207,6 +215,9 @@ func (b *batchHandler) serve(c *gin.Context) {
 	if res.status == http.StatusTooManyRequests {
 		c.Header("Retry-After", ratelimit.RetryAfterHeader(res.retry))
 	}
+	if res.replayed && res.items != nil {
+		c.Header(idemReplayedHeader, "true")
+	}
 	httpx.Raw(c, res.status, body)
 	b.m.answered(res.status)
 	b.handler.m.answeredKey(res.keyID, res.status)
@@ -238,6 +249,10 @@ func (b *batchHandler) process(r *http.Request, received time.Time, res *batchRe
 	if !ok {
 		return
 	}
+	if len(r.Header[idemKeyHeader]) > 0 {
+		res.status, res.body = http.StatusBadRequest, errorBody("Idempotency-Key applies to "+Path+"; in a batch, give each part an idempotency_key")
+		return
+	}
 	items, err := b.readAndParse(r, received)
 	if err != nil {
 		res.refuseBody(err, b.bodyTooLarge)
@@ -249,9 +264,16 @@ func (b *batchHandler) process(r *http.Request, received time.Time, res *batchRe
 	}
 
 	res.items = make([]result, len(items))
+	claims := b.claimItems(ctx, p, items, res.items)
+	if claims != nil {
+		defer b.finishClaims(ctx, claims, func(i int) (int, []byte) { return res.items[i].status, res.items[i].body })
+	}
 	toSend := make([]int, 0, len(items))
 	for i := range items {
 		it, ir := &items[i], &res.items[i]
+		if ir.status != 0 {
+			continue // answered by its idempotency key
+		}
 		if it.err != nil {
 			ir.status, ir.body, ir.err = http.StatusUnprocessableEntity, errorBody("Invalid message format: "+it.err.Error()), it.err
 			continue
@@ -271,8 +293,10 @@ func (b *batchHandler) process(r *http.Request, received time.Time, res *batchRe
 		ir.status, ir.body = http.StatusOK, bodyOK
 	}
 	res.status = http.StatusOK
+	res.replayed = true
 	for i := range res.items {
 		ir := &res.items[i]
+		res.replayed = res.replayed && ir.replayed
 		switch {
 		case ir.status == http.StatusOK:
 			res.counts.accepted++
@@ -286,6 +310,49 @@ func (b *batchHandler) process(r *http.Request, received time.Time, res *batchRe
 			res.counts.rejected++
 		}
 	}
+}
+
+// claimItems claims the idempotency keys of the valid items that carry
+// one, and answers (in results) the items a key decides: a replay, a key
+// used for another body, one still in progress, one repeated within the
+// batch. It returns the claims by item index (nil entries for items
+// without one), or nil when no item has a key.
+func (h *handler) claimItems(ctx context.Context, p auth.Principal, items []batchItem, results []result) []*idemClaim {
+	var claims []*idemClaim
+	var open []*idemClaim
+	var first map[string]int
+	scope := ""
+	for i := range items {
+		it := &items[i]
+		if it.err != nil || it.in.IdempotencyKey == "" {
+			continue
+		}
+		if claims == nil {
+			claims, first, scope = make([]*idemClaim, len(items)), map[string]int{}, idemScope(p)
+		}
+		if j, ok := first[it.in.IdempotencyKey]; ok {
+			ir := &results[i]
+			ir.status = http.StatusUnprocessableEntity
+			ir.body = errorBody(fmt.Sprintf("Invalid message format: idempotency_key repeats that of part %d", j))
+			continue
+		}
+		first[it.in.IdempotencyKey] = i
+		if h.idem == nil {
+			continue
+		}
+		claims[i] = h.idem.newClaim(scope, it.in.IdempotencyKey, it.fp)
+		open = append(open, claims[i])
+	}
+	if len(open) == 0 {
+		return nil
+	}
+	h.idem.claim(ctx, open)
+	for i, c := range claims {
+		if c != nil {
+			c.answer(&results[i])
+		}
+	}
+	return claims
 }
 
 func (b *batchHandler) readAndParse(r *http.Request, received time.Time) ([]batchItem, error) {
@@ -392,6 +459,9 @@ func appendBatchBody(dst []byte, res *batchResult) []byte {
 		dst = strconv.AppendInt(dst, int64(i), 10)
 		dst = append(dst, `,"status":`...)
 		dst = strconv.AppendInt(dst, int64(ir.status), 10)
+		if ir.replayed {
+			dst = append(dst, `,"replayed":true`...)
+		}
 		if ir.status == http.StatusOK {
 			dst = append(dst, '}')
 			continue

@@ -2,6 +2,7 @@ package ingestor
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -79,6 +80,10 @@ type handler struct {
 	errLog       logLimiter
 	debugLog     lineBudget // ?debug=true lines
 
+	// idem keeps the records of idempotency keys (nil: keys are not
+	// checked at the ingestor; the processor still drops repeats).
+	idem *idemStore
+
 	// limiter applies each key's rate limit (nil: none); it fails open
 	// when Redis is down.
 	limiter interface {
@@ -108,9 +113,12 @@ type result struct {
 	err    error // why, for logs; nil on success and plain client errors
 	prefix string
 	keyID  uint64        // the authenticated key's id; 0 before or without one
-	retry  time.Duration // Retry-After of a 429
+	retry  time.Duration // Retry-After of a 429 or 409
 	part   wire.Part
 	parsed bool
+	// replayed: the answer is the stored one of an earlier request with
+	// the same idempotency key.
+	replayed bool
 }
 
 // refuseBody answers a body that could not be read or parsed: 413 with
@@ -133,8 +141,11 @@ func (h *handler) serve(c *gin.Context) {
 	received := h.now()
 	var res result
 	h.process(c.Request, received, &res)
-	if res.status == http.StatusTooManyRequests {
+	if res.retry > 0 {
 		c.Header("Retry-After", ratelimit.RetryAfterHeader(res.retry))
+	}
+	if res.replayed {
+		c.Header(idemReplayedHeader, "true")
 	}
 	httpx.Raw(c, res.status, res.body)
 	h.m.answered(res.status)
@@ -158,10 +169,29 @@ func (h *handler) process(r *http.Request, received time.Time, res *result) {
 		return
 	}
 
-	in, err := h.readAndParse(r, received)
+	hdrKey, ok := idemHeader(r, res)
+	if !ok {
+		return
+	}
+	in, fp, err := h.readAndParse(r, received, hdrKey != "")
 	if err != nil {
 		res.refuseBody(err, h.bodyTooLarge)
 		return
+	}
+	if hdrKey != "" {
+		if in.IdempotencyKey != "" && in.IdempotencyKey != hdrKey {
+			res.status, res.body = http.StatusBadRequest, errorBody("Idempotency-Key differs from the part's idempotency_key")
+			return
+		}
+		in.IdempotencyKey = hdrKey
+	}
+	if in.IdempotencyKey != "" && h.idem != nil {
+		claim := h.idem.newClaim(idemScope(p), in.IdempotencyKey, fp)
+		h.idem.claim(ctx, []*idemClaim{claim})
+		if claim.answer(res) {
+			return
+		}
+		defer h.finishClaims(ctx, []*idemClaim{claim}, func(int) (int, []byte) { return res.status, res.body })
 	}
 
 	if !h.build(ctx, p, &in, received, res) {
@@ -172,6 +202,33 @@ func (h *handler) process(r *http.Request, received time.Time, res *result) {
 		return
 	}
 	res.status, res.body = http.StatusOK, bodyOK
+}
+
+// idemHeader returns the Idempotency-Key header ("" when absent). When it
+// returns false, the header is malformed and res holds the 400.
+func idemHeader(r *http.Request, res *result) (string, bool) {
+	v := r.Header[idemKeyHeader]
+	switch len(v) {
+	case 0:
+		return "", true
+	case 1:
+		if err := checkIdempotencyKey(idemKeyHeader, []byte(v[0])); err != nil {
+			res.status, res.body, res.err = http.StatusBadRequest, errorBody("Invalid "+err.Error()), err
+			return "", false
+		}
+		return v[0], true
+	}
+	res.status, res.body = http.StatusBadRequest, errorBody("Invalid Idempotency-Key: more than one header")
+	return "", false
+}
+
+// finishClaims records the answers of the claims a request owns. It runs
+// when the request is answered, also when the client has gone: a bounded
+// context of its own.
+func (h *handler) finishClaims(ctx context.Context, cs []*idemClaim, answer func(i int) (int, []byte)) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	h.idem.finish(ctx, cs, answer)
 }
 
 // authenticate checks the API-KEY header and the ingest scope. When it
@@ -257,24 +314,34 @@ func (h *handler) build(ctx context.Context, p auth.Principal, in *partInput, re
 		RecordedDefaulted: in.RecordedDefaulted,
 		ReceivedAtMs:      received.UnixMilli(),
 	}
+	if in.IdempotencyKey != "" {
+		res.part.IdempotencyID = idempotencyID(idemScope(p), in.IdempotencyKey)
+	}
 	res.parsed = true
 	return true
 }
 
 // readAndParse reads the body into a pooled buffer and parses it. The
 // parsed strings are copies, so the buffer goes back to the pool at once.
-func (h *handler) readAndParse(r *http.Request, received time.Time) (partInput, error) {
+// The body's fingerprint is taken when keyed is set or the part carries an
+// idempotency key.
+func (h *handler) readAndParse(r *http.Request, received time.Time, keyed bool) (partInput, fingerprint, error) {
 	if r.ContentLength > int64(h.maxBody) {
-		return partInput{}, errBodyTooLarge
+		return partInput{}, fingerprint{}, errBodyTooLarge
 	}
 	bp := h.bufs.Get().(*[]byte)
 	defer h.bufs.Put(bp)
 	b, err := readLimited(r.Body, (*bp)[:0], h.maxBody)
 	*bp = b[:0]
 	if err != nil {
-		return partInput{}, err
+		return partInput{}, fingerprint{}, err
 	}
-	return parsePart(b, received)
+	in, err := parsePart(b, received)
+	var fp fingerprint
+	if err == nil && (keyed || in.IdempotencyKey != "") {
+		fp = sha256.Sum256(b)
+	}
+	return in, fp, err
 }
 
 // readLimited appends all of body to b and fails with errBodyTooLarge as

@@ -345,9 +345,10 @@ func (c *countingKeys) KeyByHash(ctx context.Context, hash string) (chstore.KeyO
 	return c.KeyLookup.KeyByHash(ctx, hash)
 }
 
-// server builds the handler from real parts (as Run does) around the given
-// key store, Redis client and producer, served by httptest.
-func (s *stack) server(t *testing.T, keys auth.KeyLookup, rdb *redis.Client, cl *kgo.Client, produceTimeout time.Duration) string {
+// server builds the handlers (process_part, process_parts) from real parts
+// (as Run does) around the given key store, Redis client and producer,
+// served by httptest.
+func (s *stack) server(t *testing.T, keys auth.KeyLookup, rdb *redis.Client, cl producer, produceTimeout time.Duration) string {
 	t.Helper()
 	logger := testenv.Logger(t)
 	reg := prometheus.NewRegistry()
@@ -364,8 +365,16 @@ func (s *stack) server(t *testing.T, keys auth.KeyLookup, rdb *redis.Client, cl 
 		t.Fatal(err)
 	}
 	h := newHandler(a, locs, cl, s.topic, 64<<10, produceTimeout, logger, m)
+	if h.idem, err = newIdemStore(rdb, s.prefix, produceTimeout, logger, reg); err != nil {
+		t.Fatal(err)
+	}
+	bm, err := newBatchMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	r := httpx.NewEngine(logger)
 	r.POST(Path, h.serve)
+	r.POST(BatchPath, newBatchHandler(h, 1<<20, bm).serve)
 	srv := httptest.NewServer(r)
 	t.Cleanup(srv.Close)
 	return srv.URL

@@ -514,6 +514,9 @@ func (mi *mqttIngest) process(c *mqttConn, msg *mqttMessage) (out outcome) {
 			return mi.invalid(ctx, c, msg, "Invalid message format: "+err.Error())
 		}
 		items = []batchItem{{in: in}}
+		if in.IdempotencyKey != "" {
+			items[0].fp = sha256.Sum256(msg.payload)
+		}
 	}
 
 	// One token per part, as on HTTP; a resend costs nothing more.
@@ -525,10 +528,29 @@ func (mi *mqttIngest) process(c *mqttConn, msg *mqttMessage) (out outcome) {
 	}
 
 	results := make([]result, len(items))
+	// A part whose idempotency key was answered before is not sent again:
+	// a stored one counts as stored, a refused one as refused.
+	claims := mi.h.claimItems(ctx, c.p, items, results)
+	if claims != nil {
+		defer mi.h.finishClaims(ctx, claims, func(i int) (int, []byte) { return results[i].status, results[i].body })
+	}
 	var toSend []int
 	var rejected []string
 	for i := range items {
 		it, ir := &items[i], &results[i]
+		if ir.status == 409 {
+			// The first message with this key is still at work: no
+			// PUBACK, so the device sends again.
+			return outFailed
+		}
+		if ir.status == 200 {
+			continue
+		}
+		if ir.status != 0 {
+			// Refused by its key, like any rejected part.
+			rejected = append(rejected, itemError(batch, i, ir.body))
+			continue
+		}
 		if it.err != nil {
 			ir.status, ir.body = 422, errorBody("Invalid message format: "+it.err.Error())
 		} else if !mi.h.build(ctx, c.p, &it.in, msg.received, ir) {
@@ -557,6 +579,9 @@ func (mi *mqttIngest) process(c *mqttConn, msg *mqttMessage) (out outcome) {
 			mi.logger.Error("mqtt: produce failed", "client_id", c.id, "packet_id", msg.pid, "item", toSend[k], "err", err)
 			return outFailed
 		}
+	}
+	for _, i := range toSend {
+		results[i].status, results[i].body = 200, bodyOK // the answer a repeat of its key gets
 	}
 	if digest != "" {
 		mi.resends.stored(ctx, c.id, msg.pid, digest)

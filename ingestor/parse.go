@@ -64,6 +64,10 @@ type partInput struct {
 	// on the location's wall clock, resolved by resolveLocal.
 	Local     bool
 	LocalWall wallClock
+	// IdempotencyKey is the client's key for this part (the
+	// idempotency_key field, or process_part's Idempotency-Key header);
+	// empty when none was sent.
+	IdempotencyKey string
 }
 
 // wallClock is a date and time without a zone.
@@ -84,6 +88,7 @@ const (
 	fCycleTime
 	fRecordedAt
 	fReason
+	fIdempotencyKey
 )
 
 // parsePart parses and validates the body of a process_part request. now is
@@ -264,6 +269,8 @@ func fieldBit(key []byte) int {
 		return fRecordedAt
 	case "reason":
 		return fReason
+	case "idempotency_key":
+		return fIdempotencyKey
 	}
 	return 0
 }
@@ -334,6 +341,14 @@ func (in *partInput) set(bit int, v jsonValue, now time.Time) error {
 		in.CycleTime, in.HasCycleTime = f, true
 	case fRecordedAt:
 		return in.setRecordedAt(v, now)
+	case fIdempotencyKey:
+		if v.kind != kindString {
+			return formatErr("idempotency_key must be a string, got %s", v.kind)
+		}
+		if err := checkIdempotencyKey("idempotency_key", v.raw); err != nil {
+			return err
+		}
+		in.IdempotencyKey = string(v.raw)
 	}
 	return nil
 }

@@ -73,6 +73,9 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 		logger, reg, "takt_ingestor"); err != nil {
 		return err
 	}
+	if h.idem, err = newIdemStore(rdb, cfg.RedisPrefix, cfg.ProduceTimeout, logger, reg); err != nil {
+		return err
+	}
 	bm, err := newBatchMetrics(reg)
 	if err != nil {
 		return err

@@ -28,6 +28,7 @@
 //	<p>mqtt:pub:<client id>:<packet id> string ingestor (MQTT)  digest of the QoS 1 message stored under that packet id (TTL)
 //	<p>lock:<record>                string    queryapi          short lock: one action call changes the record at a time (TTL)
 //	<p>cyclecount:<machine id>      hash      queryapi          a machine's cycle counter (count, seq, updated; recreated from ClickHouse)
+//	<p>idem:<scope>:<client key>    string    ingestor          an idempotency key: pending (TTL: a lease) or its answer (TTL: 24 h)
 package redisx
 
 import (
@@ -179,6 +180,12 @@ func (k Keys) ActionLocks() string { return k.prefix + "lock:" }
 // CycleCount is the cycle counter of machine id.
 func (k Keys) CycleCount(id uint64) string {
 	return k.prefix + "cyclecount:" + strconv.FormatUint(id, 10)
+}
+
+// Idempotency is the record of the idempotency key a client (scope: its
+// user) sent; key is already checked to be short and of a plain charset.
+func (k Keys) Idempotency(scope, key string) string {
+	return k.prefix + "idem:" + scope + ":" + key
 }
 
 // MasterDataChanges is the channel the record API announces a changed
