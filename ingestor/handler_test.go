@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +22,7 @@ import (
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/httpx"
 	"github.com/takt/takt/internal/locations"
+	"github.com/takt/takt/internal/testenv"
 	"github.com/takt/takt/internal/wire"
 )
 
@@ -344,6 +346,62 @@ func BenchmarkHandler(b *testing.B) {
 	r := httpx.NewEngine(quiet)
 	r.POST(Path, h.serve)
 	benchServe(b, r)
+}
+
+// BenchmarkHandlerIdempotent is BenchmarkHandler with an Idempotency-Key,
+// its records in the local stack's Redis: first (a new key per request:
+// claim, produce, record) and replay (one key: answered from Redis).
+func BenchmarkHandlerIdempotent(b *testing.B) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	reg := prometheus.NewRegistry()
+	keys, err := auth.New(oneKey{}, nil, "", quiet, reg, auth.LimitFailures(auth.FailureLimit{Burst: 10, Rate: 0.2}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	locs, err := locations.New(fakeLocs{"line_1": {Kind: "line", ID: 1, Site: 1, ExternalID: "line_1"}}, nil, "", quiet, reg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := newHandler(keys, locs, nopProducer{}, "parts", 64<<10, time.Second, quiet, m)
+	rdb, prefix := testenv.Redis(b)
+	if h.idem, err = newIdemStore(rdb, prefix, time.Second, quiet, reg); err != nil {
+		b.Fatal(err)
+	}
+	r := httpx.NewEngine(quiet)
+	r.POST(Path, h.serve)
+	for _, tc := range []struct {
+		name     string
+		key      func(i int) string
+		replayed string
+	}{
+		{"first", func(i int) string { return "bench-" + strconv.Itoa(i) }, ""},
+		{"replay", func(int) string { return "bench-replay" }, "true"},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			body := []byte(benchBody)
+			req := httptest.NewRequest("POST", Path, nil)
+			req.Header.Set("API-KEY", keyIngest)
+			rd := bytes.NewReader(body)
+			w := &discardWriter{h: http.Header{}}
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				rd.Reset(body)
+				req.Body = io.NopCloser(rd)
+				req.ContentLength = int64(len(body))
+				req.Header.Set(idemKeyHeader, tc.key(i))
+				w.code = 0
+				clear(w.h)
+				r.ServeHTTP(w, req)
+				if w.code != 200 || (i > 0 && w.h.Get(idemReplayedHeader) != tc.replayed) {
+					b.Fatalf("status %d, replayed %q", w.code, w.h.Get(idemReplayedHeader))
+				}
+			}
+		})
+	}
 }
 
 // oneKey knows keyIngest only.
