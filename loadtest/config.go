@@ -75,6 +75,9 @@ type Config struct {
 	// Off, the machines still report against their external ids (e.g. to
 	// drive loadtest/cmd/bare, which accepts anything).
 	Provision bool
+	// RetryRate is the share of requests sent twice with the same
+	// idempotency keys (see retries); -verify expects each part once.
+	RetryRate float64
 	// Verify waits for the pipeline to drain and counts what arrived.
 	Verify       bool
 	DrainTimeout time.Duration
@@ -151,6 +154,7 @@ func (c *Config) Flags(fs *flag.FlagSet, envFile *string) {
 	fs.DurationVar(&c.StopFor, "stop-for", c.StopFor, "mean length of a stop")
 	fs.Int64Var(&c.Seed, "seed", c.Seed, "random seed of the simulation")
 	fs.BoolVar(&c.Provision, "provision", c.Provision, "create or reuse the harness's locations and products in ClickHouse")
+	fs.Float64Var(&c.RetryRate, "retry-rate", 0, "fraction of requests sent twice with the same idempotency keys (half racing the first, half after its answer); -verify expects each part once (http only)")
 	fs.BoolVar(&c.Verify, "verify", false, "after sending, wait for the pipeline to drain and check every acknowledged part is stored exactly once; measure freshness")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "-verify: longest wait for the pipeline to drain")
 	fs.DurationVar(&c.Timeout, "timeout", c.Timeout, "per-request timeout")
@@ -276,6 +280,8 @@ func (c Config) Validate() error {
 	p.Addf(c.DrainTimeout <= 0 || c.DrainTimeout > MaxDuration, "-drain-timeout=%s: must be in (0, %s]", c.DrainTimeout, MaxDuration)
 	p.Addf(c.Timeout <= 0 || c.Timeout > time.Minute, "-timeout=%s: must be in (0, 1m]", c.Timeout)
 	p.Addf(c.Verify && !c.Provision, "-verify needs -provision (it counts the harness's own locations)")
+	p.Addf(c.RetryRate < 0 || c.RetryRate > 1, "-retry-rate=%g: a fraction in [0,1]", c.RetryRate)
+	p.Addf(c.RetryRate > 0 && c.Transport != "http", "-retry-rate: http transport only")
 	return p.Err()
 }
 

@@ -22,8 +22,9 @@ import (
 // TestHarnessEndToEnd runs the harness with -verify against an in-process
 // pipeline (ingestor, processor, query API) on scratch resources of the
 // local stack: a few hundred parts, single and batched, over HTTP and
-// over MQTT; nothing may be lost or duplicated, and sampled parts must
-// show up in the query API.
+// over MQTT, and with a third of the requests sent twice with the same
+// idempotency keys; nothing may be lost or duplicated, and sampled parts
+// must show up in the query API.
 func TestHarnessEndToEnd(t *testing.T) {
 	store, chCfg := testenv.ClickHouse(t)
 	e := testenv.Stack(t)
@@ -70,8 +71,9 @@ func TestHarnessEndToEnd(t *testing.T) {
 	for _, tc := range []struct {
 		transport string
 		batch     int
-	}{{"http", 1}, {"http", 25}, {"mqtt", 1}, {"mqtt", 25}} {
-		name := fmt.Sprintf("%s batch %d", tc.transport, tc.batch)
+		retry     float64
+	}{{"http", 1, 0}, {"http", 25, 0}, {"mqtt", 1, 0}, {"mqtt", 25, 0}, {"http", 1, 0.3}, {"http", 25, 0.3}} {
+		name := fmt.Sprintf("%s batch %d retry %g", tc.transport, tc.batch, tc.retry)
 		cfg := DefaultConfig()
 		cfg.IngestURL, cfg.QueryURL, cfg.Key = "http://"+ic.Addr, "http://"+qc.Addr, seeded.APIKey
 		cfg.Transport, cfg.MQTTAddr, cfg.MQTTConns = tc.transport, ic.MQTTAddr, 3
@@ -79,6 +81,7 @@ func TestHarnessEndToEnd(t *testing.T) {
 		cfg.Machines, cfg.Rate, cfg.MaxParts, cfg.Duration, cfg.Batch = 8, 400, 300, 5*time.Second, tc.batch
 		cfg.StopEvery, cfg.StopFor = 300*time.Millisecond, 100*time.Millisecond
 		cfg.Verify, cfg.DrainTimeout = true, 20*time.Second
+		cfg.RetryRate = tc.retry
 		rep, err := Run(ctx, cfg, logger)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
@@ -86,6 +89,11 @@ func TestHarnessEndToEnd(t *testing.T) {
 		if !rep.Verified || rep.Lost != 0 || rep.Duplicated != 0 || rep.Acked != 300 || rep.Errors != 0 ||
 			rep.StoredRows != 300 || rep.StoredQty != uint64(rep.AckedQty) {
 			t.Errorf("%s: %+v", name, rep)
+		}
+		// Every retried part is answered twice; at least the repeats
+		// that followed their first's answer are replays.
+		if tc.retry > 0 && (float64(rep.Retried) < 300*tc.retry/2 || rep.Replayed < rep.Retried/4 || rep.Replayed > rep.Retried) {
+			t.Errorf("%s: %d parts retried, %d replayed", name, rep.Retried, rep.Replayed)
 		}
 		if rep.Freshness.N == 0 {
 			t.Errorf("%s: no freshness sample (%d never seen)", name, rep.Freshness.Timeouts)

@@ -56,6 +56,11 @@ type Report struct {
 	// (same event id twice) plus stored events beyond what was sent.
 	// UnackedStored are stored parts whose request failed without a
 	// definite answer (timeouts, 5xx): allowed, at least once.
+	// Retried are parts whose request was sent twice with the same
+	// idempotency keys (-retry-rate); Replayed the answers (per part)
+	// the ingestor gave from its record of the first.
+	Retried       int64        `json:"retried,omitempty"`
+	Replayed      int64        `json:"replayed,omitempty"`
 	Verified      bool         `json:"verified"`
 	Lost          int64        `json:"lost"`
 	Duplicated    int64        `json:"duplicated"`
@@ -157,6 +162,9 @@ func (r *Report) Summary(w io.Writer) {
 	fmt.Fprintf(w, "  status    %s\n", countsLine(r.Status))
 	if len(r.ItemStatus) > 0 {
 		fmt.Fprintf(w, "  items     %s\n", countsLine(r.ItemStatus))
+	}
+	if r.Retried > 0 {
+		fmt.Fprintf(w, "  retried   %d parts sent twice with the same idempotency key; %d answers replayed\n", r.Retried, r.Replayed)
 	}
 	for _, e := range r.ErrorSamples {
 		fmt.Fprintf(w, "  error     %s\n", e)

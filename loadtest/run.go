@@ -56,6 +56,7 @@ type runner struct {
 	perUncertain []atomic.Int64
 	index        map[*machine]int
 
+	retry retries    // -retry-rate
 	fresh *freshness // nil unless -verify
 	mqtt  *mqttPool  // -transport mqtt
 	bufs  sync.Pool
@@ -155,12 +156,14 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (*Report, error) 
 
 	end := start.Add(cfg.Duration)
 	maxSends := (cfg.MaxParts + cfg.Batch - 1) / cfg.Batch
+	r.retry.run = strconv.FormatInt(start.UnixNano(), 36)
 	prepare := func(due time.Time) func(time.Time) {
 		parts := make([]simPart, cfg.Batch)
 		for i := range parts {
 			m := s.pick(due)
 			parts[i] = s.part(m, due)
 		}
+		r.retry.choose(cfg.RetryRate, parts)
 		wg.Add(1)
 		return func(due time.Time) {
 			defer wg.Done()
@@ -202,6 +205,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) (*Report, error) 
 	if cfg.Batch > 1 {
 		rep.ItemStatus = r.itemStatus
 	}
+	rep.Retried, rep.Replayed = r.retry.parts.Load(), r.retry.replayed.Load()
 	if mode == "open" {
 		rep.RateTarget = cfg.Rate
 	}
@@ -262,40 +266,74 @@ func (r *runner) send(ctx context.Context, parts []simPart, due time.Time) {
 		r.sendMQTT(ctx, parts, *bp, due)
 		return
 	}
-	url := r.urls[(r.turn.Add(1)-1)%uint64(len(r.urls))]
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(*bp))
-	if err != nil {
-		r.fail(parts, "transport", err, true)
+	if parts[0].key != "" {
+		r.sendTwice(ctx, parts, *bp, due)
 		return
+	}
+	r.account(parts, r.post(ctx, *bp, ""), due)
+}
+
+// httpAnswer is the outcome of one HTTP request.
+type httpAnswer struct {
+	status   int // 0: no answer (err says why)
+	body     []byte
+	replayed bool // Idempotent-Replayed: true
+	err      error
+	done     time.Time
+}
+
+// post sends body to the next of r.urls (a repeat goes to another
+// ingestor when there are several), with an Idempotency-Key header when
+// key is set.
+func (r *runner) post(ctx context.Context, body []byte, key string) httpAnswer {
+	url := r.urls[(r.turn.Add(1)-1)%uint64(len(r.urls))]
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return httpAnswer{err: err, done: r.clock.Now()}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("API-KEY", r.cfg.Key)
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
 	resp, err := r.client.Do(req)
 	if err != nil {
-		r.lat.record(r.clock.Now().Sub(due))
-		r.fail(parts, "transport", err, true)
-		return
+		return httpAnswer{err: err, done: r.clock.Now()}
 	}
 	ans, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	resp.Body.Close()
-	done := r.clock.Now()
-	r.lat.record(done.Sub(due))
-	code := strconv.Itoa(resp.StatusCode)
+	a := httpAnswer{status: resp.StatusCode, body: ans, replayed: resp.Header.Get("Idempotent-Replayed") == "true", done: r.clock.Now()}
 	if err != nil {
-		r.fail(parts, code, fmt.Errorf("read answer: %w", err), true)
+		a.err = fmt.Errorf("read answer: %w", err)
+	}
+	return a
+}
+
+// account records the answer a of the request of parts, sent at due.
+func (r *runner) account(parts []simPart, a httpAnswer, due time.Time) {
+	r.lat.record(a.done.Sub(due))
+	if a.status == 0 {
+		r.fail(parts, "transport", a.err, true)
+		return
+	}
+	code := strconv.Itoa(a.status)
+	if a.err != nil {
+		r.fail(parts, code, a.err, true)
 		return
 	}
 	if r.cfg.Batch <= 1 {
-		if resp.StatusCode == http.StatusOK {
+		if a.status == http.StatusOK {
 			r.count(code, 1)
-			r.ack(&parts[0], done)
+			r.ack(&parts[0], a.done)
 			r.outcome(&parts[0], http.StatusOK)
 			return
 		}
-		r.fail(parts, code, fmt.Errorf("HTTP %d: %s", resp.StatusCode, cut(ans)), resp.StatusCode >= 500)
+		// 409: a request with the key was still at work; its part may
+		// be stored.
+		r.fail(parts, code, fmt.Errorf("HTTP %d: %s", a.status, cut(a.body)), a.status >= 500 || a.status == http.StatusConflict)
 		return
 	}
-	r.batchAnswer(parts, resp.StatusCode, ans, done)
+	r.batchAnswer(parts, a.status, a.body, a.done)
 }
 
 // batchAnswer records the per-item outcome of a batch request.
@@ -319,7 +357,7 @@ func (r *runner) batchAnswer(parts []simPart, status int, ans []byte, done time.
 			r.ack(&parts[i], done)
 		default:
 			r.errs.Add(1)
-			if res.Status >= 500 {
+			if res.Status >= 500 || res.Status == http.StatusConflict {
 				r.perUncertain[r.index[parts[i].m]].Add(1)
 			}
 		}

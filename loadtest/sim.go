@@ -102,6 +102,10 @@ type simPart struct {
 	quality    string
 	cycleTime  float64
 	recordedMs int64
+	// key is the part's idempotency key when its request is sent twice
+	// (-retry-rate): the Idempotency-Key header of a single call, the
+	// part's idempotency_key in a batch.
+	key string
 }
 
 // part makes m's next part at now.
@@ -125,8 +129,9 @@ func (s *sim) part(m *machine, now time.Time) simPart {
 	return p
 }
 
-// appendJSON writes p as the "part" object of the ingest API.
-func (p *simPart) appendJSON(b []byte) []byte {
+// appendJSON writes p as the "part" object of the ingest API; keyed adds
+// its idempotency key.
+func (p *simPart) appendJSON(b []byte, keyed bool) []byte {
 	b = append(b, `{"external_id":"`...)
 	b = append(b, p.m.ExternalID...)
 	b = append(b, `","quantity":`...)
@@ -149,6 +154,11 @@ func (p *simPart) appendJSON(b []byte) []byte {
 	b = append(b, '.')
 	frac := p.recordedMs % 1000
 	b = append(b, byte('0'+frac/100), byte('0'+frac/10%10), byte('0'+frac%10))
+	if keyed && p.key != "" {
+		b = append(b, `,"idempotency_key":"`...)
+		b = append(b, p.key...)
+		b = append(b, '"')
+	}
 	return append(b, '}')
 }
 
@@ -157,7 +167,7 @@ func (p *simPart) appendJSON(b []byte) []byte {
 func body(b []byte, parts []simPart, batch bool) []byte {
 	if !batch {
 		b = append(b, `{"part":`...)
-		b = parts[0].appendJSON(b)
+		b = parts[0].appendJSON(b, false)
 		return append(b, '}')
 	}
 	b = append(b, `{"parts":[`...)
@@ -165,7 +175,7 @@ func body(b []byte, parts []simPart, batch bool) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = parts[i].appendJSON(b)
+		b = parts[i].appendJSON(b, true)
 	}
 	return append(b, "]}"...)
 }
