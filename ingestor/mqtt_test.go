@@ -586,3 +586,45 @@ func TestMQTTResendOfReusedPacketID(t *testing.T) {
 	}
 	stored(3)
 }
+
+// TestMQTTIdempotencyKey: a part's idempotency_key holds over MQTT as over
+// HTTP, in one key space: a new message (not a resend) with a stored key
+// is acknowledged and not stored again, the key with another part is
+// invalid, and a key twice in one batch rejects the second part.
+func TestMQTTIdempotencyKey(t *testing.T) {
+	s := newStack(t)
+	cfg, _ := mqttRun(t, s)
+	base := "http://" + cfg.Addr
+	c := rawConnect(t, cfg.MQTTAddr, "dev-i", s.key)
+	const topic, body = "takt/parts/line_1", `{"part":{"idempotency_key":"m-1"}}`
+	for i, st := range []struct {
+		topic, payload string
+		code           byte
+	}{
+		{topic, body, 0},
+		{topic, body, 0},
+		{topic, `{"part":{"quantity":2,"idempotency_key":"m-1"}}`, 0x99},
+		{"takt/parts", `{"parts":[{"external_id":"line_1","idempotency_key":"m-2"},{"external_id":"line_1","idempotency_key":"m-2"}]}`, 0x99},
+	} {
+		if code := c.publish(uint16(i+1), false, st.topic, st.payload); code != st.code {
+			t.Errorf("message %d: PUBACK %#x, want %#x", i+1, code, st.code)
+		}
+	}
+	if a := idemPost(t, base, Path, s.key, "m-1", `{"part":{"external_id":"line_1"}}`); a.status != 422 {
+		t.Errorf("the MQTT key over HTTP with another body: %+v", a)
+	}
+	if a := idemPost(t, base, Path, s.key, "m-3", `{"part":{"external_id":"line_1"}}`); a.status != 200 {
+		t.Fatalf("HTTP: %+v", a)
+	}
+	if code := c.publish(9, false, topic, `{"part":{"idempotency_key":"m-3"}}`); code != 0x99 {
+		t.Errorf("an HTTP key over MQTT with another body: PUBACK %#x", code)
+	}
+	parts := s.partsUntilSentinel(t, base)
+	ids := map[string]bool{}
+	for _, p := range parts {
+		ids[p.IdempotencyID] = true
+	}
+	if len(parts) != 3 || len(ids) != 3 {
+		t.Fatalf("topic holds %d parts with %d ids, want 3 (m-1, m-2, m-3)", len(parts), len(ids))
+	}
+}
