@@ -141,7 +141,7 @@ func (h *handler) serve(c *gin.Context) {
 	received := h.now()
 	var res result
 	h.process(c.Request, received, &res)
-	if res.retry > 0 {
+	if res.status == http.StatusTooManyRequests || res.retry > 0 {
 		c.Header("Retry-After", ratelimit.RetryAfterHeader(res.retry))
 	}
 	if res.replayed {

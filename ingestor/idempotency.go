@@ -1,6 +1,7 @@
 package ingestor
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -308,6 +309,9 @@ func (s *idemStore) found(c *idemClaim, v string) {
 		return
 	}
 	c.state, c.status, c.body = claimReplay, status, []byte(v[1+fpHex+3:])
+	if status == http.StatusOK && len(c.body) == 0 {
+		c.body = bodyOK
+	}
 }
 
 // storable reports whether an answer is kept for replays: a part stored
@@ -330,6 +334,9 @@ func (s *idemStore) finish(ctx context.Context, cs []*idemClaim, status func(i i
 		}
 		st, body := status(i)
 		done := ""
+		if st == http.StatusOK && bytes.Equal(body, bodyOK) {
+			body = nil // the usual answer, kept short: a record lives a day
+		}
 		if storable(st) {
 			done = "d" + c.pending[1:1+fpHex] + strconv.Itoa(st) + string(body)
 		}

@@ -241,3 +241,41 @@ func TestIdempotentRedisDown(t *testing.T) {
 		t.Fatalf("topic holds %+v; want two copies with one idempotency id", parts)
 	}
 }
+
+func TestCheckIdempotencyKey(t *testing.T) {
+	for _, tc := range []struct {
+		key string
+		ok  bool
+	}{
+		{"a", true},
+		{"0190f2a4-5b6c-7d8e-9f00-112233445566", true},
+		{"press7:000123_x.y~z+/=", true},
+		{strings.Repeat("k", 128), true},
+		{"", false},
+		{strings.Repeat("k", 129), false},
+		{"a b", false},
+		{"a\nb", false},
+		{"a\"b", false},
+		{"a\\b", false},
+		{"a*b", false},
+		{"ä", false},
+	} {
+		if err := checkIdempotencyKey("key", []byte(tc.key)); (err == nil) != tc.ok {
+			t.Errorf("%q: %v, want ok %v", tc.key, err, tc.ok)
+		}
+	}
+}
+
+// TestIdempotencyIDScoped: the wire id depends on scope and key only, and
+// two scopes never share one.
+func TestIdempotencyIDScoped(t *testing.T) {
+	a, b, c := idempotencyID("u1", "k"), idempotencyID("u1", "k"), idempotencyID("u2", "k")
+	if a != b || a == c || idempotencyID("u1", "k2") == a || idempotencyID("u", "1\x00k") == a {
+		t.Fatalf("ids %s %s %s", a, b, c)
+	}
+	p := wire.Part{EventID: a, Site: 1, LocationKind: "line", LocationID: 1, ExternalID: "x", Quantity: 1,
+		Quality: wire.QualityGood, RecordedAtMs: 1, ReceivedAtMs: 1, IdempotencyID: a}
+	if err := p.Validate(); err != nil {
+		t.Fatalf("the id is not a wire UUID: %v", err)
+	}
+}
