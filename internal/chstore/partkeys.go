@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/google/uuid"
 )
 
@@ -30,7 +31,9 @@ func (p PartPosition) Before(q PartPosition) bool {
 const MaxPartKeysLookup = 2000
 
 // PartKeys returns, for each of ids that part_keys holds for topic, the
-// first position it is stored at. Ids it does not hold are absent.
+// first position it is stored at. Ids it does not hold are absent. On a
+// cluster it reads a synced replica (syncedRead): a key another replica
+// acknowledged must not be missed.
 func (s *Store) PartKeys(ctx context.Context, topic string, ids []uuid.UUID) (map[uuid.UUID]PartPosition, error) {
 	found := make(map[uuid.UUID]PartPosition)
 	for len(ids) > 0 {
@@ -56,22 +59,26 @@ func (s *Store) partKeys(ctx context.Context, topic string, ids []uuid.UUID, fou
 		in.WriteString(id.String())
 		in.WriteByte('\'')
 	}
-	rows, err := s.conn.Query(ctx, "SELECT idempotency_id, partition, offset FROM part_keys WHERE topic = ? AND idempotency_id IN ("+in.String()+")", topic)
+	query := "SELECT idempotency_id, partition, offset FROM part_keys WHERE topic = ? AND idempotency_id IN (" + in.String() + ")"
+	err := s.syncedRead(ctx, []string{"part_keys"}, func(conn driver.Conn) error {
+		rows, err := conn.Query(ctx, query, topic)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id uuid.UUID
+			var p PartPosition
+			if err := rows.Scan(&id, &p.Partition, &p.Offset); err != nil {
+				return err
+			}
+			if q, ok := found[id]; !ok || p.Before(q) {
+				found[id] = p
+			}
+		}
+		return rows.Err()
+	})
 	if err != nil {
-		return fmt.Errorf("part keys: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var id uuid.UUID
-		var p PartPosition
-		if err := rows.Scan(&id, &p.Partition, &p.Offset); err != nil {
-			return fmt.Errorf("part keys: %w", err)
-		}
-		if q, ok := found[id]; !ok || p.Before(q) {
-			found[id] = p
-		}
-	}
-	if err := rows.Err(); err != nil {
 		return fmt.Errorf("part keys: %w", err)
 	}
 	return nil
