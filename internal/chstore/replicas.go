@@ -21,11 +21,12 @@ package chstore
 //
 // Insert deduplication is turned off for Takt's sessions on a cluster
 // (clusterSettings): ClickHouse drops an INSERT block into a replicated
-// table whose checksum equals one of the last blocks', and two different
-// parts blocks can give identical blocks in the rollups their views feed
-// (one good part of the same product, machine and hour): deduplication
-// would lose the second. Replays are kept out by the processor's resume
-// reads instead, as on a single server.
+// table whose checksum equals one of the last blocks', and the rollup
+// repair (reconcile.go) writes completion rows straight into the summing
+// rollups, where two repairs can write the same block (one good part of
+// the same product, machine and hour): deduplication would lose the
+// second. Replays are kept out by the processor's resume reads instead, as
+// on a single server.
 
 import (
 	"context"
