@@ -51,6 +51,7 @@ func TestHarnessEndToEnd(t *testing.T) {
 	}
 	qc := queryapi.ConfigFromEnv(noEnv)
 	qc.Addr, qc.AdminAddr, qc.ClickHouse, qc.RedisAddr, qc.RedisPrefix = freeAddr(t), freeAddr(t), chCfg, e.Redis, prefix
+	qc.PartsTopic = topic // its watermark
 
 	done := make(chan error, 3)
 	go func() { done <- ingestor.Run(ctx, ic, logger) }()

@@ -89,10 +89,16 @@ type Percentiles struct {
 }
 
 // FreshnessSet is the accept → visible-in-the-query-API delay of sampled
-// parts; Timeouts are samples never seen before the drain deadline.
+// parts (in the parts area's default order); Timeouts are samples never
+// seen before the drain deadline. Reads is what the probe cost: the query
+// API requests it sent. Misses are answers whose watermark had reached
+// the sample's acknowledgement and that did not hold it: each breaks the
+// watermark's promise.
 type FreshnessSet struct {
 	Percentiles
 	Timeouts int64 `json:"timeouts"`
+	Reads    int64 `json:"reads"`
+	Misses   int64 `json:"watermark_misses"`
 }
 
 // hist is a concurrency-safe HdrHistogram of durations in microseconds
@@ -183,7 +189,8 @@ func (r *Report) Summary(w io.Writer) {
 		fmt.Fprintf(w, "  verify    %s: lost %d  duplicated %d  unacked-but-stored %d  (stored %d rows, quantity %d of %d acked; drained in %.1f s)\n",
 			verdict, r.Lost, r.Duplicated, r.UnackedStored, r.StoredRows, r.StoredQty, r.AckedQty, r.DrainS)
 		f := r.Freshness
-		fmt.Fprintf(w, "  freshness p50 %.0f  p99 %.0f  max %.0f ms  (%d samples, %d never seen)\n", f.P50, f.P99, f.Max, f.N, f.Timeouts)
+		fmt.Fprintf(w, "  freshness p50 %.0f  p99 %.0f  max %.0f ms  (%d samples, %d never seen; %d probe reads, %d watermark misses)\n",
+			f.P50, f.P99, f.Max, f.N, f.Timeouts, f.Reads, f.Misses)
 	case r.VerifyError != "":
 		fmt.Fprintf(w, "  verify    NOT VERIFIED: %s\n", r.VerifyError)
 	}

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -135,9 +137,13 @@ func (r *runner) verify(ctx context.Context, store *chstore.Store, start time.Ti
 }
 
 // freshness samples acknowledged parts and measures how long each takes to
-// be visible in the query API's parts area. At most maxPolls samples are
-// polled at a time, one new sample per sampleEvery: the polling must not
-// load the system it measures.
+// be visible in the query API's parts area, in its default order. Each
+// sample is one read with min_watermark set to the sample's
+// acknowledgement: the query API answers it once its watermark has
+// passed, without the probe polling, so a sample costs one request (more
+// only when the wait runs out). At most maxPolls samples wait at a time,
+// one new sample per sampleEvery: the probe must not load the system it
+// measures, and its reads are counted.
 type freshness struct {
 	cfg    Config
 	client *http.Client
@@ -148,6 +154,8 @@ type freshness struct {
 	active   atomic.Int32
 	h        *hist
 	timeouts atomic.Int64
+	reads    atomic.Int64
+	misses   atomic.Int64
 	polls    sync.WaitGroup
 	errOnce  sync.Once
 }
@@ -159,8 +167,8 @@ type sample struct {
 }
 
 const (
-	maxPolls    = 4
-	sampleEvery = 100 * time.Millisecond
+	maxPolls    = 32
+	sampleEvery = 50 * time.Millisecond
 	pollEvery   = 50 * time.Millisecond
 )
 
@@ -204,18 +212,25 @@ func (f *freshness) sampleLoop(ctx context.Context) {
 	}
 }
 
-// poll asks the query API for the sampled part until it is there, or the
-// drain timeout passed since its ack.
+// poll asks the query API for the sampled part, waiting for the watermark
+// of its acknowledgement, until it is there or the drain timeout passed
+// since its ack. An answer at that watermark without the part is a miss;
+// the probe then asks again without waiting.
 func (f *freshness) poll(s sample) {
-	u := f.cfg.QueryURL + "/api/1.0/parts/?" + url.Values{
+	args := url.Values{
 		"externalid":  {s.ext},
 		"recorded_at": {time.UnixMilli(s.recordedMs).UTC().Format("2006-01-02T15:04:05.000Z")},
 		"limit":       {"1"},
 		"fields":      {"id"},
-	}.Encode()
+	}
+	wait := url.Values{"min_watermark": {strconv.FormatInt(s.ackAt.UnixMilli(), 10)}}
+	for k, v := range args {
+		wait[k] = v
+	}
 	deadline := s.ackAt.Add(f.cfg.DrainTimeout)
+	u, waiting := f.cfg.QueryURL+"/api/1.0/parts/?"+wait.Encode(), true
 	for time.Now().Before(deadline) {
-		found, err := f.query(u)
+		found, reached, err := f.query(u)
 		if err != nil {
 			f.errOnce.Do(func() { f.logger.Warn("freshness poll failed", "err", err) })
 			break
@@ -224,25 +239,32 @@ func (f *freshness) poll(s sample) {
 			f.h.record(time.Since(s.ackAt))
 			return
 		}
+		if reached && waiting {
+			f.misses.Add(1)
+			u, waiting = f.cfg.QueryURL+"/api/1.0/parts/?"+args.Encode(), false
+		}
 		time.Sleep(pollEvery)
 	}
 	f.timeouts.Add(1)
 }
 
-func (f *freshness) query(u string) (bool, error) {
+// query reads u: found says the answer held a record, reached that it
+// was an answer (not a wait that ran out).
+func (f *freshness) query(u string) (found, reached bool, err error) {
+	f.reads.Add(1)
 	req, err := http.NewRequest(http.MethodGet, u, nil)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	req.Header.Set("L2LAUTH", f.cfg.Key)
 	resp, err := f.client.Do(req)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	var ans struct {
 		Success bool
@@ -250,12 +272,17 @@ func (f *freshness) query(u string) (bool, error) {
 		Error   string
 	}
 	if err := json.Unmarshal(b, &ans); err != nil {
-		return false, fmt.Errorf("query API HTTP %d: %s", resp.StatusCode, cut(b))
+		return false, false, fmt.Errorf("query API HTTP %d: %s", resp.StatusCode, cut(b))
 	}
-	if !ans.Success {
-		return false, fmt.Errorf("query API: %s", ans.Error)
+	switch {
+	case ans.Success:
+		return len(ans.Data) > 0, true, nil
+	case resp.StatusCode == http.StatusOK && strings.Contains(ans.Error, "min_watermark"):
+		return false, false, nil // the wait ran out: ask again
+	case resp.StatusCode == http.StatusServiceUnavailable:
+		return false, false, nil // too many waiting: ask again
 	}
-	return len(ans.Data) > 0, nil
+	return false, false, fmt.Errorf("query API: %s", ans.Error)
 }
 
 // finish waits for the outstanding polls (each bounded by the drain
@@ -273,5 +300,5 @@ func (f *freshness) finish(ctx context.Context, timeout time.Duration) {
 }
 
 func (f *freshness) result() FreshnessSet {
-	return FreshnessSet{Percentiles: f.h.percentiles(), Timeouts: f.timeouts.Load()}
+	return FreshnessSet{Percentiles: f.h.percentiles(), Timeouts: f.timeouts.Load(), Reads: f.reads.Load(), Misses: f.misses.Load()}
 }

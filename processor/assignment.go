@@ -109,6 +109,12 @@ func (c *consumer) adjustOffsets(ctx context.Context, offsets map[string]map[int
 	if err != nil {
 		return nil, err
 	}
+	// The watermarks the previous owners published: rows are placed
+	// above them.
+	floors, err := c.loadFloors(ctx)
+	if err != nil {
+		return nil, err
+	}
 	lags := c.endLags(ctx, starts)
 	c.mu.Lock()
 	for _, p := range assigned {
@@ -116,6 +122,7 @@ func (c *consumer) adjustOffsets(ctx context.Context, offsets map[string]map[int
 		if st == nil {
 			continue
 		}
+		st.floor, st.lastOrder = floors[p], floors[p]
 		l := sets[p]
 		st.periods = periodSet{locs: l.locs, checkpoint: l.checkpoint}
 		if lag, ok := lags[p]; ok {

@@ -95,8 +95,8 @@ type Config struct {
 // and ~245k with 100k (BenchmarkProcessorEndToEnd), for a peak RSS of
 // ~210, ~370 and ~550 MiB. Under light load the interval decides, so the
 // size costs no freshness. The interval is short because a part must show
-// in the parts area within about 2s, and that area hides rows for its
-// visibility lag (TAKT_QUERY_PARTS_LAG) after they are written.
+// in the parts area within a second: it shows once the flush that stores
+// it has published the parts watermark (see watermark.go).
 const (
 	DefaultGroup              = "takt-processor"
 	DefaultPeriodChangesTopic = "takt.period-changes"

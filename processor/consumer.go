@@ -101,6 +101,10 @@ type partState struct {
 	// keys are the idempotency ids of the records consumed and not yet
 	// known to be in ClickHouse (see dedupe), with their offsets.
 	keys map[uuid.UUID]int64
+	// floor is the watermark last published for the partition (by any
+	// owner): its rows are placed in insertion order above it. lastOrder
+	// is the order_ms of its last row placed.
+	floor, lastOrder int64
 }
 
 func (st *partState) consumed(r *kgo.Record, now time.Time) {
@@ -177,12 +181,18 @@ type consumer struct {
 	hwms      []partitionMark
 	decoded   []decoded
 	nextTick  time.Time
+	// obs are the listings of end offsets (observe); lastPublish is when
+	// the last flush, which publishes watermarks, started; nextPublish
+	// when a member with nothing to flush publishes next.
+	obs                      observations
+	lastPublish, nextPublish time.Time
 }
 
 // consumerStore is what the consume loop needs from ClickHouse.
 type consumerStore interface {
 	partsStore
 	periodStore
+	watermarkStore
 }
 
 func newConsumer(cfg Config, store consumerStore, master *masterData, m *metrics, logger *slog.Logger) (*consumer, error) {

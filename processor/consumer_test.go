@@ -18,6 +18,7 @@ import (
 
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/testenv"
+	"github.com/takt/takt/internal/watermark"
 	"github.com/takt/takt/internal/wire"
 )
 
@@ -48,11 +49,36 @@ type memSink struct {
 	// repaired are the (partition, from, to) offset ranges whose rollups
 	// the consumer asked to reconcile.
 	repaired [][3]int64
+	// watermarks are the largest published, by partition; orders the
+	// order_ms each part id was written with (its last write).
+	watermarks map[int32]watermark.Partition
+	orders     map[uint64]int64
 }
 
 func newMemSink() *memSink {
 	return &memSink{written: map[uint64]int{}, states: map[string]chstore.PeriodState{},
-		checkpoints: map[int32]chstore.PeriodCheckpoint{}}
+		checkpoints: map[int32]chstore.PeriodCheckpoint{}, watermarks: map[int32]watermark.Partition{}, orders: map[uint64]int64{}}
+}
+
+func (s *memSink) InsertPartsWatermarks(_ context.Context, _ string, ws []watermark.Partition) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, w := range ws {
+		if old, ok := s.watermarks[w.Partition]; !ok || w.Ms > old.Ms {
+			s.watermarks[w.Partition] = w
+		}
+	}
+	return nil
+}
+
+func (s *memSink) PartsWatermarks(context.Context, string) ([]watermark.Partition, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []watermark.Partition
+	for _, w := range s.watermarks {
+		out = append(out, w)
+	}
+	return out, nil
 }
 
 func (s *memSink) InsertParts(_ context.Context, b *chstore.PartsBlock) error {
@@ -66,8 +92,9 @@ func (s *memSink) InsertParts(_ context.Context, b *chstore.PartsBlock) error {
 	}
 	if !fail || landed {
 		ps := map[int32]bool{}
-		for _, id := range b.IDs() {
+		for i, id := range b.IDs() {
 			s.written[id]++
+			s.orders[id] = b.OrderMs()[i]
 			ps[int32(id>>40)] = true
 		}
 		if fail {
@@ -486,5 +513,58 @@ func TestCheckPositionsRefusesAPartitionOfAnother(t *testing.T) {
 	batches = []*batch{{partition: theirs, validGen: gen - 1}}
 	if err := c.checkPositions(ctx, batches, gen); !errors.Is(err, errLostMembership) {
 		t.Fatalf("partition %d of the other member: %v, want the write refused as lost membership", theirs, err)
+	}
+}
+
+// watermarkOf is the sink's watermark of a topic of n partitions (0 until
+// each has one).
+func (s *memSink) watermarkOf(n int32) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ws []watermark.Partition
+	for _, w := range s.watermarks {
+		ws = append(ws, w)
+	}
+	if len(ws) > 0 {
+		ws[0].Partitions = max(ws[0].Partitions, n)
+	}
+	return watermark.Of(ws)
+}
+
+// TestConsumerPublishesWatermarks: the watermark passes each acknowledged
+// part, partitions without records included; and parts received long
+// before (the broker appends in its own order) are placed above the
+// watermark already published, never behind it, yet at or below the
+// watermark that covers them.
+func TestConsumerPublishesWatermarks(t *testing.T) {
+	e := newFakeEnv(t, 4)
+	s := newMemSink()
+	stop, _ := runInProcess(t, e.config(), s)
+	// Two locations: at most two of the four partitions get records.
+	first := newPartsAt(100, 2)
+	e.produce(first)
+	acked := time.Now().UnixMilli()
+	waitFor(t, 30*time.Second, "the watermark past the first parts", func() bool { return s.watermarkOf(4) >= acked })
+	w1 := s.watermarkOf(4)
+
+	late := newPartsAt(100, 2)
+	for i := range late {
+		late[i].ReceivedAtMs -= time.Hour.Milliseconds()
+	}
+	rs := e.produce(late)
+	acked = time.Now().UnixMilli()
+	waitFor(t, 30*time.Second, "the watermark past the late parts", func() bool { return s.watermarkOf(4) >= acked })
+	w2 := s.watermarkOf(4)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	assertOnce(t, s, 200)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range rs {
+		o := s.orders[chstore.PartID(r.Partition, r.Offset)]
+		if o <= w1 || o > w2 {
+			t.Errorf("late part (%d, %d) placed at %d: want above the watermark %d published before it, at most %d", r.Partition, r.Offset, o, w1, w2)
+		}
 	}
 }

@@ -48,13 +48,23 @@ var errLostMembership = errors.New("group membership lost")
 // gap needs a fencing token checked by the store itself.
 func (c *consumer) runJob(ctx context.Context, job *flushJob) {
 	start := time.Now()
+	if len(job.batches) == 0 {
+		// Watermarks only: published by a member of the group that owns
+		// the partitions (the fence), once.
+		if _, err := c.fence(ctx, nil, job.marks); err != nil {
+			c.logger.Debug("not publishing watermarks: the fence failed", "err", err)
+			return
+		}
+		c.publishWatermarks(ctx, job)
+		return
+	}
 	var err error
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 && !sleep(ctx, backoff(attempt, retryMin, retryMax)) {
 			break // shutdown deadline: what is unwritten is dropped
 		}
 		var gen int32
-		if gen, err = c.fence(ctx, job.batches); err == nil {
+		if gen, err = c.fence(ctx, job.batches, job.marks); err == nil {
 			err = c.checkPositions(ctx, job.batches, gen)
 		}
 		if errors.Is(err, errLostMembership) {
@@ -84,6 +94,7 @@ func (c *consumer) runJob(ctx context.Context, job *flushJob) {
 	c.m.batches.WithLabelValues(string(job.why)).Inc()
 	if err == nil {
 		c.afterInsert()
+		c.publishWatermarks(ctx, job)
 	}
 
 	// Commit what is durable: batches whose block is written, and batches
@@ -316,16 +327,20 @@ func (c *consumer) insertPeriods(ctx context.Context, batches []*batch) error {
 }
 
 // fence commits the current position (the first unflushed offset) of
-// every partition about to be written. The broker accepts the commit only
-// from a member of the current generation, so a member the group has
-// dropped learns it here, before it writes anything. It returns the
-// generation it checked.
-func (c *consumer) fence(ctx context.Context, batches []*batch) (int32, error) {
+// every partition about to be written, and of those whose watermark is
+// about to be published (marks). The broker accepts the commit only from
+// a member of the current generation, so a member the group has dropped
+// learns it here, before it writes anything. It returns the generation it
+// checked.
+func (c *consumer) fence(ctx context.Context, batches []*batch, marks []mark) (int32, error) {
 	member, gen := c.cl.GroupMetadata()
 	if member == "" || gen < 0 {
 		return gen, fmt.Errorf("%w: not in a group generation", errLostMembership)
 	}
-	offsets := make(map[int32]kgo.EpochOffset, len(batches))
+	offsets := make(map[int32]kgo.EpochOffset, len(batches)+len(marks))
+	for _, m := range marks {
+		offsets[m.partition] = kgo.EpochOffset{Epoch: -1, Offset: m.stored}
+	}
 	for _, b := range batches {
 		offsets[b.partition] = kgo.EpochOffset{Epoch: -1, Offset: b.first}
 	}

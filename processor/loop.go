@@ -19,6 +19,10 @@ func (c *consumer) run(ctx context.Context) error {
 	defer c.cl.Close()
 	// Joins the group: from here on the group callbacks run.
 	c.cl.AddConsumeTopics(c.cfg.Topic)
+	octx, stopObserving := context.WithCancel(ctx)
+	observed := make(chan struct{})
+	go func() { defer close(observed); c.observe(octx) }()
+	defer func() { stopObserving(); <-observed }()
 
 	waited := 0 // rejoin polls
 	for ctx.Err() == nil {
@@ -39,6 +43,12 @@ func (c *consumer) run(ctx context.Context) error {
 				c.reap(ctx) // wait for the oldest flush
 			}
 			continue
+		}
+		if now := time.Now(); !wanted && len(c.inflight) == 0 && !now.Before(c.nextPublish) {
+			c.nextPublish = now.Add(publishEvery)
+			if c.watermarkDue(now) && c.startFlush(flushWatermark) {
+				continue
+			}
 		}
 		if len(c.inflight) == 0 && pd.records == 0 {
 			// Nothing unwritten or uncommitted: a rebalance can
@@ -83,9 +93,12 @@ func (c *consumer) pollOnce(ctx context.Context, pd pending) error {
 		pctx   context.Context
 		cancel context.CancelFunc
 	)
-	// Wake for the next tick at the latest.
+	// Wake for the next tick at the latest, and to publish watermarks.
 	dl := c.nextTick
 	if d, ok := c.policy.deadline(pd); ok && d.Before(dl) {
+		dl = d
+	}
+	if d := c.nextPublish; d.Before(dl) && d.After(time.Now()) {
 		dl = d
 	}
 	pctx, cancel = context.WithDeadline(ctx, dl)

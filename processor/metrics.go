@@ -36,6 +36,7 @@ type metrics struct {
 	replayed        prometheus.Counter
 	duplicates      prometheus.Counter
 	rollupRepairs   prometheus.Counter
+	wm              *watermarkMetrics
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -156,6 +157,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.commitErrors, m.fenced, m.dlq, m.dlqErrors, m.resolutions, m.lag, m.pendingRows,
 		m.catalogRefresh, m.catalogErrors, m.catalogProducts, m.machines, m.tooLate, m.assignments, m.dispatches,
 		m.periodRows, m.periodStates, m.replayed, m.rollupRepairs, m.duplicates)
+	m.wm = newWatermarkMetrics(reg)
 	return m
 }
 

@@ -32,6 +32,9 @@ type batch struct {
 	// on the topic.
 	feedOffset int64
 	feedDone   bool
+	// floor is the watermark last published for the partition; the
+	// block's rows are placed above it.
+	floor int64
 
 	// validGen is the group generation in which this partition's
 	// position was last checked against ClickHouse.
@@ -58,6 +61,11 @@ type flushJob struct {
 	// (set by the flush).
 	lost    bool
 	lostGen int32
+	// marks are the partitions with nothing to write whose watermarks
+	// the flush publishes; published is what it published (or tried to),
+	// by partition (set by the flush).
+	marks     []mark
+	published map[int32]int64
 }
 
 func (j *flushJob) finished() bool {
@@ -90,12 +98,23 @@ func (c *consumer) startFlush(why flushReason) bool {
 		for _, b := range j.batches {
 			busy[b.partition] = true
 		}
+		// A partition whose watermark a flush publishes is its until it
+		// ends: its next rows are placed above that watermark.
+		for _, m := range j.marks {
+			busy[m.partition] = true
+		}
 	}
 	job := &flushJob{why: why, done: make(chan struct{})}
+	pending := map[int32]bool{}
 	for _, st := range c.states {
-		if busy[st.partition] {
+		pending[st.partition] = true
+		if busy[st.partition] || why == flushWatermark {
 			continue
 		}
+		// Placed now, above the watermark the partition's last flush
+		// published: its flushes run one after the other, so that one
+		// is known, and none is published for it until this one runs.
+		st.lastOrder = st.block.StampOrder(st.floor, st.lastOrder)
 		b := &batch{
 			partition:   st.partition,
 			block:       st.block,
@@ -105,6 +124,7 @@ func (c *consumer) startFlush(why flushReason) bool {
 			next:        st.next,
 			resolutions: st.resolutions,
 			validGen:    st.validGen,
+			floor:       st.floor,
 		}
 		all := why == flushStop || why == flushRebalance
 		b.states, b.checkpoint = st.periods.take(all, time.Now(), st.next.Offset)
@@ -122,9 +142,12 @@ func (c *consumer) startFlush(why flushReason) bool {
 		st.records = 0
 		st.resolutions = resolutionCounts{}
 	}
-	if len(job.batches) == 0 {
+	job.marks = c.idleMarks(busy, pending)
+	if len(job.batches) == 0 && (why != flushWatermark || len(job.marks) == 0) {
 		return false
 	}
+	c.lastPublish = time.Now()
+	c.nextPublish = c.lastPublish.Add(publishEvery)
 	c.inflight = append(c.inflight, job)
 	go func() {
 		c.runJob(c.fctx, job)
@@ -186,6 +209,15 @@ func (c *consumer) reapDone() {
 func (c *consumer) apply(job *flushJob) {
 	if job.lost {
 		c.rejoining, c.lostGen = true, job.lostGen
+	}
+	if len(job.published) > 0 {
+		c.mu.Lock()
+		for p, w := range job.published {
+			if st := c.parts[p]; st != nil {
+				st.floor = max(st.floor, w)
+			}
+		}
+		c.mu.Unlock()
 	}
 	var rewind map[int32]kgo.EpochOffset
 	var reload []int32

@@ -12,6 +12,9 @@ const (
 	flushInterval  flushReason = "interval"  // TAKT_BATCH_INTERVAL passed since the first pending record
 	flushRebalance flushReason = "rebalance" // the group wants to rebalance and waits for us
 	flushStop      flushReason = "shutdown"  // the processor is stopping
+	// flushWatermark writes nothing but the watermarks of partitions with
+	// nothing pending (see watermark.go).
+	flushWatermark flushReason = "watermark"
 )
 
 // pending describes the work consumed but not yet committed: rows waiting

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/takt/takt/internal/chstore"
+	"github.com/takt/takt/internal/watermark"
 	"github.com/takt/takt/internal/wire"
 	"github.com/takt/takt/processor/resolve"
 )
@@ -162,6 +163,14 @@ type maxOffsetStore struct {
 func (s *maxOffsetStore) InsertParts(context.Context, *chstore.PartsBlock) error { return nil }
 
 func (s *maxOffsetStore) PartKeys(context.Context, string, []uuid.UUID) (map[uuid.UUID]chstore.PartPosition, error) {
+	return nil, nil
+}
+
+func (s *maxOffsetStore) InsertPartsWatermarks(context.Context, string, []watermark.Partition) error {
+	return nil
+}
+
+func (s *maxOffsetStore) PartsWatermarks(context.Context, string) ([]watermark.Partition, error) {
 	return nil, nil
 }
 

@@ -79,6 +79,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 type store interface {
 	partsStore
 	periodStore
+	watermarkStore
 	masterDataSource
 	pinger
 }

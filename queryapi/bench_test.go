@@ -65,7 +65,7 @@ func BenchmarkPaging1M(b *testing.B) {
 	b.Logf("inserted %d parts in %s", total, time.Since(start).Round(time.Millisecond))
 
 	cfg := ConfigFromEnv(&env)
-	cfg.ClickHouse, cfg.RedisPrefix, cfg.PartsLag = chCfg, prefix, 0
+	cfg.ClickHouse, cfg.RedisPrefix, cfg.Watermark = chCfg, prefix, false
 	r, err := newEngine(store, rdb, nil, cfg, nil, testenv.Logger(b), prometheus.NewRegistry())
 	if err != nil {
 		b.Fatal(err)

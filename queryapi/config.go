@@ -94,13 +94,18 @@ type Config struct {
 	// AuthFailures is each client address's budget of failed key
 	// look-ups (TAKT_AUTH_FAIL_BURST, TAKT_AUTH_FAIL_RATE).
 	AuthFailures auth.FailureLimit
-	// PartsLag hides parts stored in the last PartsLag from reads in
-	// insertion order (TAKT_QUERY_PARTS_LAG), so that the paging loop sees
-	// every part exactly once while parts keep arriving. inserted_at has
-	// whole seconds, so it must exceed the longest parts INSERT by a
-	// second: the default 2s allows INSERTs of up to 1s (a 50k-row block
-	// takes ~0.2s here).
-	PartsLag time.Duration
+	// Watermark (TAKT_QUERY_WATERMARK, default true): reads of parts,
+	// productionperiods, pitches and OEE carry the parts watermark the
+	// processors of PartsTopic publish (X-Takt-Watermark), wait for a
+	// min_watermark, and reads of parts in insertion order show the parts
+	// up to the watermark, so that the paging loop sees every part exactly
+	// once while parts keep arriving. Off only for a database that no
+	// processor writes (tools, tests): reads then show every stored part
+	// at once.
+	Watermark bool
+	// WatermarkWaiters bounds the reads that wait for a min_watermark at
+	// once (TAKT_QUERY_WATERMARK_WAITERS); more are refused with 503.
+	WatermarkWaiters int
 	// RateLimit configures the per-key rate limits (TAKT_RATE_*).
 	RateLimit ratelimit.Config
 	// KeyUsageInterval is how often the keys' last uses are copied from
@@ -150,7 +155,8 @@ func ConfigFromEnv(e *config.Env) Config {
 		AuthRedisTTL:         e.Duration("AUTH_REDIS_TTL", 5*time.Minute),
 		AuthNegativeTTL:      e.Duration("AUTH_NEGATIVE_TTL", 10*time.Second),
 		AuthFailures:         auth.FailureLimitFromEnv(e),
-		PartsLag:             e.Duration("QUERY_PARTS_LAG", 2*time.Second),
+		Watermark:            e.Bool("QUERY_WATERMARK", true),
+		WatermarkWaiters:     e.Int("QUERY_WATERMARK_WAITERS", 1000),
 		RateLimit:            ratelimit.ConfigFromEnv(e),
 		KeyUsageInterval:     e.Duration("KEY_USAGE_INTERVAL", 5*time.Second),
 		LogLevel:             e.String("LOG_LEVEL", "info"),
@@ -191,7 +197,7 @@ func (c Config) Validate() error {
 	}
 	_, err := c.Level()
 	p.Addf(err != nil, "TAKT_LOG_LEVEL=%q: must be debug, info, warn or error", c.LogLevel)
-	p.Addf(c.PartsLag < 0, "TAKT_QUERY_PARTS_LAG=%s: must not be negative", c.PartsLag)
+	p.Addf(c.WatermarkWaiters < 1, "TAKT_QUERY_WATERMARK_WAITERS=%d: must be at least 1", c.WatermarkWaiters)
 	p.Addf(c.KeyUsageInterval < time.Second, "TAKT_KEY_USAGE_INTERVAL=%s: must be at least 1s", c.KeyUsageInterval)
 	if err := c.AuthFailures.Validate(); err != nil {
 		p = append(p, err)

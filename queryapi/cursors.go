@@ -40,16 +40,19 @@ const (
 	cursorTTL     = 10 * time.Minute
 	cursorTimeout = 50 * time.Millisecond
 	// rowsTTL keeps the pages a read looked ahead to: the paging loop asks
-	// for them within seconds; they take 12 bytes a row.
+	// for them within seconds; they take 16 bytes a row.
 	rowsTTL      = 2 * time.Minute
 	rowsSuffix   = ":rows"
-	positionSize = 12 // inserted_at uint32, id uint64, little-endian
+	positionSize = 16 // order_ms int64, id uint64, little-endian
+	// keyVersion names the layout of the entries: a key of another
+	// layout (positions by inserted_at) is never read as one of these.
+	keyVersion = "o1"
 )
 
 // key names the position offset of query q over area for sites.
 func (c *cursors) key(area string, q l2l.Query, sites []uint64, offset int) string {
 	var b strings.Builder
-	b.WriteString(area)
+	b.WriteString(keyVersion + "\x00" + area)
 	for _, f := range q.Filters {
 		b.WriteString("\x00" + f.Field + "\x00" + string(f.Op) + "\x00" + l2l.FormatValue(0, f.Value))
 	}
@@ -83,7 +86,7 @@ func (c *cursors) get(ctx context.Context, key string, limit int) (at []chstore.
 		at = make([]chstore.Cursor, limit)
 		for i := range at {
 			p := s[i*positionSize:]
-			at[i] = chstore.Cursor{InsertedAt: binary.LittleEndian.Uint32([]byte(p[:4])), ID: binary.LittleEndian.Uint64([]byte(p[4:12]))}
+			at[i] = chstore.Cursor{OrderMs: int64(binary.LittleEndian.Uint64([]byte(p[:8]))), ID: binary.LittleEndian.Uint64([]byte(p[8:16]))}
 		}
 		return at, at[limit-1], true
 	}
@@ -110,7 +113,7 @@ func (c *cursors) put(ctx context.Context, area string, q l2l.Query, sites []uin
 	for i := 0; i+q.Limit <= len(ahead); i += q.Limit {
 		buf := make([]byte, 0, q.Limit*positionSize)
 		for _, p := range ahead[i : i+q.Limit] {
-			buf = binary.LittleEndian.AppendUint32(buf, p.InsertedAt)
+			buf = binary.LittleEndian.AppendUint64(buf, uint64(p.OrderMs))
 			buf = binary.LittleEndian.AppendUint64(buf, p.ID)
 		}
 		pipe.Set(ctx, c.key(area, q, sites, offset+i)+rowsSuffix, buf, rowsTTL)

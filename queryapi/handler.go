@@ -79,6 +79,9 @@ type handler struct {
 	cursors  *cursors // nil: deep offsets are always counted
 	// feed serves the live change feed (nil: not enabled).
 	feed *streams
+	// wm is the parts watermark (nil: reads show every stored part and
+	// carry no watermark; see Config.Watermark).
+	wm *watermarks
 	// actions are the action handlers by "<area>/<action>" (nil: actions
 	// answer 405); actionNow is their clock.
 	actions   map[string]actionFunc
@@ -122,7 +125,7 @@ func newHandler(keys keyChecker, store recordReader, z *zones, cfg Config, logge
 		if err != nil {
 			return nil, err
 		}
-		h.areas[def.Name] = &area{def: def, rec: rec.WithSchema(s).WithVisibilityLag(cfg.PartsLag).WithLookAhead(lookAheadPages), schema: s}
+		h.areas[def.Name] = &area{def: def, rec: rec.WithSchema(s).WithLookAhead(lookAheadPages), schema: s}
 	}
 	return h, nil
 }
@@ -206,11 +209,21 @@ func (h *handler) list(c *gin.Context) {
 	if r == nil {
 		return
 	}
+	// The watermark is read before the records: every part acknowledged
+	// by it is stored by then, so the read that follows finds it.
+	wm, ok := h.readWatermark(r, watermarkAreas[r.label])
+	if !ok {
+		return
+	}
+	rec := r.area.rec
+	if h.wm != nil {
+		rec = rec.WithWatermark(wm)
+	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), h.timeout)
 	defer cancel()
 	var page chstore.RecordPage
 	var err error
-	keyset := h.cursors != nil && r.area.rec.InsertionOrder(r.query)
+	keyset := h.cursors != nil && rec.InsertionOrder(r.query)
 	q, limit := r.query, r.query.Limit
 	var cur chstore.Cursor
 	var at []chstore.Cursor
@@ -222,11 +235,11 @@ func (h *handler) list(c *gin.Context) {
 	}
 	switch {
 	case len(at) > 0:
-		page, err = h.store.RecordsAt(ctx, r.area.rec, q, r.sites, at)
+		page, err = h.store.RecordsAt(ctx, rec, q, r.sites, at)
 	case found:
-		page, err = h.store.RecordsAfter(ctx, r.area.rec, q, r.sites, cur)
+		page, err = h.store.RecordsAfter(ctx, rec, q, r.sites, cur)
 	default:
-		page, err = h.store.Records(ctx, r.area.rec, q, r.sites)
+		page, err = h.store.Records(ctx, rec, q, r.sites)
 	}
 	if err != nil {
 		h.readFailed(r, err)
@@ -286,6 +299,9 @@ func (h *handler) one(c *gin.Context) {
 	id, err := strconv.ParseUint(c.Param("id"), 10, 64)
 	if err != nil {
 		h.finish(r, http.StatusNotFound, "not_found", notFound)
+		return
+	}
+	if _, ok := h.readWatermark(r, watermarkAreas[r.label]); !ok {
 		return
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), h.timeout)
@@ -406,7 +422,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "takt_queryapi_requests_total",
-			Help: "Record-area requests answered, by area and outcome (ok, created, updated, deleted, invalid, unauthorized, forbidden, not_found, read_only, rate_limited, timeout, too_big, unavailable, canceled, error).",
+			Help: "Record-area requests answered, by area and outcome (ok, created, updated, deleted, invalid, unauthorized, forbidden, not_found, read_only, rate_limited, timeout, too_big, watermark_timeout, unavailable, canceled, error).",
 		}, []string{"area", "outcome"}),
 		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "takt_queryapi_request_duration_seconds",

@@ -121,6 +121,7 @@ var oeeArgNames = map[string]bool{
 	"site": true, "line": true, "machine": true, "externalid": true, "product": true,
 	"start": true, "end": true, "bucket": true, "group_by": true, "ideal": true, "format": true, "l2lfmt_microseconds": true,
 	"auth": true, "realuser": true, "_server": true, "_expiration": true, "_signature": true,
+	minWatermarkArg: true,
 }
 
 // parseOEEArgs checks every argument and reports every problem, each
@@ -258,6 +259,9 @@ func (o *oeeServer) serve(c *gin.Context) {
 	unknownSite := fmt.Sprintf("site: no site %d", a.site)
 	if !slices.Contains(sites, a.site) {
 		invalid(unknownSite)
+		return
+	}
+	if _, ok := h.readWatermark(r, true); !ok {
 		return
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), h.timeout)

@@ -12,43 +12,86 @@ import (
 
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/demo"
+	"github.com/takt/takt/internal/watermark"
 )
 
-// insertParts writes n parts of site 1 at the next offsets of partition.
-func insertParts(ctx context.Context, store *chstore.Store, partition int32, offset *int64, n int) error {
+// partsBlock returns n parts of site 1 at the next offsets of partition,
+// received at received.
+func partsBlock(partition int32, offset *int64, n int, received int64) (*chstore.PartsBlock, error) {
 	var b chstore.PartsBlock
 	for range n {
 		r := chstore.PartRow{
 			ID: chstore.PartID(partition, *offset), EventID: uuid.Must(uuid.NewV7()),
 			Site: 1, LocationKind: "line", LocationID: 1, ExternalID: demo.LineExternalID,
 			ProductResolution: "none", Quantity: 1, Quality: "good", RecordedMs: time.Now().UnixMilli(),
-			Topic: "t", Partition: partition, Offset: *offset,
+			ReceivedMs: received, Topic: "t", Partition: partition, Offset: *offset,
 		}
 		*offset++
 		if err := b.Append(&r); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return store.InsertParts(ctx, &b)
+	return &b, nil
+}
+
+// partsWriter stores parts the way the processor does: each block's rows are
+// placed above the partition's published watermark (StampOrder), and
+// after each block the watermark of every partition moves to the time
+// before the block was written (every part "acknowledged" by then is
+// stored). The parts it writes were received up to lateMs before: the
+// broker does not append in receive order.
+type partsWriter struct {
+	store   *chstore.Store
+	offsets []int64
+	floors  []int64
+	lasts   []int64
+	lateMs  int64
+}
+
+func newPartsWriter(store *chstore.Store, partitions int, lateMs int64) *partsWriter {
+	return &partsWriter{store: store, offsets: make([]int64, partitions), floors: make([]int64, partitions),
+		lasts: make([]int64, partitions), lateMs: lateMs}
+}
+
+func (w *partsWriter) write(ctx context.Context, p int32, n int) error {
+	at := time.Now().UnixMilli()
+	b, err := partsBlock(p, &w.offsets[p], n, at-w.lateMs)
+	if err != nil {
+		return err
+	}
+	w.lasts[p] = b.StampOrder(w.floors[p], w.lasts[p])
+	if err := w.store.InsertParts(ctx, b); err != nil {
+		return err
+	}
+	ws := make([]watermark.Partition, len(w.floors))
+	for i := range ws {
+		ws[i] = watermark.Partition{Partition: int32(i), Partitions: int32(len(ws)), Ms: at - 1, Stored: w.offsets[i]}
+		w.floors[i] = max(w.floors[i], at-1)
+	}
+	return w.store.InsertPartsWatermarks(ctx, "t", ws)
 }
 
 // TestPagingUnderIngest runs the reference's paging loop (limit, offset +=
 // len(data), stop on a short page) while parts keep arriving in every
-// partition, including low ones whose ids sort before pages already read.
-// Every part stored before the loop started is seen, and none twice.
+// partition, including low ones whose ids sort before pages already read,
+// and received long before the parts already shown (the broker appends
+// in its own order). Every part stored before the loop started is seen,
+// and none twice. Were rows placed by receive time alone, the late ones
+// would land behind pages already read and be missed.
 func TestPagingUnderIngest(t *testing.T) {
 	store, rdb, cfg, seeded := seededDB(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
-	offsets := make([]int64, 4)
+	w := newPartsWriter(store, 4, 0)
 	for p := int32(3); p >= 0; p-- {
-		if err := insertParts(ctx, store, p, &offsets[p], 60); err != nil {
+		if err := w.write(ctx, p, 60); err != nil {
 			t.Fatal(err)
 		}
 	}
-	cfg.PartsLag = time.Second
+	offsets := w.offsets
+	cfg.Watermark, cfg.PartsTopic = true, "t"
 	f := &fixture{srv: serve(t, store, rdb, nil, cfg)}
-	time.Sleep(2100 * time.Millisecond) // the first parts become visible
+	w.lateMs = 1500
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -62,8 +105,7 @@ func TestPagingUnderIngest(t *testing.T) {
 				return
 			case <-time.After(20 * time.Millisecond):
 			}
-			p := int32(i % 4)
-			if err := insertParts(ctx, store, p, &offsets[p], 7); err != nil {
+			if err := w.write(ctx, int32(i%4), 7); err != nil {
 				insertErr = err
 				return
 			}
@@ -105,8 +147,9 @@ func TestPagingUnderIngest(t *testing.T) {
 			}
 		}
 	}
-	// Once ingest stops and the lag passed, a loop sees every part once.
-	time.Sleep(2100 * time.Millisecond)
+	// Once ingest stops (and the watermark is read again), a loop sees
+	// every part once.
+	time.Sleep(2 * watermarkEvery)
 	clear(seen)
 	total := loop()
 	want := int(offsets[0] + offsets[1] + offsets[2] + offsets[3])

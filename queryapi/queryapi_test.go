@@ -69,7 +69,7 @@ func seededDB(t testing.TB) (*chstore.Store, *redis.Client, Config, bootstrap.Cr
 	}
 	var env config.Env
 	cfg := ConfigFromEnv(&env)
-	cfg.ClickHouse, cfg.RedisPrefix, cfg.PartsLag = chCfg, prefix, 0
+	cfg.ClickHouse, cfg.RedisPrefix, cfg.Watermark = chCfg, prefix, false
 	return store, rdb, cfg, seeded
 }
 

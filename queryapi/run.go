@@ -21,6 +21,7 @@ import (
 	"github.com/takt/takt/internal/locations"
 	"github.com/takt/takt/internal/ratelimit"
 	"github.com/takt/takt/internal/redisx"
+	"github.com/takt/takt/internal/watermark"
 )
 
 // Run serves the query API until ctx ends, then stops accepting requests,
@@ -172,6 +173,16 @@ func newEngine(store *chstore.Store, rdb *redis.Client, kc kafkaClient, cfg Conf
 	h.cursors = &cursors{rdb: rdb, prefix: rkeys.Cursors()}
 	if cfg.PeriodChangesTopic != "" {
 		if h.feed, err = newStreams(cfg, stop, reg, logger); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Watermark {
+		topic := cfg.PartsTopic
+		h.wm, err = newWatermarks(func(ctx context.Context) (int64, error) {
+			ps, err := store.PartsWatermarks(ctx, topic)
+			return watermark.Of(ps), err
+		}, cfg.WatermarkWaiters, reg)
+		if err != nil {
 			return nil, err
 		}
 	}

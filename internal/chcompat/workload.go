@@ -15,6 +15,7 @@ import (
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/l2l"
 	"github.com/takt/takt/internal/record"
+	"github.com/takt/takt/internal/watermark"
 )
 
 // Workload sends every statement shape of the services through a Store
@@ -297,6 +298,9 @@ func (w *Workload) parts(ctx context.Context) error {
 		}
 		r.ID = chstore.PartID(r.Partition, r.Offset)
 		r.ReceivedMs, r.ProcessedMs = r.RecordedMs+120, r.RecordedMs+450
+		// Four rows per partition and second of insertion order, so that
+		// pages in insertion order have ties on order_ms that id breaks.
+		r.OrderMs = (1709300000 + r.Offset/4) * 1000
 		switch i % 4 {
 		case 0:
 			r.ProductID, r.ProductCode, r.ProductReported, r.ProductResolution = 1, "P1", "P1", "code"
@@ -329,9 +333,16 @@ func (w *Workload) parts(ctx context.Context) error {
 			b.Reset()
 		}
 	}
-	// Eight rows per second of insertion, so that pages in insertion
-	// order have ties on inserted_at that id breaks.
-	return w.Both(ctx, "ALTER TABLE parts UPDATE inserted_at = toDateTime(1709300000 + intDiv(offset, 4)) WHERE 1")
+	if err := w.Both(ctx, "ALTER TABLE parts UPDATE inserted_at = toDateTime(1709300000 + intDiv(offset, 4)) WHERE 1"); err != nil {
+		return err
+	}
+	// The watermarks the processor publishes: partition 0 twice (the
+	// larger counts), partition 1 once.
+	return w.Store.InsertPartsWatermarks(ctx, workloadTopic, []watermark.Partition{
+		{Partition: 0, Partitions: 2, Ms: 1709300004000, Stored: 20},
+		{Partition: 0, Partitions: 2, Ms: 1709300009000, Stored: 30},
+		{Partition: 1, Partitions: 2, Ms: 1709300005999, Stored: 30},
+	})
 }
 
 // workloadIdempotencyID is the idempotency id of the workload's part i.
@@ -414,6 +425,9 @@ func (w *Workload) processorReads(ctx context.Context) error {
 	keys, err := s.PartKeys(ctx, workloadTopic, []uuid.UUID{workloadIdempotencyID(10), workloadIdempotencyID(11)})
 	if want := (chstore.PartPosition{Partition: 0, Offset: 5}); err != nil || len(keys) != 1 || keys[workloadIdempotencyID(10)] != want {
 		return fmt.Errorf("part keys: %v %v, want only part 10's at %v", keys, err, want)
+	}
+	if ws, err := s.PartsWatermarks(ctx, workloadTopic); err != nil || watermark.Of(ws) != 1709300005999 {
+		return fmt.Errorf("parts watermarks: %+v %v, want the topic's at 1709300005999", ws, err)
 	}
 	_, err = s.PartsOfTopic(ctx, workloadTopic)
 	_, err2 := s.Locations(ctx)
@@ -501,7 +515,7 @@ func (w *Workload) oee(ctx context.Context) error {
 }
 
 // recordAreas reads every record area the query API serves, with the
-// API's settings for parts (visibility lag, look-ahead): each field with
+// API's settings for parts (watermark, look-ahead): each field with
 // each operator (value: a record's own) and isnull, each field in both
 // orders with a page offset, a field selection, one record by id, and the
 // area-specific shapes (insertion-order paging, custom properties).
@@ -533,7 +547,9 @@ func (w *Workload) readArea(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	a = a.WithVisibilityLag(2 * time.Second).WithLookAhead(5)
+	// The parts watermark (see parts) hides the last rows of each
+	// partition from reads in insertion order.
+	a = a.WithWatermark(1709300005999).WithLookAhead(5)
 	schema := a.Schema()
 	parse := func(raw string) (l2l.Query, error) {
 		v, err := url.ParseQuery(raw)

@@ -8,6 +8,8 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/google/uuid"
+
+	"github.com/takt/takt/internal/watermark"
 )
 
 // MaxPartOffset is the largest Kafka offset a part id can carry: an id is
@@ -59,6 +61,9 @@ type PartRow struct {
 	Topic         string
 	Partition     int32
 	Offset        int64
+	// OrderMs is the row's place in insertion order (order_ms); 0: its
+	// receive time, until PartsBlock.StampOrder sets it.
+	OrderMs int64
 }
 
 // Enum8 codes of the parts table; they must match 0002_parts.sql.
@@ -78,7 +83,7 @@ const MaxDateTimeSeconds = 1<<32 - 1
 const partsColumns = "id, event_id, site, location_kind, location_id, externalid, " +
 	"product_id, product_code, product_reported, product_resolution, quantity, quality, " +
 	"reason, reason_id, cycle_time, recorded_at, recorded_ms, recorded_defaulted, " +
-	"received_ms, processed_ms, topic, partition, offset, ideal_cycle_time, oee_class"
+	"received_ms, processed_ms, topic, partition, offset, ideal_cycle_time, oee_class, order_ms"
 
 // PartsBlock collects part rows column by column for one INSERT block, so
 // that a batch is handed to the driver as typed slices instead of being
@@ -115,6 +120,7 @@ type PartsBlock struct {
 	// keyRows are the rows with an idempotency id, keyIDs their ids.
 	keyRows []int
 	keyIDs  []uuid.UUID
+	orders  []int64
 }
 
 // Len returns the number of rows in b.
@@ -166,6 +172,7 @@ func (b *PartsBlock) Reset() {
 	b.classes = b.classes[:0]
 	b.keyRows = b.keyRows[:0]
 	b.keyIDs = b.keyIDs[:0]
+	b.orders = b.orders[:0]
 }
 
 // Append adds r to b. It fails, leaving b unchanged, when r holds a value
@@ -206,6 +213,11 @@ func (b *PartsBlock) Append(r *PartRow) error {
 		b.keyRows = append(b.keyRows, len(b.ids)-1)
 		b.keyIDs = append(b.keyIDs, r.IdempotencyID)
 	}
+	order := r.OrderMs
+	if order == 0 {
+		order = r.ReceivedMs
+	}
+	b.orders = append(b.orders, order)
 	return nil
 }
 
@@ -242,7 +254,25 @@ func (b *PartsBlock) AppendBlock(o *PartsBlock) {
 	b.offsets = append(b.offsets, o.offsets...)
 	b.ideals = append(b.ideals, o.ideals...)
 	b.classes = append(b.classes, o.classes...)
+	b.orders = append(b.orders, o.orders...)
 }
+
+// StampOrder places b's rows, all of one Kafka partition and in offset
+// order, in insertion order (watermark.Stamp): each row's order_ms is its
+// receive time, raised above floor, the watermark last published for the
+// partition, and to at least the previous row's, starting from last. It
+// returns the last row's order_ms (last when b is empty).
+func (b *PartsBlock) StampOrder(floor, last int64) int64 {
+	for i, r := range b.receivedMs {
+		last = watermark.Stamp(r, floor, last)
+		b.orders[i] = last
+	}
+	return last
+}
+
+// OrderMs returns the order_ms of b's rows, in order; the slice is b's
+// own and valid until b changes.
+func (b *PartsBlock) OrderMs() []int64 { return b.orders }
 
 func validOEEClass(c string) bool {
 	_, ok := partOEEClasses[c]
@@ -311,7 +341,7 @@ func (s *Store) InsertParts(ctx context.Context, b *PartsBlock) error {
 		b.ids, b.eventIDs, b.sites, b.kinds, b.locIDs, b.externalIDs,
 		b.productIDs, b.productCode, b.reported, b.resolutions, b.quantities, b.qualities,
 		b.reasons, b.reasonIDs, b.cyclePtrs, b.recordedAt, b.recordedMs, b.defaulted,
-		b.receivedMs, b.processedMs, b.topics, b.partitions, b.offsets, b.ideals, b.classes,
+		b.receivedMs, b.processedMs, b.topics, b.partitions, b.offsets, b.ideals, b.classes, b.orders,
 	}
 	for i, col := range cols {
 		if err := batch.Column(i).Append(col); err != nil {
@@ -435,7 +465,7 @@ func (s *Store) PartsOfTopic(ctx context.Context, topic string) ([]PartRow, erro
 	rows, err := s.conn.Query(ctx, `SELECT id, event_id, site, toString(location_kind), location_id, externalid,
 		product_id, product_code, product_reported, toString(product_resolution), quantity, toString(quality),
 		reason, reason_id, cycle_time, recorded_ms, recorded_defaulted, received_ms, processed_ms,
-		topic, partition, offset, ideal_cycle_time, toString(oee_class)
+		topic, partition, offset, ideal_cycle_time, toString(oee_class), order_ms
 		FROM parts WHERE topic = ? ORDER BY id`, topic)
 	if err != nil {
 		return nil, fmt.Errorf("query parts of %s: %w", topic, err)
@@ -451,7 +481,7 @@ func (s *Store) PartsOfTopic(ctx context.Context, topic string) ([]PartRow, erro
 		if err := rows.Scan(&r.ID, &r.EventID, &r.Site, &r.LocationKind, &r.LocationID, &r.ExternalID,
 			&r.ProductID, &r.ProductCode, &r.ProductReported, &r.ProductResolution, &r.Quantity, &r.Quality,
 			&r.Reason, &r.ReasonID, &cycleTime, &r.RecordedMs, &defaulted, &r.ReceivedMs, &r.ProcessedMs,
-			&r.Topic, &r.Partition, &r.Offset, &r.IdealCycleTime, &r.OEEClass); err != nil {
+			&r.Topic, &r.Partition, &r.Offset, &r.IdealCycleTime, &r.OEEClass, &r.OrderMs); err != nil {
 			return nil, fmt.Errorf("scan part: %w", err)
 		}
 		if cycleTime != nil {

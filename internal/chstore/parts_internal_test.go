@@ -61,7 +61,7 @@ func TestWaitPartsInserts(t *testing.T) {
 	for i, col := range []any{blk.ids, blk.eventIDs, blk.sites, blk.kinds, blk.locIDs, blk.externalIDs,
 		blk.productIDs, blk.productCode, blk.reported, blk.resolutions, blk.quantities, blk.qualities,
 		blk.reasons, blk.reasonIDs, []*float64{nil}, blk.recordedAt, blk.recordedMs, blk.defaulted,
-		blk.receivedMs, blk.processedMs, blk.topics, blk.partitions, blk.offsets, blk.ideals, blk.classes} {
+		blk.receivedMs, blk.processedMs, blk.topics, blk.partitions, blk.offsets, blk.ideals, blk.classes, blk.orders} {
 		if err := batch.Column(i).Append(col); err != nil {
 			t.Fatal(err)
 		}

@@ -102,7 +102,11 @@ func TestInsertPartsAndMaxOffset(t *testing.T) {
 	rows[2].RecordedDefaulted = true
 	rows[1].OEEClass, rows[1].IdealCycleTime = "unscheduled", 0
 	rows[2].OEEClass, rows[2].IdealCycleTime = "late", 12.5
+	rows[2].OrderMs = rows[2].ReceivedMs + 7 // placed by the processor
 	for i := range rows {
+		if rows[i].OrderMs == 0 {
+			rows[i].OrderMs = rows[i].ReceivedMs // until placed: its receive time
+		}
 		if err := b.Append(&rows[i]); err != nil {
 			t.Fatal(err)
 		}

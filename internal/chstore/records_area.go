@@ -1,13 +1,12 @@
 package chstore
 
 // How a record area is read: its FROM, the SQL expression of each field,
-// the record's site, and the options of the read (insertion order,
-// visibility lag, look-ahead, custom properties, push-down), all derived
-// from the area's definition (internal/record).
+// the record's site, and the options of the read (insertion order, the
+// watermark, look-ahead, custom properties, push-down), all derived from
+// the area's definition (internal/record).
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/takt/takt/internal/l2l"
 	"github.com/takt/takt/internal/record"
@@ -41,10 +40,12 @@ type RecordArea struct {
 	// siteArray: a record is visible when its sites are a non-empty subset
 	// of the caller's (users, and API keys through their user).
 	siteArray bool
-	// lag hides rows whose inserted_at is within the last lag (see
-	// WithVisibilityLag); keyset: pages are found by their ids first.
-	lag    time.Duration
-	keyset bool
+	// watermarked: reads in insertion order show only the rows with
+	// order_ms <= watermark (see WithWatermark); keyset: pages are found
+	// by their ids first.
+	watermarked bool
+	watermark   int64
+	keyset      bool
 	// ahead: reads in insertion order find the positions of this many
 	// pages (see WithLookAhead).
 	ahead  int
@@ -134,18 +135,21 @@ func readExpr(f record.Field) string {
 	return f.Name
 }
 
-// WithVisibilityLag returns a copy of a that hides the rows stored in the
-// last d (by the server's clock), for areas in insertion order (parts);
-// other areas are returned unchanged. See the README's record API section:
-// with a lag longer than any INSERT takes, rows only ever appear after the
-// rows a paging client has already seen, so the paging loop visits every
-// row exactly once.
-func (a *RecordArea) WithVisibilityLag(d time.Duration) *RecordArea {
+// WithWatermark returns a copy of a whose reads in insertion order show
+// only the rows with order_ms <= ms, for areas in insertion order (parts);
+// other areas are returned unchanged. With ms a published parts watermark
+// (internal/watermark), no row is ever stored at or below it later, so the
+// rows shown are a prefix of the insertion order that only grows at its
+// end, and the paging loop visits every row exactly once; and that prefix
+// holds every part acknowledged by ms. Without it, a read in insertion
+// order shows every stored row, and a row stored while a client pages may
+// land behind the page it read.
+func (a *RecordArea) WithWatermark(ms int64) *RecordArea {
 	if !a.keyset {
 		return a
 	}
 	c := *a
-	c.lag = d
+	c.watermarked, c.watermark = true, ms
 	return &c
 }
 

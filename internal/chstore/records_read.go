@@ -32,14 +32,14 @@ type RecordPage struct {
 	Ahead []Cursor
 }
 
-// Cursor is a position in insertion order (inserted_at, then id): a page
+// Cursor is a position in insertion order (order_ms, then id): a page
 // read after a cursor starts with the first row past it. Rows only ever
-// join the end of that order (see RecordArea.WithVisibilityLag), so the
+// join the end of that order (see RecordArea.WithWatermark), so the
 // cursor of an offset stays valid: a caller can remember where offset N
 // is and read the page at N without counting N rows again.
 type Cursor struct {
-	InsertedAt uint32 `json:"t"`
-	ID         uint64 `json:"id"`
+	OrderMs int64  `json:"o"`
+	ID      uint64 `json:"id"`
 }
 
 // ErrTimeout means a read took longer than its context allowed (or the
@@ -269,7 +269,7 @@ func (s *Store) pageIDs(ctx context.Context, a *RecordArea, q l2l.Query, sites [
 	out := make([]Cursor, 0, n)
 	for rows.Next() {
 		var c Cursor
-		if err := rows.Scan(&c.ID, &c.InsertedAt); err != nil {
+		if err := rows.Scan(&c.ID, &c.OrderMs); err != nil {
 			return nil, fmt.Errorf("scan %s id: %w", a.def.Name, err)
 		}
 		out = append(out, c)

@@ -57,15 +57,15 @@ func recordsSQLProps(a *RecordArea, q l2l.Query, sites []uint64, id *uint64, pro
 // need.
 func pageIDsSQL(a *RecordArea, q l2l.Query, sites []uint64, after *Cursor, n int) (string, []any, error) {
 	var b strings.Builder
-	b.WriteString("SELECT id, toUInt32(inserted_at)")
+	b.WriteString("SELECT id, order_ms")
 	where, args, err := whereSQL(a, q, sites, nil)
 	if err != nil {
 		return "", nil, err
 	}
 	b.WriteString(where)
 	if after != nil {
-		b.WriteString(" AND (inserted_at > toDateTime(?) OR inserted_at = toDateTime(?) AND id > ?)")
-		args = append(args, after.InsertedAt, after.InsertedAt, after.ID)
+		b.WriteString(" AND (order_ms > ? OR order_ms = ? AND id > ?)")
+		args = append(args, after.OrderMs, after.OrderMs, after.ID)
 	}
 	if err := orderSQL(&b, a, q); err != nil {
 		return "", nil, err
@@ -159,7 +159,7 @@ func selectSQL(b *strings.Builder, a *RecordArea, q l2l.Query, props []string) [
 }
 
 // whereSQL writes " FROM ... WHERE ..." with the site restriction, the id,
-// the visibility lag and the filters.
+// the watermark and the filters.
 func whereSQL(a *RecordArea, q l2l.Query, sites []uint64, id *uint64) (string, []any, error) {
 	var b strings.Builder
 	var args []any
@@ -178,14 +178,12 @@ func whereSQL(a *RecordArea, q l2l.Query, sites []uint64, id *uint64) (string, [
 		b.WriteString(" AND id = ?")
 		args = append(args, *id)
 	}
-	if a.lag > 0 && id == nil && a.InsertionOrder(q) {
+	if a.watermarked && id == nil && a.InsertionOrder(q) {
 		// Only the insertion order promises exactly-once paging, so only
-		// it waits; an explicit order_by sees a row once it is stored.
-		// inserted_at and now() are whole seconds: with "<=" a row shows
-		// between lag-1s and lag after its INSERT started, so a lag of 2s
-		// is safe for every INSERT that takes under a second.
-		b.WriteString(" AND inserted_at <= now() - ?")
-		args = append(args, int64(math.Ceil(a.lag.Seconds())))
+		// it stops at the watermark; an explicit order_by sees a row once
+		// it is stored.
+		b.WriteString(" AND order_ms <= ?")
+		args = append(args, a.watermark)
 	}
 	for _, f := range q.Filters {
 		i, ok := a.byName[f.Field]

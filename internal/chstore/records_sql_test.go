@@ -41,8 +41,20 @@ func TestRecordsSQL(t *testing.T) {
 		{
 			name: "parts default", area: parts, query: "fields=id,cycle_time", sites: []uint64{1, 2},
 			wantSQL: "SELECT toUInt64(site) AS _site, toUInt64(id) AS _id, toInt64(id) AS _c0, toNullable(toFloat64(cycle_time)) AS _c1 " +
-				"FROM parts WHERE site IN ? ORDER BY inserted_at, id LIMIT ? OFFSET ?",
+				"FROM parts WHERE site IN ? ORDER BY order_ms, id LIMIT ? OFFSET ?",
 			wantArgs: []any{clickhouse.GroupSet{Value: []any{uint64(1), uint64(2)}}, 100, 0},
+		},
+		{
+			name: "parts default at the watermark", area: parts.WithWatermark(1700000000999), query: "fields=id&quality=good", sites: []uint64{1},
+			wantSQL: "SELECT toUInt64(site) AS _site, toUInt64(id) AS _id, toInt64(id) AS _c0 " +
+				"FROM parts WHERE site IN ? AND order_ms <= ? AND (toString(quality)) = ? ORDER BY order_ms, id LIMIT ? OFFSET ?",
+			wantArgs: []any{clickhouse.GroupSet{Value: []any{uint64(1)}}, int64(1700000000999), "good", 100, 0},
+		},
+		{
+			name: "parts in another order ignore the watermark", area: parts.WithWatermark(1700000000999), query: "fields=id&order_by=-id&limit=5",
+			sites:    []uint64{1},
+			wantSQL:  "SELECT toUInt64(site) AS _site, toUInt64(id) AS _id, toInt64(id) AS _c0 FROM parts WHERE site IN ? ORDER BY id DESC LIMIT ? OFFSET ?",
+			wantArgs: []any{clickhouse.GroupSet{Value: []any{uint64(1)}}, 5, 0},
 		},
 		{
 			name: "parts filters", area: parts,
@@ -64,7 +76,7 @@ func TestRecordsSQL(t *testing.T) {
 		{
 			name: "bool and isnull false", area: parts, query: "fields=id&recorded_defaulted=True&reason__isnull=False", sites: []uint64{3},
 			wantSQL: "SELECT toUInt64(site) AS _site, toUInt64(id) AS _id, toInt64(id) AS _c0 FROM parts WHERE site IN ?" +
-				" AND isNotNull(nullIf(reason, '')) AND (recorded_defaulted) = ? ORDER BY inserted_at, id LIMIT ? OFFSET ?",
+				" AND isNotNull(nullIf(reason, '')) AND (recorded_defaulted) = ? ORDER BY order_ms, id LIMIT ? OFFSET ?",
 			wantArgs: []any{clickhouse.GroupSet{Value: []any{uint64(3)}}, uint8(1), 100, 0},
 		},
 	}

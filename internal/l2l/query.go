@@ -93,12 +93,13 @@ const (
 
 // reserved are the argument names that are not filters: the control
 // arguments above, and those handled outside this package (authentication,
-// proxying, request signing, the POST action), which Parse ignores.
+// proxying, request signing, the POST action, the parts watermark), which
+// Parse ignores.
 var reserved = map[string]bool{
 	argLimit: true, argOffset: true, argOrderBy: true, argFields: true,
 	argFormat: true, argMicroseconds: true,
 	"auth": true, "realuser": true, "_server": true, "_expiration": true,
-	"_signature": true, "_action": true,
+	"_signature": true, "_action": true, "min_watermark": true,
 }
 
 var control = map[string]bool{

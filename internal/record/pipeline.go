@@ -38,8 +38,7 @@ func withOptions(f Field, options ...string) Field {
 var locationKinds = []string{"line", "machine"}
 
 // partArea: one record per part event. Without order_by parts are paged in
-// the order they were stored (stored_at, then id); see
-// chstore.RecordArea.WithVisibilityLag.
+// insertion order (order_ms, then id); see chstore.RecordArea.WithWatermark.
 var partArea = &Area{
 	Name: "parts", Record: "Part", Table: "parts", InsertionOrder: "stored_at", Site: SiteField,
 	Doc: "One record per part event (read-only). id = (Kafka partition << 40) | offset: unique, stable when a message" +
@@ -63,8 +62,9 @@ var partArea = &Area{
 		computed("recorded_at_local", l2l.LocalDateTime, "recorded_ms"),
 		withDoc(computed("recorded_defaulted", l2l.Bool, "recorded_defaulted"), "The part came without recorded_at: it is the time of receipt."),
 		computed("received_at", l2l.DateTime, "received_ms"),
-		{Name: "stored_at", Type: l2l.DateTime, Expr: ms("inserted_at"), Order: "inserted_at", Flags: Read,
-			Doc: "When ClickHouse stored the part (whole seconds)."},
+		{Name: "stored_at", Type: l2l.DateTime, Expr: ms("inserted_at"), Order: "order_ms", Flags: Read,
+			Doc: "When ClickHouse stored the part (whole seconds). Ordered by insertion order, the order of reads" +
+				" without order_by: about the time of receipt, never before a part already shown (see the parts watermark)."},
 		withDoc(computed("event_id", l2l.String, "toString(event_id)"), "The event's UUID, given at ingest."),
 		alwaysActive(),
 	},

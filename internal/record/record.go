@@ -326,8 +326,8 @@ type Area struct {
 	Pushdown bool
 	// InsertionOrder names the field that reads without order_by are
 	// ordered by (then id): the order rows were stored in. The field's
-	// Order must be the table's inserted_at column; pages are then found
-	// by id first (see internal/chstore).
+	// Order must be the table's order_ms column; pages are then found by
+	// id first (see internal/chstore).
 	InsertionOrder string
 	Site           Site
 	// Line is the SQL expression of the line a record belongs to (0: none),

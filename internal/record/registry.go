@@ -204,8 +204,8 @@ func (r *Registry) problems(a *Area) []string {
 		}
 	}
 	if a.InsertionOrder != "" {
-		if f, ok := a.Field(a.InsertionOrder); !ok || f.Order != "inserted_at" {
-			bad("insertion order field %q must be ordered by inserted_at", a.InsertionOrder)
+		if f, ok := a.Field(a.InsertionOrder); !ok || f.Order != "order_ms" {
+			bad("insertion order field %q must be ordered by order_ms", a.InsertionOrder)
 		}
 	}
 	seen := map[string]bool{}
