@@ -3,6 +3,7 @@ package queryapi
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -37,15 +38,39 @@ func partsBlock(partition int32, offset *int64, n int, received int64) (*chstore
 // partsWriter stores parts the way the processor does: each block's rows are
 // placed above the partition's published watermark (StampOrder), and
 // after each block the watermark of every partition moves to the time
-// before the block was written (every part "acknowledged" by then is
-// stored). The parts it writes were received up to lateMs before: the
-// broker does not append in receive order.
+// the block was stored (every part "acknowledged" by then is stored).
+// The parts it writes were received up to lateMs before: the broker does
+// not append in receive order.
 type partsWriter struct {
 	store   *chstore.Store
 	offsets []int64
 	floors  []int64
 	lasts   []int64
 	lateMs  int64
+
+	mu sync.Mutex
+	// published: when each write's watermark was published, and the
+	// offsets every partition was then stored up to.
+	published []published
+}
+
+type published struct {
+	at      time.Time
+	offsets []int64
+}
+
+// storedBefore returns the offsets every partition was stored up to, with
+// its watermark published, before t.
+func (w *partsWriter) storedBefore(t time.Time) []int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]int64, len(w.offsets))
+	for _, p := range w.published {
+		if p.at.Before(t) {
+			copy(out, p.offsets)
+		}
+	}
+	return out
 }
 
 func newPartsWriter(store *chstore.Store, partitions int, lateMs int64) *partsWriter {
@@ -63,12 +88,20 @@ func (w *partsWriter) write(ctx context.Context, p int32, n int) error {
 	if err := w.store.InsertParts(ctx, b); err != nil {
 		return err
 	}
+	// Every part written so far is stored: the watermark is now.
+	now := time.Now().UnixMilli() - 1
 	ws := make([]watermark.Partition, len(w.floors))
 	for i := range ws {
-		ws[i] = watermark.Partition{Partition: int32(i), Partitions: int32(len(ws)), Ms: at - 1, Stored: w.offsets[i]}
-		w.floors[i] = max(w.floors[i], at-1)
+		ws[i] = watermark.Partition{Partition: int32(i), Partitions: int32(len(ws)), Ms: now, Stored: w.offsets[i]}
+		w.floors[i] = max(w.floors[i], now)
 	}
-	return w.store.InsertPartsWatermarks(ctx, "t", ws)
+	if err := w.store.InsertPartsWatermarks(ctx, "t", ws); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	w.published = append(w.published, published{at: time.Now(), offsets: slices.Clone(w.offsets)})
+	w.mu.Unlock()
+	return nil
 }
 
 // TestPagingUnderIngest runs the reference's paging loop (limit, offset +=
@@ -88,7 +121,6 @@ func TestPagingUnderIngest(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	offsets := w.offsets
 	cfg.Watermark, cfg.PartsTopic = true, "t"
 	f := &fixture{srv: serve(t, store, rdb, nil, cfg)}
 	w.lateMs = 1500
@@ -113,10 +145,12 @@ func TestPagingUnderIngest(t *testing.T) {
 	}()
 
 	seen := map[uint64]int{}
-	const limit = 25
+	const limit = 10
+	var lastPage time.Time
 	loop := func() int {
 		n := 0
 		for offset := 0; ; {
+			lastPage = time.Now()
 			list := records(t, f.getJSON(t, "/api/1.0/parts/?fields=id&limit="+strconv.Itoa(limit)+"&offset="+strconv.Itoa(offset), seeded.APIKey, http.StatusOK))
 			for _, rec := range list {
 				seen[idOf(t, rec)]++
@@ -126,7 +160,7 @@ func TestPagingUnderIngest(t *testing.T) {
 			if len(list) < limit {
 				return n
 			}
-			time.Sleep(10 * time.Millisecond) // let parts arrive between pages
+			time.Sleep(30 * time.Millisecond) // let parts arrive between pages
 		}
 	}
 	loop()
@@ -147,12 +181,30 @@ func TestPagingUnderIngest(t *testing.T) {
 			}
 		}
 	}
+	// The loop's last page reached the end of what was shown then: every
+	// part published before it (a replica reads the watermark at most
+	// watermarkEvery before a request) is in the pages. A part placed
+	// behind a page already read would be missing here.
+	late := 0
+	for p, end := range w.storedBefore(lastPage.Add(-2 * watermarkEvery)) {
+		for o := range end {
+			if seen[chstore.PartID(int32(p), o)] != 1 {
+				t.Errorf("part (%d, %d) published before the last page: seen %d times", p, o, seen[chstore.PartID(int32(p), o)])
+			}
+			if o >= 60 {
+				late++
+			}
+		}
+	}
+	if late == 0 {
+		t.Errorf("no part written during the loop was published before its last page: the loop ran too fast to test anything")
+	}
 	// Once ingest stops (and the watermark is read again), a loop sees
 	// every part once.
 	time.Sleep(2 * watermarkEvery)
 	clear(seen)
 	total := loop()
-	want := int(offsets[0] + offsets[1] + offsets[2] + offsets[3])
+	want := int(w.offsets[0] + w.offsets[1] + w.offsets[2] + w.offsets[3])
 	if total != want || len(seen) != want {
 		t.Errorf("final loop: %d records, %d distinct, want %d", total, len(seen), want)
 	}
