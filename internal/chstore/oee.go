@@ -557,8 +557,11 @@ type PeriodRow struct {
 	// period is, and its type (0: none).
 	Dispatch     uint64
 	DispatchType uint64
-	Version      uint64
-	Deleted      bool
+	// RuleVersion names the rules the period was derived under (0:
+	// written before it was recorded).
+	RuleVersion uint64
+	Version     uint64
+	Deleted     bool
 }
 
 // InsertPeriods writes period versions in one block.
@@ -567,7 +570,7 @@ func (s *Store) InsertPeriods(ctx context.Context, rows []PeriodRow) error {
 		return nil
 	}
 	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO productionperiods (id, site, location, location_kind, externalid, state, start, end,"+
-		" duration, reason, first_of_stop, dispatch, dispatchtype, version, deleted)")
+		" duration, reason, first_of_stop, dispatch, dispatchtype, rule_version, version, deleted)")
 	if err != nil {
 		return fmt.Errorf("prepare insert into productionperiods: %w", err)
 	}
@@ -580,7 +583,7 @@ func (s *Store) InsertPeriods(ctx context.Context, rows []PeriodRow) error {
 			dur = float64(r.End-r.Start) / 1000
 		}
 		if err := b.Append(r.ID, r.Site, r.Location, r.LocationKind, r.ExternalID, r.State,
-			time.UnixMilli(r.Start).UTC(), end, dur, r.Reason, r.FirstOfStop, r.Dispatch, r.DispatchType, r.Version, b2u(r.Deleted)); err != nil {
+			time.UnixMilli(r.Start).UTC(), end, dur, r.Reason, r.FirstOfStop, r.Dispatch, r.DispatchType, r.RuleVersion, r.Version, b2u(r.Deleted)); err != nil {
 			b.Abort()
 			return fmt.Errorf("insert into productionperiods: %w", err)
 		}
