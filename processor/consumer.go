@@ -193,6 +193,7 @@ type consumerStore interface {
 	partsStore
 	periodStore
 	watermarkStore
+	recomputeStore
 }
 
 func newConsumer(cfg Config, store consumerStore, master *masterData, m *metrics, logger *slog.Logger) (*consumer, error) {

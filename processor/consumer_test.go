@@ -32,6 +32,8 @@ import (
 // often each row id was written), the period tables (latest version wins,
 // as with ReplacingMergeTree … FINAL), and fixed master data.
 type memSink struct {
+	// The sink holds no parts to derive periods from again.
+	noRecomputes
 	mu          sync.Mutex
 	written     map[uint64]int // part id → times written
 	states      map[string]chstore.PeriodState
@@ -54,6 +56,28 @@ type memSink struct {
 	watermarks map[int32]watermark.Partition
 	orders     map[uint64]int64
 }
+
+// noRecomputes refuses every recompute read and write.
+type noRecomputes struct{}
+
+var errNoRecomputes = errors.New("this store runs no recomputes")
+
+func (noRecomputes) RecomputeByID(context.Context, string) (chstore.Recompute, error) {
+	return chstore.Recompute{}, errNoRecomputes
+}
+func (noRecomputes) PeriodParts(context.Context, string, uint64, int64, int64) ([]chstore.PeriodPart, error) {
+	return nil, errNoRecomputes
+}
+func (noRecomputes) LocationPeriods(context.Context, string, uint64, int64, int64) ([]chstore.PeriodRow, error) {
+	return nil, errNoRecomputes
+}
+func (noRecomputes) PeriodHistory(context.Context, string, uint64, string) ([]chstore.PeriodRow, error) {
+	return nil, errNoRecomputes
+}
+func (noRecomputes) InsertPeriodHistory(context.Context, string, time.Time, []chstore.PeriodRow) error {
+	return errNoRecomputes
+}
+func (noRecomputes) InsertRecompute(context.Context, chstore.Recompute) error { return errNoRecomputes }
 
 func newMemSink() *memSink {
 	return &memSink{written: map[uint64]int{}, states: map[string]chstore.PeriodState{},

@@ -49,8 +49,10 @@ type decoded struct {
 	// down window (wire.KindHeader).
 	assign   *wire.Assignment
 	dispatch *wire.Dispatch
-	err      error
-	class    string
+	// recompute is set for a request to derive periods again.
+	recompute *wire.Recompute
+	err       error
+	class     string
 	// idemID is the part's idempotency id (uuid.Nil: none); dup is set
 	// by dedupe when another record holds it.
 	idemID uuid.UUID
@@ -107,6 +109,11 @@ func decodeKind(kind, value []byte, d *decoded) {
 		if w, err = wire.DecodeDispatch(value); err == nil {
 			d.dispatch = &w
 		}
+	case wire.KindRecompute:
+		var rc wire.Recompute
+		if rc, err = wire.DecodeRecompute(value); err == nil {
+			d.recompute = &rc
+		}
 	default:
 		d.err, d.class = fmt.Errorf("%w: message kind %q", wire.ErrVersion, kind), dlqVersion
 		return
@@ -158,6 +165,13 @@ func decodeAll(recs []*kgo.Record, out []decoded) []decoded {
 func (c *consumer) process(ctx context.Context, st *partState, r *kgo.Record, d *decoded, now time.Time) error {
 	if until := st.periods.replayUntil; until > 0 {
 		if r.Offset < until {
+			if d.err == nil && d.recompute != nil {
+				// Run again: a request runs once (its result is
+				// stored), and this one may have been cut short.
+				if err := c.applyRecompute(ctx, st, d.recompute, now); err != nil {
+					return err
+				}
+			}
 			c.replay(st, r, d, now)
 			if r.Offset == until-1 {
 				st.periods.replayUntil = 0
@@ -181,6 +195,13 @@ func (c *consumer) process(ctx context.Context, st *partState, r *kgo.Record, d 
 	}
 	if d.dispatch != nil {
 		c.applyDispatch(st, d.dispatch, r.Offset, now)
+		st.consumed(r, now)
+		return nil
+	}
+	if d.recompute != nil {
+		if err := c.applyRecompute(ctx, st, d.recompute, now); err != nil {
+			return err // ctx done: r stays unconsumed
+		}
 		st.consumed(r, now)
 		return nil
 	}
@@ -248,6 +269,7 @@ func (c *consumer) replay(st *partState, r *kgo.Record, d *decoded, now time.Tim
 		c.applyAssignment(st, d.assign, r.Offset, now)
 	case d.dispatch != nil:
 		c.applyDispatch(st, d.dispatch, r.Offset, now)
+	case d.recompute != nil: // run by process
 	default:
 		p := &d.part
 		res := resolveProduct(c.master.get(), p, d.productID)

@@ -31,6 +31,7 @@ type metrics struct {
 	tooLate         prometheus.Counter
 	assignments     *prometheus.CounterVec // applied or refused
 	dispatches      *prometheus.CounterVec // applied, unchanged or too_late
+	recomputes      *prometheus.CounterVec // done, repeated
 	periodRows      prometheus.Counter
 	periodStates    prometheus.Counter
 	replayed        prometheus.Counter
@@ -128,6 +129,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "takt_processor_dispatch_windows_total",
 			Help: "Dispatch down windows from the record API, by result (applied, unchanged, too_late).",
 		}, []string{"result"}),
+		recomputes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "takt_processor_period_recomputes_total",
+			Help: "Requests to derive periods again, by result (done; repeated: read again after it ran, nothing done).",
+		}, []string{"result"}),
 		assignments: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "takt_processor_reason_assignments_total",
 			Help: "Reason assignments from the record API, by result (applied, refused).",
@@ -155,7 +160,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	reg.MustRegister(m.consumed, m.inserted, m.batches, m.blocks, m.insertSeconds, m.insertRows, m.freshness, m.insertErrors,
 		m.commitErrors, m.fenced, m.dlq, m.dlqErrors, m.resolutions, m.lag, m.pendingRows,
-		m.catalogRefresh, m.catalogErrors, m.catalogProducts, m.machines, m.tooLate, m.assignments, m.dispatches,
+		m.catalogRefresh, m.catalogErrors, m.catalogProducts, m.machines, m.tooLate, m.assignments, m.dispatches, m.recomputes,
 		m.periodRows, m.periodStates, m.replayed, m.rollupRepairs, m.duplicates)
 	m.wm = newWatermarkMetrics(reg)
 	return m

@@ -161,6 +161,10 @@ func (ps *periodSet) touchAs(ls *locState, rows []period.Row, offset int64, now 
 		if len(ls.outbox) == 0 {
 			ps.withRows++
 		}
+		rules := ruleVersion(ls.fp)
+		for i := range rows {
+			rows[i].Rules = rules
+		}
 		ls.outbox = append(ls.outbox, rows...)
 		for range rows {
 			ls.outboxMeta = append(ls.outboxMeta, changeMeta{Change: change, AtMs: now.UnixMilli()})
@@ -404,7 +408,7 @@ func appendPeriodRows(dst []chstore.PeriodRow, key period.Key, site uint64, extI
 		dst = append(dst, chstore.PeriodRow{ID: r.ID, Site: site, Location: key.ID, LocationKind: key.Kind,
 			ExternalID: extID, State: string(r.State), Start: r.Start, End: r.End, Open: r.Open,
 			Reason: r.Reason, FirstOfStop: r.FirstOfStop, Dispatch: r.Dispatch, DispatchType: r.DispatchType,
-			Version: r.Version, Deleted: r.Deleted})
+			RuleVersion: r.Rules, Version: r.Version, Deleted: r.Deleted})
 	}
 	return dst
 }

@@ -156,6 +156,7 @@ func BenchmarkWireDecode(b *testing.B) {
 // offset) and counts the calls.
 type maxOffsetStore struct {
 	periodStore
+	noRecomputes
 	last  map[int32]int64
 	calls int
 }

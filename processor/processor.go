@@ -80,6 +80,7 @@ type store interface {
 	partsStore
 	periodStore
 	watermarkStore
+	recomputeStore
 	masterDataSource
 	pinger
 }

@@ -226,6 +226,10 @@ type Row struct {
 	DispatchType uint64 `json:"dispatch_type,omitempty"`
 	Version      uint64 `json:"version"`
 	Deleted      bool   `json:"deleted,omitempty"`
+	// Rules names the rules (threshold, shifts) the row was derived
+	// under; the processor sets it (0: not recorded). It is not part of
+	// what makes a row changed.
+	Rules uint64 `json:"rules,omitempty"`
 }
 
 // Duration is the length of a closed period (0 while open).

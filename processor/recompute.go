@@ -1,0 +1,484 @@
+package processor
+
+// Recompute: a location's periods of a window derived again from the
+// stored parts under the location's current rules (wire.Recompute, from
+// POST /api/1.0/productionperiods/recompute/).
+//
+// The request travels on the parts topic under the location's key, so it
+// is run here, by the one member that owns the location's state machine,
+// in order with the location's parts: every part sent before it has been
+// fed to the machine (those not yet in ClickHouse are taken from the
+// blocks this member holds), and no part of the location is processed
+// while it runs (it runs in the consume loop).
+//
+// The live machine is not touched: the window ends, at the latest, where
+// the rows the machine holds begin (period.Machine: rows before Final are
+// final, no part changes them any more). So the live state after the
+// window stays exactly what it was, and what comes later continues from
+// it. A window reaching into the machine's rows is cut there (the result
+// says where).
+//
+// The window is widened to the stored periods it cuts, so that the new
+// periods tile exactly the stretch the old ones covered. The periods are
+// derived by a fresh period.Machine with the current configuration, fed
+// the location's parts that were placed in periods ('late' parts changed
+// none) in recorded order, from the last part before the window to the
+// first one after it; its rows are cut at the window's edges. A period
+// that starts where a stored one starts has its id: it "still exists",
+// and a down one keeps the stored one's reason. Reasons that no period
+// carries any more are reported in the result.
+//
+// Versions: one version for all rows of a recompute, above every version
+// of the window's periods and above every version the live machine has
+// handed out (a row of its outbox not yet written may be one of them), so
+// the new versions win whatever order the writes land in. The versions
+// they replace are kept in productionperiods_history.
+//
+// Exactly once: a request is known by its id. Its result row is written
+// last; a request read again finds it and does nothing. One cut short (a
+// crash between its writes) runs again: the replaced versions it kept say
+// what the window held before it, and rows already written as derived are
+// not written again, so no duplicate version arises.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"sort"
+	"time"
+
+	"github.com/takt/takt/internal/chstore"
+	"github.com/takt/takt/internal/period"
+	"github.com/takt/takt/internal/wire"
+)
+
+// ruleVersion is the number the rules of a configuration fingerprint are
+// recorded as (productionperiods.rule_version): a 63-bit FNV-1a hash, so
+// the same rules give the same number on every processor.
+func ruleVersion(fp string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(fp))
+	return h.Sum64() &^ (1 << 63)
+}
+
+// recomputeStore is what a recompute reads and writes (*chstore.Store).
+type recomputeStore interface {
+	RecomputeByID(ctx context.Context, id string) (chstore.Recompute, error)
+	PeriodParts(ctx context.Context, kind string, id uint64, from, to int64) ([]chstore.PeriodPart, error)
+	LocationPeriods(ctx context.Context, kind string, id uint64, from, to int64) ([]chstore.PeriodRow, error)
+	PeriodHistory(ctx context.Context, kind string, id uint64, recompute string) ([]chstore.PeriodRow, error)
+	InsertPeriodHistory(ctx context.Context, recompute string, at time.Time, rows []chstore.PeriodRow) error
+	InsertPeriods(ctx context.Context, rows []chstore.PeriodRow) error
+	InsertRecompute(ctx context.Context, r chstore.Recompute) error
+}
+
+// LostReason is a reason a recompute could not carry over: no period of
+// the new derivation starts where the period that had it started, or the
+// one that does is not down. Times are Unix milliseconds.
+type LostReason struct {
+	Period  uint64 `json:"period"`
+	State   string `json:"state"`
+	StartMs int64  `json:"start_ms"`
+	EndMs   int64  `json:"end_ms"`
+	Reason  uint64 `json:"reason"`
+}
+
+// maxRecomputeTicks bounds the ticks that bring a recompute's machine to
+// the end of its window (each cuts at most 64 shift boundaries).
+const maxRecomputeTicks = 4096
+
+// applyRecompute runs a recompute request, retrying on ClickHouse errors
+// until it succeeds or ctx ends (then it returns ctx's error and the
+// record stays unconsumed).
+func (c *consumer) applyRecompute(ctx context.Context, st *partState, rc *wire.Recompute, now time.Time) error {
+	key := period.Key{Kind: rc.LocationKind, ID: rc.LocationID}
+	ls := c.loc(st, key, rc.Site, rc.ExternalID)
+	cfg := c.master.location(key)
+	if cfg.fp != ls.fp {
+		// The rules changed since the last tick looked: the live
+		// machine takes them now too.
+		ls.m.SetConfig(cfg.cfg)
+		ls.fp = cfg.fp
+	}
+	for attempt := 1; ; attempt++ {
+		res, repeated, err := c.recompute(ctx, st, ls, cfg, rc, now)
+		if err == nil {
+			if repeated {
+				c.m.recomputes.WithLabelValues("repeated").Inc()
+				return nil
+			}
+			c.m.recomputes.WithLabelValues("done").Inc()
+			c.logger.Info("periods derived again", "recompute", rc.ID, "location_kind", rc.LocationKind,
+				"location", rc.LocationID, "from_ms", res.FromMs, "to_ms", res.ToMs, "parts", res.Parts,
+				"replaced", res.Replaced, "created", res.Created, "deleted", res.Deleted, "unchanged", res.Unchanged,
+				"reasons_lost", res.ReasonsLost)
+			return nil
+		}
+		c.logger.Warn("recomputing periods failed; retrying", "recompute", rc.ID, "attempt", attempt, "err", err)
+		if !sleep(ctx, backoff(attempt, retryMin, retryMax)) {
+			return fmt.Errorf("recompute %s: %w", rc.ID, err)
+		}
+	}
+}
+
+// recompute does the work of applyRecompute once; repeated reports a
+// request that had already run.
+func (c *consumer) recompute(ctx context.Context, st *partState, ls *locState, cfg locationConfig, rc *wire.Recompute,
+	now time.Time) (res chstore.Recompute, repeated bool, err error) {
+	qctx, cancel := context.WithTimeout(ctx, insertTimeout)
+	defer cancel()
+	if _, err := c.store.RecomputeByID(qctx, rc.ID); err == nil {
+		return res, true, nil
+	} else if !errors.Is(err, chstore.ErrNotFound) {
+		return res, false, err
+	}
+	key := ls.key
+	rules := ruleVersion(cfg.fp)
+	res = chstore.Recompute{ID: rc.ID, Site: rc.Site, LocationKind: key.Kind, Location: key.ID, ExternalID: rc.ExternalID,
+		StartMs: rc.StartMs, EndMs: rc.EndMs, RuleVersion: rules, By: rc.By, ReasonsLost: "[]"}
+	snap := ls.m.Snapshot()
+	// limit: where the live machine's rows begin.
+	limit := int64(math.MaxInt64)
+	if len(snap.Rows) > 0 {
+		limit = snap.Rows[0].Start
+	}
+	end := min(rc.EndMs, limit)
+	if end <= rc.StartMs {
+		res.FromMs, res.ToMs, res.DoneAt = rc.StartMs, rc.StartMs, now
+		return res, false, c.store.InsertRecompute(qctx, res)
+	}
+
+	// The window's periods as they are: stored, and newer versions
+	// this member holds but has not written yet.
+	stored, err := c.store.LocationPeriods(qctx, key.Kind, key.ID, rc.StartMs, end)
+	if err != nil {
+		return res, false, err
+	}
+	current := map[uint64]chstore.PeriodRow{}
+	for _, r := range stored {
+		current[r.ID] = r
+	}
+	for _, r := range c.pendingPeriodRows(st, ls) {
+		if old, ok := current[r.ID]; ok && old.Version >= r.Version {
+			continue
+		}
+		if r.Deleted {
+			delete(current, r.ID)
+			continue
+		}
+		if r.Start < end && (r.Open || r.End > rc.StartMs) {
+			current[r.ID] = r
+		}
+	}
+	// What the window held before this request: what it kept of the
+	// versions it replaced, if it was cut short before, else current.
+	kept, err := c.store.PeriodHistory(qctx, key.Kind, key.ID, rc.ID)
+	if err != nil {
+		return res, false, err
+	}
+	before := map[uint64]chstore.PeriodRow{}
+	for id, r := range current {
+		before[id] = r
+	}
+	for _, r := range kept {
+		before[r.ID] = r
+	}
+	olds := make([]chstore.PeriodRow, 0, len(before))
+	top := snap.Seq
+	for _, r := range before {
+		olds = append(olds, r)
+		top = max(top, r.Version)
+	}
+	for _, r := range current {
+		top = max(top, r.Version)
+	}
+	sort.Slice(olds, func(i, j int) bool { return olds[i].Start < olds[j].Start })
+
+	// The window, widened to the periods it cuts.
+	from, to := rc.StartMs, end
+	for _, r := range olds {
+		from = min(from, r.Start)
+		if !r.Open && r.End > to {
+			to = min(r.End, limit)
+		}
+	}
+	res.FromMs, res.ToMs = from, to
+
+	parts, err := c.store.PeriodParts(qctx, key.Kind, key.ID, from, to)
+	if err != nil {
+		return res, false, err
+	}
+	parts = edgeParts(append(parts, c.pendingParts(st, key)...), from, to)
+	for _, p := range parts {
+		if p.RecordedMs >= from && p.RecordedMs <= to {
+			res.Parts++
+		}
+	}
+
+	derived := derive(key, cfg.cfg, olds, parts, from, to, max(ls.m.Clock(), to))
+	byID := map[uint64]chstore.PeriodRow{}
+	for _, r := range olds {
+		byID[r.ID] = r
+	}
+	version := top + 2
+	var write, replaced []chstore.PeriodRow
+	var lost []LostReason
+	seen := map[uint64]bool{}
+	ids := map[uint64]bool{}
+	for _, d := range derived {
+		ids[d.ID] = true
+	}
+	for i, d := range derived {
+		if i == 0 && d.Start == from && len(olds) > 0 && olds[0].Start == from && !ids[olds[0].ID] {
+			// Cut at the window's start: the period there keeps its id
+			// (stored starts are whole seconds, ids hash milliseconds).
+			d.ID = olds[0].ID
+		}
+		old, existed := byID[d.ID]
+		if existed && old.Reason != 0 && isDown(old.State) && isDown(string(d.State)) && d.Dispatch == 0 {
+			d.Reason = old.Reason
+			if old.State == string(period.PlannedDown) {
+				d.State = period.PlannedDown
+			}
+			res.ReasonsKept++
+		}
+		derived[i] = d
+		seen[d.ID] = true
+		row := chstore.PeriodRow{ID: d.ID, Site: rc.Site, Location: key.ID, LocationKind: key.Kind, ExternalID: rc.ExternalID,
+			State: string(d.State), Start: d.Start, End: d.End, Open: d.Open, Reason: d.Reason, FirstOfStop: d.FirstOfStop,
+			Dispatch: d.Dispatch, DispatchType: d.DispatchType, RuleVersion: rules, Version: version}
+		if cur, ok := current[d.ID]; ok && samePeriod(cur, row) {
+			res.Unchanged++
+			continue
+		}
+		write = append(write, row)
+		if existed {
+			res.Replaced++
+			replaced = append(replaced, old)
+		} else {
+			res.Created++
+		}
+	}
+	for _, old := range olds {
+		if old.Reason != 0 && !carried(old, derived) {
+			lost = append(lost, LostReason{Period: old.ID, State: old.State, StartMs: old.Start, EndMs: old.End, Reason: old.Reason})
+		}
+		if seen[old.ID] {
+			continue
+		}
+		res.Deleted++
+		replaced = append(replaced, old)
+		if _, live := current[old.ID]; live {
+			gone := old
+			gone.Version, gone.Deleted = version, true
+			write = append(write, gone)
+		}
+	}
+	if len(lost) > 0 {
+		b, err := json.Marshal(lost)
+		if err != nil {
+			return res, false, fmt.Errorf("encode lost reasons: %w", err)
+		}
+		res.ReasonsLost = string(b)
+	}
+	// Kept versions first: a request cut short after them finds them.
+	if err := c.store.InsertPeriodHistory(qctx, rc.ID, now, replaced); err != nil {
+		return res, false, err
+	}
+	if err := c.store.InsertPeriods(qctx, write); err != nil {
+		return res, false, err
+	}
+	// The rows written here are the ones a live feed of period changes
+	// reports as recomputed (wire.ChangeRecomputed).
+	res.DoneAt = now
+	return res, false, c.store.InsertRecompute(qctx, res)
+}
+
+func isDown(state string) bool {
+	return state == string(period.Down) || state == string(period.PlannedDown)
+}
+
+// carried reports whether a derived period starting where old started is
+// down with old's reason.
+func carried(old chstore.PeriodRow, derived []period.Row) bool {
+	for _, d := range derived {
+		if d.ID == old.ID {
+			return d.Reason == old.Reason && isDown(string(d.State))
+		}
+	}
+	return false
+}
+
+// samePeriod reports whether stored row a is b as stored: times at the
+// table's whole seconds.
+func samePeriod(a, b chstore.PeriodRow) bool {
+	end := func(r chstore.PeriodRow) int64 {
+		if r.Open {
+			return -1
+		}
+		return r.End / 1000
+	}
+	return a.ID == b.ID && a.State == b.State && a.Start/1000 == b.Start/1000 && end(a) == end(b) &&
+		a.Reason == b.Reason && a.FirstOfStop == b.FirstOfStop && a.Dispatch == b.Dispatch &&
+		a.DispatchType == b.DispatchType && a.RuleVersion == b.RuleVersion
+}
+
+// edgeParts sorts parts by recorded time (dropping repeats: a part both
+// stored and in a block) and keeps those in [from, to], the last one
+// before from and the first one after to.
+func edgeParts(parts []chstore.PeriodPart, from, to int64) []chstore.PeriodPart {
+	sort.Slice(parts, func(i, j int) bool {
+		if parts[i].RecordedMs != parts[j].RecordedMs {
+			return parts[i].RecordedMs < parts[j].RecordedMs
+		}
+		return parts[i].ID < parts[j].ID
+	})
+	var out []chstore.PeriodPart
+	seen := map[uint64]bool{}
+	var before *chstore.PeriodPart
+	for i := range parts {
+		p := parts[i]
+		if seen[p.ID] {
+			continue
+		}
+		seen[p.ID] = true
+		switch {
+		case p.RecordedMs < from:
+			before = &parts[i]
+		case p.RecordedMs <= to:
+			out = append(out, p)
+		default:
+			out = append(out, p)
+			if before != nil {
+				return append([]chstore.PeriodPart{*before}, out...)
+			}
+			return out
+		}
+	}
+	if before != nil {
+		return append([]chstore.PeriodPart{*before}, out...)
+	}
+	return out
+}
+
+// derive returns the periods a fresh machine with cfg makes of parts (in
+// recorded order) and of the dispatch down windows of olds, cut to [from,
+// to): the machine is told the time up to clock when no part follows the
+// window, so a stop running past it shows as down. Rows carry no version.
+func derive(key period.Key, cfg period.Config, olds []chstore.PeriodRow, parts []chstore.PeriodPart, from, to, clock int64) []period.Row {
+	m := period.New(key, cfg)
+	rows := map[uint64]period.Row{}
+	take := func(out []period.Row) {
+		for _, r := range out {
+			if r.Deleted {
+				delete(rows, r.ID)
+			} else {
+				rows[r.ID] = r
+			}
+		}
+	}
+	for _, w := range dispatchWindows(olds) {
+		out, _ := m.Window(w)
+		take(out)
+	}
+	last := int64(math.MinInt64)
+	for _, p := range parts {
+		out, _ := m.Part(period.Part{RecordedMs: p.RecordedMs, CycleTime: p.CycleTime, HasCycleTime: p.HasCycleTime,
+			IdealCycleTime: p.IdealCycleTime, Quantity: p.Quantity})
+		take(out)
+		last = max(last, p.RecordedMs)
+	}
+	if last <= to {
+		for i := 0; i < maxRecomputeTicks && m.Clock() < clock; i++ {
+			take(m.Tick(clock))
+		}
+	}
+	var out []period.Row
+	for _, r := range rows {
+		end := r.End
+		if r.Open {
+			end = math.MaxInt64
+		}
+		if end <= from || r.Start >= to {
+			continue
+		}
+		if r.Start < from {
+			if min(end, to)-from < 1000 {
+				// Less than the table's second: the stored period
+				// at from holds it already.
+				continue
+			}
+			r.Start, r.ID, r.FirstOfStop = from, period.PeriodID(key, from), 0
+		}
+		if end > to {
+			r.End, r.Open = to, false
+		}
+		r.Version = 0
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Start < out[j].Start })
+	return out
+}
+
+// dispatchWindows returns the down windows of the dispatches whose periods
+// are among rows (a window's extent: its periods' together).
+func dispatchWindows(rows []chstore.PeriodRow) []period.Window {
+	byDispatch := map[uint64]*period.Window{}
+	var order []uint64
+	for _, r := range rows {
+		if r.Dispatch == 0 || r.Open {
+			continue
+		}
+		w := byDispatch[r.Dispatch]
+		if w == nil {
+			w = &period.Window{Dispatch: r.Dispatch, Type: r.DispatchType, Start: r.Start, End: r.End}
+			byDispatch[r.Dispatch] = w
+			order = append(order, r.Dispatch)
+		}
+		w.Start, w.End = min(w.Start, r.Start), max(w.End, r.End)
+	}
+	out := make([]period.Window, 0, len(order))
+	for _, d := range order {
+		out = append(out, *byDispatch[d])
+	}
+	return out
+}
+
+// pendingParts returns the parts of the location this member has consumed
+// but ClickHouse may not hold yet: those of the partition's block and of
+// its block in a flush in flight (the loop owns both; a flush only reads
+// its block).
+func (c *consumer) pendingParts(st *partState, key period.Key) []chstore.PeriodPart {
+	out := st.block.LocationParts(key.Kind, key.ID, math.MinInt64, math.MaxInt64)
+	for _, j := range c.inflight {
+		for _, b := range j.batches {
+			if b.partition == st.partition {
+				out = append(out, b.block.LocationParts(key.Kind, key.ID, math.MinInt64, math.MaxInt64)...)
+			}
+		}
+	}
+	return out
+}
+
+// pendingPeriodRows returns the period rows of ls that this member has
+// not written yet, or is writing: its outbox, and the outboxes of the
+// states in a flush in flight.
+func (c *consumer) pendingPeriodRows(st *partState, ls *locState) []chstore.PeriodRow {
+	out := appendPeriodRows(nil, ls.key, ls.site, ls.extID, ls.outbox)
+	for _, j := range c.inflight {
+		for _, b := range j.batches {
+			if b.partition != st.partition {
+				continue
+			}
+			for _, s := range b.states {
+				if s.key == ls.key {
+					out = appendPeriodRows(out, s.key, s.site, s.extID, s.outbox)
+				}
+			}
+		}
+	}
+	return out
+}

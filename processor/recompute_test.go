@@ -1,0 +1,111 @@
+package processor
+
+import (
+	"testing"
+	"time"
+
+	"github.com/takt/takt/internal/chstore"
+	"github.com/takt/takt/internal/period"
+)
+
+func TestEdgeParts(t *testing.T) {
+	p := func(id uint64, ms int64) chstore.PeriodPart { return chstore.PeriodPart{ID: id, RecordedMs: ms} }
+	for _, tc := range []struct {
+		name string
+		in   []chstore.PeriodPart
+		want []uint64
+	}{
+		{"nothing", nil, nil},
+		{"inside only", []chstore.PeriodPart{p(2, 150), p(1, 120)}, []uint64{1, 2}},
+		{"the last before and the first after", []chstore.PeriodPart{p(9, 300), p(1, 10), p(2, 90), p(3, 100), p(4, 200),
+			p(5, 201), p(6, 250)}, []uint64{2, 3, 4, 5}},
+		{"a part stored and pending counts once", []chstore.PeriodPart{p(3, 150), p(3, 150), p(2, 150)}, []uint64{2, 3}},
+		{"only outside", []chstore.PeriodPart{p(1, 50), p(2, 60), p(3, 250)}, []uint64{2, 3}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []uint64
+			for _, q := range edgeParts(tc.in, 100, 200) {
+				got = append(got, q.ID)
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+			for i := range got {
+				if got[i] != tc.want[i] {
+					t.Fatalf("got %v, want %v", got, tc.want)
+				}
+			}
+		})
+	}
+}
+
+// TestDeriveCutsAtTheWindow: the periods of a fresh machine, cut to the
+// window; the first one, begun before it, starts at its start.
+func TestDeriveCutsAtTheWindow(t *testing.T) {
+	key := period.Key{Kind: "line", ID: 7}
+	base := time.Date(2024, 3, 4, 6, 0, 0, 0, time.UTC).UnixMilli()
+	minute := int64(time.Minute / time.Millisecond)
+	var parts []chstore.PeriodPart
+	// Parts every minute 06:01–06:30, then 07:01–07:30: one stop
+	// 06:30–07:00 at a 60 s threshold.
+	for i := int64(1); i <= 30; i++ {
+		parts = append(parts, chstore.PeriodPart{ID: uint64(i), RecordedMs: base + i*minute, CycleTime: 60, HasCycleTime: true},
+			chstore.PeriodPart{ID: uint64(100 + i), RecordedMs: base + (60+i)*minute, CycleTime: 60, HasCycleTime: true})
+	}
+	from, to := base+10*minute, base+70*minute
+	rows := derive(key, period.Config{Threshold: time.Minute}, nil, edgeParts(parts, from, to), from, to, to)
+	type span struct {
+		state      period.State
+		start, end int64
+	}
+	want := []span{{period.Running, from, base + 30*minute}, {period.Down, base + 30*minute, base + 60*minute},
+		{period.Running, base + 60*minute, to}}
+	if len(rows) != len(want) {
+		t.Fatalf("rows %+v, want %+v", rows, want)
+	}
+	for i, r := range rows {
+		if (span{r.State, r.Start, r.End}) != want[i] || r.Open {
+			t.Errorf("row %d: %+v, want %+v", i, r, want[i])
+		}
+	}
+	if rows[0].ID != period.PeriodID(key, from) || rows[1].ID != period.PeriodID(key, base+30*minute) {
+		t.Errorf("ids: the cut period is known by the window's start, the others by their own")
+	}
+	if rows[1].FirstOfStop != period.FirstPiece {
+		t.Errorf("the stop's first piece is not marked: %+v", rows[1])
+	}
+}
+
+func TestDispatchWindows(t *testing.T) {
+	rows := []chstore.PeriodRow{
+		{Start: 100, End: 200, Dispatch: 5, DispatchType: 9},
+		{Start: 50, End: 60},
+		{Start: 200, End: 300, Dispatch: 5, DispatchType: 9},
+		{Start: 400, Open: true, Dispatch: 6, DispatchType: 9},
+	}
+	got := dispatchWindows(rows)
+	if len(got) != 1 || got[0] != (period.Window{Dispatch: 5, Type: 9, Start: 100, End: 300}) {
+		t.Fatalf("windows %+v", got)
+	}
+}
+
+func TestSamePeriodAtStoredPrecision(t *testing.T) {
+	a := chstore.PeriodRow{ID: 1, State: "down", Start: 1000, End: 5000, Reason: 3, RuleVersion: 8}
+	b := a
+	b.Start, b.End = 1400, 5999 // what the table keeps of them: whole seconds
+	if !samePeriod(a, b) {
+		t.Error("rows equal at whole seconds differ")
+	}
+	for name, mut := range map[string]func(*chstore.PeriodRow){
+		"rules":  func(r *chstore.PeriodRow) { r.RuleVersion = 9 },
+		"reason": func(r *chstore.PeriodRow) { r.Reason = 0 },
+		"end":    func(r *chstore.PeriodRow) { r.End = 6000 },
+		"open":   func(r *chstore.PeriodRow) { r.Open = true },
+	} {
+		c := a
+		mut(&c)
+		if samePeriod(a, c) {
+			t.Errorf("%s: a changed row is the same", name)
+		}
+	}
+}
