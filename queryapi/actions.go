@@ -52,6 +52,8 @@ type actionCall struct {
 	site  uint64
 	loc   *time.Location
 	now   time.Time
+	// args are the call's arguments as sent (a signed call checks them).
+	args url.Values
 	// vals holds the arguments given, by name: uint64 (ArgID, ArgCount),
 	// string (ArgText), bool (ArgBool), time.Time in UTC (ArgTime).
 	vals map[string]any
@@ -84,7 +86,11 @@ type actionAnswer struct {
 	outcome  string // metrics outcome of a success: ok, created, updated
 	problems []string
 	notFound string
-	err      error
+	// forbidden: the call is refused (403), e.g. a bad signature;
+	// unavailable: it cannot be checked now (503).
+	forbidden   string
+	unavailable string
+	err         error
 }
 
 func invalid(problems ...string) actionAnswer { return actionAnswer{problems: problems} }
@@ -148,7 +154,7 @@ func (h *handler) serveAction(c *gin.Context, ra *area, ac *record.Action, pathA
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), h.timeout)
 	defer cancel()
-	call := &actionCall{method: method, area: ra, def: ac, path: pathArg, key: cl.key, actor: cl.actor,
+	call := &actionCall{method: method, area: ra, def: ac, path: pathArg, key: cl.key, actor: cl.actor, args: args,
 		sites: cl.sites, now: h.actionNow().UTC().Truncate(time.Second), vals: map[string]any{}}
 	var problems []string
 	call.site, problems = callSite(args, cl.sites)
@@ -168,6 +174,10 @@ func (h *handler) serveAction(c *gin.Context, ra *area, ac *record.Action, pathA
 		h.finish(r, http.StatusOK, "invalid", l2l.Invalid(&l2l.QueryError{Problems: ans.problems}))
 	case ans.notFound != "":
 		h.finish(r, http.StatusNotFound, "not_found", l2l.Failure(ans.notFound))
+	case ans.forbidden != "":
+		h.finish(r, http.StatusForbidden, "forbidden", l2l.Failure(ans.forbidden))
+	case ans.unavailable != "":
+		h.finish(r, http.StatusServiceUnavailable, "unavailable", l2l.Failure(ans.unavailable))
 	default:
 		outcome := ans.outcome
 		if outcome == "" {
@@ -374,25 +384,29 @@ type actionServer struct {
 	store  actionStore
 	ids    *idSource
 	sender *sender // nil: actions that send to the pipeline answer 503
-	rdb    *redis.Client
-	keys   redisx.Keys
-	locks  *locks
-	inv    invalidator
-	now    func() time.Time
-	logger *slog.Logger
+	// recomputes reads the results of period recomputes.
+	recomputes recomputeReader
+	rdb        *redis.Client
+	keys       redisx.Keys
+	locks      *locks
+	inv        invalidator
+	now        func() time.Time
+	logger     *slog.Logger
 }
 
 // handlers binds the actions of the registry to their handlers.
 func (x *actionServer) handlers() map[string]actionFunc {
 	return map[string]actionFunc{
-		"dispatches/open":                x.openDispatch,
-		"dispatches/close":               x.closeDispatch,
-		"dispatches/add":                 x.addDispatch,
-		"machines/set_cycle_count":       x.setCycleCount,
-		"machines/increment_cycle_count": x.incrementCycleCount,
-		"pitchdetails/record_details":    x.recordDetails,
-		"users/clock_in":                 x.clockIn,
-		"users/clock_out":                x.clockOut,
+		"dispatches/open":                    x.openDispatch,
+		"dispatches/close":                   x.closeDispatch,
+		"dispatches/add":                     x.addDispatch,
+		"machines/set_cycle_count":           x.setCycleCount,
+		"machines/increment_cycle_count":     x.incrementCycleCount,
+		"pitchdetails/record_details":        x.recordDetails,
+		"productionperiods/recompute":        x.recompute,
+		"productionperiods/recompute_result": x.recomputeResult,
+		"users/clock_in":                     x.clockIn,
+		"users/clock_out":                    x.clockOut,
 	}
 }
 

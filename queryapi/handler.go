@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,14 +61,16 @@ type area struct {
 
 // handler serves the record areas. It is safe for concurrent use.
 type handler struct {
-	keys    keyChecker
-	store   recordReader
-	zones   *zones
-	areas   map[string]*area
-	timeout time.Duration
-	logger  *slog.Logger
-	m       *metrics
-	bufs    sync.Pool // *[]byte answer buffers
+	keys  keyChecker
+	store recordReader
+	zones *zones
+	areas map[string]*area
+	// periodHistory reads productionperiods with include_history=true.
+	periodHistory *area
+	timeout       time.Duration
+	logger        *slog.Logger
+	m             *metrics
+	bufs          sync.Pool // *[]byte answer buffers
 
 	// users finds realuser (nil: a key may act only for its own user);
 	// writes does POST, PUT and DELETE (nil: every area is read-only);
@@ -127,6 +131,15 @@ func newHandler(keys keyChecker, store recordReader, z *zones, cfg Config, logge
 		}
 		h.areas[def.Name] = &area{def: def, rec: rec.WithSchema(s).WithLookAhead(lookAheadPages), schema: s}
 	}
+	rec, err := chstore.NewRecordArea(record.PeriodHistory)
+	if err != nil {
+		return nil, err
+	}
+	s, err := rec.Schema().WithLimits(cfg.DefaultLimit, cfg.MaxLimit)
+	if err != nil {
+		return nil, err
+	}
+	h.periodHistory = &area{def: record.PeriodHistory, rec: rec.WithSchema(s), schema: s}
 	return h, nil
 }
 
@@ -174,6 +187,10 @@ type request struct {
 	keyID  uint64 // the API key's id once it authenticated (0 before)
 }
 
+// argIncludeHistory asks a list of productionperiods for the versions
+// recomputes replaced as well (record.PeriodHistory).
+const argIncludeHistory = "include_history"
+
 // begin authorizes the caller, finds the area and parses the query.
 // It answers and returns nil when any of these fails.
 func (h *handler) begin(c *gin.Context) *request {
@@ -191,6 +208,20 @@ func (h *handler) begin(c *gin.Context) *request {
 	if !ok {
 		h.finish(r, http.StatusNotFound, "not_found", l2l.Failure(fmt.Sprintf("Unknown record area %q", name)))
 		return nil
+	}
+	if v, given := args[argIncludeHistory]; given && a.def.Name == record.PeriodHistory.Name {
+		// Not a filter: it picks what the list reads.
+		history, err := parseFlag(strings.TrimSpace(v[len(v)-1]))
+		if err != nil {
+			h.finish(r, http.StatusOK, "invalid", l2l.Invalid(&l2l.QueryError{Problems: []string{
+				fmt.Sprintf("%s: %q is not True or False", argIncludeHistory, v[len(v)-1])}}))
+			return nil
+		}
+		args = maps.Clone(args)
+		delete(args, argIncludeHistory)
+		if history && c.Param("id") == "" {
+			a = h.periodHistory
+		}
 	}
 	r.area, r.sites = a, cl.sites
 	q, err := l2l.Parse(args, a.schema)

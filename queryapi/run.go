@@ -157,7 +157,7 @@ func newEngine(store *chstore.Store, rdb *redis.Client, kc kafkaClient, cfg Conf
 	}
 	acts := &actionServer{h: h, store: store, ids: h.writes.ids, rdb: rdb, keys: rkeys,
 		locks: &locks{rdb: rdb, prefix: rkeys.ActionLocks(), ttl: cfg.QueryTimeout + 5*time.Second, wait: 2 * time.Second},
-		inv:   h.writes.inv, now: time.Now, logger: logger}
+		inv:   h.writes.inv, now: time.Now, logger: logger, recomputes: store}
 	if kc != nil {
 		h.assigner = &assigner{store: store, prod: kc, topic: cfg.PartsTopic, now: time.Now}
 		acts.sender = &sender{prod: kc, topic: cfg.PartsTopic}

@@ -96,8 +96,64 @@ var periodArea = &Area{
 			"The dispatch whose down window the period is (a dispatch of a type that means downtime); null for the others."),
 		withDoc(withRef(nullable("dispatchtype", l2l.Int, "nullIf(dispatchtype, 0)"), "dispatchtypes"),
 			"The type of that dispatch: why the location is down. Such a period takes no reason."),
+		withDoc(computed("rule_version", l2l.Int, "rule_version"),
+			"Which rules (stop threshold, shifts, time zone) produced the period: the same rules give the same number; 0 for"+
+				" periods written before it was recorded."),
 		alwaysActive(),
 	},
+	Actions: []Action{
+		{Name: "recompute", Methods: []string{"POST"}, Scope: scopeWrite,
+			Doc: "Derives the production periods of a location (externalid or machine), or of a line and its machines (line)," +
+				" from start to end again from the stored parts under the current rules (stop threshold, shifts). The" +
+				" replaced versions stay readable (include_history=true); a down period that still starts where it did" +
+				" keeps its reason, and the reasons that no period carries any more are listed in the answer. The call is" +
+				" signed (_server, _expiration, _signature over POST, productionperiods/recompute, then site, externalid," +
+				" line, machine, start, end). It waits up to wait seconds (default 10) for the processor and answers one" +
+				" record per location, status done or pending (see recompute_result).",
+			Args: []Arg{
+				{Name: "externalid", Type: ArgText, Doc: "The location's external id."},
+				{Name: "line", Type: ArgID, Doc: "A line: the line and each of its machines that is a location."},
+				{Name: "machine", Type: ArgID, Doc: "A machine."},
+				{Name: "start", Type: ArgTime, Required: true, Doc: "Start of the window."},
+				{Name: "end", Type: ArgTime, Required: true, Doc: "End of the window: after start, at most 31 days later, not in the future."},
+				{Name: "wait", Type: ArgCount, Doc: "Seconds to wait for the result (0 to 20; default 10)."},
+			}},
+		{Name: "recompute_result", Methods: []string{"GET"}, PathArg: "id", Scope: scopeWrite,
+			Doc: "The result of one location's recompute (the id a recompute answered), once the processor ran it."},
+	},
+}
+
+// PeriodHistory is how the productionperiods area reads with
+// include_history=true: every live period (recompute empty) and every
+// version a recompute replaced (productionperiods_history), with the
+// request that replaced it and when. It is not an area of its own: the
+// query API reads productionperiods through it when asked.
+var PeriodHistory = periodHistoryArea()
+
+// periodHistoryFrom unions the live periods and the replaced versions;
+// both tables declare the same enums, so the columns' types agree.
+const periodHistoryFrom = `(SELECT id, site, location, location_kind, externalid, state, start, end, duration, reason,
+		dispatch, dispatchtype, rule_version, version, '' AS recompute, toDateTime(0) AS replaced_at
+		FROM (SELECT * FROM productionperiods FINAL) WHERE deleted = 0
+	UNION ALL
+	SELECT id, site, location, location_kind, externalid, state, start, end, duration, reason,
+		dispatch, dispatchtype, rule_version, version, recompute, replaced_at
+		FROM productionperiods_history FINAL)`
+
+func periodHistoryArea() *Area {
+	a := *periodArea
+	a.Table, a.From, a.Versioned, a.Writes, a.Actions = "productionperiods_history", periodHistoryFrom, false, ReadOnly, nil
+	a.Fields = append([]Field(nil), periodArea.Fields...)
+	// A period's id is on each of its versions: the version and the
+	// request that replaced it break ties, so pages are stable.
+	a.Fields[0].Order = "(id, version, recompute)"
+	a.Fields = append(a.Fields,
+		withDoc(computed("version", l2l.Int, "version"), "The version of the period."),
+		withDoc(nullable("recompute", l2l.String, "nullIf(recompute, '')"),
+			"The recompute that replaced this version; null for the live version."),
+		withDoc(nullable("replaced_at", l2l.DateTime, "if(recompute = '', NULL, "+ms("replaced_at")+")"),
+			"When it was replaced; null for the live version."))
+	return &a
 }
 
 // The pitches record area: one record per location and UTC hour in which

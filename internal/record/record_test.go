@@ -39,7 +39,8 @@ func TestTakt(t *testing.T) {
 		}
 	}
 	if want := []string{"dispatches/open", "dispatches/close", "dispatches/add", "machines/set_cycle_count",
-		"machines/increment_cycle_count", "pitchdetails/record_details", "users/clock_in", "users/clock_out"}; !slices.Equal(actions, want) {
+		"machines/increment_cycle_count", "pitchdetails/record_details", "productionperiods/recompute",
+		"productionperiods/recompute_result", "users/clock_in", "users/clock_out"}; !slices.Equal(actions, want) {
 		t.Errorf("actions %v, want %v", actions, want)
 	}
 	signed := map[string][]string{}
