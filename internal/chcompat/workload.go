@@ -66,6 +66,7 @@ func (w *Workload) Run(ctx context.Context) error {
 		{"oee", w.oee},
 		{"record areas", w.recordAreas},
 		{"open periods", w.openPeriods},
+		{"recompute", w.recompute},
 		{"backfill", w.backfill},
 	}
 	for _, s := range steps {
@@ -537,12 +538,17 @@ func (w *Workload) readAreas(ctx context.Context, names []string) error {
 }
 
 func (w *Workload) readArea(ctx context.Context, name string) error {
-	// With the query API's limits, so their settings are checked too.
-	s := w.Store.WithLimits(chstore.Limits{MaxMemoryUsage: 2 << 30, MaxExecutionTime: time.Minute})
-	def, ok := s.Areas().Area(name)
+	def, ok := w.Store.Areas().Area(name)
 	if !ok {
 		return errors.New("no such area")
 	}
+	return w.readDef(ctx, def)
+}
+
+// readDef reads the records of def as the query API does.
+func (w *Workload) readDef(ctx context.Context, def *record.Area) error {
+	// With the query API's limits, so their settings are checked too.
+	s := w.Store.WithLimits(chstore.Limits{MaxMemoryUsage: 2 << 30, MaxExecutionTime: time.Minute})
 	a, err := chstore.NewRecordArea(def)
 	if err != nil {
 		return err
@@ -681,6 +687,56 @@ func (w *Workload) openPeriods(ctx context.Context) error {
 		}
 	}
 	return w.readAreas(ctx, []string{"productionperiods"})
+}
+
+// recompute is what a recompute of periods reads and writes: a
+// location's parts with those at the window's edges, its periods of a
+// window, the versions it replaced (and the record API's read of them
+// with include_history), and its result.
+func (w *Workload) recompute(ctx context.Context) error {
+	s := w.Store
+	parts, err := s.PeriodParts(ctx, "line", 1, at(10, 0).UnixMilli(), at(11, 0).UnixMilli())
+	if err != nil {
+		return err
+	}
+	if len(parts) == 0 {
+		return errors.New("no parts of line 1 around 10:00-11:00")
+	}
+	old, err := s.LocationPeriods(ctx, "line", 1, at(10, 30).UnixMilli(), at(13, 30).UnixMilli())
+	if err != nil {
+		return err
+	}
+	if len(old) == 0 {
+		return errors.New("no periods of line 1 in 10:30-13:30")
+	}
+	const id = "0190f2a4-5b6c-7d8e-9f00-1122334455aa"
+	if err := s.InsertPeriodHistory(ctx, id, at(15, 0), old); err != nil {
+		return err
+	}
+	if err := s.InsertPeriodHistory(ctx, id, at(15, 0), old[:1]); err != nil { // run again after a crash
+		return err
+	}
+	if kept, err := s.PeriodHistory(ctx, "line", 1, id); err != nil || len(kept) != len(old) {
+		return fmt.Errorf("kept versions: %d %v, want %d", len(kept), err, len(old))
+	}
+	if _, err := s.RecomputeByID(ctx, id); !errors.Is(err, chstore.ErrNotFound) {
+		return fmt.Errorf("a recompute not run: %v", err)
+	}
+	r := chstore.Recompute{ID: id, Site: 1, LocationKind: "line", Location: 1, ExternalID: "line_1",
+		StartMs: at(10, 30).UnixMilli(), EndMs: at(13, 30).UnixMilli(), FromMs: at(10, 0).UnixMilli(), ToMs: at(14, 0).UnixMilli(),
+		RuleVersion: 77, Parts: uint64(len(parts)), Replaced: 3, Deleted: 1, ReasonsKept: 1,
+		ReasonsLost: `[{"period":4,"reason":3}]`, By: "admin", DoneAt: at(15, 0)}
+	if err := s.InsertRecompute(ctx, r); err != nil {
+		return err
+	}
+	got, err := s.RecomputeByID(ctx, id)
+	if err == nil && got.DoneAt.Equal(r.DoneAt) {
+		got.DoneAt = r.DoneAt
+	}
+	if err != nil || got != r {
+		return fmt.Errorf("recompute read back: %+v %v", got, err)
+	}
+	return w.readDef(ctx, record.PeriodHistory)
 }
 
 // backfill rolls up the first day again (what a database migrated from
