@@ -302,13 +302,19 @@ func (pl *player) postSeries(s *scenarioSite, event int, se *oeetest.Series) {
 // (its announcement triggers a reload): the parts that follow are
 // processed with the change.
 func (pl *player) writeProduct(s *scenarioSite, method, code string, form url.Values) {
-	t := pl.t
 	id, ok := s.products[code]
 	if !ok {
-		t.Fatalf("product %q is not the scenario's", code)
+		pl.t.Fatalf("product %q is not the scenario's", code)
 	}
+	pl.writeRecord("products", id, method, form)
+}
+
+// writeRecord writes a record through its record area and waits until the
+// processor has read master data again.
+func (pl *player) writeRecord(area string, id uint64, method string, form url.Values) {
+	t := pl.t
 	form.Set("auth", pl.p.apiKey)
-	req, _ := http.NewRequest(method, fmt.Sprintf("%s/api/1.0/products/%d/", pl.p.query, id), strings.NewReader(form.Encode()))
+	req, _ := http.NewRequest(method, fmt.Sprintf("%s/api/1.0/%s/%d/", pl.p.query, area, id), strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -320,7 +326,7 @@ func (pl *player) writeProduct(s *scenarioSite, method, code string, form url.Va
 		Success bool `json:"success"`
 	}
 	if err := json.Unmarshal(b, &env); err != nil || !env.Success {
-		t.Fatalf("%s product %s: %d %s", method, code, resp.StatusCode, b)
+		t.Fatalf("%s %s %d: %d %s", method, area, id, resp.StatusCode, b)
 	}
 	// The counter moves when a reload ends. Of the reloads that end after
 	// the write's answer, the first may have begun before the write; the

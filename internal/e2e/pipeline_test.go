@@ -30,6 +30,9 @@ import (
 type pipeline struct {
 	store  *chstore.Store
 	apiKey string
+	// secret is the demo user's secret key for signed calls (server
+	// demo.SecretServer).
+	secret string
 	ingest string // base URL
 	query  string // base URL
 	// admin are the base URLs of the services' admin listeners
@@ -148,7 +151,7 @@ func startWith(t *testing.T, o options) *pipeline {
 	}
 
 	runCtx, cancel := context.WithCancel(context.Background())
-	p := &pipeline{store: store, apiKey: seeded.APIKey, ingest: "http://" + icfg.Addr, query: "http://" + qcfg.Addr,
+	p := &pipeline{store: store, apiKey: seeded.APIKey, secret: seeded.SecretKey, ingest: "http://" + icfg.Addr, query: "http://" + qcfg.Addr,
 		topic: topic, cancel: cancel, done: make(chan error, 3), services: 3, procCfg: pcfg,
 		queryTLS: qcfg.TLSAddr, caFile: caFile,
 		admin: map[string]string{"ingestor": "http://" + icfg.AdminAddr, "queryapi": "http://" + qcfg.AdminAddr}}
