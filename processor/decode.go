@@ -168,7 +168,7 @@ func (c *consumer) process(ctx context.Context, st *partState, r *kgo.Record, d 
 			if d.err == nil && d.recompute != nil {
 				// Run again: a request runs once (its result is
 				// stored), and this one may have been cut short.
-				if err := c.applyRecompute(ctx, st, d.recompute, now); err != nil {
+				if err := c.applyRecompute(ctx, st, d.recompute, r.Offset, now); err != nil {
 					return err
 				}
 			}
@@ -199,7 +199,7 @@ func (c *consumer) process(ctx context.Context, st *partState, r *kgo.Record, d 
 		return nil
 	}
 	if d.recompute != nil {
-		if err := c.applyRecompute(ctx, st, d.recompute, now); err != nil {
+		if err := c.applyRecompute(ctx, st, d.recompute, r.Offset, now); err != nil {
 			return err // ctx done: r stays unconsumed
 		}
 		st.consumed(r, now)

@@ -34,6 +34,13 @@ package processor
 // the new versions win whatever order the writes land in. The versions
 // they replace are kept in productionperiods_history.
 //
+// The change feed: the rows a recompute wrote are also handed to the
+// location's outbox as recomputed changes (wire.ChangeRecomputed); the next
+// flush writes them again with the location's state (same id and version)
+// and produces their changes as it does every row's. A crash between the
+// recompute's writes and that flush leaves the periods written but their
+// changes unproduced (the request, read again, finds its result).
+//
 // Exactly once: a request is known by its id. Its result row is written
 // last; a request read again finds it and does nothing. One cut short (a
 // crash between its writes) runs again: the replaced versions it kept say
@@ -93,7 +100,7 @@ const maxRecomputeTicks = 4096
 // applyRecompute runs a recompute request, retrying on ClickHouse errors
 // until it succeeds or ctx ends (then it returns ctx's error and the
 // record stays unconsumed).
-func (c *consumer) applyRecompute(ctx context.Context, st *partState, rc *wire.Recompute, now time.Time) error {
+func (c *consumer) applyRecompute(ctx context.Context, st *partState, rc *wire.Recompute, offset int64, now time.Time) error {
 	key := period.Key{Kind: rc.LocationKind, ID: rc.LocationID}
 	ls := c.loc(st, key, rc.Site, rc.ExternalID)
 	cfg := c.master.location(key)
@@ -104,8 +111,13 @@ func (c *consumer) applyRecompute(ctx context.Context, st *partState, rc *wire.R
 		ls.fp = cfg.fp
 	}
 	for attempt := 1; ; attempt++ {
-		res, repeated, err := c.recompute(ctx, st, ls, cfg, rc, now)
+		res, written, repeated, err := c.recompute(ctx, st, ls, cfg, rc, now)
 		if err == nil {
+			// The written rows go to the live feed as recomputed: the
+			// next flush writes them again with the location's state
+			// (same id and version: harmless) and produces their
+			// changes.
+			st.periods.touchAs(ls, written, offset, now, wire.ChangeRecomputed)
 			if repeated {
 				c.m.recomputes.WithLabelValues("repeated").Inc()
 				return nil
@@ -127,13 +139,13 @@ func (c *consumer) applyRecompute(ctx context.Context, st *partState, rc *wire.R
 // recompute does the work of applyRecompute once; repeated reports a
 // request that had already run.
 func (c *consumer) recompute(ctx context.Context, st *partState, ls *locState, cfg locationConfig, rc *wire.Recompute,
-	now time.Time) (res chstore.Recompute, repeated bool, err error) {
+	now time.Time) (res chstore.Recompute, written []period.Row, repeated bool, err error) {
 	qctx, cancel := context.WithTimeout(ctx, insertTimeout)
 	defer cancel()
 	if _, err := c.store.RecomputeByID(qctx, rc.ID); err == nil {
-		return res, true, nil
+		return res, nil, true, nil
 	} else if !errors.Is(err, chstore.ErrNotFound) {
-		return res, false, err
+		return res, nil, false, err
 	}
 	key := ls.key
 	rules := ruleVersion(cfg.fp)
@@ -148,14 +160,14 @@ func (c *consumer) recompute(ctx context.Context, st *partState, ls *locState, c
 	end := min(rc.EndMs, limit)
 	if end <= rc.StartMs {
 		res.FromMs, res.ToMs, res.DoneAt = rc.StartMs, rc.StartMs, now
-		return res, false, c.store.InsertRecompute(qctx, res)
+		return res, nil, false, c.store.InsertRecompute(qctx, res)
 	}
 
 	// The window's periods as they are: stored, and newer versions
 	// this member holds but has not written yet.
 	stored, err := c.store.LocationPeriods(qctx, key.Kind, key.ID, rc.StartMs, end)
 	if err != nil {
-		return res, false, err
+		return res, nil, false, err
 	}
 	current := map[uint64]chstore.PeriodRow{}
 	for _, r := range stored {
@@ -177,7 +189,7 @@ func (c *consumer) recompute(ctx context.Context, st *partState, ls *locState, c
 	// versions it replaced, if it was cut short before, else current.
 	kept, err := c.store.PeriodHistory(qctx, key.Kind, key.ID, rc.ID)
 	if err != nil {
-		return res, false, err
+		return res, nil, false, err
 	}
 	before := map[uint64]chstore.PeriodRow{}
 	for id, r := range current {
@@ -209,7 +221,7 @@ func (c *consumer) recompute(ctx context.Context, st *partState, ls *locState, c
 
 	parts, err := c.store.PeriodParts(qctx, key.Kind, key.ID, from, to)
 	if err != nil {
-		return res, false, err
+		return res, nil, false, err
 	}
 	parts = edgeParts(append(parts, c.pendingParts(st, key)...), from, to)
 	for _, p := range parts {
@@ -227,6 +239,7 @@ func (c *consumer) recompute(ctx context.Context, st *partState, ls *locState, c
 	var write, replaced []chstore.PeriodRow
 	var lost []LostReason
 	seen := map[uint64]bool{}
+	shifts := map[uint64]string{}
 	ids := map[uint64]bool{}
 	for _, d := range derived {
 		ids[d.ID] = true
@@ -247,6 +260,7 @@ func (c *consumer) recompute(ctx context.Context, st *partState, ls *locState, c
 		}
 		derived[i] = d
 		seen[d.ID] = true
+		shifts[d.ID] = d.Shift
 		row := chstore.PeriodRow{ID: d.ID, Site: rc.Site, Location: key.ID, LocationKind: key.Kind, ExternalID: rc.ExternalID,
 			State: string(d.State), Start: d.Start, End: d.End, Open: d.Open, Reason: d.Reason, FirstOfStop: d.FirstOfStop,
 			Dispatch: d.Dispatch, DispatchType: d.DispatchType, RuleVersion: rules, Version: version}
@@ -280,21 +294,27 @@ func (c *consumer) recompute(ctx context.Context, st *partState, ls *locState, c
 	if len(lost) > 0 {
 		b, err := json.Marshal(lost)
 		if err != nil {
-			return res, false, fmt.Errorf("encode lost reasons: %w", err)
+			return res, nil, false, fmt.Errorf("encode lost reasons: %w", err)
 		}
 		res.ReasonsLost = string(b)
 	}
 	// Kept versions first: a request cut short after them finds them.
 	if err := c.store.InsertPeriodHistory(qctx, rc.ID, now, replaced); err != nil {
-		return res, false, err
+		return res, nil, false, err
 	}
 	if err := c.store.InsertPeriods(qctx, write); err != nil {
-		return res, false, err
+		return res, nil, false, err
 	}
-	// The rows written here are the ones a live feed of period changes
-	// reports as recomputed (wire.ChangeRecomputed).
 	res.DoneAt = now
-	return res, false, c.store.InsertRecompute(qctx, res)
+	if err := c.store.InsertRecompute(qctx, res); err != nil {
+		return res, nil, false, err
+	}
+	for _, r := range write {
+		written = append(written, period.Row{ID: r.ID, State: period.State(r.State), Start: r.Start, End: r.End, Open: r.Open,
+			Shift: shifts[r.ID], Reason: r.Reason, FirstOfStop: r.FirstOfStop, Dispatch: r.Dispatch, DispatchType: r.DispatchType,
+			Version: r.Version, Deleted: r.Deleted, Rules: r.RuleVersion})
+	}
+	return res, written, false, nil
 }
 
 func isDown(state string) bool {

@@ -248,6 +248,20 @@ func TestRecomputeEqualsFreshRun(t *testing.T) {
 				t.Errorf("recomputed periods\n%s\nwant (fresh run)\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 			}
 
+			// Every new version the recompute wrote is on the change feed
+			// as recomputed, once (a period it deleted shows as removed).
+			wrote := 0
+			for _, k := range []string{"replaced", "created"} {
+				n, _ := strconv.Atoi(fmt.Sprint(res[k]))
+				wrote += n
+			}
+			waitFor(t, 30*time.Second, "the recomputed periods on the change feed", func() bool {
+				return recomputedChanges(t, p, old.line) >= wrote
+			})
+			if n := recomputedChanges(t, p, old.line); n != wrote {
+				t.Errorf("%d recomputed changes on the feed, want %d", n, wrote)
+			}
+
 			// The replaced versions stay readable, named by the request.
 			hist := periodsWithHistory(t, p, old)
 			replaced := 0
@@ -334,6 +348,35 @@ func TestRecomputeEqualsFreshRun(t *testing.T) {
 			}
 		}
 	})
+}
+
+// recomputedChanges counts the changes of line on the period-changes
+// topic that report a recompute.
+func recomputedChanges(t *testing.T, p *pipeline, line uint64) int {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(testenv.Stack(t).Brokers...), kgo.ConsumeTopics(p.procCfg.PeriodChangesTopic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	n := 0
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		fs := cl.PollFetches(ctx)
+		cancel()
+		got := 0
+		fs.EachRecord(func(r *kgo.Record) {
+			got++
+			c, err := wire.DecodePeriodChange(r.Value)
+			if err == nil && c.LocationKind == "line" && c.LocationID == line && c.Change == wire.ChangeRecomputed {
+				n++
+			}
+		})
+		if got == 0 {
+			return n
+		}
+	}
 }
 
 // periodsWithHistory reads a location's periods with include_history=true.
