@@ -364,7 +364,7 @@ func TestReasonAssignment(t *testing.T) {
 		exp := map[string]any{"id": 1001.0, "site": 1.0, "location": 1.0, "location_kind": "line", "externalid": demo.LineExternalID,
 			"state": "down", "start": "2024-01-15 10:00:00.000", "start_local": "2024-01-15T11:00:00.000+01:00",
 			"end": "2024-01-15 10:05:00.000", "end_local": "2024-01-15T11:05:00.000+01:00", "duration": 300.0, "reason": 50.0,
-			"active": true, "dispatch": nil, "dispatchtype": nil}
+			"active": true, "dispatch": nil, "dispatchtype": nil, "rule_version": 0.0}
 		if status != http.StatusOK || len(d) != len(exp) {
 			t.Errorf("status %d, record %v", status, d)
 		}
