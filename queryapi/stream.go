@@ -341,6 +341,11 @@ func (s *streams) serve(ctx context.Context, w gin.ResponseWriter, st *feed.Stre
 				return "unauthorized"
 			}
 		}
+		// behind is how many changes the client has not been sent yet:
+		// those left in this fetch and those still in the partitions. A
+		// fetch may hold every pending change at once, so the lag of the
+		// stream's position alone would read 0 while the client crawls.
+		behind := func(i int) int64 { return st.Lag() + int64(len(events)-i-1) }
 		for i := range events {
 			if !f.match(&events[i].Change) {
 				continue
@@ -348,8 +353,14 @@ func (s *streams) serve(ctx context.Context, w gin.ResponseWriter, st *feed.Stre
 			idAt = events[i].ID
 			buf = appendEvent(buf, idAt, "period", events[i].Data)
 			s.events.Inc()
-			if len(buf) >= 32<<10 && !flush() {
-				return "stalled"
+			if len(buf) >= 32<<10 {
+				if !flush() {
+					return "stalled"
+				}
+				lastWrite = time.Now()
+				if s.slow(&slowSince, lastWrite, behind(i)) {
+					return s.drop(flush, &buf, idAt, behind(i))
+				}
 			}
 		}
 		now := time.Now()
@@ -368,20 +379,35 @@ func (s *streams) serve(ctx context.Context, w gin.ResponseWriter, st *feed.Stre
 			}
 			lastWrite = now
 		}
-		if st.Lag() <= s.maxLag {
-			slowSince = time.Time{}
-			continue
-		}
-		if slowSince.IsZero() {
-			slowSince = now
-		} else if now.Sub(slowSince) >= s.slowAfter {
-			msg, _ := json.Marshal(map[string]any{"reason": "slow_client", "behind": st.Lag(),
-				"message": fmt.Sprintf("The client reads slower than the changes come: it was more than %d changes behind for %s. Reconnect with this event's id to resume.", s.maxLag, s.slowAfter)})
-			buf = appendEvent(buf, idAt, "dropped", msg)
-			flush()
-			return "slow"
+		if s.slow(&slowSince, now, st.Lag()) {
+			return s.drop(flush, &buf, idAt, st.Lag())
 		}
 	}
+}
+
+// slow reports whether a client that is behind changes behind at now has
+// been more than maxLag behind for slowAfter; since is when it fell
+// behind (zero while it keeps up).
+func (s *streams) slow(since *time.Time, now time.Time, behind int64) bool {
+	if behind <= s.maxLag {
+		*since = time.Time{}
+		return false
+	}
+	if since.IsZero() {
+		*since = now
+		return false
+	}
+	return now.Sub(*since) >= s.slowAfter
+}
+
+// drop ends a slow client's stream with the final "dropped" event at id,
+// the last change it was sent.
+func (s *streams) drop(flush func() bool, buf *[]byte, id string, behind int64) string {
+	msg, _ := json.Marshal(map[string]any{"reason": "slow_client", "behind": behind,
+		"message": fmt.Sprintf("The client reads slower than the changes come: it was more than %d changes behind for %s. Reconnect with this event's id to resume.", s.maxLag, s.slowAfter)})
+	*buf = appendEvent(*buf, id, "dropped", msg)
+	flush()
+	return "slow"
 }
 
 func isClosed(c <-chan struct{}) bool {
