@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/takt/takt/internal/auth"
@@ -202,9 +203,14 @@ func TestRecomputeEqualsFreshRun(t *testing.T) {
 					return false
 				})
 			}
-			waitFor(t, 30*time.Second, "every part in the figures", func() bool {
-				a, b := oeeFigures(t, p, old), oeeFigures(t, p, fresh)
-				return a["produced_quantity"] == b["produced_quantity"] && a["produced_quantity"] == old.sc.Expected["produced_quantity"]
+			var a, b map[string]any
+			waitFor(t, 60*time.Second, "every part in the figures", func() bool {
+				a, b = oeeFigures(t, p, old), oeeFigures(t, p, fresh)
+				ok := a["produced_quantity"] == b["produced_quantity"] && a["produced_quantity"] == old.sc.Expected["produced_quantity"]
+				if !ok {
+					t.Logf("produced: %v and %v, want %v (%s %v)", a["produced_quantity"], b["produced_quantity"], old.sc.Expected["produced_quantity"], old.sc.Name, old.sc.Window)
+				}
+				return ok
 			})
 			before := oeeFigures(t, p, old)
 			if diffs := figureDiffs(before, oeeFigures(t, p, fresh)); (len(diffs) == 0) != c.same {
@@ -360,23 +366,37 @@ func recomputedChanges(t *testing.T, p *pipeline, line uint64) int {
 		t.Fatal(err)
 	}
 	defer cl.Close()
+	// The topic is read up to its end offsets as of now: a poll that
+	// returns nothing (a slow first fetch) is not the end of the topic.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, p.procCfg.PeriodChangesTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err == nil && o.Offset > 0 {
+			left[o.Partition] = o.Offset
+		}
+	})
 	n := 0
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	for len(left) > 0 {
 		fs := cl.PollFetches(ctx)
-		cancel()
-		got := 0
+		if ctx.Err() != nil {
+			t.Fatalf("the change feed topic was not read to its end in 30s (%d partitions left)", len(left))
+		}
 		fs.EachRecord(func(r *kgo.Record) {
-			got++
+			if end, ok := left[r.Partition]; ok && r.Offset+1 >= end {
+				delete(left, r.Partition)
+			}
 			c, err := wire.DecodePeriodChange(r.Value)
 			if err == nil && c.LocationKind == "line" && c.LocationID == line && c.Change == wire.ChangeRecomputed {
 				n++
 			}
 		})
-		if got == 0 {
-			return n
-		}
 	}
+	return n
 }
 
 // periodsWithHistory reads a location's periods with include_history=true.
