@@ -313,6 +313,7 @@ func (pl *player) writeProduct(s *scenarioSite, method, code string, form url.Va
 // processor has read master data again.
 func (pl *player) writeRecord(area string, id uint64, method string, form url.Values) {
 	t := pl.t
+	pl.awaitParts()
 	form.Set("auth", pl.p.apiKey)
 	req, _ := http.NewRequest(method, fmt.Sprintf("%s/api/1.0/%s/%d/", pl.p.query, area, id), strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -334,6 +335,19 @@ func (pl *player) writeRecord(area string, id uint64, method string, form url.Va
 	// the write.
 	before := pl.catalogReloads()
 	waitFor(t, 30*time.Second, "the processor to reload master data", func() bool { return pl.catalogReloads() >= before+2 })
+}
+
+// awaitParts returns once every part acknowledged so far is stored: a
+// master-data change must not reach the processor before the parts sent
+// ahead of it, or they would be resolved with it. The periods the player
+// waits for after each event do not show this when the last parts leave
+// them as they were.
+func (pl *player) awaitParts() {
+	acked := strconv.FormatInt(time.Now().UnixMilli(), 10)
+	waitFor(pl.t, 60*time.Second, "the parts acknowledged before a master-data change to be stored", func() bool {
+		a := pl.p.readWM(pl.t, "/api/1.0/parts/", url.Values{"limit": {"1"}, "min_watermark": {acked}})
+		return a.status == http.StatusOK && a.env.Success
+	})
 }
 
 // metricOf reads one counter of a processor's /metrics (0 when it does
