@@ -264,8 +264,9 @@ func FuzzDecode(f *testing.F) {
 // part's product header names the product when the catalog does not know
 // its code yet.
 func TestDecodeKindsAndProductHeader(t *testing.T) {
-	w := wire.Dispatch{ID: "0190f2a4-5b6c-7d8e-9f00-112233445588", Site: 1, LocationKind: "machine", LocationID: 9,
-		ExternalID: "m9", Dispatch: 12, DispatchType: 3, StartMs: 1_700_000_000_000}
+	w := wire.Dispatch{Control: wire.Control{ID: "0190f2a4-5b6c-7d8e-9f00-112233445588", Site: 1, LocationKind: "machine", LocationID: 9,
+		ExternalID: "m9"},
+		Dispatch: 12, DispatchType: 3, StartMs: 1_700_000_000_000}
 	wv, err := wire.EncodeDispatch(&w)
 	if err != nil {
 		t.Fatal(err)

@@ -176,7 +176,8 @@ func (x *actionServer) sendWindow(ctx context.Context, c *actionCall, id uint64,
 	}
 	reported, _ := row["reported"].(time.Time)
 	completed, _ := row["completed"].(time.Time)
-	d := wire.Dispatch{ID: uid.String(), Site: c.site, LocationKind: "machine", LocationID: mID, ExternalID: ext,
+	d := wire.Dispatch{Control: wire.Control{ID: uid.String(), Site: c.site, LocationKind: "machine", LocationID: mID,
+		ExternalID: ext},
 		Dispatch: id, StartMs: reported.UnixMilli(), SentAtMs: x.now().UnixMilli(), By: c.actor}
 	d.DispatchType, _ = row["dispatchtype"].(uint64)
 	switch {

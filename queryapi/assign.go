@@ -158,9 +158,9 @@ func (a *assigner) prepare(ctx context.Context, id uint64, sites []uint64, actor
 		return nil, nil, fmt.Errorf("assignment id: %w", err)
 	}
 	return &wire.Assignment{
-		ID: uid.String(), Site: p.Site, LocationKind: p.LocationKind, LocationID: p.Location,
-		ExternalID: p.ExternalID, Period: p.ID, StartMs: p.Start, EndMs: p.End, State: p.State,
-		FirstOfStop: p.FirstOfStop, Version: p.Version,
+		Control: wire.Control{ID: uid.String(), Site: p.Site, LocationKind: p.LocationKind, LocationID: p.Location,
+			ExternalID: p.ExternalID},
+		Period: p.ID, StartMs: p.Start, EndMs: p.End, State: p.State, FirstOfStop: p.FirstOfStop, Version: p.Version,
 		Reason: reason, Planned: planned, AssignedAtMs: a.now().UnixMilli(), By: actor,
 	}, nil, nil
 }

@@ -142,8 +142,8 @@ func TestAssignPrepare(t *testing.T) {
 		{name: "remove with 0", id: 12, args: url.Values{"reason": {"0"}},
 			want: wire.Assignment{Period: 12, State: "planned_down", EndMs: 1705305900000}},
 		{name: "machine", id: 16, args: url.Values{"reason": {"20"}},
-			want: wire.Assignment{Period: 16, State: "down", Reason: 20, EndMs: 1705305900000,
-				LocationKind: "machine", LocationID: 8, ExternalID: "weld_1"}},
+			want: wire.Assignment{Control: wire.Control{LocationKind: "machine", LocationID: 8, ExternalID: "weld_1"},
+				Period: 16, State: "down", Reason: 20, EndMs: 1705305900000}},
 		{name: "control arguments are not fields", id: 10,
 			args: url.Values{"reason": {"20"}, "auth": {"k"}, "id": {"10"}, "format": {"json"}, "realuser": {"jo"}},
 			want: wire.Assignment{Period: 10, State: "down", Reason: 20, EndMs: 1705305900000}},
@@ -231,9 +231,10 @@ func TestAssignPrepare(t *testing.T) {
 // waiting for Kafka.
 func TestAssignSend(t *testing.T) {
 	sample := func() *wire.Assignment {
-		return &wire.Assignment{ID: "0190f2a4-5b6c-7d8e-9f00-112233445577", Site: 1, LocationKind: "line", LocationID: 7,
-			ExternalID: "line_7", Period: 10, StartMs: 1705305600000, EndMs: 1705305900000, State: "down",
-			Reason: 21, Planned: true, AssignedAtMs: assignNow.UnixMilli(), By: "alice"}
+		return &wire.Assignment{Control: wire.Control{ID: "0190f2a4-5b6c-7d8e-9f00-112233445577", Site: 1, LocationKind: "line", LocationID: 7,
+			ExternalID: "line_7"},
+			Period: 10, StartMs: 1705305600000, EndMs: 1705305900000, State: "down", Reason: 21, Planned: true,
+			AssignedAtMs: assignNow.UnixMilli(), By: "alice"}
 	}
 
 	t.Run("acknowledged", func(t *testing.T) {
@@ -373,31 +374,39 @@ func TestReasonAssignment(t *testing.T) {
 				t.Errorf("%s = %#v, want %#v", k, d[k], v)
 			}
 		}
-		want = append(want, wire.Assignment{Site: 1, LocationKind: "line", LocationID: 1, ExternalID: demo.LineExternalID,
-			Period: 1001, StartMs: base, EndMs: base + 300e3, State: "down", Reason: 50, By: demo.Username})
+		want = append(want,
+			wire.Assignment{Control: wire.Control{Site: 1, LocationKind: "line", LocationID: 1,
+				ExternalID: demo.LineExternalID},
+				Period: 1001, StartMs: base, EndMs: base + 300e3, State: "down", Reason: 50, By: demo.Username})
 
 		// POST with the id in a JSON body; a planned reason on an open period.
 		_, _, env = f.send(t, "POST", "/api/1.0/productionperiods/", f.keyA, url.Values{"id": {"1004"}, "reason": {"51"}}, true)
 		if d := data(t, env); d["state"] != "planned_down" || d["reason"] != 51.0 || d["end"] != nil || d["id"] != 1004.0 {
 			t.Errorf("planned reason on the open period: %v", d)
 		}
-		want = append(want, wire.Assignment{Site: 1, LocationKind: "line", LocationID: 1, ExternalID: demo.LineExternalID,
-			Period: 1004, StartMs: base + 900e3, State: "down", Reason: 51, Planned: true, By: demo.Username})
+		want = append(want,
+			wire.Assignment{Control: wire.Control{Site: 1, LocationKind: "line", LocationID: 1,
+				ExternalID: demo.LineExternalID},
+				Period: 1004, StartMs: base + 900e3, State: "down", Reason: 51, Planned: true, By: demo.Username})
 
 		// POST to the record, for a real user: the reason removed.
 		_, _, env = f.send(t, "POST", "/api/1.0/productionperiods/1003/?realuser=ops", f.keyA, url.Values{"reason": {""}}, false)
 		if d := data(t, env); d["state"] != "down" || d["reason"] != nil {
 			t.Errorf("reason removed: %v", d)
 		}
-		want = append(want, wire.Assignment{Site: 1, LocationKind: "line", LocationID: 1, ExternalID: demo.LineExternalID,
-			Period: 1003, StartMs: base + 600e3, EndMs: base + 840e3, State: "planned_down", By: "ops"})
+		want = append(want,
+			wire.Assignment{Control: wire.Control{Site: 1, LocationKind: "line", LocationID: 1,
+				ExternalID: demo.LineExternalID},
+				Period: 1003, StartMs: base + 600e3, EndMs: base + 840e3, State: "planned_down", By: "ops"})
 
 		// The newest version counts: 1006 was running, is down.
 		if _, env := put("1006", url.Values{"reason": {"50"}}); env["success"] != true {
 			t.Errorf("newest version of 1006: %v", env)
 		}
-		want = append(want, wire.Assignment{Site: 1, LocationKind: "line", LocationID: 1, ExternalID: demo.LineExternalID,
-			Period: 1006, StartMs: base + 1200e3, EndMs: base + 1320e3, State: "down", Reason: 50, By: demo.Username})
+		want = append(want,
+			wire.Assignment{Control: wire.Control{Site: 1, LocationKind: "line", LocationID: 1,
+				ExternalID: demo.LineExternalID},
+				Period: 1006, StartMs: base + 1200e3, EndMs: base + 1320e3, State: "down", Reason: 50, By: demo.Username})
 
 		// An id above 2^53 keeps every digit, in the answer and the message.
 		req, _ := http.NewRequest(http.MethodPut, f.srv.URL+"/api/1.0/productionperiods/"+strconv.FormatUint(bigID, 10)+"/",
@@ -416,8 +425,10 @@ func TestReasonAssignment(t *testing.T) {
 		if idOf(t, recordOf(t, env2)) != bigID {
 			t.Errorf("big id answered as %s", env2.Data)
 		}
-		want = append(want, wire.Assignment{Site: 1, LocationKind: "line", LocationID: 1, ExternalID: demo.LineExternalID,
-			Period: bigID, StartMs: base + 1500e3, EndMs: base + 1560e3, State: "down", Reason: 50, By: demo.Username})
+		want = append(want,
+			wire.Assignment{Control: wire.Control{Site: 1, LocationKind: "line", LocationID: 1,
+				ExternalID: demo.LineExternalID},
+				Period: bigID, StartMs: base + 1500e3, EndMs: base + 1560e3, State: "down", Reason: 50, By: demo.Username})
 	})
 
 	t.Run("refused", func(t *testing.T) {

@@ -102,7 +102,8 @@ func (x *actionServer) recompute(ctx context.Context, c *actionCall) actionAnswe
 		if err != nil {
 			return failed(fmt.Errorf("recompute id: %w", err))
 		}
-		rc := wire.Recompute{ID: uid.String(), Site: c.site, LocationKind: t.kind, LocationID: t.id, ExternalID: t.externalID,
+		rc := wire.Recompute{Control: wire.Control{ID: uid.String(), Site: c.site, LocationKind: t.kind, LocationID: t.id,
+			ExternalID: t.externalID},
 			StartMs: start.UnixMilli(), EndMs: end.UnixMilli(), RequestedAtMs: x.now().UnixMilli(), By: c.actor}
 		val, err := wire.EncodeRecompute(&rc)
 		if err != nil {

@@ -313,8 +313,9 @@ func TestRecomputeEqualsFreshRun(t *testing.T) {
 		}
 		before := versions()
 		start, end := s.sc.Window.Start.UnixMilli(), s.sc.Window.End.UnixMilli()
-		rc := wire.Recompute{ID: fmt.Sprint(env.Data[0]["id"]), Site: s.site, LocationKind: "line", LocationID: s.line,
-			ExternalID: s.externalID, StartMs: start, EndMs: end, RequestedAtMs: time.Now().UnixMilli(), By: demo.Username}
+		rc := wire.Recompute{Control: wire.Control{ID: fmt.Sprint(env.Data[0]["id"]), Site: s.site, LocationKind: "line", LocationID: s.line,
+			ExternalID: s.externalID},
+			StartMs: start, EndMs: end, RequestedAtMs: time.Now().UnixMilli(), By: demo.Username}
 		val, err := wire.EncodeRecompute(&rc)
 		if err != nil {
 			t.Fatal(err)

@@ -25,14 +25,7 @@ const KindAssignment = "assignment"
 // at Version + 1, so that it never wins over a version written after the
 // read.
 type Assignment struct {
-	V    int    `json:"v"`
-	Kind string `json:"kind"`
-	// ID is a unique id of the request (UUIDv7, text form).
-	ID           string `json:"id"`
-	Site         uint64 `json:"site"`
-	LocationKind string `json:"location_kind"`
-	LocationID   uint64 `json:"location_id"`
-	ExternalID   string `json:"external_id"`
+	Control
 	// Period is the id of the production period.
 	Period  uint64 `json:"period"`
 	StartMs int64  `json:"start_ms"`
@@ -54,9 +47,6 @@ type Assignment struct {
 	By           string `json:"by"`
 }
 
-// Key returns the Kafka record key of a: its location's external id.
-func (a *Assignment) Key() []byte { return []byte(a.ExternalID) }
-
 // EncodeAssignment returns the JSON form of a with version and kind set.
 func EncodeAssignment(a *Assignment) ([]byte, error) {
 	a.V, a.Kind = Version, KindAssignment
@@ -68,11 +58,9 @@ func DecodeAssignment(b []byte) (Assignment, error) {
 	return decodeControl[Assignment](b, "assignment")
 }
 
-func (a *Assignment) version() int { return a.V }
-
 // Validate checks the invariants of an assignment message.
 func (a *Assignment) Validate() error {
-	if err := checkHeader(a.Kind, KindAssignment, a.ID, a.Site, a.LocationKind, a.ExternalID); err != nil {
+	if err := a.check(KindAssignment); err != nil {
 		return err
 	}
 	switch {

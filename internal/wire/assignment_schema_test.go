@@ -47,8 +47,8 @@ func checkSchema(t *testing.T, file string, enc []byte, st reflect.Type, consts 
 	// A field the encoder may leave out (omitempty) is optional in the
 	// schema; every other field is required. enc must hold them all.
 	optional := map[string]bool{}
-	for i := range st.NumField() {
-		name, opts, _ := strings.Cut(st.Field(i).Tag.Get("json"), ",")
+	for _, f := range jsonFields(st) {
+		name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
 		if strings.Contains(opts, "omitempty") {
 			optional[name] = true
 		}
@@ -70,10 +70,10 @@ func checkSchema(t *testing.T, file string, enc []byte, st reflect.Type, consts 
 		t.Errorf("%s: schema requires %d fields and allows %d more, encoder writes %d", file, len(schema.Required), len(optional), len(fields))
 	}
 	// Every field of the struct, also one the sample might leave out.
-	for i := range st.NumField() {
-		name, _, _ := strings.Cut(st.Field(i).Tag.Get("json"), ",")
+	for _, f := range jsonFields(st) {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
 		if _, ok := schema.Properties[name]; !ok {
-			t.Errorf("%s: struct field %s (json %q) is not in the schema", file, st.Field(i).Name, name)
+			t.Errorf("%s: struct field %s (json %q) is not in the schema", file, f.Name, name)
 		}
 	}
 	if schema.AdditionalProperties == nil || *schema.AdditionalProperties {
@@ -90,5 +90,41 @@ func checkSchema(t *testing.T, file string, enc []byte, st reflect.Type, consts 
 	}
 	if Version != 1 {
 		t.Errorf("Version is %d: write the v%d schemas", Version, Version)
+	}
+}
+
+// jsonFields returns the fields of st that are JSON fields of their own:
+// those of an embedded struct (the Control every control message starts
+// with) in its place, not the embedded struct itself.
+func jsonFields(st reflect.Type) []reflect.StructField {
+	var out []reflect.StructField
+	for _, f := range reflect.VisibleFields(st) {
+		if !f.Anonymous && f.IsExported() {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// checkGolden pins the encoding enc of msg to testdata/<file> (-update
+// rewrites it) and checks that the file decodes back to msg.
+func checkGolden[T comparable](t *testing.T, file string, msg T, enc []byte, decode func([]byte) (T, error)) {
+	t.Helper()
+	golden := filepath.Join("testdata", file)
+	if *update {
+		if err := os.WriteFile(golden, append(enc, '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(want) != string(enc)+"\n" {
+		t.Fatalf("encoding changed:\n got %s\nwant %s\n(run go test -update if the change is intended and versioned)", enc, want)
+	}
+	back, err := decode(want)
+	if err != nil || back != msg {
+		t.Fatalf("golden decodes to %+v, %v; want %+v", back, err, msg)
 	}
 }

@@ -6,8 +6,9 @@ import (
 )
 
 func sampleAssignment() Assignment {
-	return Assignment{ID: "0190f2a4-5b6c-7d8e-9f00-112233445577", Site: 1, LocationKind: "line", LocationID: 7,
-		ExternalID: "line_1", Period: 42, StartMs: 1698765432000, EndMs: 1698765492000, State: "down", FirstOfStop: 1, Version: 6,
+	return Assignment{Control: Control{ID: "0190f2a4-5b6c-7d8e-9f00-112233445577", Site: 1, LocationKind: "line", LocationID: 7,
+		ExternalID: "line_1"},
+		Period: 42, StartMs: 1698765432000, EndMs: 1698765492000, State: "down", FirstOfStop: 1, Version: 6,
 		Reason: 9, Planned: true, AssignedAtMs: 1698765500000, By: "alice"}
 }
 

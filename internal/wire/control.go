@@ -37,19 +37,40 @@ func decodeControl[T any, P controlMessage[T]](b []byte, what string) (T, error)
 	return m, nil
 }
 
-// checkHeader checks the fields every control message has: its kind, id,
-// site and location.
-func checkHeader(kind, want, id string, site uint64, locationKind, externalID string) error {
+// Control is what every control message starts with: its version and
+// kind, the request's id, and the location it is about. Embedded first in
+// each message, its fields lead the JSON object in this order.
+type Control struct {
+	V    int    `json:"v"`
+	Kind string `json:"kind"`
+	// ID is a unique id of the request (UUIDv7, text form); the
+	// processor applies a request once however often it reads it.
+	ID           string `json:"id"`
+	Site         uint64 `json:"site"`
+	LocationKind string `json:"location_kind"`
+	LocationID   uint64 `json:"location_id"`
+	ExternalID   string `json:"external_id"`
+}
+
+// Key returns the Kafka record key of the message: its location's
+// external id, so it lands in the partition of the location's parts.
+func (c *Control) Key() []byte { return []byte(c.ExternalID) }
+
+func (c *Control) version() int { return c.V }
+
+// check checks the fields every control message has: its kind, id, site
+// and location.
+func (c *Control) check(want string) error {
 	switch {
-	case kind != want:
-		return fmt.Errorf("%w: kind %q", ErrInvalid, kind)
-	case id == "":
+	case c.Kind != want:
+		return fmt.Errorf("%w: kind %q", ErrInvalid, c.Kind)
+	case c.ID == "":
 		return fmt.Errorf("%w: empty id", ErrInvalid)
-	case site == 0:
+	case c.Site == 0:
 		return fmt.Errorf("%w: site 0", ErrInvalid)
-	case locationKind != "line" && locationKind != "machine":
-		return fmt.Errorf("%w: location_kind %q", ErrInvalid, locationKind)
-	case externalID == "":
+	case c.LocationKind != "line" && c.LocationKind != "machine":
+		return fmt.Errorf("%w: location_kind %q", ErrInvalid, c.LocationKind)
+	case c.ExternalID == "":
 		return fmt.Errorf("%w: empty external_id", ErrInvalid)
 	}
 	return nil

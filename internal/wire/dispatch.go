@@ -16,14 +16,7 @@ const KindDispatch = "dispatch"
 // replaces the window (the dispatch was closed), and one with Removed set
 // takes it away (the dispatch's recording was undone).
 type Dispatch struct {
-	V    int    `json:"v"`
-	Kind string `json:"kind"`
-	// ID is a unique id of the message (UUIDv7, text form).
-	ID           string `json:"id"`
-	Site         uint64 `json:"site"`
-	LocationKind string `json:"location_kind"`
-	LocationID   uint64 `json:"location_id"`
-	ExternalID   string `json:"external_id"`
+	Control
 	// Dispatch is the dispatch's record id; DispatchType its type's, the
 	// reason the machine is down.
 	Dispatch     uint64 `json:"dispatch"`
@@ -38,9 +31,6 @@ type Dispatch struct {
 	By       string `json:"by"`
 }
 
-// Key returns the Kafka record key of d: its machine's external id.
-func (d *Dispatch) Key() []byte { return []byte(d.ExternalID) }
-
 // EncodeDispatch returns the JSON form of d with version and kind set.
 func EncodeDispatch(d *Dispatch) ([]byte, error) {
 	d.V, d.Kind = Version, KindDispatch
@@ -52,11 +42,9 @@ func DecodeDispatch(b []byte) (Dispatch, error) {
 	return decodeControl[Dispatch](b, "dispatch")
 }
 
-func (d *Dispatch) version() int { return d.V }
-
 // Validate checks the invariants of a dispatch message.
 func (d *Dispatch) Validate() error {
-	if err := checkHeader(d.Kind, KindDispatch, d.ID, d.Site, d.LocationKind, d.ExternalID); err != nil {
+	if err := d.check(KindDispatch); err != nil {
 		return err
 	}
 	switch {

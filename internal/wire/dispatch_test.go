@@ -2,16 +2,15 @@ package wire
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"reflect"
 	"testing"
 )
 
 func sampleDispatch() Dispatch {
-	return Dispatch{ID: "0190f2a4-5b6c-7d8e-9f00-112233445588", Site: 1, LocationKind: "machine", LocationID: 9,
-		ExternalID: "machine_1", Dispatch: 1201, DispatchType: 1107, StartMs: 1698765432000, EndMs: 1698767472000,
-		SentAtMs: 1698767480000, By: "alice"}
+	return Dispatch{Control: Control{ID: "0190f2a4-5b6c-7d8e-9f00-112233445588", Site: 1, LocationKind: "machine", LocationID: 9,
+		ExternalID: "machine_1"},
+		Dispatch: 1201, DispatchType: 1107, StartMs: 1698765432000, EndMs: 1698767472000, SentAtMs: 1698767480000,
+		By: "alice"}
 }
 
 // TestDispatchGolden pins the encoding of a dispatch message
@@ -22,23 +21,7 @@ func TestDispatchGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden := filepath.Join("testdata", "dispatch_v1.json")
-	if *update {
-		if err := os.WriteFile(golden, append(got, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(want) != string(got)+"\n" {
-		t.Fatalf("encoding changed:\n got %s\nwant %s\n(run go test -update if the change is intended and versioned)", got, want)
-	}
-	back, err := DecodeDispatch(want)
-	if err != nil || back != d {
-		t.Fatalf("golden decodes to %+v, %v; want %+v", back, err, d)
-	}
+	checkGolden(t, "dispatch_v1.json", d, got, DecodeDispatch)
 }
 
 func TestDispatchSchemaMatchesStruct(t *testing.T) {

@@ -110,7 +110,8 @@ func (c *PeriodChange) version() int { return c.V }
 
 // Validate checks the invariants of a period-change message.
 func (c *PeriodChange) Validate() error {
-	if err := checkHeader(c.Kind, KindPeriodChange, c.ID, c.Site, c.LocationKind, c.ExternalID); err != nil {
+	if err := (&Control{Kind: c.Kind, ID: c.ID, Site: c.Site, LocationKind: c.LocationKind,
+		ExternalID: c.ExternalID}).check(KindPeriodChange); err != nil {
 		return err
 	}
 	switch c.Change {

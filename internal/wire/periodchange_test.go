@@ -2,8 +2,6 @@ package wire
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"reflect"
 	"testing"
 )
@@ -25,23 +23,7 @@ func TestPeriodChangeGolden(t *testing.T) {
 	if c.ID != "machine-9-5764607523034234881-12" {
 		t.Errorf("id %q", c.ID)
 	}
-	golden := filepath.Join("testdata", "period_change_v1.json")
-	if *update {
-		if err := os.WriteFile(golden, append(got, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(want) != string(got)+"\n" {
-		t.Fatalf("encoding changed:\n got %s\nwant %s\n(run go test -update if the change is intended and versioned)", got, want)
-	}
-	back, err := DecodePeriodChange(want)
-	if err != nil || back != c {
-		t.Fatalf("golden decodes to %+v, %v; want %+v", back, err, c)
-	}
+	checkGolden(t, "period_change_v1.json", c, got, DecodePeriodChange)
 }
 
 func TestPeriodChangeSchemaMatchesStruct(t *testing.T) {

@@ -21,25 +21,14 @@ const MaxRecomputeWindow = 31 * 24 * time.Hour
 // runs it in order with the location's parts: every part before it is
 // seen, and the live machine goes on from its own state.
 type Recompute struct {
-	V    int    `json:"v"`
-	Kind string `json:"kind"`
-	// ID is a unique id of the request (UUIDv7, text form); the
-	// processor runs a request once however often it reads it.
-	ID           string `json:"id"`
-	Site         uint64 `json:"site"`
-	LocationKind string `json:"location_kind"`
-	LocationID   uint64 `json:"location_id"`
-	ExternalID   string `json:"external_id"`
-	StartMs      int64  `json:"start_ms"`
-	EndMs        int64  `json:"end_ms"`
+	Control
+	StartMs int64 `json:"start_ms"`
+	EndMs   int64 `json:"end_ms"`
 	// RequestedAtMs is when the API accepted the request; By is the user
 	// who made it.
 	RequestedAtMs int64  `json:"requested_at_ms"`
 	By            string `json:"by"`
 }
-
-// Key returns the Kafka record key of r: its location's external id.
-func (r *Recompute) Key() []byte { return []byte(r.ExternalID) }
 
 // EncodeRecompute returns the JSON form of r with version and kind set.
 func EncodeRecompute(r *Recompute) ([]byte, error) {
@@ -52,11 +41,9 @@ func DecodeRecompute(b []byte) (Recompute, error) {
 	return decodeControl[Recompute](b, "recompute")
 }
 
-func (r *Recompute) version() int { return r.V }
-
 // Validate checks the invariants of a recompute message.
 func (r *Recompute) Validate() error {
-	if err := checkHeader(r.Kind, KindRecompute, r.ID, r.Site, r.LocationKind, r.ExternalID); err != nil {
+	if err := r.check(KindRecompute); err != nil {
 		return err
 	}
 	switch {

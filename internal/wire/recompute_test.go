@@ -2,15 +2,14 @@ package wire
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"reflect"
 	"testing"
 )
 
 func sampleRecompute() Recompute {
-	return Recompute{ID: "0190f2a4-5b6c-7d8e-9f00-112233445599", Site: 1, LocationKind: "line", LocationID: 4,
-		ExternalID: "line_1", StartMs: 1698710400000, EndMs: 1698796800000, RequestedAtMs: 1698800000000, By: "alice"}
+	return Recompute{Control: Control{ID: "0190f2a4-5b6c-7d8e-9f00-112233445599", Site: 1, LocationKind: "line", LocationID: 4,
+		ExternalID: "line_1"},
+		StartMs: 1698710400000, EndMs: 1698796800000, RequestedAtMs: 1698800000000, By: "alice"}
 }
 
 // TestRecomputeGolden pins the encoding of a recompute message
@@ -21,23 +20,7 @@ func TestRecomputeGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden := filepath.Join("testdata", "recompute_v1.json")
-	if *update {
-		if err := os.WriteFile(golden, append(got, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(want) != string(got)+"\n" {
-		t.Fatalf("encoding changed:\n got %s\nwant %s\n(run go test -update if the change is intended and versioned)", got, want)
-	}
-	back, err := DecodeRecompute(want)
-	if err != nil || back != r {
-		t.Fatalf("golden decodes to %+v, %v; want %+v", back, err, r)
-	}
+	checkGolden(t, "recompute_v1.json", r, got, DecodeRecompute)
 }
 
 func TestRecomputeSchemaMatchesStruct(t *testing.T) {
