@@ -64,7 +64,10 @@ type Config struct {
 	// FeedSlowAfter is dropped with a final event (TAKT_FEED_MAX_LAG,
 	// TAKT_FEED_SLOW_AFTER); one whose write waits FeedWriteTimeout is cut
 	// off (TAKT_FEED_WRITE_TIMEOUT). FeedHeartbeat is how often an idle
-	// stream gets a heartbeat (TAKT_FEED_HEARTBEAT).
+	// stream gets a heartbeat (TAKT_FEED_HEARTBEAT). A key's streams are
+	// counted across instances in Redis under leases of FeedStreamLease
+	// (TAKT_FEED_STREAM_LEASE): a crashed instance's slots are free again
+	// within it.
 	PeriodChangesTopic   string
 	FeedMaxStreamsPerKey int
 	FeedMaxStreams       int
@@ -72,6 +75,7 @@ type Config struct {
 	FeedSlowAfter        time.Duration
 	FeedWriteTimeout     time.Duration
 	FeedHeartbeat        time.Duration
+	FeedStreamLease      time.Duration
 	// QueryTimeout bounds the ClickHouse work of one request
 	// (TAKT_QUERY_TIMEOUT); it is also sent as max_execution_time.
 	QueryTimeout time.Duration
@@ -146,6 +150,7 @@ func ConfigFromEnv(e *config.Env) Config {
 		FeedSlowAfter:        e.Duration("FEED_SLOW_AFTER", 30*time.Second),
 		FeedWriteTimeout:     e.Duration("FEED_WRITE_TIMEOUT", 10*time.Second),
 		FeedHeartbeat:        e.Duration("FEED_HEARTBEAT", 15*time.Second),
+		FeedStreamLease:      e.Duration("FEED_STREAM_LEASE", 30*time.Second),
 		QueryTimeout:         e.Duration("QUERY_TIMEOUT", 10*time.Second),
 		QueryMaxMemory:       e.Int("QUERY_MAX_MEMORY", 2<<30),
 		DefaultLimit:         e.Int("QUERY_DEFAULT_LIMIT", l2l.DefaultLimit),
@@ -181,6 +186,7 @@ func (c Config) Validate() error {
 		"TAKT_QUERY_DEFAULT_LIMIT=%d: must be between 1 and TAKT_QUERY_MAX_LIMIT (%d)", c.DefaultLimit, c.MaxLimit)
 	p.Addf(c.ZoneTTL <= 0, "TAKT_QUERY_ZONE_TTL=%s: must be positive", c.ZoneTTL)
 	p.Addf(c.FeedMaxStreamsPerKey < 1, "TAKT_FEED_MAX_STREAMS_PER_KEY=%d: must be at least 1", c.FeedMaxStreamsPerKey)
+	p.Addf(c.FeedStreamLease < 3*time.Second, "TAKT_FEED_STREAM_LEASE=%s: must be at least 3s", c.FeedStreamLease)
 	p.Addf(c.FeedMaxStreams < c.FeedMaxStreamsPerKey, "TAKT_FEED_MAX_STREAMS=%d: must be at least TAKT_FEED_MAX_STREAMS_PER_KEY", c.FeedMaxStreams)
 	p.Addf(c.FeedMaxLag < 1, "TAKT_FEED_MAX_LAG=%d: must be at least 1", c.FeedMaxLag)
 	p.Addf(c.FeedSlowAfter <= 0, "TAKT_FEED_SLOW_AFTER=%s: must be positive", c.FeedSlowAfter)

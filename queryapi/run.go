@@ -172,7 +172,8 @@ func newEngine(store *chstore.Store, rdb *redis.Client, kc kafkaClient, cfg Conf
 	h.limiter = lim
 	h.cursors = &cursors{rdb: rdb, prefix: rkeys.Cursors()}
 	if cfg.PeriodChangesTopic != "" {
-		if h.feed, err = newStreams(cfg, stop, reg, logger); err != nil {
+		slots := &streamSlots{rdb: rdb, prefix: rkeys.FeedStreams(), lease: cfg.FeedStreamLease}
+		if h.feed, err = newStreams(cfg, slots, stop, reg, logger); err != nil {
 			return nil, err
 		}
 	}

@@ -17,8 +17,10 @@ package queryapi
 // (max(TAKT_AUTH_LOCAL_TTL, 1s)): a revoked key's streams end with a final
 // "unauthorized" event.
 //
-// Bounds: a key may hold FeedMaxStreamsPerKey streams at once and the
-// instance FeedMaxStreams (429 / 503 beyond). A stream is a Kafka reader
+// Bounds: a key may hold FeedMaxStreamsPerKey streams at once across
+// every query API instance (counted in Redis, see streamSlots; while
+// Redis does not answer, on each instance) and an instance FeedMaxStreams
+// (429 / 503 beyond). A stream is a Kafka reader
 // that writes as the client reads: nothing is buffered for a client
 // beyond the socket and one fetch. A client that reads, but slower than
 // the changes come, falls behind the topic's end; once it has been more
@@ -61,6 +63,7 @@ const (
 // streams serves the live change feed.
 type streams struct {
 	reader    *feed.Reader
+	slots     *streamSlots // nil: a key's streams are counted per instance
 	perKey    int
 	total     int
 	maxLag    int64
@@ -84,7 +87,7 @@ type streams struct {
 	n     int
 }
 
-func newStreams(cfg Config, stop <-chan struct{}, reg prometheus.Registerer, logger *slog.Logger) (*streams, error) {
+func newStreams(cfg Config, slots *streamSlots, stop <-chan struct{}, reg prometheus.Registerer, logger *slog.Logger) (*streams, error) {
 	s := &streams{
 		reader: feed.NewReader(kafkax.Config{Brokers: cfg.KafkaBrokers, Security: cfg.Kafka}, cfg.PeriodChangesTopic, logger,
 			// A change reaches a waiting stream at once; an idle fetch
@@ -92,8 +95,8 @@ func newStreams(cfg Config, stop <-chan struct{}, reg prometheus.Registerer, log
 			kgo.FetchMaxWait(time.Second)),
 		perKey: cfg.FeedMaxStreamsPerKey, total: cfg.FeedMaxStreams, maxLag: int64(cfg.FeedMaxLag),
 		slowAfter: cfg.FeedSlowAfter, heartbeat: cfg.FeedHeartbeat, writeWait: cfg.FeedWriteTimeout,
-		recheck: max(cfg.AuthLocalTTL, time.Second),
-		stop:    stop, logger: logger, byKey: map[uint64]int{},
+		recheck: max(cfg.AuthLocalTTL, time.Second), slots: slots,
+		stop: stop, logger: logger, byKey: map[uint64]int{},
 		open: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "takt_queryapi_feed_streams",
 			Help: "Open streams of the live change feed.",
@@ -107,6 +110,10 @@ func newStreams(cfg Config, stop <-chan struct{}, reg prometheus.Registerer, log
 			Help: "Ended streams of the live change feed, by why (client, slow, stalled, shutdown, error).",
 		}, []string{"why"}),
 	}
+	if slots != nil {
+		// The lease is renewed with the key's check, three times a lease.
+		s.recheck = min(s.recheck, slots.lease/3)
+	}
 	for _, c := range []prometheus.Collector{s.open, s.events, s.endings} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register feed metrics: %w", err)
@@ -116,23 +123,44 @@ func newStreams(cfg Config, stop <-chan struct{}, reg prometheus.Registerer, log
 }
 
 // acquire takes a stream slot of key; it answers the status to refuse
-// with, or 0.
-func (s *streams) acquire(key uint64) (int, string) {
+// with, or 0 and the slot's hold in Redis (nil without one).
+func (s *streams) acquire(ctx context.Context, key uint64) (int, string, *slot) {
+	tooMany := fmt.Sprintf("Too many open streams for this API key (at most %d): close one first", s.perKey)
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.byKey[key] >= s.perKey {
-		return http.StatusTooManyRequests, fmt.Sprintf("Too many open streams for this API key (at most %d): close one first", s.perKey)
+		s.mu.Unlock()
+		return http.StatusTooManyRequests, tooMany, nil
 	}
 	if s.n >= s.total {
-		return http.StatusServiceUnavailable, "Too many open streams on this server: retry later"
+		s.mu.Unlock()
+		return http.StatusServiceUnavailable, "Too many open streams on this server: retry later", nil
 	}
 	s.byKey[key]++
 	s.n++
 	s.open.Inc()
-	return 0, ""
+	s.mu.Unlock()
+	if s.slots == nil {
+		return 0, "", nil
+	}
+	sl, ok, err := s.slots.take(ctx, key, s.perKey)
+	switch {
+	case err != nil:
+		// The bound of this instance still holds; Redis back, the
+		// streams opened meanwhile are not counted until they reopen.
+		s.logger.Warn("feed streams are counted on this instance only", "err", err)
+		return 0, "", nil
+	case !ok:
+		s.release(key, nil)
+		return http.StatusTooManyRequests, tooMany, nil
+	}
+	return 0, "", sl
 }
 
-func (s *streams) release(key uint64) {
+// release gives back a slot acquire took.
+func (s *streams) release(key uint64, sl *slot) {
+	if sl != nil {
+		sl.release()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.byKey[key]--; s.byKey[key] <= 0 {
@@ -224,11 +252,12 @@ func (h *handler) stream(c *gin.Context) {
 		}
 	}
 	s := h.feed
-	if status, msg := s.acquire(cl.key.KeyID); status != 0 {
+	status, msg, sl := s.acquire(c.Request.Context(), cl.key.KeyID)
+	if status != 0 {
 		h.finish(r, status, "refused", l2l.Failure(msg))
 		return
 	}
-	defer s.release(cl.key.KeyID)
+	defer s.release(cl.key.KeyID, sl)
 
 	ctx, cancel := context.WithCancel(c.Request.Context())
 	defer cancel()
@@ -261,6 +290,11 @@ func (h *handler) stream(c *gin.Context) {
 		key = args.Get(authArg)
 	}
 	valid := func(ctx context.Context) bool {
+		if sl != nil {
+			if err := sl.renew(ctx); err != nil {
+				s.logger.Warn("renew a feed stream's slot", "err", err)
+			}
+		}
 		p, err := h.keys.Authenticate(ctx, key)
 		if err != nil {
 			// Only a key known to be invalid ends the stream; a cache

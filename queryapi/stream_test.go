@@ -16,7 +16,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/takt/takt/internal/auth"
+
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/testenv"
 	"github.com/takt/takt/internal/wire"
@@ -27,6 +29,8 @@ import (
 type feedFixture struct {
 	srv   *httptest.Server
 	store *chstore.Store
+	rdb   *redis.Client
+	cfg   Config
 	prefB string
 	hashB string
 	keyA  string // site 1
@@ -61,7 +65,7 @@ func newFeedFixture(t *testing.T, tune func(*Config)) *feedFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(prod.Close)
-	return &feedFixture{srv: serve(t, store, rdb, nil, cfg), store: store, prefB: prefB, hashB: hashB,
+	return &feedFixture{srv: serve(t, store, rdb, nil, cfg), store: store, rdb: rdb, cfg: cfg, prefB: prefB, hashB: hashB,
 		keyA: seeded.APIKey, keyB: keyB, prod: prod}
 }
 
@@ -216,6 +220,82 @@ func TestStreamRefusals(t *testing.T) {
 			t.Fatalf("after closing a stream: %d", status)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestStreamSlotsAcrossInstances: a key's bound on open streams holds
+// across query API instances that share Redis, and a closed stream's slot
+// is free on any of them.
+func TestStreamSlotsAcrossInstances(t *testing.T) {
+	f := newFeedFixture(t, func(c *Config) { c.FeedMaxStreamsPerKey = 2 })
+	other := &feedFixture{srv: serve(t, f.store, f.rdb, nil, f.cfg)}
+	a, _, body := f.open(t, nil, "", f.keyA, "")
+	if a == nil {
+		t.Fatalf("first stream: %s", body)
+	}
+	a.mustNext(t, "ready")
+	if s, _, body := other.open(t, nil, "", f.keyA, ""); s == nil {
+		t.Fatalf("second stream, on the other instance: %s", body)
+	}
+	for name, fx := range map[string]*feedFixture{"first": f, "other": other} {
+		if s, status, body := fx.open(t, nil, "", f.keyA, ""); s != nil || status != http.StatusTooManyRequests {
+			t.Errorf("a third stream of the key on the %s instance: %d %s", name, status, body)
+		}
+	}
+	if s, _, body := other.open(t, nil, "", f.keyB, ""); s == nil {
+		t.Fatalf("another key's stream was refused: %s", body)
+	}
+	a.close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s, status, _ := other.open(t, nil, "", f.keyA, "")
+		if s != nil {
+			break
+		}
+		if status != http.StatusTooManyRequests || time.Now().After(deadline) {
+			t.Fatalf("after closing a stream on the first instance, the other: %d", status)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestStreamSlotLeases: a slot held without renewal is free once its
+// lease ends (an instance that died); one that is renewed stays held.
+func TestStreamSlotLeases(t *testing.T) {
+	_, rdb, cfg, _ := seededDB(t)
+	slots := &streamSlots{rdb: rdb, prefix: cfg.RedisPrefix + "feedstreams:", lease: 400 * time.Millisecond}
+	ctx := context.Background()
+	take := func(key uint64) (*slot, bool) {
+		t.Helper()
+		sl, ok, err := slots.take(ctx, key, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sl, ok
+	}
+	if _, ok := take(7); !ok {
+		t.Fatal("first slot refused")
+	}
+	if _, ok := take(7); ok {
+		t.Fatal("a second slot of a key limited to 1 was taken")
+	}
+	time.Sleep(600 * time.Millisecond)
+	held, ok := take(7)
+	if !ok {
+		t.Fatal("the slot of a lease that ran out is still held")
+	}
+	for range 8 {
+		time.Sleep(100 * time.Millisecond)
+		if err := held.renew(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, ok := take(7); ok {
+		t.Fatal("a renewed slot was taken over")
+	}
+	held.release()
+	if _, ok := take(7); !ok {
+		t.Fatal("a released slot is still held")
 	}
 }
 

@@ -173,6 +173,10 @@ func (k Keys) MQTTPublish(clientID string, pid uint16) string {
 	return k.prefix + "mqtt:pub:" + clientID + ":" + strconv.FormatUint(uint64(pid), 10)
 }
 
+// FeedStreams prefixes the open live-feed streams of an API key, across
+// every query API: an entry is FeedStreams()+<key id>.
+func (k Keys) FeedStreams() string { return k.prefix + "feedstreams:" }
+
 // ActionLocks prefixes the locks of the record API's actions: a lock is
 // ActionLocks()+<record>.
 func (k Keys) ActionLocks() string { return k.prefix + "lock:" }
