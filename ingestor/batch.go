@@ -374,62 +374,93 @@ func (b *batchHandler) readAndParse(r *http.Request, received time.Time) ([]batc
 // produce timeout. errs[k] is the outcome of items[idx[k]]. headers, when
 // not nil, gives the record headers of item i.
 func (b *batchHandler) produceAll(ctx context.Context, items []result, idx []int, headers func(i int) []kgo.RecordHeader) []error {
-	errs := make([]error, len(idx))
+	return b.startProduce(ctx, items, idx, headers).wait()
+}
+
+// produceWait is a set of records handed to the producer together: wait
+// returns their outcomes.
+type produceWait struct {
+	b       *batchHandler
+	ctx     context.Context
+	cancel  context.CancelFunc
+	items   []result
+	idx     []int
+	errs    []error
+	pending []bool
+	waiting int
+	acks    chan produceAck
+	start   time.Time
+}
+
+type produceAck struct {
+	k   int
+	err error
+}
+
+// startProduce hands the messages of items[idx...] to the producer at
+// once and returns without waiting; the wait (at most the produce
+// timeout from now) is the returned value's. items must not change until
+// wait returned.
+func (b *batchHandler) startProduce(ctx context.Context, items []result, idx []int, headers func(i int) []kgo.RecordHeader) *produceWait {
+	w := &produceWait{b: b, items: items, idx: idx, errs: make([]error, len(idx))}
 	if len(idx) == 0 {
-		return errs
+		return w
 	}
-	ctx, cancel := context.WithTimeout(ctx, b.produceTimeout)
-	defer cancel()
-	type ack struct {
-		k   int
-		err error
-	}
+	w.ctx, w.cancel = context.WithTimeout(ctx, b.produceTimeout)
 	// Buffered for every record: a promise that fires after the timeout
 	// must not block the producer.
-	acks := make(chan ack, len(idx))
-	pending := make([]bool, len(idx))
-	start := time.Now()
+	w.acks = make(chan produceAck, len(idx))
+	w.pending = make([]bool, len(idx))
+	w.start = time.Now()
+	acks := w.acks
 	for k, i := range idx {
 		p := &items[i].part
 		val, err := wire.Encode(p)
 		if err != nil {
-			errs[k] = fmt.Errorf("encode part: %w", err)
+			w.errs[k] = fmt.Errorf("encode part: %w", err)
 			continue
 		}
-		pending[k] = true
+		w.pending[k] = true
+		w.waiting++
 		var hs []kgo.RecordHeader
 		if headers != nil {
 			hs = headers(i)
 		}
-		b.prod.Produce(ctx, &kgo.Record{Topic: b.topic, Key: p.Key(), Value: val, Headers: hs},
-			func(_ *kgo.Record, err error) { acks <- ack{k, err} })
+		b.prod.Produce(w.ctx, &kgo.Record{Topic: b.topic, Key: p.Key(), Value: val, Headers: hs},
+			func(_ *kgo.Record, err error) { acks <- produceAck{k, err} })
 	}
-	waiting := 0
-	for _, p := range pending {
-		if p {
-			waiting++
-		}
+	return w
+}
+
+// wait waits for every promise of w, or for the produce timeout, and
+// returns the outcomes: errs[k] is that of items[idx[k]].
+func (w *produceWait) wait() []error {
+	if len(w.idx) == 0 {
+		return w.errs
 	}
+	defer w.cancel()
+	errs, pending := w.errs, w.pending
 wait:
-	for ; waiting > 0; waiting-- {
+	for ; w.waiting > 0; w.waiting-- {
 		select {
-		case a := <-acks:
+		case a := <-w.acks:
 			pending[a.k] = false
 			errs[a.k] = a.err
-		case <-ctx.Done():
+		case <-w.ctx.Done():
 			for k := range pending {
 				if pending[k] {
-					errs[k] = ctx.Err()
+					errs[k] = w.ctx.Err()
 				}
 			}
 			break wait
 		}
 	}
-	b.m.produceSeconds.Observe(time.Since(start).Seconds())
+	b := w.b
+	b.m.produceSeconds.Observe(time.Since(w.start).Seconds())
 	for k, err := range errs {
 		if err != nil {
 			b.handler.m.produceErrors.Inc()
-			errs[k] = fmt.Errorf("%w: event %s to %s: %w", errProduceFailed, items[idx[k]].part.EventID, b.topic, err)
+			errs[k] = fmt.Errorf("%w: event %s to %s: %w", errProduceFailed, w.items[w.idx[k]].part.EventID, b.topic, err)
 		}
 	}
 	return errs

@@ -13,7 +13,9 @@ package ingestor
 // order their PUBLISHes came (the protocol asks it), while the messages
 // behind them are parsed and produced concurrently; at most MaxInFlight
 // wait per connection, and then the connection is not read (TCP pushes
-// back on the device).
+// back on the device). The messages of a connection are taken in batches
+// of what came meanwhile, and the PUBACKs ready at once leave in one
+// write: see mqttbatch.go.
 //
 // Outcomes of a QoS 1 message:
 //   - stored: PUBACK success.
@@ -112,6 +114,7 @@ type mqttConn struct {
 	since     time.Time
 	acks      chan *pendingAck // FIFO of QoS 1 messages awaiting their PUBACK
 	ackerDone chan struct{}
+	inbox     chan inbound // messages received, for the connection's worker
 }
 
 // pendingAck is one QoS 1 message's answer, ready when its handling ends.
@@ -245,11 +248,12 @@ func (mb *mqttBroker) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		return code
 	}
 	c := &mqttConn{cl: cl, id: cl.ID, proto: cl.Properties.ProtocolVersion, p: p, prefix: prefix, since: time.Now(),
-		acks: make(chan *pendingAck, mb.maxIn), ackerDone: make(chan struct{})}
+		acks: make(chan *pendingAck, mb.maxIn), ackerDone: make(chan struct{}), inbox: make(chan inbound, mb.maxIn)}
 	mb.mu.Lock()
 	mb.conns[cl] = c
 	mb.mu.Unlock()
 	go mb.acker(c)
+	go mb.worker(c)
 	mb.m.connects.WithLabelValues("accepted").Inc()
 	mb.logger.Info("mqtt client connected", "client_id", cl.ID, "username", string(cl.Properties.Username),
 		"key_prefix", prefix, "remote", cl.Net.Remote, "protocol", cl.Properties.ProtocolVersion,
@@ -304,7 +308,10 @@ func (mb *mqttBroker) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	delete(mb.conns, cl)
 	mb.mu.Unlock()
 	if c != nil {
-		close(c.acks) // the acker ends once the messages in hand are answered
+		// The worker ends once it took the messages received, the acker
+		// once they are answered.
+		close(c.inbox)
+		close(c.acks)
 	}
 	if expire && !cl.IsTakenOver() {
 		mb.sessions.remove(cl.ID)
@@ -320,9 +327,10 @@ func (mb *mqttBroker) conn(cl *mqtt.Client) *mqttConn {
 	return mb.conns[cl]
 }
 
-// OnPublish takes a device's message. It returns ErrRejectPacket so mochi
-// neither acknowledges nor forwards it: the acker answers QoS 1 messages
-// when their records are acknowledged.
+// OnPublish takes a device's message and hands it to the connection's
+// worker. It returns ErrRejectPacket so mochi neither acknowledges nor
+// forwards it: the acker answers QoS 1 messages when their records are
+// acknowledged.
 func (mb *mqttBroker) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
 		return pk, nil // Takt's own error messages, to their subscriber
@@ -331,7 +339,7 @@ func (mb *mqttBroker) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pac
 	if c == nil {
 		return pk, packets.ErrRejectPacket
 	}
-	msg := mqttMessage{
+	msg := &mqttMessage{
 		topic:    pk.TopicName,
 		payload:  append([]byte(nil), pk.Payload...),
 		pid:      pk.PacketID,
@@ -347,38 +355,8 @@ func (mb *mqttBroker) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pac
 		c.acks <- ack
 	}
 	mb.work.Add(1)
-	go func() {
-		defer mb.work.Done()
-		mb.handle(c, &msg, ack)
-	}()
+	c.inbox <- inbound{msg: msg, ack: ack}
 	return pk, packets.ErrRejectPacket
-}
-
-// acker writes the PUBACKs of c in PUBLISH order as they become ready.
-func (mb *mqttBroker) acker(c *mqttConn) {
-	defer close(c.ackerDone)
-	for a := range c.acks {
-		<-a.ready
-		if a.drop {
-			_ = mb.srv.DisconnectClient(c.cl, packets.ErrUnspecifiedError)
-			c.cl.Stop(errors.New("message not stored"))
-			continue
-		}
-		if c.cl.Closed() {
-			continue
-		}
-		ack := packets.Packet{
-			FixedHeader: packets.FixedHeader{Type: packets.Puback},
-			PacketID:    a.pid,
-			ReasonCode:  a.code.Code,
-		}
-		if a.reason != "" {
-			ack.Properties.ReasonString = a.reason
-		}
-		if err := c.cl.WritePacket(ack); err != nil {
-			mb.logger.Debug("mqtt: PUBACK not written", "client_id", c.cl.ID, "packet_id", a.pid, "err", err)
-		}
-	}
 }
 
 // mqttMessage is one PUBLISH.
@@ -406,7 +384,15 @@ func (m *mqttMessage) digest() string {
 
 // handle does the work of one message and sets its answer.
 func (mb *mqttBroker) handle(c *mqttConn, msg *mqttMessage, ack *pendingAck) {
-	out := mb.process(c, msg)
+	mb.answer(c, msg, ack, mb.process(c, msg))
+	if ack != nil {
+		close(ack.ready)
+	}
+}
+
+// answer counts the outcome of a message, tells the device its error, and
+// sets the PUBACK (not yet released: the caller closes ack.ready).
+func (mb *mqttBroker) answer(c *mqttConn, msg *mqttMessage, ack *pendingAck, out outcome) {
 	mb.m.messages.WithLabelValues(out.label).Inc()
 	if out.errMsg != "" {
 		mb.signal(c, msg, out.errMsg)
@@ -430,7 +416,6 @@ func (mb *mqttBroker) handle(c *mqttConn, msg *mqttMessage, ack *pendingAck) {
 			ack.reason = truncate(out.errMsg, 512)
 		}
 	}
-	close(ack.ready)
 }
 
 func truncate(s string, n int) string {

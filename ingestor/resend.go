@@ -225,16 +225,39 @@ func (r *resends) settle(w *markWrite, clientID string, pid uint16, out outcome)
 // stored writes the record of a message whose parts Kafka acknowledged,
 // and waits for it (at most a second: the Kafka search covers a miss).
 func (r *resends) stored(ctx context.Context, clientID string, pid uint16, digest string) {
-	w := &markWrite{key: r.keys.MQTTPublish(clientID, pid), value: digest, done: make(chan struct{})}
-	select {
-	case r.writes <- w:
-	case <-ctx.Done():
+	r.storedAll(ctx, clientID, []storedRecord{{pid: pid, digest: digest}})
+}
+
+// storedRecord is the resend record of a message whose parts Kafka
+// acknowledged: its packet id and digest.
+type storedRecord struct {
+	pid    uint16
+	digest string
+}
+
+// storedAll writes the records of messages of one client whose parts
+// Kafka acknowledged, and waits for them (at most a second).
+func (r *resends) storedAll(ctx context.Context, clientID string, recs []storedRecord) {
+	var last *markWrite
+	for _, rec := range recs {
+		w := &markWrite{key: r.keys.MQTTPublish(clientID, rec.pid), value: rec.digest, done: make(chan struct{})}
+		select {
+		case r.writes <- w:
+			last = w
+		case <-ctx.Done():
+			return
+		}
+	}
+	if last == nil {
 		return
 	}
+	// One writer takes the queue in order: the last one done, all are.
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
 	select {
-	case <-w.done:
+	case <-last.done:
 	case <-ctx.Done():
-	case <-time.After(time.Second):
+	case <-t.C:
 	}
 }
 
