@@ -317,7 +317,7 @@ func TestMQTTResendStoredOnce(t *testing.T) {
 	// The Redis record lost (the ingestor died before writing it): the
 	// records on Kafka still tell.
 	ctx := context.Background()
-	if err := s.rdb.Del(ctx, redisx.NewKeys(s.prefix).MQTTPublish("dev-r", 7)).Err(); err != nil {
+	if err := s.rdb.HDel(ctx, redisx.NewKeys(s.prefix).MQTTPublished("dev-r"), redisx.MQTTPacketField(7)).Err(); err != nil {
 		t.Fatal(err)
 	}
 	c.conn.Close()
@@ -575,8 +575,8 @@ func TestMQTTResendOfReusedPacketID(t *testing.T) {
 	recs = stored(3)
 	id := string(recs[2].Headers[0].Value)
 	mark := id[strings.LastIndexByte(id, '/')+1:]
-	key := redisx.NewKeys(s.prefix).MQTTPublish("dev-reuse", 7)
-	if err := s.rdb.Set(context.Background(), key, "pending:"+mark, time.Hour).Err(); err != nil {
+	key := redisx.NewKeys(s.prefix).MQTTPublished("dev-reuse")
+	if err := s.rdb.HSet(context.Background(), key, redisx.MQTTPacketField(7), "pending:"+mark).Err(); err != nil {
 		t.Fatal(err)
 	}
 	c.conn.Close()

@@ -233,6 +233,12 @@ func (mb *mqttBroker) acker(c *mqttConn) {
 // it for c's client (protocol version, problem information, the client's
 // maximum packet size: a reason string that does not fit is left out).
 func (mb *mqttBroker) encodeAck(c *mqttConn, buf *bytes.Buffer, a *pendingAck) {
+	if a.code.Code == 0 && a.reason == "" {
+		// The usual one, as mochi encodes it (MQTT 5 too: a success
+		// without properties leaves out the reason code).
+		buf.Write([]byte{packets.Puback << 4, 2, byte(a.pid >> 8), byte(a.pid)})
+		return
+	}
 	props := &c.cl.Properties.Props
 	pk := packets.Packet{
 		FixedHeader:     packets.FixedHeader{Type: packets.Puback},

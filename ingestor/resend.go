@@ -10,10 +10,11 @@ package ingestor
 //  1. In this process: a copy still being handled (the old connection's)
 //     is waited for.
 //  2. Redis: after Kafka acknowledged every record of a message, and before
-//     its PUBACK, the ingestor writes <p>mqtt:pub:<client id>:<packet id> =
-//     the message's digest (topic and payload), with a TTL (the session
-//     expiry). A resend whose digest is there was stored: PUBACK, nothing
-//     produced.
+//     its PUBACK, the ingestor sets field <packet id> of the client's hash
+//     <p>mqtt:pubs:<client id> to the message's digest (topic and payload);
+//     the hash expires the session expiry after its last write. A resend
+//     whose digest is there was stored: PUBACK, nothing produced. The
+//     records of a pipeline are one HSET per client.
 //  3. Kafka: without that record (the ingestor died between Kafka's ack and
 //     the Redis write, or Redis lost it), the records themselves are
 //     searched. Every record of an MQTT message carries the header
@@ -27,7 +28,7 @@ package ingestor
 // new by the protocol, however like an earlier one it is (a part without
 // recorded_at sent again has the same digest). Its receipt makes the
 // earlier message's record unusable before anything is produced: the same
-// key is set to "pending:<receipt>" (the receive time in Unix nanoseconds,
+// field is set to "pending:<receipt>" (the receive time in Unix nanoseconds,
 // which also ends each of its records' header), in the same pipeline and so
 // before its own digest. A resend that finds a pending marker takes only
 // records of that receipt on Kafka as its first copy; records of an earlier
@@ -88,11 +89,12 @@ type resends struct {
 }
 
 // markWrite is one Redis record to write: a message's digest, or the
-// pending marker of a message just received. err is set when done closes.
+// pending marker of a message just received, as field of hash key. err is
+// set when done closes.
 type markWrite struct {
-	key, value string
-	done       chan struct{}
-	err        error
+	key, field, value string
+	done              chan struct{}
+	err               error
 }
 
 // pendingPrefix starts the record of a message received and not yet stored.
@@ -142,14 +144,7 @@ func (r *resends) run(ctx context.Context) error {
 				break more
 			}
 		}
-		wctx, cancel := context.WithTimeout(ctx, time.Second)
-		_, err := r.rdb.Pipelined(wctx, func(p redis.Pipeliner) error {
-			for _, w := range batch {
-				p.Set(wctx, w.key, w.value, r.ttl)
-			}
-			return nil
-		})
-		cancel()
+		err := r.write(ctx, batch)
 		if err != nil {
 			// The Kafka search still recognises the resends of stored
 			// messages; received warns of markers not written.
@@ -160,6 +155,30 @@ func (r *resends) run(ctx context.Context) error {
 			close(w.done)
 		}
 	}
+}
+
+// write writes a batch of records in one pipeline: per hash, one HSET of
+// its fields in the order queued (a later value of a field wins, as it
+// would one command after the other) and the refresh of its expiry.
+func (r *resends) write(ctx context.Context, batch []*markWrite) error {
+	args := map[string][]any{}
+	var keys []string
+	for _, w := range batch {
+		if _, ok := args[w.key]; !ok {
+			keys = append(keys, w.key)
+		}
+		args[w.key] = append(args[w.key], w.field, w.value)
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	_, err := r.rdb.Pipelined(wctx, func(p redis.Pipeliner) error {
+		for _, k := range keys {
+			p.HSet(wctx, k, args[k]...)
+			p.PExpire(wctx, k, r.ttl)
+		}
+		return nil
+	})
+	return err
 }
 
 // begin marks a message as being handled in this process; the returned
@@ -186,7 +205,8 @@ func (r *resends) begin(clientID string, pid uint16, digest string) func() {
 // write goes through the pipeline, in order before the message's own
 // record; settle waits for it.
 func (r *resends) received(ctx context.Context, clientID string, pid uint16, mark string) *markWrite {
-	w := &markWrite{key: r.keys.MQTTPublish(clientID, pid), value: pendingPrefix + mark, done: make(chan struct{})}
+	w := &markWrite{key: r.keys.MQTTPublished(clientID), field: redisx.MQTTPacketField(pid), value: pendingPrefix + mark,
+		done: make(chan struct{})}
 	select {
 	case r.writes <- w:
 		return w
@@ -240,7 +260,8 @@ type storedRecord struct {
 func (r *resends) storedAll(ctx context.Context, clientID string, recs []storedRecord) {
 	var last *markWrite
 	for _, rec := range recs {
-		w := &markWrite{key: r.keys.MQTTPublish(clientID, rec.pid), value: rec.digest, done: make(chan struct{})}
+		w := &markWrite{key: r.keys.MQTTPublished(clientID), field: redisx.MQTTPacketField(rec.pid), value: rec.digest,
+			done: make(chan struct{})}
 		select {
 		case r.writes <- w:
 			last = w
@@ -279,7 +300,7 @@ func (r *resends) lookup(ctx context.Context, c *mqttConn, msg *mqttMessage, dig
 		}
 	}
 	if msg.mark == "" {
-		got, err := r.rdb.Get(ctx, r.keys.MQTTPublish(c.id, msg.pid)).Result()
+		got, err := r.rdb.HGet(ctx, r.keys.MQTTPublished(c.id), redisx.MQTTPacketField(msg.pid)).Result()
 		switch {
 		case err == nil && got == digest:
 			r.m.resends.WithLabelValues("record").Inc()

@@ -25,7 +25,7 @@
 //	<p>cursor:<query hash>:<offset>:rows string queryapi        the row positions of a page read ahead (TTL)
 //	<p>invalidate                   channel   queryapi → processor names of master-data tables that changed
 //	<p>mqtt:session:<client id>     string    ingestor (MQTT)   a persistent MQTT session: protocol, expiry, subscriptions (JSON, TTL: the expiry)
-//	<p>mqtt:pub:<client id>:<packet id> string ingestor (MQTT)  digest of the QoS 1 message stored under that packet id (TTL)
+//	<p>mqtt:pubs:<client id>        hash      ingestor (MQTT)   packet id -> digest of the QoS 1 message stored under it, or pending:<receipt> (TTL: from the last write)
 //	<p>lock:<record>                string    queryapi          short lock: one action call changes the record at a time (TTL)
 //	<p>cyclecount:<machine id>      hash      queryapi          a machine's cycle counter (count, seq, updated; recreated from ClickHouse)
 //	<p>idem:<scope>:<client key>    string    ingestor          an idempotency key: pending (TTL: a lease) or its answer (TTL: 24 h)
@@ -167,11 +167,14 @@ func (k Keys) Cursors() string { return k.prefix + "cursor:" }
 // MQTTSession is the stored persistent session of an MQTT client.
 func (k Keys) MQTTSession(clientID string) string { return k.prefix + "mqtt:session:" + clientID }
 
-// MQTTPublish is the record of the QoS 1 message a client last sent under
-// packet id pid that Kafka acknowledged.
-func (k Keys) MQTTPublish(clientID string, pid uint16) string {
-	return k.prefix + "mqtt:pub:" + clientID + ":" + strconv.FormatUint(uint64(pid), 10)
-}
+// MQTTPublished holds the records of the QoS 1 messages of an MQTT
+// client: field MQTTPacketField(pid) is that of the message it last sent
+// under packet id pid. One hash per client, so the records of many
+// messages are written with one command.
+func (k Keys) MQTTPublished(clientID string) string { return k.prefix + "mqtt:pubs:" + clientID }
+
+// MQTTPacketField is the field of packet id pid in MQTTPublished.
+func MQTTPacketField(pid uint16) string { return strconv.FormatUint(uint64(pid), 10) }
 
 // FeedStreams prefixes the open live-feed streams of an API key, across
 // every query API: an entry is FeedStreams()+<key id>.
