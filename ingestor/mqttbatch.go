@@ -60,6 +60,7 @@ func (mb *mqttBroker) worker(c *mqttConn) {
 				break more
 			}
 		}
+		mb.m.batch.Observe(float64(len(batch)))
 		mb.handleBatch(c, batch)
 		clear(batch) // the messages' payloads are not kept until the next batch
 	}
