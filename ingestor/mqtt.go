@@ -352,6 +352,12 @@ func (mb *mqttBroker) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pac
 	}
 	var ack *pendingAck
 	if msg.qos > 0 {
+		if !msg.dup {
+			// In hand from now, before it waits for the worker: a resend
+			// of it on a new connection waits for this copy.
+			msg.sum = msg.digest()
+			msg.end = mb.resends.begin(c.id, msg.pid, msg.sum)
+		}
 		ack = &pendingAck{pid: pk.PacketID, ready: make(chan struct{})}
 		// Blocks when MaxInFlight messages wait: the connection is not
 		// read until one is answered.
@@ -374,6 +380,10 @@ type mqttMessage struct {
 	// known: set on receiving that copy, or found as the pending marker
 	// by a resend's lookup. Its records' headers end with it.
 	mark string
+	// sum is digest() once taken, and end ends the message's being in
+	// hand (resends.begin) when that began on receipt.
+	sum string
+	end func()
 }
 
 // digest identifies a message's content: topic and payload.
@@ -451,7 +461,10 @@ func (mi *mqttIngest) process(c *mqttConn, msg *mqttMessage) (out outcome) {
 	var marker *markWrite    // the pending marker of a message without DUP
 	digest := ""
 	if msg.qos > 0 {
-		digest = msg.digest()
+		if msg.sum == "" {
+			msg.sum = msg.digest()
+		}
+		digest = msg.sum
 		if msg.dup {
 			done, items, err := mi.resends.lookup(ctx, c, msg, digest)
 			switch {
@@ -470,7 +483,10 @@ func (mi *mqttIngest) process(c *mqttConn, msg *mqttMessage) (out outcome) {
 			}
 			marker = mi.resends.received(ctx, c.id, msg.pid, msg.mark)
 		}
-		end := mi.resends.begin(c.id, msg.pid, digest)
+		end := msg.end
+		if end == nil {
+			end = mi.resends.begin(c.id, msg.pid, digest)
+		}
 		defer func() {
 			// A resend waiting for this copy reads Redis next: the
 			// marker first.

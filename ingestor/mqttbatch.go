@@ -14,8 +14,8 @@ package ingestor
 // acknowledged the message's record and its resend record was written
 // (or a second passed), the pending marker of a new message queued before
 // its record is produced, and the message marked in hand (resends.begin)
-// from before its produce until after its resend record, so a resend on
-// another connection waits for it.
+// from its receipt (OnPublish) until after its resend record, so a resend
+// on another connection waits for it even while it waits for the worker.
 
 import (
 	"bytes"
@@ -111,9 +111,15 @@ func (mb *mqttBroker) handleBatch(c *mqttConn, batch []inbound) {
 		// New by the protocol (not DUP): as in process, its pending
 		// marker goes before its record, and it is in hand from now.
 		msg.mark = receiptMark(msg.received)
-		fb.digests[k] = msg.digest()
+		if msg.sum == "" {
+			msg.sum = msg.digest()
+		}
+		fb.digests[k] = msg.sum
 		fb.markers[k] = mb.resends.received(ctx, c.id, msg.pid, msg.mark)
-		fb.ends[k] = mb.resends.begin(c.id, msg.pid, fb.digests[k])
+		fb.ends[k] = msg.end
+		if fb.ends[k] == nil {
+			fb.ends[k] = mb.resends.begin(c.id, msg.pid, msg.sum)
+		}
 	}
 	headers := func(k int) []kgo.RecordHeader {
 		if fb.digests[k] == "" {
