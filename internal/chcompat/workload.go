@@ -736,7 +736,50 @@ func (w *Workload) recompute(ctx context.Context) error {
 	if err != nil || got != r {
 		return fmt.Errorf("recompute read back: %+v %v", got, err)
 	}
+	if err := w.reclassify(ctx); err != nil {
+		return err
+	}
 	return w.readDef(ctx, record.PeriodHistory)
+}
+
+// reclassify is what a recompute after a shift change does to the parts:
+// line 1's parts of 10:00-11:00 made in 10:00-10:30 unscheduled, the rest
+// counted (a mutation), the OEE rollup made to follow, twice (a request
+// run again), and the figures from the rollup and from the raw rows
+// compared.
+func (w *Workload) reclassify(ctx context.Context) error {
+	s := w.Store
+	from, to := at(10, 0).UnixMilli(), at(11, 0).UnixMilli()
+	for range 2 {
+		if err := s.ReclassifyParts(ctx, "line", 1, from, to, [][2]int64{{from, at(10, 30).UnixMilli()}}); err != nil {
+			return err
+		}
+		if _, err := s.ReconcileClassRollup(ctx, "line", 1, from, to); err != nil {
+			return err
+		}
+	}
+	sc := chstore.OEEScope{Site: 1, Lines: []uint64{1}}
+	cuts := []int64{at(9, 0).UnixMilli(), at(12, 0).UnixMilli()}
+	rolled, err := s.OEEParts(ctx, sc, cuts, false)
+	if err != nil {
+		return err
+	}
+	raw, err := s.OEEParts(ctx, sc, cuts, true)
+	if err != nil {
+		return err
+	}
+	sum := func(rows []chstore.OEEPartsRow) (produced, unscheduled uint64) {
+		for _, r := range rows {
+			produced, unscheduled = produced+r.Produced, unscheduled+r.Unscheduled
+		}
+		return produced, unscheduled
+	}
+	p1, u1 := sum(rolled)
+	p2, u2 := sum(raw)
+	if p1 != p2 || u1 != u2 || u1 == 0 {
+		return fmt.Errorf("reclassified parts: rollup counts %d produced, %d unscheduled; the rows %d, %d (want some unscheduled)", p1, u1, p2, u2)
+	}
+	return nil
 }
 
 // backfill rolls up the first day again (what a database migrated from

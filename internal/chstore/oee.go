@@ -4,7 +4,8 @@ package chstore
 // per location, product and time segment, and production periods. The
 // figures themselves are computed by internal/oee.
 //
-// Quantities by how parts count (parts.oee_class) and ideal times come
+// Quantities by how parts count (parts.oee_class, or the class a recompute
+// gave them: partClass, reclass.go) and ideal times come
 // from two hourly rollups fed by views on parts: parts_hourly counts every
 // part since migration 0020, parts_oee_hourly the parts since migration
 // 0025 by class, with the ideal cycle time each was stored with. Their
@@ -322,14 +323,14 @@ func (s *Store) oeeParts(ctx context.Context, sc OEEScope, cuts []int64, rawRang
 	if len(rawRanges) > 0 {
 		q.WriteString("SELECT location_kind AS k, location_id AS l, product_id AS p, " +
 			"toUInt32(arrayCount(c -> c <= recorded_ms, ?) - 1) AS seg, " +
-			"toInt64(sumIf(quantity, oee_class = 'counted')) AS s_produced, " +
-			"toInt64(sumIf(quantity, oee_class = 'counted' AND quality = 'good')) AS s_good, " +
-			"toInt64(sumIf(quantity, oee_class = 'counted' AND quality = 'scrap')) AS s_scrap, " +
-			"toInt64(sumIf(quantity, oee_class = 'counted' AND quality = 'rework')) AS s_rework, " +
-			"toFloat64(sumIf(ideal_cycle_time * quantity, oee_class = 'counted' AND ideal_cycle_time >= 0)) AS s_ideal, " +
-			"toInt64(sumIf(quantity, oee_class = 'counted' AND ideal_cycle_time < 0)) AS s_unknown, " +
-			"toInt64(sumIf(quantity, oee_class = 'unscheduled')) AS s_unscheduled, " +
-			"toInt64(sumIf(quantity, oee_class = 'late')) AS s_late " +
+			"toInt64(sumIf(quantity, " + classIs(0) + ")) AS s_produced, " +
+			"toInt64(sumIf(quantity, " + classIs(0) + " AND quality = 'good')) AS s_good, " +
+			"toInt64(sumIf(quantity, " + classIs(0) + " AND quality = 'scrap')) AS s_scrap, " +
+			"toInt64(sumIf(quantity, " + classIs(0) + " AND quality = 'rework')) AS s_rework, " +
+			"toFloat64(sumIf(ideal_cycle_time * quantity, " + classIs(0) + " AND ideal_cycle_time >= 0)) AS s_ideal, " +
+			"toInt64(sumIf(quantity, " + classIs(0) + " AND ideal_cycle_time < 0)) AS s_unknown, " +
+			"toInt64(sumIf(quantity, " + classIs(1) + ")) AS s_unscheduled, " +
+			"toInt64(sumIf(quantity, " + classIs(2) + ")) AS s_late " +
 			"FROM parts WHERE ")
 		args = append(args, cuts)
 		args = append(args, sc.where(&q, "location_kind", "location_id", "product_id")...)

@@ -465,7 +465,7 @@ func (s *Store) PartsOfTopic(ctx context.Context, topic string) ([]PartRow, erro
 	rows, err := s.conn.Query(ctx, `SELECT id, event_id, site, toString(location_kind), location_id, externalid,
 		product_id, product_code, product_reported, toString(product_resolution), quantity, toString(quality),
 		reason, reason_id, cycle_time, recorded_ms, recorded_defaulted, received_ms, processed_ms,
-		topic, partition, offset, ideal_cycle_time, toString(oee_class), order_ms
+		topic, partition, offset, ideal_cycle_time, `+partClassName+`, order_ms
 		FROM parts WHERE topic = ? ORDER BY id`, topic)
 	if err != nil {
 		return nil, fmt.Errorf("query parts of %s: %w", topic, err)

@@ -41,6 +41,34 @@ func (b *PartsBlock) LocationParts(kind string, id uint64, from, to int64) []Per
 	return out
 }
 
+// Reclassify gives b's rows of the location recorded in [from, to) (Unix
+// ms) that were placed (not 'late') the class ReclassifyParts gives the
+// stored ones: unscheduled when recorded in one of the unscheduled ranges,
+// counted otherwise. It returns how many rows changed class.
+func (b *PartsBlock) Reclassify(kind string, id uint64, from, to int64, unscheduled [][2]int64) int {
+	k := partLocationKinds[kind]
+	late, counted, outside := partOEEClasses["late"], partOEEClasses["counted"], partOEEClasses["unscheduled"]
+	n := 0
+	for i := range b.ids {
+		t := b.recordedMs[i]
+		if b.kinds[i] != k || b.locIDs[i] != id || t < from || t >= to || b.classes[i] == late {
+			continue
+		}
+		c := counted
+		for _, r := range unscheduled {
+			if t >= r[0] && t < r[1] {
+				c = outside
+				break
+			}
+		}
+		if b.classes[i] != c {
+			b.classes[i] = c
+			n++
+		}
+	}
+	return n
+}
+
 // PeriodParts returns the stored parts of a location recorded in [from,
 // to] (Unix ms), and besides them the last one recorded before from and
 // the first one after to (what says whether a stop or a run crosses the

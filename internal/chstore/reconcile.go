@@ -311,12 +311,12 @@ func (s *Store) reconcileOEEHour(ctx context.Context, hour int64, keys map[rollu
 		}
 		return out, rows.Err()
 	}
-	raw, err := sums("SELECT site, toString(location_kind), location_id, product_id, toString(oee_class), "+
+	raw, err := sums("SELECT site, toString(location_kind), location_id, product_id, "+partClassName+" AS cls, "+
 		"toUInt64(sum(quantity)), toUInt64(sumIf(quantity, quality = 'good')), toUInt64(sumIf(quantity, quality = 'scrap')), "+
 		"toUInt64(sumIf(quantity, quality = 'rework')), toFloat64(sumIf(ideal_cycle_time * quantity, ideal_cycle_time >= 0)), "+
 		"toUInt64(sumIf(quantity, ideal_cycle_time >= 0))"+
 		" FROM parts WHERE ("+strings.Join(ranges, " OR ")+") AND has(?, site) AND has(?, location_id)"+
-		" AND recorded_at >= ? AND recorded_at < ? GROUP BY site, location_kind, location_id, product_id, oee_class",
+		" AND recorded_at >= ? AND recorded_at < ? GROUP BY site, location_kind, location_id, product_id, cls",
 		siteList, locList, at, at.Add(time.Hour))
 	if err != nil {
 		return nil, fmt.Errorf("reconcile rollups: parts of %s by class: %w", at, err)

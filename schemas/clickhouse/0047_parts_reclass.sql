@@ -1,0 +1,13 @@
+-- How a part counts when a recompute derived its location's periods again
+-- under new rules (a shift changed): oee_reclass is the class code
+-- (0 counted, 1 unscheduled, 2 late: oee_class's Enum8 codes) the recompute
+-- gave it, -1 (every row as stored) keeps oee_class. Readers take
+-- if(oee_reclass >= 0, oee_reclass, toInt8(oee_class)) (chstore.partClass).
+--
+-- A separate column because ClickHouse 18.16 cannot ALTER ... UPDATE an
+-- Enum8 column (its if() over Enum8 columns fails); an Int8 updates on both
+-- 18.16 and current servers. The parts rows themselves are never written
+-- again: ids, insertion order and parts_hourly stay as they were; the
+-- recompute moves the quantities between parts_oee_hourly's classes
+-- itself (chstore.ReconcileClassRollup). One ALTER per statement (see 0021).
+ALTER TABLE parts ADD COLUMN oee_reclass Int8 DEFAULT -1;
