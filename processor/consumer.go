@@ -98,6 +98,11 @@ type partState struct {
 	// periods are the state machines of the partition's locations.
 	periods periodSet
 
+	// rewound: a flush run by the loop itself (flushPartition) dropped
+	// the partition's batch and moved its position back; the records of
+	// the current poll after it are read again, not processed now.
+	rewound bool
+
 	// keys are the idempotency ids of the records consumed and not yet
 	// known to be in ClickHouse (see dedupe), with their offsets.
 	keys map[uuid.UUID]int64
@@ -150,6 +155,9 @@ type consumer struct {
 	// afterPeriods runs after a batch's period states and rows are in
 	// ClickHouse and before its parts block (crash tests).
 	afterPeriods func()
+	// afterRecomputePeriods runs once a recompute's period rows are in
+	// ClickHouse, before their changes are produced.
+	afterRecomputePeriods func()
 	// clock is the wall clock of ticks.
 	clock func() time.Time
 	// feed produces the period changes (nil: no change feed).
@@ -198,16 +206,17 @@ type consumerStore interface {
 
 func newConsumer(cfg Config, store consumerStore, master *masterData, m *metrics, logger *slog.Logger) (*consumer, error) {
 	c := &consumer{
-		cfg:          cfg,
-		logger:       logger,
-		m:            m,
-		store:        store,
-		master:       master,
-		policy:       flushPolicy{rows: cfg.BatchRows, interval: cfg.BatchInterval},
-		afterInsert:  func() {},
-		afterPeriods: func() {},
-		clock:        time.Now,
-		parts:        make(map[int32]*partState),
+		cfg:                   cfg,
+		logger:                logger,
+		m:                     m,
+		store:                 store,
+		master:                master,
+		policy:                flushPolicy{rows: cfg.BatchRows, interval: cfg.BatchInterval},
+		afterInsert:           func() {},
+		afterPeriods:          func() {},
+		afterRecomputePeriods: func() {},
+		clock:                 time.Now,
+		parts:                 make(map[int32]*partState),
 	}
 	opts := []kgo.Opt{
 		// The topic is added by run: the group callbacks below read

@@ -78,6 +78,12 @@ func (noRecomputes) InsertPeriodHistory(context.Context, string, time.Time, []ch
 	return errNoRecomputes
 }
 func (noRecomputes) InsertRecompute(context.Context, chstore.Recompute) error { return errNoRecomputes }
+func (noRecomputes) ReclassifyParts(context.Context, string, uint64, int64, int64, [][2]int64) error {
+	return errNoRecomputes
+}
+func (noRecomputes) ReconcileClassRollup(context.Context, string, uint64, int64, int64) (int, error) {
+	return 0, errNoRecomputes
+}
 
 func newMemSink() *memSink {
 	return &memSink{written: map[uint64]int{}, states: map[string]chstore.PeriodState{},

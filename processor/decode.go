@@ -166,19 +166,23 @@ func (c *consumer) process(ctx context.Context, st *partState, r *kgo.Record, d 
 	if until := st.periods.replayUntil; until > 0 {
 		if r.Offset < until {
 			if d.err == nil && d.recompute != nil {
-				// Run again: a request runs once (its result is
-				// stored), and this one may have been cut short.
-				if err := c.applyRecompute(ctx, st, d.recompute, r.Offset, now); err != nil {
-					return err
-				}
+				// Run again once the machines are rebuilt (a request
+				// runs once: its result is stored; this one may have
+				// been cut short). Not now: its flush would save
+				// machines that have not seen the records up to until.
+				st.periods.recomputes = append(st.periods.recomputes, deferredRecompute{rc: d.recompute, offset: r.Offset})
 			}
 			c.replay(st, r, d, now)
 			if r.Offset == until-1 {
 				st.periods.replayUntil = 0
+				return c.runDeferred(ctx, st, now)
 			}
 			return nil
 		}
 		st.periods.replayUntil = 0
+		if err := c.runDeferred(ctx, st, now); err != nil || st.rewound {
+			return err
+		}
 	}
 	if d.err != nil {
 		return c.deadLetter(ctx, st, r, d.class, d.err, now)
@@ -202,7 +206,9 @@ func (c *consumer) process(ctx context.Context, st *partState, r *kgo.Record, d 
 		if err := c.applyRecompute(ctx, st, d.recompute, r.Offset, now); err != nil {
 			return err // ctx done: r stays unconsumed
 		}
-		st.consumed(r, now)
+		if !st.rewound { // else read again, r with it
+			st.consumed(r, now)
+		}
 		return nil
 	}
 	part, eventID := &d.part, d.eventID

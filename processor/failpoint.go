@@ -15,5 +15,9 @@ func afterInsertFailpoint(*slog.Logger) func() { return func() {} }
 // and rows are written, before its parts block.
 func afterPeriodsFailpoint(*slog.Logger) func() { return func() {} }
 
+// recomputeFailpoint returns the hook run once a recompute's period rows
+// are stored, before their changes are produced.
+func recomputeFailpoint(*slog.Logger) func() { return func() {} }
+
 // clockFailpoint returns the wall clock of ticks: time.Now.
 func clockFailpoint(*slog.Logger) func() time.Time { return time.Now }

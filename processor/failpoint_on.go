@@ -52,6 +52,24 @@ func afterPeriodsFailpoint(logger *slog.Logger) func() {
 	}
 }
 
+// recomputeFailpoint kills the process with SIGKILL once the Nth
+// recompute's period rows are stored and before their changes are on the
+// change feed, N = TAKT_FAILPOINT_CRASH_IN_RECOMPUTE.
+func recomputeFailpoint(logger *slog.Logger) func() {
+	n, _ := strconv.Atoi(os.Getenv("TAKT_FAILPOINT_CRASH_IN_RECOMPUTE"))
+	if n <= 0 {
+		return func() {}
+	}
+	var count atomic.Int32
+	return func() {
+		if int(count.Add(1)) == n {
+			logger.Warn("failpoint: killing the process between a recompute's period rows and their changes", "recompute", n)
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {}
+		}
+	}
+}
+
 // clockFailpoint, when TAKT_FAILPOINT_CLOCK_FILE names a file, reads the
 // tick clock from it (an RFC 3339 time; a missing or empty file is the
 // Unix epoch, which ticks nothing), so a test can replay a scenario's

@@ -149,6 +149,11 @@ func (c *consumer) insert(ctx context.Context, batches []*batch) error {
 	if err := c.insertPeriods(ctx, batches); err != nil {
 		return err
 	}
+	for _, b := range batches {
+		if b.recompute {
+			c.afterRecomputePeriods()
+		}
+	}
 	// The period changes go while the parts are written: they depend only
 	// on the period states, which are in ClickHouse now.
 	var feedErr error

@@ -152,13 +152,23 @@ func (c *consumer) pollOnce(ctx context.Context, pd pending) error {
 	// parallel part.
 	now := time.Now()
 	var st *partState
+	var rewound []*partState
 	for i, r := range c.recs {
 		if st == nil || st.partition != r.Partition {
 			st = c.state(r.Partition)
 		}
+		if st.rewound {
+			continue // read again from where the partition was moved back
+		}
 		if err := c.process(ctx, st, r, &c.decoded[i], now); err != nil {
 			return err // ctx done while dead-lettering: r stays unconsumed
 		}
+		if st.rewound {
+			rewound = append(rewound, st)
+		}
+	}
+	for _, st := range rewound {
+		st.rewound = false
 	}
 	clear(c.recs) // do not keep the fetched buffers alive
 	for _, hw := range c.hwms {

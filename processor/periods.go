@@ -119,6 +119,16 @@ type periodSet struct {
 	// being collected that were too late; a state saved with the batch
 	// carries its own.
 	late map[period.Key][]int64
+	// recomputes are the requests met while replaying, run once the
+	// replay ends (runDeferred).
+	recomputes []deferredRecompute
+}
+
+// deferredRecompute is a recompute request read during a replay, and its
+// offset.
+type deferredRecompute struct {
+	rc     *wire.Recompute
+	offset int64
 }
 
 // savedState is a location's state as a flush writes it.

@@ -39,6 +39,8 @@ type batch struct {
 	// validGen is the group generation in which this partition's
 	// position was last checked against ClickHouse.
 	validGen int32
+	// recompute: the batch carries the period rows of a recompute.
+	recompute bool
 
 	// Outcome, written by the flush. inserted: block is in ClickHouse.
 	// insertFailed: an attempt failed, so before trying again we must ask
@@ -111,36 +113,7 @@ func (c *consumer) startFlush(why flushReason) bool {
 		if busy[st.partition] || why == flushWatermark {
 			continue
 		}
-		// Placed now, above the watermark the partition's last flush
-		// published: its flushes run one after the other, so that one
-		// is known, and none is published for it until this one runs.
-		st.lastOrder = st.block.StampOrder(st.floor, st.lastOrder)
-		b := &batch{
-			partition:   st.partition,
-			block:       st.block,
-			records:     st.records,
-			first:       st.first,
-			firstRow:    st.firstRow,
-			next:        st.next,
-			resolutions: st.resolutions,
-			validGen:    st.validGen,
-			floor:       st.floor,
-		}
-		all := why == flushStop || why == flushRebalance
-		b.states, b.checkpoint = st.periods.take(all, time.Now(), st.next.Offset)
-		if st.positioned && b.checkpoint != st.periods.checkpoint {
-			b.writeCheckpoint = true
-			st.periods.checkpoint = b.checkpoint
-		}
-		if st.records == 0 {
-			// Only period work (ticks): the partition's position is
-			// both where it starts and what it would commit.
-			b.first = st.next.Offset
-		}
-		job.batches = append(job.batches, b)
-		st.block = c.freeBlock()
-		st.records = 0
-		st.resolutions = resolutionCounts{}
+		job.batches = append(job.batches, c.takeBatch(st, why))
 	}
 	job.marks = c.idleMarks(busy, pending)
 	if len(job.batches) == 0 && (why != flushWatermark || len(job.marks) == 0) {
@@ -155,6 +128,61 @@ func (c *consumer) startFlush(why flushReason) bool {
 		c.wakePoll()
 	}()
 	return true
+}
+
+// takeBatch moves st's unflushed work into a batch of a flush.
+func (c *consumer) takeBatch(st *partState, why flushReason) *batch {
+	// Placed now, above the watermark the partition's last flush
+	// published: its flushes run one after the other, so that one is
+	// known, and none is published for it until this one runs.
+	st.lastOrder = st.block.StampOrder(st.floor, st.lastOrder)
+	b := &batch{
+		partition:   st.partition,
+		block:       st.block,
+		records:     st.records,
+		first:       st.first,
+		firstRow:    st.firstRow,
+		next:        st.next,
+		resolutions: st.resolutions,
+		validGen:    st.validGen,
+		floor:       st.floor,
+	}
+	all := why == flushStop || why == flushRebalance
+	b.states, b.checkpoint = st.periods.take(all, time.Now(), st.next.Offset)
+	if st.positioned && b.checkpoint != st.periods.checkpoint {
+		b.writeCheckpoint = true
+		st.periods.checkpoint = b.checkpoint
+	}
+	if st.records == 0 {
+		// Only period work (ticks): the partition's position is both
+		// where it starts and what it would commit.
+		b.first = st.next.Offset
+	}
+	st.block = c.freeBlock()
+	st.records = 0
+	st.resolutions = resolutionCounts{}
+	return b
+}
+
+// flushPartition writes st's unflushed work now, in the loop's goroutine,
+// the way every flush does (fence, period states and rows, their changes,
+// parts, commit), and takes its result back. No flush of the partition
+// may be in flight. It reports false when the batch was dropped: the
+// partition is then read again from where the batch began, and the
+// records of the current poll after it are not to be processed
+// (st.rewound).
+func (c *consumer) flushPartition(st *partState, why flushReason) bool {
+	b := c.takeBatch(st, why)
+	b.recompute = why == flushRecompute
+	job := &flushJob{why: why, batches: []*batch{b}, done: make(chan struct{})}
+	c.runJob(c.fctx, job)
+	close(job.done)
+	dropped := b.dropped
+	c.apply(job)
+	if dropped {
+		st.rewound = true
+	}
+	return !dropped
 }
 
 func (c *consumer) anyFinished() bool {

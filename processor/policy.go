@@ -15,6 +15,9 @@ const (
 	// flushWatermark writes nothing but the watermarks of partitions with
 	// nothing pending (see watermark.go).
 	flushWatermark flushReason = "watermark"
+	// flushRecompute writes a partition's work with the period rows of a
+	// recompute (recompute.go), in the consume loop.
+	flushRecompute flushReason = "recompute"
 )
 
 // pending describes the work consumed but not yet committed: rows waiting

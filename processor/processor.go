@@ -135,6 +135,7 @@ func run(ctx context.Context, cfg Config, logger *slog.Logger, store store) erro
 	}
 	c.afterInsert = afterInsertFailpoint(logger)
 	c.afterPeriods = afterPeriodsFailpoint(logger)
+	c.afterRecomputePeriods = recomputeFailpoint(logger)
 	c.clock = cfg.Clock
 	if c.clock == nil {
 		c.clock = clockFailpoint(logger)

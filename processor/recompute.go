@@ -34,18 +34,29 @@ package processor
 // the new versions win whatever order the writes land in. The versions
 // they replace are kept in productionperiods_history.
 //
-// The change feed: the rows a recompute wrote are also handed to the
-// location's outbox as recomputed changes (wire.ChangeRecomputed); the next
-// flush writes them again with the location's state (same id and version)
-// and produces their changes as it does every row's. A crash between the
-// recompute's writes and that flush leaves the periods written but their
-// changes unproduced (the request, read again, finds its result).
+// Writes, in this order, each behind the flushes' fence: the replaced
+// versions (productionperiods_history); the new versions, handed to the
+// location's outbox as recomputed changes (wire.ChangeRecomputed) and
+// written by a flush of the partition run at once (flushPartition: the
+// fence, the saved state with that outbox, the rows, their changes on the
+// feed, the partition's parts); the parts' new classes and the OEE rollup
+// (reclassify); the result. A crash after the saved state leaves the
+// changes to the next owner's feed recovery, like any flush's; a crash
+// before it loses nothing but the run, which the request read again
+// repeats.
+//
+// How the window's parts count (period.Class) follows the new periods: a
+// part recorded in an unscheduled period is made outside the shifts, any
+// other placed part counts (chstore/reclass.go). The flushes of the
+// partition in flight end first, so the mutation finds every part of the
+// location stored or in the block this member holds.
 //
 // Exactly once: a request is known by its id. Its result row is written
 // last; a request read again finds it and does nothing. One cut short (a
 // crash between its writes) runs again: the replaced versions it kept say
-// what the window held before it, and rows already written as derived are
-// not written again, so no duplicate version arises.
+// what the window held before it, rows already written as derived are not
+// written again, so no duplicate version arises, and the parts' classes
+// and the rollup are set, not added to.
 
 import (
 	"context"
@@ -80,6 +91,8 @@ type recomputeStore interface {
 	InsertPeriodHistory(ctx context.Context, recompute string, at time.Time, rows []chstore.PeriodRow) error
 	InsertPeriods(ctx context.Context, rows []chstore.PeriodRow) error
 	InsertRecompute(ctx context.Context, r chstore.Recompute) error
+	ReclassifyParts(ctx context.Context, kind string, id uint64, from, to int64, unscheduled [][2]int64) error
+	ReconcileClassRollup(ctx context.Context, kind string, id uint64, from, to int64) (int, error)
 }
 
 // LostReason is a reason a recompute could not carry over: no period of
@@ -97,9 +110,37 @@ type LostReason struct {
 // the end of its window (each cuts at most 64 shift boundaries).
 const maxRecomputeTicks = 4096
 
+// runDeferred runs the recompute requests read during st's replay, now
+// that it ended. A request whose run gives the partition back (st.rewound)
+// is read again with those after it.
+func (c *consumer) runDeferred(ctx context.Context, st *partState, now time.Time) error {
+	for len(st.periods.recomputes) > 0 {
+		d := st.periods.recomputes[0]
+		if err := c.applyRecompute(ctx, st, d.rc, d.offset, now); err != nil {
+			return err
+		}
+		if st.rewound {
+			st.periods.recomputes = nil
+			return nil
+		}
+		st.periods.recomputes = st.periods.recomputes[1:]
+	}
+	st.periods.recomputes = nil
+	return nil
+}
+
+// Errors of recompute that end a request's run without a result.
+var (
+	// errReadAgain: a flush of the partition was dropped; the partition
+	// is read again from before the request, which then runs again.
+	errReadAgain = errors.New("the partition is read again from before the request")
+)
+
 // applyRecompute runs a recompute request, retrying on ClickHouse errors
 // until it succeeds or ctx ends (then it returns ctx's error and the
-// record stays unconsumed).
+// record stays unconsumed). When the partition is to be read again from
+// before the request (st.rewound: a flush was dropped), the request runs
+// when it is read again.
 func (c *consumer) applyRecompute(ctx context.Context, st *partState, rc *wire.Recompute, offset int64, now time.Time) error {
 	key := period.Key{Kind: rc.LocationKind, ID: rc.LocationID}
 	ls := c.loc(st, key, rc.Site, rc.ExternalID)
@@ -111,22 +152,28 @@ func (c *consumer) applyRecompute(ctx context.Context, st *partState, rc *wire.R
 		ls.fp = cfg.fp
 	}
 	for attempt := 1; ; attempt++ {
-		res, written, repeated, err := c.recompute(ctx, st, ls, cfg, rc, now)
-		if err == nil {
-			// The written rows go to the live feed as recomputed: the
-			// next flush writes them again with the location's state
-			// (same id and version: harmless) and produces their
-			// changes.
-			st.periods.touchAs(ls, written, offset, now, wire.ChangeRecomputed)
-			if repeated {
-				c.m.recomputes.WithLabelValues("repeated").Inc()
-				return nil
-			}
+		res, repeated, err := c.recompute(ctx, st, ls, cfg, rc, offset, now)
+		switch {
+		case err == nil && repeated:
+			c.m.recomputes.WithLabelValues("repeated").Inc()
+			return nil
+		case err == nil:
 			c.m.recomputes.WithLabelValues("done").Inc()
 			c.logger.Info("periods derived again", "recompute", rc.ID, "location_kind", rc.LocationKind,
 				"location", rc.LocationID, "from_ms", res.FromMs, "to_ms", res.ToMs, "parts", res.Parts,
 				"replaced", res.Replaced, "created", res.Created, "deleted", res.Deleted, "unchanged", res.Unchanged,
 				"reasons_lost", res.ReasonsLost)
+			return nil
+		case errors.Is(err, errReadAgain):
+			c.logger.Info("recompute waits for its partition to be read again", "recompute", rc.ID, "partition", st.partition)
+			st.rewound = true
+			return nil
+		case errors.Is(err, errLostMembership):
+			// Not ours to write: the partition's next flush meets the
+			// same fence and gives the records back, this one with them.
+			c.m.fenced.Inc()
+			c.logger.Error("not recomputing: the group no longer gives this member the partition", "recompute", rc.ID,
+				"partition", st.partition, "err", err)
 			return nil
 		}
 		c.logger.Warn("recomputing periods failed; retrying", "recompute", rc.ID, "attempt", attempt, "err", err)
@@ -137,15 +184,22 @@ func (c *consumer) applyRecompute(ctx context.Context, st *partState, rc *wire.R
 }
 
 // recompute does the work of applyRecompute once; repeated reports a
-// request that had already run.
+// request that had already run. offset is the request's.
 func (c *consumer) recompute(ctx context.Context, st *partState, ls *locState, cfg locationConfig, rc *wire.Recompute,
-	now time.Time) (res chstore.Recompute, written []period.Row, repeated bool, err error) {
+	offset int64, now time.Time) (res chstore.Recompute, repeated bool, err error) {
 	qctx, cancel := context.WithTimeout(ctx, insertTimeout)
 	defer cancel()
 	if _, err := c.store.RecomputeByID(qctx, rc.ID); err == nil {
-		return res, nil, true, nil
+		return res, true, nil
 	} else if !errors.Is(err, chstore.ErrNotFound) {
-		return res, nil, false, err
+		return res, false, err
+	}
+	// The partition's flushes in flight end first: their parts are then
+	// stored (and reclassified below), and the recompute's own flush
+	// follows them. One that was dropped gives the partition back from
+	// before this request.
+	if err := c.waitFlushes(ctx, st); err != nil {
+		return res, false, err
 	}
 	key := ls.key
 	rules := ruleVersion(cfg.fp)
@@ -160,14 +214,17 @@ func (c *consumer) recompute(ctx context.Context, st *partState, ls *locState, c
 	end := min(rc.EndMs, limit)
 	if end <= rc.StartMs {
 		res.FromMs, res.ToMs, res.DoneAt = rc.StartMs, rc.StartMs, now
-		return res, nil, false, c.store.InsertRecompute(qctx, res)
+		if err := c.fenceRecompute(ctx, st, offset); err != nil {
+			return res, false, err
+		}
+		return res, false, c.store.InsertRecompute(qctx, res)
 	}
 
 	// The window's periods as they are: stored, and newer versions
 	// this member holds but has not written yet.
 	stored, err := c.store.LocationPeriods(qctx, key.Kind, key.ID, rc.StartMs, end)
 	if err != nil {
-		return res, nil, false, err
+		return res, false, err
 	}
 	current := map[uint64]chstore.PeriodRow{}
 	for _, r := range stored {
@@ -189,7 +246,7 @@ func (c *consumer) recompute(ctx context.Context, st *partState, ls *locState, c
 	// versions it replaced, if it was cut short before, else current.
 	kept, err := c.store.PeriodHistory(qctx, key.Kind, key.ID, rc.ID)
 	if err != nil {
-		return res, nil, false, err
+		return res, false, err
 	}
 	before := map[uint64]chstore.PeriodRow{}
 	for id, r := range current {
@@ -221,7 +278,7 @@ func (c *consumer) recompute(ctx context.Context, st *partState, ls *locState, c
 
 	parts, err := c.store.PeriodParts(qctx, key.Kind, key.ID, from, to)
 	if err != nil {
-		return res, nil, false, err
+		return res, false, err
 	}
 	parts = edgeParts(append(parts, c.pendingParts(st, key)...), from, to)
 	for _, p := range parts {
@@ -294,27 +351,148 @@ func (c *consumer) recompute(ctx context.Context, st *partState, ls *locState, c
 	if len(lost) > 0 {
 		b, err := json.Marshal(lost)
 		if err != nil {
-			return res, nil, false, fmt.Errorf("encode lost reasons: %w", err)
+			return res, false, fmt.Errorf("encode lost reasons: %w", err)
 		}
 		res.ReasonsLost = string(b)
 	}
+	// Nothing is written unless the group still gives us the partition
+	// (the flushes' fence).
+	if err := c.fenceRecompute(ctx, st, offset); err != nil {
+		return res, false, err
+	}
 	// Kept versions first: a request cut short after them finds them.
 	if err := c.store.InsertPeriodHistory(qctx, rc.ID, now, replaced); err != nil {
-		return res, nil, false, err
+		return res, false, err
 	}
-	if err := c.store.InsertPeriods(qctx, write); err != nil {
-		return res, nil, false, err
+	// How the window's parts count follows the new periods: first the
+	// parts this member holds (written by the flush below).
+	unscheduled := unscheduledRanges(derived)
+	st.block.Reclassify(key.Kind, key.ID, from, to, unscheduled)
+	if len(write) > 0 {
+		// The new versions go to the location's outbox and are written
+		// by a flush of the partition now: with the location's saved
+		// state, so their changes reach the live feed (as recomputed)
+		// even when this process dies before it produced them
+		// (feed.go's recovery), and behind the flush's fence.
+		written := make([]period.Row, len(write))
+		for i, r := range write {
+			written[i] = period.Row{ID: r.ID, State: period.State(r.State), Start: r.Start, End: r.End, Open: r.Open,
+				Shift: shifts[r.ID], Reason: r.Reason, FirstOfStop: r.FirstOfStop, Dispatch: r.Dispatch, DispatchType: r.DispatchType,
+				Version: r.Version, Deleted: r.Deleted, Rules: r.RuleVersion}
+		}
+		st.periods.touchAs(ls, written, offset, now, wire.ChangeRecomputed)
+		if !c.flushPartition(st, flushRecompute) {
+			return res, false, errReadAgain
+		}
+	}
+	// Then the stored parts and the OEE rollup.
+	if err := c.reclassify(ctx, key, from, to, unscheduled); err != nil {
+		return res, false, err
 	}
 	res.DoneAt = now
 	if err := c.store.InsertRecompute(qctx, res); err != nil {
-		return res, nil, false, err
+		return res, false, err
 	}
-	for _, r := range write {
-		written = append(written, period.Row{ID: r.ID, State: period.State(r.State), Start: r.Start, End: r.End, Open: r.Open,
-			Shift: shifts[r.ID], Reason: r.Reason, FirstOfStop: r.FirstOfStop, Dispatch: r.Dispatch, DispatchType: r.DispatchType,
-			Version: r.Version, Deleted: r.Deleted, Rules: r.RuleVersion})
+	return res, false, nil
+}
+
+// fenceRecompute is the flushes' fence (fence, checkPositions) for a
+// recompute about to write: the partition's position is committed, which
+// the broker accepts only from a member of the current generation, and
+// the group's assignment must give this member the partition. offset is
+// the request's.
+func (c *consumer) fenceRecompute(ctx context.Context, st *partState, offset int64) error {
+	first := offset
+	switch {
+	case st.records > 0:
+		first = st.first // everything before it is stored (waitFlushes)
+	case st.positioned:
+		first = st.next.Offset
 	}
-	return res, written, false, nil
+	b := &batch{partition: st.partition, first: first, validGen: st.validGen}
+	gen, err := c.fence(ctx, []*batch{b}, nil)
+	if err == nil {
+		err = c.checkPositions(ctx, []*batch{b}, gen)
+	}
+	if err == nil && b.overtaken {
+		err = fmt.Errorf("%w: ClickHouse holds rows of partition %d from offset %d on", errLostMembership, st.partition, first)
+	}
+	if err != nil {
+		return err
+	}
+	st.validGen = b.validGen
+	return nil
+}
+
+// reclassify gives the stored parts of key recorded in [from, to) the
+// class the new periods give them and moves their quantities between the
+// OEE rollup's classes (chstore/reclass.go). Both steps are idempotent: a
+// request cut short after them runs them again to the same result.
+func (c *consumer) reclassify(ctx context.Context, key period.Key, from, to int64, unscheduled [][2]int64) error {
+	mctx, cancel := context.WithTimeout(ctx, reclassTimeout)
+	defer cancel()
+	if err := c.store.ReclassifyParts(mctx, key.Kind, key.ID, from, to, unscheduled); err != nil {
+		return err
+	}
+	n, err := c.store.ReconcileClassRollup(mctx, key.Kind, key.ID, from, to)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		c.logger.Info("OEE rollup follows the parts' new classes", "location_kind", key.Kind, "location", key.ID,
+			"from_ms", from, "to_ms", to, "keys", n)
+	}
+	return nil
+}
+
+// reclassTimeout bounds one attempt at reclassifying a window's parts: the
+// server rewrites the data parts of the parts table that hold them.
+const reclassTimeout = 2 * time.Minute
+
+// unscheduledRanges returns the spans of the unscheduled periods among
+// rows: the parts recorded there count as made outside the shifts.
+func unscheduledRanges(rows []period.Row) [][2]int64 {
+	var out [][2]int64
+	for _, r := range rows {
+		if r.State != period.Unscheduled {
+			continue
+		}
+		if n := len(out); n > 0 && out[n-1][1] == r.Start {
+			out[n-1][1] = r.End
+			continue
+		}
+		out = append(out, [2]int64{r.Start, r.End})
+	}
+	return out
+}
+
+// waitFlushes waits until no flush in flight holds a batch of st's
+// partition, and takes from them what the next flush of the partition
+// needs (the watermark they published); the loop takes the rest of their
+// results back after the request. It returns errReadAgain when one of
+// them was dropped: the partition is read again from before the request.
+func (c *consumer) waitFlushes(ctx context.Context, st *partState) error {
+	dropped := false
+	for _, j := range c.inflight {
+		for _, b := range j.batches {
+			if b.partition != st.partition {
+				continue
+			}
+			select {
+			case <-j.done:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if w, ok := j.published[st.partition]; ok {
+				st.floor = max(st.floor, w)
+			}
+			dropped = dropped || b.dropped
+		}
+	}
+	if dropped {
+		return errReadAgain
+	}
+	return nil
 }
 
 func isDown(state string) bool {

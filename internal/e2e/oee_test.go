@@ -61,6 +61,8 @@ type scenarioSite struct {
 	externalID string
 	// products maps the scenario's product codes to their ids.
 	products map[string]uint64
+	// shiftIDs are the ids of the scenario's shifts, in its order.
+	shiftIDs []uint64
 }
 
 // setupScenarios creates the scenarios' master data and gives the demo
@@ -102,6 +104,7 @@ func setupScenarios(t *testing.T, names []string) ([]*scenarioSite, func(context
 			}
 			for _, sh := range s.sc.Shifts {
 				shiftID++
+				s.shiftIDs = append(s.shiftIDs, shiftID)
 				must(store.WriteRow(ctx, "shifts", shiftID, chstore.Row{"site": s.site, "line": s.line, "code": sh.Name,
 					"description": "", "start_time": sh.Start, "end_time": sh.End, "days": sh.Days}, audit))
 			}

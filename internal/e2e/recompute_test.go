@@ -135,13 +135,16 @@ func windowPeriods(pl *player, s *scenarioSite) []string {
 const freshReasons = 1000
 
 // TestRecomputeEqualsFreshRun recomputes reference scenarios under a
-// changed stop threshold and compares them with a fresh run under it.
+// changed stop threshold or changed shifts and compares them with a fresh
+// run under the new rules.
 func TestRecomputeEqualsFreshRun(t *testing.T) {
 	cases := []struct {
 		name      string
-		threshold float64 // seconds
-		// same: the new threshold derives the same periods (only their
-		// rule version changes); lost: the reasons no period carries.
+		threshold float64 // seconds; 0: the scenario's
+		// shifts replace the scenario's shifts (same count, same order).
+		shifts []oeetest.Shift
+		// same: the new rules derive the same periods (only their rule
+		// version changes); lost: the reasons no period carries.
 		same bool
 		lost int
 	}{
@@ -149,6 +152,12 @@ func TestRecomputeEqualsFreshRun(t *testing.T) {
 		{name: "12_fractional_threshold", threshold: 60},           // every 64.1 s gap is a stop now
 		{name: "04_planned_stop", threshold: 2000, lost: 1},        // the planned stop is gone, and its reason
 		{name: "08_stop_across_night", threshold: 120, same: true}, // the stop stays: its pieces keep their reason
+		// The shift starts at 05:00: the ten parts made 05:30–05:39
+		// count now, in a run of scheduled time.
+		{name: "09_run_start_and_counted_parts", shifts: []oeetest.Shift{{Name: "A", Start: "05:00", End: "14:00"}}},
+		// The shift starts at 07:00: the first hour's parts are made
+		// outside it now.
+		{name: "01_downtime_in_shift", shifts: []oeetest.Shift{{Name: "A", Start: "07:00", End: "14:00"}}},
 	}
 	var names []string
 	for _, c := range cases {
@@ -157,7 +166,12 @@ func TestRecomputeEqualsFreshRun(t *testing.T) {
 	sites, setup := setupScenarios(t, names)
 	for i, c := range cases {
 		fresh := sites[2*i+1].sc
-		fresh.StopThreshold = c.threshold
+		if c.threshold != 0 {
+			fresh.StopThreshold = c.threshold
+		}
+		if c.shifts != nil {
+			fresh.Shifts = c.shifts
+		}
 		var events []oeetest.Event
 		for _, ev := range fresh.Events {
 			switch {
@@ -180,7 +194,11 @@ func TestRecomputeEqualsFreshRun(t *testing.T) {
 	pl := &player{t: t, p: p, setClock: clock.set, batch: 200,
 		catalogReloads: func() float64 { return metricOf(procAdmin, "takt_processor_catalog_refreshes_total") }}
 	for i, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
+		name := c.name
+		if c.shifts != nil {
+			name += "/shifts"
+		}
+		t.Run(name, func(t *testing.T) {
 			pl.t = t
 			old, fresh := sites[2*i], sites[2*i+1]
 			for _, s := range []*scenarioSite{old, fresh} {
@@ -204,11 +222,24 @@ func TestRecomputeEqualsFreshRun(t *testing.T) {
 				})
 			}
 			var a, b map[string]any
+			// Every part, however it counts (new shifts move parts
+			// between produced and unscheduled).
+			total := func(f map[string]any) float64 {
+				n := 0.0
+				for _, k := range []string{"produced_quantity", "unscheduled_quantity", "late_quantity"} {
+					v, _ := f[k].(float64)
+					n += v
+				}
+				return n
+			}
+			e := old.sc.Expected
+			parts := e["produced_quantity"] + e["unscheduled_quantity"] + e["late_quantity"]
 			waitFor(t, 60*time.Second, "every part in the figures", func() bool {
 				a, b = oeeFigures(t, p, old), oeeFigures(t, p, fresh)
-				ok := a["produced_quantity"] == b["produced_quantity"] && a["produced_quantity"] == old.sc.Expected["produced_quantity"]
+				ok := a["produced_quantity"] == old.sc.Expected["produced_quantity"] && total(a) == total(b) && total(a) == parts
 				if !ok {
-					t.Logf("produced: %v and %v, want %v (%s %v)", a["produced_quantity"], b["produced_quantity"], old.sc.Expected["produced_quantity"], old.sc.Name, old.sc.Window)
+					t.Logf("produced: %v and %v, want %v; all parts %v and %v, want %v (%s %v)", a["produced_quantity"], b["produced_quantity"],
+						old.sc.Expected["produced_quantity"], total(a), total(b), parts, old.sc.Name, old.sc.Window)
 				}
 				return ok
 			})
@@ -218,12 +249,23 @@ func TestRecomputeEqualsFreshRun(t *testing.T) {
 			}
 			oldPeriods := windowPeriods(pl, old)
 
-			// The new rule: the line's threshold changed (written as the
-			// scenario setup writes it), read by the processor.
+			// The new rule: the line's threshold or shifts changed
+			// (written as the scenario setup writes them), read by the
+			// processor.
 			reloads := pl.catalogReloads()
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			err := p.store.PutLine(ctx, chstore.Line{ID: old.line, Site: old.site, Area: 1, Code: fmt.Sprintf("L%d", old.line),
-				ExternalID: old.externalID, StopThreshold: c.threshold, Audit: chstore.Audit{CreatedBy: "test", LastUpdatedBy: "test"}})
+			audit := chstore.Audit{CreatedBy: "test", LastUpdatedBy: "test"}
+			var err error
+			if c.threshold != 0 {
+				err = p.store.PutLine(ctx, chstore.Line{ID: old.line, Site: old.site, Area: 1, Code: fmt.Sprintf("L%d", old.line),
+					ExternalID: old.externalID, StopThreshold: c.threshold, Audit: audit})
+			}
+			for j, sh := range c.shifts {
+				if err == nil {
+					err = p.store.WriteRow(ctx, "shifts", old.shiftIDs[j], chstore.Row{"site": old.site, "line": old.line, "code": sh.Name,
+						"description": "", "start_time": sh.Start, "end_time": sh.End, "days": sh.Days}, audit)
+				}
+			}
 			cancel()
 			if err != nil {
 				t.Fatal(err)
