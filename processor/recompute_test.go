@@ -1,11 +1,19 @@
 package processor
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/period"
+	"github.com/takt/takt/internal/testenv"
+	"github.com/takt/takt/internal/wire"
 )
 
 func TestEdgeParts(t *testing.T) {
@@ -107,5 +115,112 @@ func TestSamePeriodAtStoredPrecision(t *testing.T) {
 		if samePeriod(a, c) {
 			t.Errorf("%s: a changed row is the same", name)
 		}
+	}
+}
+
+// recomputeSink is memSink with an empty window to recompute: no result
+// yet, no parts, no periods; it counts the recompute's writes.
+type recomputeSink struct {
+	*memSink
+	writes atomic.Int32
+}
+
+func (s *recomputeSink) RecomputeByID(_ context.Context, id string) (chstore.Recompute, error) {
+	return chstore.Recompute{}, fmt.Errorf("recompute %s: %w", id, chstore.ErrNotFound)
+}
+func (*recomputeSink) PeriodParts(context.Context, string, uint64, int64, int64) ([]chstore.PeriodPart, error) {
+	return nil, nil
+}
+func (*recomputeSink) LocationPeriods(context.Context, string, uint64, int64, int64) ([]chstore.PeriodRow, error) {
+	return nil, nil
+}
+func (*recomputeSink) PeriodHistory(context.Context, string, uint64, string) ([]chstore.PeriodRow, error) {
+	return nil, nil
+}
+func (s *recomputeSink) InsertPeriodHistory(context.Context, string, time.Time, []chstore.PeriodRow) error {
+	s.writes.Add(1)
+	return nil
+}
+func (s *recomputeSink) InsertRecompute(context.Context, chstore.Recompute) error {
+	s.writes.Add(1)
+	return nil
+}
+func (s *recomputeSink) ReclassifyParts(context.Context, string, uint64, int64, int64, [][2]int64) error {
+	s.writes.Add(1)
+	return nil
+}
+func (s *recomputeSink) ReconcileClassRollup(context.Context, string, uint64, int64, int64) (int, error) {
+	s.writes.Add(1)
+	return 0, nil
+}
+
+// TestRecomputeBehindTheFence: a recompute of a location whose partition
+// the group's assignment gives another member writes nothing, not even
+// its result; one of the member's own partition runs.
+func TestRecomputeBehindTheFence(t *testing.T) {
+	e := newFakeEnv(t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	member := func() *kgo.Client {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.ConsumerGroup(e.group),
+			kgo.ConsumeTopics(e.topic), kgo.DisableAutoCommit())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(cl.Close)
+		return cl
+	}
+	owns := func(cl *kgo.Client, n int) []int32 {
+		t.Helper()
+		for ctx.Err() == nil {
+			pctx, pcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+			cl.PollFetches(pctx)
+			pcancel()
+			c := &consumer{cfg: e.config(), cl: cl, store: newMemSink(), logger: testenv.Logger(t)}
+			if owned, err := c.ownedPartitions(ctx); err == nil && len(owned) == n {
+				var ps []int32
+				for p := range owned {
+					ps = append(ps, p)
+				}
+				return ps
+			}
+		}
+		t.Fatalf("member never owned %d partitions", n)
+		return nil
+	}
+	a := member()
+	owns(a, 2)
+	b := member()
+	mine := owns(b, 1)
+	theirs := 1 - mine[0]
+	owns(a, 1)
+
+	key := period.Key{Kind: "line", ID: 7}
+	start := time.Date(2024, 3, 4, 6, 0, 0, 0, time.UTC)
+	rc := &wire.Recompute{Control: wire.Control{ID: "r1", Site: 1, LocationKind: key.Kind, LocationID: key.ID, ExternalID: "l7"},
+		StartMs: start.UnixMilli(), EndMs: start.Add(time.Hour).UnixMilli()}
+	for _, tc := range []struct {
+		name      string
+		partition int32
+		refused   bool
+	}{
+		{"the partition of another member", theirs, true},
+		{"its own partition", mine[0], false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sink := &recomputeSink{memSink: newMemSink()}
+			c := &consumer{cfg: e.config(), cl: b, store: sink, logger: testenv.Logger(t)}
+			st := &partState{partition: tc.partition, block: new(chstore.PartsBlock), validGen: -1}
+			ls := &locState{key: key, site: 1, extID: "l7", m: period.New(key, period.Config{})}
+			_, _, err := c.recompute(ctx, st, ls, locationConfig{}, rc, 5, time.Now())
+			switch {
+			case tc.refused && !errors.Is(err, errLostMembership):
+				t.Fatalf("recompute: %v, want the writes refused as lost membership", err)
+			case tc.refused && sink.writes.Load() != 0:
+				t.Fatalf("%d writes of a recompute the fence refused", sink.writes.Load())
+			case !tc.refused && (err != nil || sink.writes.Load() == 0):
+				t.Fatalf("recompute of its own partition: %v, %d writes", err, sink.writes.Load())
+			}
+		})
 	}
 }
