@@ -342,9 +342,11 @@ func (mb *mqttBroker) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Pac
 	if c == nil {
 		return pk, packets.ErrRejectPacket
 	}
+	// The payload is not copied: mochi decodes each packet from bytes of
+	// its own, and keeps nothing of one refused with ErrRejectPacket.
 	msg := &mqttMessage{
 		topic:    pk.TopicName,
-		payload:  append([]byte(nil), pk.Payload...),
+		payload:  pk.Payload,
 		pid:      pk.PacketID,
 		qos:      pk.FixedHeader.Qos,
 		dup:      pk.FixedHeader.Dup,
