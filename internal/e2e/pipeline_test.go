@@ -137,6 +137,11 @@ func startWith(t *testing.T, o options) *pipeline {
 	qcfg.RedisAddr, qcfg.RedisPrefix = redisAddr, prefix
 	qcfg.KafkaBrokers, qcfg.PartsTopic, qcfg.PeriodChangesTopic = e.Brokers, topic, changes
 	qcfg.FeedHeartbeat = 300 * time.Millisecond
+	// A stream a test closes holds its key's slot until the server sees
+	// the connection gone, a moment later: the tests that open and close
+	// streams one after another must not run into the per-key bound
+	// (queryapi's tests check the bound itself).
+	qcfg.FeedMaxStreamsPerKey = 16
 	icfg.RateLimit.Disabled = o.noRateLimit
 	qcfg.RateLimit.Disabled = o.noRateLimit
 	var caFile string
