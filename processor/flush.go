@@ -354,12 +354,14 @@ func (c *consumer) fence(ctx context.Context, batches []*batch, marks []mark) (i
 
 // checkPositions runs once per partition and group generation, after the
 // fence passed: if ClickHouse holds rows at or after the batch's first
-// offset, another member wrote this partition while we were out of the
-// group (we were removed and rejoined, and the client kept its
-// assignment, so adjustOffsets did not run). The batch is then dropped
-// and the partition resumes after those rows. Within one generation no
-// other member can own the partition, so one check per generation
-// suffices.
+// offset, they are a block whose INSERT failed and landed anyway (one of
+// ours, dropped by apply), or another member wrote this partition while
+// we were out of the group (we were removed and rejoined, and the client
+// kept its assignment, so adjustOffsets did not run). The batch is then
+// dropped and the partition resumes after those rows, once their rollups
+// are repaired: either INSERT may have been cut short between the parts
+// block and its views (repairRollups). Within one generation no other
+// member can own the partition, so one check per generation suffices.
 func (c *consumer) checkPositions(ctx context.Context, batches []*batch, gen int32) error {
 	var owned map[int32]bool
 	for _, b := range batches {
@@ -383,12 +385,16 @@ func (c *consumer) checkPositions(ctx context.Context, batches []*batch, gen int
 		if !owned[b.partition] {
 			return fmt.Errorf("%w: partition %d belongs to another member in generation %d", errLostMembership, b.partition, gen)
 		}
-		last, found, err := c.store.PartsMaxOffset(ctx, c.cfg.Topic, b.partition, b.first)
+		_, found, err := c.store.PartsMaxOffset(ctx, c.cfg.Topic, b.partition, b.first)
 		if err != nil {
 			return fmt.Errorf("partition %d: %w", b.partition, err)
 		}
 		if found {
-			c.logger.Warn("another member wrote this partition while we were out of the group; skipping after its rows",
+			last, err := c.skipStored(ctx, b.partition, b.first)
+			if err != nil {
+				return err
+			}
+			c.logger.Warn("ClickHouse holds rows of this partition from our first offset on (an insert of ours that failed and landed, or another member's while we were out of the group); skipping after them",
 				"partition", b.partition, "our_first_offset", b.first, "clickhouse_last", last)
 			b.overtaken, b.resumeAt = true, last+1
 			continue
@@ -464,4 +470,27 @@ func (c *consumer) commit(ctx context.Context, offsets map[int32]kgo.EpochOffset
 		return fmt.Errorf("%w: %w", errLostMembership, rerr)
 	}
 	return rerr
+}
+
+// skipStored prepares skipping the rows of partition that ClickHouse holds
+// from offset first on, and returns the last one. The INSERTs still
+// running in the server end first (the block's own may still be writing
+// its views, and its rows may not all be visible yet), then the rollups of
+// those rows are repaired: skipping them unrepaired would lose whatever
+// their views did not write for good.
+func (c *consumer) skipStored(ctx context.Context, partition int32, first int64) (int64, error) {
+	if err := c.store.WaitPartsInserts(ctx, 20*time.Millisecond, nil); err != nil {
+		return 0, fmt.Errorf("partition %d: %w", partition, err)
+	}
+	last, found, err := c.store.PartsMaxOffset(ctx, c.cfg.Topic, partition, first)
+	if err != nil {
+		return 0, fmt.Errorf("partition %d: %w", partition, err)
+	}
+	if !found {
+		return 0, fmt.Errorf("partition %d: the rows from offset %d on are no longer found", partition, first)
+	}
+	if err := c.repairRollups(ctx, partition, first, last); err != nil {
+		return 0, err
+	}
+	return last, nil
 }
