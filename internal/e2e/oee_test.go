@@ -151,7 +151,7 @@ func (pl *player) play(s *scenarioSite) {
 		case ev.Series != nil:
 			pl.postSeries(s, i, ev.Series)
 		case ev.Tick != nil:
-			pl.setClock(*ev.Tick)
+			pl.moveClock(*ev.Tick)
 		case ev.Assign != nil:
 			pl.assign(s, ev.Assign)
 		case ev.Ideal != nil:
@@ -340,14 +340,24 @@ func (pl *player) writeRecord(area string, id uint64, method string, form url.Va
 	waitFor(t, 30*time.Second, "the processor to reload master data", func() bool { return pl.catalogReloads() >= before+2 })
 }
 
+// moveClock sets the processor's tick clock once every part acknowledged
+// so far is stored. A clock moved ahead of parts still on their way makes
+// the processor close and finalise the periods they belong to first (a
+// day of idle time), so it stores them as too late to place, and the
+// figures miss them.
+func (pl *player) moveClock(t time.Time) {
+	pl.awaitParts()
+	pl.setClock(t)
+}
+
 // awaitParts returns once every part acknowledged so far is stored: a
-// master-data change must not reach the processor before the parts sent
-// ahead of it, or they would be resolved with it. The periods the player
-// waits for after each event do not show this when the last parts leave
-// them as they were.
+// master-data change or a clock tick must not reach the processor before
+// the parts sent ahead of it, or they would be resolved or placed with it.
+// The periods the player waits for after each event do not show this when
+// the last parts leave them as they were (a running period stays open).
 func (pl *player) awaitParts() {
 	acked := strconv.FormatInt(time.Now().UnixMilli(), 10)
-	waitFor(pl.t, 60*time.Second, "the parts acknowledged before a master-data change to be stored", func() bool {
+	waitFor(pl.t, 60*time.Second, "the parts acknowledged so far to be stored", func() bool {
 		a := pl.p.readWM(pl.t, "/api/1.0/parts/", url.Values{"limit": {"1"}, "min_watermark": {acked}})
 		return a.status == http.StatusOK && a.env.Success
 	})

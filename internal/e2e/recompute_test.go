@@ -208,7 +208,7 @@ func TestRecomputeEqualsFreshRun(t *testing.T) {
 			// Two days later every period of the window is final: the
 			// state machines hold only the day before the clock.
 			later := old.sc.Now.Add(48 * time.Hour)
-			clock.set(later)
+			pl.moveClock(later)
 			for _, s := range []*scenarioSite{old, fresh} {
 				waitFor(t, 30*time.Second, "the periods of the day after", func() bool {
 					for _, line := range pl.storedPeriods(s) {
