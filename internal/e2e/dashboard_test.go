@@ -98,6 +98,26 @@ var dashboardLocations = []location{
 	{externalID: "evil_1", product: "PROD001", ideal: 45, perEvent: 1, slowdown: 1.2},
 }
 
+// dashboardZone is the plant's time zone in the test: the one whose
+// clock reads noon at the start of the run. The dashboard shows the
+// plant's day; near a zone's midnight that day would hold minutes of the
+// history, too little for the figures the test looks for.
+var dashboardZone = noonZone(time.Now())
+
+// noonZone names the whole-hour zone (Etc/GMT±n, UTC−11 … UTC+12) whose
+// clock is in the hour from noon at now.
+func noonZone(now time.Time) string {
+	off := (12 - now.UTC().Hour() + 24) % 24
+	if off > 12 {
+		off -= 24
+	}
+	if off == 0 {
+		return "Etc/GMT"
+	}
+	// The Etc zones' signs are POSIX's: Etc/GMT-3 is three hours ahead.
+	return fmt.Sprintf("Etc/GMT%+d", -off)
+}
+
 func dashboardSetup(ctx context.Context, store *chstore.Store) {
 	audit := chstore.Audit{CreatedBy: "test", LastUpdatedBy: "test"}
 	must := func(err error) {
@@ -105,6 +125,8 @@ func dashboardSetup(ctx context.Context, store *chstore.Store) {
 			panic(err)
 		}
 	}
+	must(store.WriteRow(ctx, "sites", demo.SiteID, chstore.Row{"description": "Demo Plant", "timezone": dashboardZone,
+		"test_site": true}, audit))
 	must(store.PutSite(ctx, chstore.Site{ID: 2, Description: "Test plant " + evilText, Timezone: "America/Chicago", Audit: audit}))
 	must(store.PutUser(ctx, chstore.User{ID: 1, Username: demo.Username, Admin: true, Sites: []uint64{demo.SiteID, 2}, Active: true, Audit: audit}))
 	must(store.PutArea(ctx, chstore.Area{ID: 2, Site: 2, Code: "TEST", Audit: audit}))
@@ -444,14 +466,14 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	clock := &liveClock{}
 	p := startWith(t, options{setup: dashboardSetup, clock: clock.now, noRateLimit: true})
-	site1, _ := time.LoadLocation("Europe/Berlin")
+	site1, err := time.LoadLocation(dashboardZone)
+	if err != nil {
+		t.Fatal(err)
+	}
 	now := time.Now()
-	dayStart := time.Date(now.In(site1).Year(), now.In(site1).Month(), now.In(site1).Day(), 0, 0, 0, 0, site1)
-	start := dayStart
-	if now.Sub(start) < 3*time.Hour {
-		// Early in the day: the history starts yesterday, the figures
-		// still cover today only.
-		start = now.Add(-3 * time.Hour)
+	start := time.Date(now.In(site1).Year(), now.In(site1).Month(), now.In(site1).Day(), 0, 0, 0, 0, site1)
+	if now.Sub(start) < 6*time.Hour {
+		t.Fatalf("the plant's clock reads %s, want about noon (zone %s)", now.In(site1).Format(time.TimeOnly), dashboardZone)
 	}
 
 	// A day of history, in time order, through the ingestor.
