@@ -169,11 +169,13 @@ func (c *consumer) applyRecompute(ctx context.Context, st *partState, rc *wire.R
 			st.rewound = true
 			return nil
 		case errors.Is(err, errLostMembership):
-			// Not ours to write: the partition's next flush meets the
-			// same fence and gives the records back, this one with them.
+			// Not ours to write: give back what is unflushed, as a flush
+			// the fence refused does, and read it again (this request
+			// with it) if the group still gives us the partition.
 			c.m.fenced.Inc()
-			c.logger.Error("not recomputing: the group no longer gives this member the partition", "recompute", rc.ID,
-				"partition", st.partition, "err", err)
+			c.logger.Error("not recomputing: the group no longer gives this member the partition; reading it again",
+				"recompute", rc.ID, "partition", st.partition, "err", err)
+			c.giveBack(st, offset)
 			return nil
 		}
 		c.logger.Warn("recomputing periods failed; retrying", "recompute", rc.ID, "attempt", attempt, "err", err)
@@ -394,6 +396,22 @@ func (c *consumer) recompute(ctx context.Context, st *partState, ls *locState, c
 		return res, false, err
 	}
 	return res, false, nil
+}
+
+// giveBack drops st's unflushed work the way a flush the fence refused is
+// dropped: the machines go back to their saved states and the partition
+// is read again from its first unflushed record, or from the request at
+// offset (st.rewound).
+func (c *consumer) giveBack(st *partState, offset int64) {
+	b := c.takeBatch(st, flushRecompute)
+	b.dropped, b.resumeAt = true, b.first
+	if b.records == 0 {
+		b.resumeAt = offset
+	}
+	done := make(chan struct{})
+	close(done)
+	c.apply(&flushJob{why: flushRecompute, batches: []*batch{b}, done: done})
+	st.rewound = true
 }
 
 // fenceRecompute is the flushes' fence (fence, checkPositions) for a

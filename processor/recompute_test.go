@@ -223,4 +223,21 @@ func TestRecomputeBehindTheFence(t *testing.T) {
 			}
 		})
 	}
+	// The request as the loop runs it: refused, it gives the partition
+	// back to be read again from the request on.
+	t.Run("given back", func(t *testing.T) {
+		sink := &recomputeSink{memSink: newMemSink()}
+		c := testConsumer(t)
+		c.cfg, c.cl, c.store, c.fctx = e.config(), b, sink, ctx
+		st := &partState{partition: theirs, block: new(chstore.PartsBlock), validGen: -1, positioned: true,
+			next: kgo.EpochOffset{Epoch: -1, Offset: 5}}
+		c.parts = map[int32]*partState{theirs: st}
+		if err := c.applyRecompute(ctx, st, rc, 5, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if !st.rewound || sink.writes.Load() != 0 || st.next.Offset != 5 {
+			t.Fatalf("refused request: rewound %t, %d writes, position %d; want read again from 5, nothing written",
+				st.rewound, sink.writes.Load(), st.next.Offset)
+		}
+	})
 }
