@@ -138,7 +138,7 @@ type player struct {
 	afterPost func(event, batch int)
 	// batch is the number of parts per POST (default 200).
 	batch int
-	// catalogReloads reads the processor's count of master-data reloads.
+	// catalogReloads reads the processor's count of master-data reloads that succeeded.
 	catalogReloads func() float64
 }
 
@@ -363,6 +363,15 @@ func (pl *player) awaitParts() {
 	})
 }
 
+// catalogLoads counts a processor's master-data reloads that succeeded:
+// those that ended less those that failed (a failed one read nothing). The
+// ended ones are read first, so a reload that fails between the two reads
+// lowers the count, never raises it.
+func catalogLoads(addr string) float64 {
+	ended := metricOf(addr, "takt_processor_catalog_refreshes_total")
+	return ended - metricOf(addr, "takt_processor_catalog_refresh_errors_total")
+}
+
 // metricOf reads one counter of a processor's /metrics (0 when it does
 // not answer).
 func metricOf(addr, name string) float64 {
@@ -478,7 +487,7 @@ func TestOEEScenariosThroughPipeline(t *testing.T) {
 	clock := &scenarioClock{}
 	p := startWith(t, options{setup: setup, clock: clock.now, noRateLimit: true, catalogRefresh: 300 * time.Millisecond})
 	pl := &player{t: t, p: p, setClock: clock.set, batch: 200,
-		catalogReloads: func() float64 { return metricOf(p.procCfg.Addr, "takt_processor_catalog_refreshes_total") }}
+		catalogReloads: func() float64 { return catalogLoads(p.procCfg.Addr) }}
 	for _, s := range sites {
 		t.Run(s.sc.Name, func(t *testing.T) {
 			pl.t = t
@@ -515,7 +524,7 @@ func TestOEEScenarioWithProcessorKills(t *testing.T) {
 		pr.mu.Lock()
 		addr := pr.addr
 		pr.mu.Unlock()
-		return metricOf(addr, "takt_processor_catalog_refreshes_total")
+		return catalogLoads(addr)
 	}, afterPost: func(event, batch int) {
 		if batch%2 == 1 {
 			// The first processor dies at its failpoint on its first

@@ -192,7 +192,7 @@ func TestRecomputeEqualsFreshRun(t *testing.T) {
 	p := startWith(t, options{setup: setup, clock: clock.now, noRateLimit: true, catalogRefresh: 300 * time.Millisecond})
 	procAdmin := p.procCfg.Addr
 	pl := &player{t: t, p: p, setClock: clock.set, batch: 200,
-		catalogReloads: func() float64 { return metricOf(procAdmin, "takt_processor_catalog_refreshes_total") }}
+		catalogReloads: func() float64 { return catalogLoads(procAdmin) }}
 	for i, c := range cases {
 		name := c.name
 		if c.shifts != nil {
