@@ -657,9 +657,23 @@ func (w *Workload) readDef(ctx context.Context, def *record.Area) error {
 		if _, err := s.RecordsAt(ctx, a, q, workloadSites, p.Ahead[:min(len(p.Ahead), q.Limit)]); err != nil {
 			return err
 		}
-		q, _ = parse("limit=4&offset=8&quality=good")
-		if _, err := s.Records(ctx, a, q, workloadSites); err != nil {
-			return err
+		// By offset: parts_order's windows are counted (uniqExact on the
+		// index, count() on parts for ids the index holds in a window).
+		for _, raw := range []string{"limit=4&offset=8&quality=good", "limit=4&offset=8&site=1", "limit=3&offset=2&location=1"} {
+			q, _ = parse(raw)
+			p, err := s.Records(ctx, a, q, workloadSites)
+			if err != nil {
+				return err
+			}
+			// A filter on a field parts_order does not hold, after a
+			// cursor: the ids of the window from the index, the rows
+			// from parts.
+			if p.Next != nil {
+				q, _ = parse("limit=2&quality=good")
+				if _, err := s.RecordsAfter(ctx, a, q, workloadSites, *p.Next); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	return nil

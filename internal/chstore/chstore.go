@@ -117,6 +117,9 @@ type Store struct {
 	// replica address in cluster mode (replicas.go), nil otherwise.
 	cluster  string
 	replicas []replica
+	// stats: what searches of the order indexes start from (shared by the
+	// copies With* methods make).
+	stats *indexStats
 }
 
 // Open connects to ClickHouse, creates the Takt database if it is missing,
@@ -174,7 +177,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 	if cfg.Recorder != nil {
 		conn = recordingConn{Conn: conn, rec: cfg.Recorder}
 	}
-	s := &Store{conn: conn, db: cfg.Database, logger: logger, areas: record.Takt, cluster: cfg.Cluster}
+	s := &Store{conn: conn, db: cfg.Database, logger: logger, areas: record.Takt, cluster: cfg.Cluster, stats: &indexStats{}}
 	if cfg.Cluster != "" {
 		if s.replicas, err = openReplicas(cfg, opts); err != nil {
 			conn.Close()

@@ -33,3 +33,31 @@ func OnRollupsDisagree(f func()) (undo func()) {
 	rollupsDisagreeHook = f
 	return func() { rollupsDisagreeHook = nil }
 }
+
+// UnindexedRecordArea is RecordAreaByName without the area's order index:
+// pages in insertion order are found in its table.
+func UnindexedRecordArea(name string) *RecordArea {
+	def, ok := record.Takt.Area(name)
+	if !ok {
+		panic(name)
+	}
+	plain := *def
+	plain.OrderIndex, plain.IndexFields = "", nil
+	a, err := NewRecordArea(&plain)
+	if err != nil {
+		panic(err)
+	}
+	return a
+}
+
+// SetFirstWindow makes searches of order indexes start with a window of
+// width ms (0: as they would), and returns how to undo it.
+func SetFirstWindow(width int64) (undo func()) {
+	firstWindowHook = func(w int64) int64 {
+		if width > 0 {
+			return width
+		}
+		return w
+	}
+	return func() { firstWindowHook = nil }
+}

@@ -46,6 +46,10 @@ type RecordArea struct {
 	watermarked bool
 	watermark   int64
 	keyset      bool
+	// index is the area's OrderIndex table (empty: none), indexed the
+	// fields whose expressions it can compute.
+	index   string
+	indexed map[string]bool
 	// ahead: reads in insertion order find the positions of this many
 	// pages (see WithLookAhead).
 	ahead  int
@@ -68,6 +72,12 @@ func NewRecordArea(def *record.Area) (*RecordArea, error) {
 			// FINAL in a subquery: the filters then see only the latest
 			// version of each record, whatever the server pushes down.
 			a.from = "(SELECT * FROM " + def.Table + " FINAL)"
+		}
+	}
+	if def.OrderIndex != "" {
+		a.index, a.indexed = def.OrderIndex, map[string]bool{}
+		for _, name := range def.IndexFields {
+			a.indexed[name] = true
 		}
 	}
 	for _, f := range def.Fields {

@@ -53,10 +53,12 @@ var ErrTimeout = errors.New("query timed out")
 // (max_execution_time), so an abandoned query does not keep running there.
 //
 // Areas in insertion order (parts) are read in two steps: the ids of the
-// page first, reading only the columns the filters and the order need,
-// then the page's rows by id through the primary key. ClickHouse 18.16
-// does not read in index order for ORDER BY ... LIMIT, so a one-step read
-// would read every column of every row before the page.
+// page first, then the page's rows by id through the primary key.
+// ClickHouse 18.16 does not read in index order for ORDER BY ... LIMIT, so
+// a one-step read would read every column of every row before the page.
+// With an order index (parts_order) the ids are found in windows of its
+// key range that hold about the page (records_window.go); without one, by
+// reading the filters' and the order's columns of every row.
 func (s *Store) Records(ctx context.Context, a *RecordArea, q l2l.Query, sites []uint64) (RecordPage, error) {
 	return s.readRecords(ctx, a, q, sites, nil, nil, nil)
 }
@@ -147,7 +149,12 @@ func (s *Store) readRecords(ctx context.Context, a *RecordArea, q l2l.Query, sit
 			if a.ahead > 1 && a.InsertionOrder(q) {
 				n *= a.ahead
 			}
-			pos, err := s.pageIDs(ctx, a, q, sites, after, n)
+			var pos []Cursor
+			if a.index != "" && a.InsertionOrder(q) {
+				pos, err = s.windowPositions(ctx, a, q, sites, after, n)
+			} else {
+				pos, err = s.pageIDs(ctx, a, q, sites, after, n)
+			}
 			if err != nil {
 				return RecordPage{}, err
 			}

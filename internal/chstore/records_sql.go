@@ -161,9 +161,15 @@ func selectSQL(b *strings.Builder, a *RecordArea, q l2l.Query, props []string) [
 // whereSQL writes " FROM ... WHERE ..." with the site restriction, the id,
 // the watermark and the filters.
 func whereSQL(a *RecordArea, q l2l.Query, sites []uint64, id *uint64) (string, []any, error) {
+	return whereFromSQL(a, a.from, q, sites, id)
+}
+
+// whereFromSQL is whereSQL reading from, which must have the columns the
+// site, the watermark and the filters name.
+func whereFromSQL(a *RecordArea, from string, q l2l.Query, sites []uint64, id *uint64) (string, []any, error) {
 	var b strings.Builder
 	var args []any
-	b.WriteString(" FROM " + a.from + " WHERE ")
+	b.WriteString(" FROM " + from + " WHERE ")
 	if a.master {
 		b.WriteString("deleted = 0 AND ")
 	}

@@ -41,6 +41,8 @@ var locationKinds = []string{"line", "machine"}
 // insertion order (order_ms, then id); see chstore.RecordArea.WithWatermark.
 var partArea = &Area{
 	Name: "parts", Record: "Part", Table: "parts", InsertionOrder: "stored_at", Site: SiteField,
+	// parts_order (0048) holds these fields' columns.
+	OrderIndex: "parts_order", IndexFields: []string{"id", "site", "location", "location_kind", "externalid"},
 	Doc: "One record per part event (read-only). id = (Kafka partition << 40) | offset: unique, stable when a message" +
 		" is replayed, below 2^53.",
 	Fields: []Field{

@@ -329,7 +329,15 @@ type Area struct {
 	// Order must be the table's order_ms column; pages are then found by
 	// id first (see internal/chstore).
 	InsertionOrder string
-	Site           Site
+	// OrderIndex, for an area in insertion order, is where its pages are
+	// found: a table holding order_ms and id of every row of Table,
+	// sorted by (order_ms, id), with the stored columns of the fields in
+	// IndexFields (see internal/chstore: a page is found in a narrow key
+	// range of it instead of by sorting Table). Empty: pages are found in
+	// Table.
+	OrderIndex  string
+	IndexFields []string
+	Site        Site
 	// Line is the SQL expression of the line a record belongs to (0: none),
 	// a UInt64 of a row of From; ShiftStartDate fields need it.
 	Line string

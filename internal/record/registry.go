@@ -208,6 +208,14 @@ func (r *Registry) problems(a *Area) []string {
 			bad("insertion order field %q must be ordered by order_ms", a.InsertionOrder)
 		}
 	}
+	if a.OrderIndex != "" && a.InsertionOrder == "" {
+		bad("OrderIndex needs an insertion order")
+	}
+	for _, name := range a.IndexFields {
+		if f, ok := a.Field(name); !ok || !f.Has(Read) {
+			bad("index field %q is not a read field", name)
+		}
+	}
 	seen := map[string]bool{}
 	for i := range a.Actions {
 		ac := &a.Actions[i]
