@@ -165,11 +165,12 @@ func (a *RecordArea) WithWatermark(ms int64) *RecordArea {
 
 // WithLookAhead returns a copy of a whose reads in insertion order also
 // find the positions of the rows of the pages - 1 pages after the one
-// asked for (RecordPage.Ahead), at almost no cost: finding a page's ids
-// scans the whole table (ClickHouse 18.16 does not read in index order),
-// however few ids it keeps. A caller that remembers them reads the
-// following pages with RecordsAt, which skips that scan. Other areas are
-// returned unchanged.
+// asked for (RecordPage.Ahead), at little cost: finding a page's ids is a
+// read of its own (a window of the order index, or, without one, a scan of
+// the whole table, since ClickHouse 18.16 does not read in index order),
+// and a few more ids add little to it. A caller that remembers them reads
+// the following pages with RecordsAt, which skips that read. Other areas
+// are returned unchanged.
 func (a *RecordArea) WithLookAhead(pages int) *RecordArea {
 	if !a.keyset {
 		return a

@@ -138,12 +138,16 @@ func (s *Store) readRecords(ctx context.Context, a *RecordArea, q l2l.Query, sit
 	if a.keyset && id == nil {
 		var ids []uint64
 		var last Cursor
+		// span: the order_ms of the page's first and last rows, when
+		// its positions are known.
+		var span *[2]int64
 		if at != nil {
 			ids = make([]uint64, len(at))
 			for i, c := range at {
 				ids[i] = c.ID
 			}
 			last = at[len(at)-1]
+			span = &[2]int64{at[0].OrderMs, last.OrderMs}
 		} else {
 			n := q.Limit
 			if a.ahead > 1 && a.InsertionOrder(q) {
@@ -167,6 +171,7 @@ func (s *Store) readRecords(ctx context.Context, a *RecordArea, q l2l.Query, sit
 			}
 			if len(pos) > 0 {
 				last = pos[len(pos)-1]
+				span = &[2]int64{pos[0].OrderMs, last.OrderMs}
 			}
 		}
 		if a.InsertionOrder(q) {
@@ -184,7 +189,10 @@ func (s *Store) readRecords(ctx context.Context, a *RecordArea, q l2l.Query, sit
 		for i, id := range ids {
 			order[id] = i
 		}
-		query, args, err = rowsByIDSQL(a, q, sites, props, ids)
+		if a.index == "" || !a.InsertionOrder(q) {
+			span = nil
+		}
+		query, args, err = rowsByIDSQL(a, q, sites, props, ids, span)
 		if err != nil {
 			return RecordPage{}, err
 		}

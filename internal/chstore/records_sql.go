@@ -86,10 +86,22 @@ func pageIDsSQL(a *RecordArea, q l2l.Query, sites []uint64, after *Cursor, n int
 // cycle_time) its ids spread over whole partitions and the ranges would
 // hold every row between them, so the ids are listed too: the work and
 // the rows built stay those of the page.
-func rowsByIDSQL(a *RecordArea, q l2l.Query, sites []uint64, props []string, ids []uint64) (string, []any, error) {
+//
+// span, when set, holds the order_ms of the page's first and last rows
+// (insertion order, a table with order_ms): it is the PREWHERE. An id
+// range selects, in every data part of the table, the granule where the
+// partition's ids end as well (the primary key cannot tell what lies
+// between two marks), and those granules hold rows of other times: the
+// order_ms column alone rules them out, before the other columns are read.
+func rowsByIDSQL(a *RecordArea, q l2l.Query, sites []uint64, props []string, ids []uint64, span *[2]int64) (string, []any, error) {
 	var b strings.Builder
 	args := selectSQL(&b, a, q, props)
-	where, wargs, err := whereSQL(a, q, sites, nil)
+	from := a.from
+	if span != nil {
+		from += " PREWHERE order_ms >= ? AND order_ms <= ?"
+		args = append(args, span[0], span[1])
+	}
+	where, wargs, err := whereFromSQL(a, from, q, sites, nil)
 	if err != nil {
 		return "", nil, err
 	}
