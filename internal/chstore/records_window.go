@@ -28,7 +28,7 @@ import (
 // orderStats is what a search of an order index starts from.
 type orderStats struct {
 	rows  uint64 // rows in the index (with duplicates not yet merged)
-	first int64  // the smallest order_ms in the index
+	first int64  // at most the smallest order_ms in the index, by less than a minute
 	at    time.Time
 }
 
@@ -36,19 +36,27 @@ type orderStats struct {
 // first window's width.
 const orderStatsTTL = 5 * time.Second
 
+// indexPartitionMs is the span of order_ms one partition of an order
+// index holds (PARTITION BY intDiv(order_ms, 2592000000), see 0048).
+const indexPartitionMs = 2_592_000_000
+
 // indexStats caches orderStats per index table.
 type indexStats struct {
 	mu sync.Mutex
 	m  map[string]orderStats
 }
 
-// orderStats returns the row count and the first order_ms of index.
+// orderStats returns the row count of index and where its first row lies.
 //
-// The first order_ms is read once (a read of the whole order_ms column)
-// and kept: rows only ever join the end of the insertion order (a row is
-// stored with an order_ms above the published watermark), so it stays a
-// lower bound of every row's order_ms. The count costs nothing (the
-// table's metadata) and only sizes the first window.
+// Both come without reading the table: ClickHouse 18.16 reads a whole
+// column for count() or min() (100M rows: ~0.1 s and ~2.5 s). The count
+// is the active data parts' (system.parts), and only sizes the first
+// window. The first row is found by halving a range, from the first
+// partition's, while the lower half holds a row (each check reads the
+// first block of a key range), down to a minute. It is kept: rows only
+// ever join the end of the insertion order (a row is stored with an
+// order_ms above the published watermark), so it stays a lower bound of
+// every row's order_ms.
 func (s *Store) orderStats(ctx context.Context, index string) (orderStats, error) {
 	s.stats.mu.Lock()
 	st, ok := s.stats.m[index]
@@ -56,17 +64,28 @@ func (s *Store) orderStats(ctx context.Context, index string) (orderStats, error
 	if ok && time.Since(st.at) < orderStatsTTL {
 		return st, nil
 	}
-	rows, err := s.QueryUint64(ctx, "SELECT count() FROM "+index)
-	if err != nil {
+	var rows uint64
+	var partition int64
+	if err := s.conn.QueryRow(ctx, "SELECT toUInt64(sum(rows)), toInt64(min(toInt64(partition))) FROM system.parts "+
+		"WHERE active AND database = currentDatabase() AND table = ?", index).Scan(&rows, &partition); err != nil {
 		return orderStats{}, fmt.Errorf("rows of %s: %w", index, err)
 	}
 	st.rows, st.at = rows, time.Now()
 	if !ok && rows > 0 {
-		var first int64
-		if err := s.conn.QueryRow(ctx, "SELECT min(order_ms) FROM "+index).Scan(&first); err != nil {
-			return orderStats{}, fmt.Errorf("first row of %s: %w", index, err)
+		lo, hi := partition*indexPartitionMs, (partition+1)*indexPartitionMs
+		for hi-lo > 60_000 {
+			mid := lo + (hi-lo)/2
+			n, err := s.QueryUint64(ctx, "SELECT count() FROM (SELECT order_ms FROM "+index+" WHERE order_ms >= ? AND order_ms < ? LIMIT 1)", lo, mid)
+			if err != nil {
+				return orderStats{}, fmt.Errorf("first row of %s: %w", index, err)
+			}
+			if n > 0 {
+				hi = mid
+			} else {
+				lo = mid
+			}
 		}
-		st.first = first
+		st.first = lo
 		ok = true
 	}
 	if ok {
