@@ -509,11 +509,13 @@ type OEEPeriod struct {
 //
 // A period's id, site, location and start never change between its
 // versions, so they filter inside FINAL; end, state and deleted do, so they
-// filter outside it.
+// filter outside it. The read is of productionperiods_by_location (0049),
+// the same versions ordered by location and start: a location's key range,
+// not every period of the site.
 func (s *Store) OEEPeriods(ctx context.Context, sc OEEScope, from, to int64) ([]OEEPeriod, error) {
 	var q strings.Builder
 	q.WriteString("SELECT toString(location_kind), location, toString(state), toInt64(toUInt32(start)) * 1000, " +
-		"toInt64(toUInt32(ifNull(end, toDateTime(0)))) * 1000, isNull(end), first_of_stop FROM (SELECT * FROM productionperiods FINAL WHERE ")
+		"toInt64(toUInt32(ifNull(end, toDateTime(0)))) * 1000, isNull(end), first_of_stop FROM (SELECT * FROM productionperiods_by_location FINAL WHERE ")
 	args := sc.where(&q, "location_kind", "location", "")
 	q.WriteString(" AND start < toDateTime(?)) WHERE deleted = 0 AND (isNull(end) OR end >= toDateTime(?)) ORDER BY location_kind, location, start")
 	args = append(args, ceilDiv(to, 1000), from/1000)
