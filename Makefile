@@ -13,7 +13,7 @@ STACK := compose/local/stack.sh
 # services whose state the cache cannot see).
 TESTFLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: run up down status test test-unit build lint fmt loadtest bench test-modern test-containers chaos fuzz screenshot up-cluster test-cluster
+.PHONY: run up down status test test-unit build lint fmt loadtest bench bench-growth test-modern test-containers chaos fuzz screenshot up-cluster test-cluster
 
 run: ## whole stack in the foreground; Ctrl-C stops every process it started
 	@$(STACK) run
@@ -67,6 +67,13 @@ loadtest: up ## a short verified run of the load harness; LOADTEST_ARGS="-rate 5
 
 bench: up ## the figures of bench/README.md on the local stack (~5 min): bench/report.md, bench/report.json
 	$(GO) run ./loadtest/cmd/bench -out bench $(BENCH_ARGS)
+
+# bench-growth: the parts area's paging and the 7-day OEE read at growing
+# sizes of the parts table, in a scratch database of its own on the local
+# ClickHouse (dropped at the end); GROWTH_ARGS="-sizes 1M,10M,100M" for the
+# 100M figures (~15 min, ~5 GB while it runs).
+bench-growth: up ## paging and OEE cost at 1M and 10M parts (bench/capacity.md's data-growth figures)
+	$(GO) run ./loadtest/cmd/growth -json bench/growth.json $(GROWTH_ARGS)
 
 build:
 	$(GO) build -o bin/ ./cmd/... ./ingestor/cmd/... ./processor/cmd/... ./queryapi/cmd/...
