@@ -454,9 +454,15 @@ func (w *Workload) processorReads(ctx context.Context) error {
 	if err := w.Both(ctx, fmt.Sprintf("ALTER TABLE parts_hourly DELETE WHERE hour = toDateTime(%d)", at(11, 0).Unix())); err != nil {
 		return err
 	}
+	// And partition 0's rows of the insertion-order index, so that the
+	// repair writes them again.
+	if err := w.Both(ctx, fmt.Sprintf("ALTER TABLE parts_order DELETE WHERE id >= %d AND id <= %d",
+		chstore.PartID(0, 0), chstore.PartID(0, 29))); err != nil {
+		return err
+	}
 	rep, err := s.ReconcileRollups(ctx, workloadTopic, 0, 0, 29)
-	if err != nil || rep.Repaired == 0 {
-		return fmt.Errorf("reconcile rollups: %+v %v, want a repair", rep, err)
+	if err != nil || rep.Repaired == 0 || rep.OrderRepaired == 0 {
+		return fmt.Errorf("reconcile rollups: %+v %v, want a repair of parts_hourly and parts_order", rep, err)
 	}
 	_, err = s.ReconcileRollups(ctx, workloadTopic, 1, 0, 29)
 	return err

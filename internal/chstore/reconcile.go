@@ -46,13 +46,18 @@ type RollupRepair struct {
 	// OEEProduced is the quantity added there.
 	OEERepaired int
 	OEEProduced uint64
+	// OrderRepaired counts the parts rows that had no row in parts_order
+	// (the index of the parts area's insertion order) and were given one.
+	OrderRepaired uint64
 	// Surplus counts keys whose rollup holds more than parts (the rollup
 	// was fed twice); they are reported, not changed.
 	Surplus int
 }
 
 // Changed reports whether the repair wrote rollup rows.
-func (r RollupRepair) Changed() bool { return r.Repaired > 0 || r.OEERepaired > 0 }
+func (r RollupRepair) Changed() bool {
+	return r.Repaired > 0 || r.OEERepaired > 0 || r.OrderRepaired > 0
+}
 
 // rollupKey is one parts_hourly key.
 type rollupKey struct {
@@ -88,7 +93,7 @@ const hourExpr = "toDateTime(intDiv(toUInt32(recorded_at), 3600) * 3600)"
 // them yet would count them twice once it has.
 func (s *Store) ReconcileRollups(ctx context.Context, topic string, partition int32, from, to int64) (RollupRepair, error) {
 	var rep RollupRepair
-	err := s.onSyncedReplica(ctx, []string{"parts", "parts_hourly", "parts_oee_hourly", "parts_hour_ranges"}, func(rs *Store) error {
+	err := s.onSyncedReplica(ctx, []string{"parts", "parts_hourly", "parts_oee_hourly", "parts_hour_ranges", "parts_order"}, func(rs *Store) error {
 		var err error
 		rep, err = rs.reconcileRollups(ctx, topic, partition, from, to)
 		return err
@@ -121,6 +126,14 @@ func (s *Store) reconcileRollups(ctx context.Context, topic string, partition in
 		FROM parts WHERE `+inRange+` GROUP BY site, h, partition`, lo, hi, topic)
 	if err != nil {
 		return rep, fmt.Errorf("reconcile rollups: parts_hour_ranges: %w", err)
+	}
+
+	// The insertion-order index: the rows of the range it lacks. Its key
+	// is (order_ms, id), so the look-up is bounded by the range's order_ms
+	// span; parts_order replaces duplicates and is read DISTINCT, so a
+	// row written twice by racing repairs is harmless.
+	if rep.OrderRepaired, err = s.repairPartsOrder(ctx, inRange, lo, hi, topic); err != nil {
+		return rep, err
 	}
 
 	// The keys the range touches, by hour.
@@ -432,4 +445,30 @@ func setList(m map[uint64]bool) []uint64 {
 		out = append(out, v)
 	}
 	return out
+}
+
+// repairPartsOrder gives every parts row of the id range [lo, hi] of
+// topic (inRange's placeholders) that has no parts_order row one, and
+// returns how many it wrote.
+func (s *Store) repairPartsOrder(ctx context.Context, inRange string, lo, hi uint64, topic string) (uint64, error) {
+	var mn, mx int64
+	if err := s.conn.QueryRow(ctx, "SELECT min(order_ms), max(order_ms) FROM parts WHERE "+inRange, lo, hi, topic).Scan(&mn, &mx); err != nil {
+		return 0, fmt.Errorf("reconcile rollups: order span: %w", err)
+	}
+	indexed := "SELECT id FROM parts_order WHERE order_ms >= ? AND order_ms <= ? AND id >= ? AND id <= ?"
+	missing, err := s.QueryUint64(ctx, "SELECT count() FROM parts WHERE "+inRange+" AND id NOT IN ("+indexed+")",
+		lo, hi, topic, mn, mx, lo, hi)
+	if err != nil {
+		return 0, fmt.Errorf("reconcile rollups: parts_order: %w", err)
+	}
+	if missing == 0 {
+		return 0, nil
+	}
+	err = s.conn.Exec(ctx, `INSERT INTO parts_order (order_ms, id, site, location_kind, location_id, externalid)
+		SELECT order_ms, id, site, location_kind, location_id, externalid
+		FROM parts WHERE `+inRange+" AND id NOT IN ("+indexed+")", lo, hi, topic, mn, mx, lo, hi)
+	if err != nil {
+		return 0, fmt.Errorf("reconcile rollups: parts_order: %w", err)
+	}
+	return missing, nil
 }

@@ -103,19 +103,31 @@ func TestReconcileRollups(t *testing.T) {
 		return n == 0
 	}
 
+	// ordered counts the distinct parts_order rows of partition p's
+	// offsets [lo, hi].
+	ordered := func(p int32, lo, hi int64) uint64 {
+		t.Helper()
+		n, err := s.QueryUint64(ctx, "SELECT uniqExact(id) FROM parts_order WHERE id >= ? AND id <= ?",
+			chstore.PartID(p, lo), chstore.PartID(p, hi))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
 	block(0, 0, 1500) // a complete block: views ran
 	if rep, err := s.ReconcileRollups(ctx, "t", 0, 0, 1499); err != nil || rep.Changed() || rep.Rows != 1500 || rep.Keys == 0 {
 		t.Fatalf("reconcile of a complete block = %+v, %v; want nothing to repair", rep, err)
 	}
 
 	// The crash: partition 1's block lands in parts, its views do not.
-	for _, v := range []string{"parts_hourly_mv", "parts_oee_hourly_mv", "parts_hour_ranges_mv"} {
+	for _, v := range []string{"parts_hourly_mv", "parts_oee_hourly_mv", "parts_hour_ranges_mv", "parts_order_mv"} {
 		if err := s.Exec(ctx, "DETACH TABLE "+v); err != nil {
 			t.Fatal(err)
 		}
 	}
 	block(1, 0, 1200)
-	for _, v := range []string{"parts_hourly_mv", "parts_oee_hourly_mv", "parts_hour_ranges_mv"} {
+	for _, v := range []string{"parts_hourly_mv", "parts_oee_hourly_mv", "parts_hour_ranges_mv", "parts_order_mv"} {
 		if err := s.Exec(ctx, "ATTACH TABLE "+v); err != nil {
 			t.Fatal(err)
 		}
@@ -132,6 +144,9 @@ func TestReconcileRollups(t *testing.T) {
 	}
 	if oeeAgrees() {
 		t.Fatal("the OEE rollups agree with parts while the block's views did not run")
+	}
+	if n := ordered(1, 0, 1199); n != 0 {
+		t.Fatalf("parts_order holds %d rows of the block whose views did not run", n)
 	}
 
 	rep, err := s.ReconcileRollups(ctx, "t", 1, 0, 1199)
@@ -151,9 +166,16 @@ func TestReconcileRollups(t *testing.T) {
 	if !rangesCover(1, 0, 1199) {
 		t.Fatal("parts_hour_ranges does not cover the block after the repair")
 	}
+	if n := ordered(1, 0, 1199); n != 1200 || rep.OrderRepaired != 1200 {
+		t.Fatalf("after the repair parts_order holds %d rows of the block (%d written), want 1200", n, rep.OrderRepaired)
+	}
 	// Again: nothing left to do, nothing counted twice.
 	if rep, err := s.ReconcileRollups(ctx, "t", 1, 0, 1199); err != nil || rep.Changed() {
 		t.Fatalf("second repair = %+v, %v; want no change", rep, err)
+	}
+	if n, err := s.QueryUint64(ctx, "SELECT count() FROM parts_order WHERE id >= ? AND id <= ?",
+		chstore.PartID(1, 0), chstore.PartID(1, 1199)); err != nil || n != 1200 {
+		t.Fatalf("after a second repair parts_order holds %d rows of the block (%v), want 1200", n, err)
 	}
 	if _, roll2 := compare(); !reflect.DeepEqual(roll, roll2) {
 		t.Fatal("second repair changed the rollup")
