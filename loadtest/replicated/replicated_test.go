@@ -288,6 +288,8 @@ var figures = []struct{ name, sql string }{
 	{"period_state checksum", "SELECT sum(cityHash64(location, version)) FROM period_state"},
 	{"parts_hourly keys off parts", hourlyOffKeys},
 	{"parts_oee_hourly keys off parts", oeeOffKeys},
+	{"parts_order ids", "SELECT uniqExact(id) FROM parts_order"},
+	{"parts ids off parts_order", "SELECT count() FROM parts WHERE id NOT IN (SELECT id FROM parts_order)"},
 }
 
 // hourlyOffKeys and oeeOffKeys count the keys (site, location, product,
@@ -327,7 +329,7 @@ func checkConverged(ctx context.Context, t *testing.T, replicas []string, db str
 			t.Fatalf("replica %s: %v", addr, err)
 		}
 		defer s.Close()
-		for _, table := range []string{"parts", "parts_hourly", "parts_oee_hourly", "parts_hour_ranges", "productionperiods", "period_state"} {
+		for _, table := range []string{"parts", "parts_hourly", "parts_oee_hourly", "parts_hour_ranges", "parts_order", "productionperiods", "period_state"} {
 			if err := s.Exec(ctx, "SYSTEM SYNC REPLICA "+table); err != nil {
 				t.Fatalf("replica %s: sync %s: %v", addr, table, err)
 			}
@@ -355,6 +357,11 @@ func checkConverged(ctx context.Context, t *testing.T, replicas []string, db str
 		}
 		if got[i]["parts_hourly events"] != got[i]["parts rows"] {
 			t.Errorf("replica %s: parts_hourly events %d, parts rows %d", addr, got[i]["parts_hourly events"], got[i]["parts rows"])
+		}
+		// The insertion-order index holds every part once, nothing else.
+		if got[i]["parts_order ids"] != got[i]["parts rows"] || got[i]["parts ids off parts_order"] != 0 {
+			t.Errorf("replica %s: parts_order holds %d ids, parts %d rows, %d of them not in parts_order", addr,
+				got[i]["parts_order ids"], got[i]["parts rows"], got[i]["parts ids off parts_order"])
 		}
 		for _, f := range []string{"parts_hourly keys off parts", "parts_oee_hourly keys off parts"} {
 			if got[i][f] != 0 {
