@@ -95,7 +95,10 @@ var dashboardLocations = []location{
 		stops: []stop{{0.25, 15, reasonMaterial}, {0.6, 20, reasonChange}}, stoppedFor: 35 * time.Minute, stopReason: reasonChange},
 	{externalID: "paint_1", product: "PROD001", ideal: 45, perEvent: 1, slowdown: 1.55, live: true,
 		stops: []stop{{0.5, 35, reasonMaint}}},
-	{externalID: "evil_1", product: "PROD001", ideal: 45, perEvent: 1, slowdown: 1.2},
+	// Silent for the last 70 minutes: the test's last part is then the
+	// only one of its last hour, which no older part leaves while the test
+	// watches the figure move.
+	{externalID: "evil_1", product: "PROD001", ideal: 45, perEvent: 1, slowdown: 1.2, stoppedFor: 70 * time.Minute},
 }
 
 // dashboardZone is the plant's time zone in the test: the one whose
