@@ -490,16 +490,11 @@ func TestConsumerRebalance(t *testing.T) {
 	}
 }
 
-// TestCheckPositionsRefusesAPartitionOfAnother: a member that rejoined
-// the group in a new generation passes the fence (its commit is of the
-// generation) even for a partition the group gave another member, whose
-// rows need not be stored yet. The position check must ask the group's
-// assignment and refuse to write it.
-func TestCheckPositionsRefusesAPartitionOfAnother(t *testing.T) {
-	e := newFakeEnv(t, 2)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	member := func() *kgo.Client {
+// groupMembers returns how a test makes a member of e's consumer group
+// (without automatic commits) and waits until the group's assignment
+// gives a member n partitions (which it returns).
+func groupMembers(ctx context.Context, t *testing.T, e *fakeEnv) (member func() *kgo.Client, owns func(cl *kgo.Client, n int) []int32) {
+	member = func() *kgo.Client {
 		cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.ConsumerGroup(e.group),
 			kgo.ConsumeTopics(e.topic), kgo.DisableAutoCommit())
 		if err != nil {
@@ -508,8 +503,7 @@ func TestCheckPositionsRefusesAPartitionOfAnother(t *testing.T) {
 		t.Cleanup(cl.Close)
 		return cl
 	}
-	// owns polls cl until the group's assignment gives it n partitions.
-	owns := func(cl *kgo.Client, n int) []int32 {
+	owns = func(cl *kgo.Client, n int) []int32 {
 		t.Helper()
 		for ctx.Err() == nil {
 			pctx, pcancel := context.WithTimeout(ctx, 200*time.Millisecond)
@@ -527,6 +521,19 @@ func TestCheckPositionsRefusesAPartitionOfAnother(t *testing.T) {
 		t.Fatalf("member never owned %d partitions", n)
 		return nil
 	}
+	return member, owns
+}
+
+// TestCheckPositionsRefusesAPartitionOfAnother: a member that rejoined
+// the group in a new generation passes the fence (its commit is of the
+// generation) even for a partition the group gave another member, whose
+// rows need not be stored yet. The position check must ask the group's
+// assignment and refuse to write it.
+func TestCheckPositionsRefusesAPartitionOfAnother(t *testing.T) {
+	e := newFakeEnv(t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	member, owns := groupMembers(ctx, t, e)
 	a := member()
 	owns(a, 2)
 	b := member()

@@ -161,33 +161,7 @@ func TestRecomputeBehindTheFence(t *testing.T) {
 	e := newFakeEnv(t, 2)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	member := func() *kgo.Client {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...), kgo.ConsumerGroup(e.group),
-			kgo.ConsumeTopics(e.topic), kgo.DisableAutoCommit())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(cl.Close)
-		return cl
-	}
-	owns := func(cl *kgo.Client, n int) []int32 {
-		t.Helper()
-		for ctx.Err() == nil {
-			pctx, pcancel := context.WithTimeout(ctx, 200*time.Millisecond)
-			cl.PollFetches(pctx)
-			pcancel()
-			c := &consumer{cfg: e.config(), cl: cl, store: newMemSink(), logger: testenv.Logger(t)}
-			if owned, err := c.ownedPartitions(ctx); err == nil && len(owned) == n {
-				var ps []int32
-				for p := range owned {
-					ps = append(ps, p)
-				}
-				return ps
-			}
-		}
-		t.Fatalf("member never owned %d partitions", n)
-		return nil
-	}
+	member, owns := groupMembers(ctx, t, e)
 	a := member()
 	owns(a, 2)
 	b := member()

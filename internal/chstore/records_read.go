@@ -276,12 +276,17 @@ func (s *Store) pageIDs(ctx context.Context, a *RecordArea, q l2l.Query, sites [
 	if err != nil {
 		return nil, err
 	}
+	return s.readCursors(ctx, a, query, args, n, make([]Cursor, 0, n))
+}
+
+// readCursors runs query, which selects id and order_ms of at most n rows
+// of area a, and appends them to out in order.
+func (s *Store) readCursors(ctx context.Context, a *RecordArea, query string, args []any, n int, out []Cursor) ([]Cursor, error) {
 	rows, err := s.conn.Query(maxRows(ctx, n), query, args...)
 	if err != nil {
 		return nil, readError(ctx, a, err)
 	}
 	defer rows.Close()
-	out := make([]Cursor, 0, n)
 	for rows.Next() {
 		var c Cursor
 		if err := rows.Scan(&c.ID, &c.OrderMs); err != nil {

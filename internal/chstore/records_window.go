@@ -201,23 +201,7 @@ func (s *Store) windowRows(ctx context.Context, a *RecordArea, q l2l.Query, site
 	}
 	query += " LIMIT ? OFFSET ?"
 	args = append(args, n, skip)
-	rows, err := s.conn.Query(maxRows(ctx, n), query, args...)
-	if err != nil {
-		return nil, readError(ctx, a, err)
-	}
-	defer rows.Close()
-	var out []Cursor
-	for rows.Next() {
-		var c Cursor
-		if err := rows.Scan(&c.ID, &c.OrderMs); err != nil {
-			return nil, fmt.Errorf("scan %s id: %w", a.def.Name, err)
-		}
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, readError(ctx, a, err)
-	}
-	return out, nil
+	return s.readCursors(ctx, a, query, args, n, nil)
 }
 
 // windowCount counts the rows of q within order_ms [lo, hi].
