@@ -194,6 +194,17 @@ func TestPeriodsSurviveKills(t *testing.T) {
 	send(0)
 	send(1)
 	e.waitRows(uint64(len(all)), 30*time.Second, p.alive)
+	// One more part per location, 30 s after its last: absorbed into the
+	// running period without a row, so its flush saves no machine (a flush
+	// saves those that returned rows, and one fast flush of both phases
+	// would have saved them all). The next process must replay them.
+	var absorbed []wire.Part
+	for l := range locations {
+		absorbed = append(absorbed, partAt(l, time.Date(2024, 5, 6, 6, 30, 0, 0, time.UTC).UnixMilli()))
+	}
+	e.produce(absorbed)
+	all = append(all, absorbed...)
+	e.waitRows(uint64(len(all)), 30*time.Second, p.alive)
 	p.kill()
 
 	p = e.startProc(bin, "p2", env())
