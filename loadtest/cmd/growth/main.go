@@ -23,6 +23,17 @@
 // per million parts), with production periods and master data to match.
 // The database is dropped at the end unless -keep. Figures go to stdout
 // as a Markdown table and to -json. `make bench-growth` runs it.
+//
+// With -into DB it measures nothing: it fills the parts table of a running
+// pipeline's database (a scratch stack's: see growthInto) to the one size
+// of -sizes, so that the pipeline's own figures can be taken with that
+// many parts stored. The generated plant is the same, moved out of the
+// pipeline's way: its parts are on topic takt.growth and partitions
+// 1000..1007 (ids no consumer of the parts topic ever assigns), all on
+// one test site of the target (-site), at locations 8,000,001.. (external
+// ids growth_1..) with products 8,000,001.. whose ideal cycle times (1 and
+// 2 hours) no part of the load harness resolves to, and every order_ms
+// before the fill started (below any parts watermark published after it).
 package main
 
 import (
@@ -47,6 +58,7 @@ import (
 
 	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/l2l"
+	"github.com/takt/takt/internal/period"
 	"github.com/takt/takt/internal/record"
 )
 
@@ -60,6 +72,50 @@ const (
 	chunkRows     = 5_000_000
 	lookAheadPage = 5 // as the query API (queryapi.lookAheadPages)
 )
+
+// plant says where the generated plant's records go, so that the parts,
+// the tables the views fill from them, the periods and the master data
+// agree.
+type plant struct {
+	topic     string // the parts' topic
+	partBase  int32  // location l's parts are on partition partBase + l % partitions
+	locBase   uint64 // location l's id is locBase + l + 1
+	extPrefix string // and its external id extPrefix + (l + 1)
+	site      uint64 // 0: sites 1..4, locsPerSite locations each; else every location on this site
+	prodBase  uint64 // a site's products are prodBase + 2 × (site index) + 1 and + 2
+	ideal     int    // product k (1, 2) of a site has ideal cycle time ideal × k seconds
+	eventPfx  string // event ids are this prefix and 12 hex digits of the part's number
+	area      bool   // lines are in the area of their site's id
+}
+
+// ownPlant is the plant of the tool's own scratch database.
+var ownPlant = plant{topic: "takt.parts", extPrefix: "loc_", ideal: 30, eventPfx: "00000000-0000-4000-8000-", area: true}
+
+// intoPlant is the plant -into adds to a pipeline's database on site.
+func intoPlant(site uint64) plant {
+	return plant{topic: "takt.growth", partBase: 1000, locBase: 8_000_000, extPrefix: "growth_", site: site,
+		prodBase: 8_000_000, ideal: 3600, eventPfx: "67726f77-7468-4000-8000-"}
+}
+
+// siteOf is the site of location l.
+func (p plant) siteOf(l uint64) uint64 {
+	if p.site != 0 {
+		return p.site
+	}
+	return l/locsPerSite + 1
+}
+
+// sites are the plant's sites.
+func (p plant) sites() []uint64 {
+	if p.site != 0 {
+		return []uint64{p.site}
+	}
+	out := make([]uint64, sites)
+	for i := range out {
+		out[i] = uint64(i + 1)
+	}
+	return out
+}
 
 // Figures are the measurements at one size.
 type Figures struct {
@@ -98,6 +154,8 @@ func main() {
 	oeeLocs := flag.Int("oee-locations", 40, "locations whose 7-day OEE reads are measured")
 	keep := flag.Bool("keep", false, "keep the database")
 	out := flag.String("json", "", "write the figures here too")
+	into := flag.String("into", "", "fill this pipeline database's parts table to the one size of -sizes and measure nothing (see the command's doc)")
+	site := flag.Uint64("site", 1, "with -into: the test site the generated locations are on")
 	flag.Parse()
 	sizes, err := parseSizes(*sizesArg)
 	if err != nil {
@@ -107,7 +165,18 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	g := &growth{db: *db, rows: *rows, limit: *limit, beforePages: *beforePages, oeeLocs: *oeeLocs, logger: logger}
+	if *into != "" {
+		if len(sizes) != 1 {
+			fmt.Fprintln(os.Stderr, "growth: -into fills to one size: give -sizes one size")
+			os.Exit(2)
+		}
+		if err := growthInto(ctx, *addr, *into, *site, sizes[0], logger); err != nil {
+			fmt.Fprintln(os.Stderr, "growth:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	g := &growth{plant: ownPlant, db: *db, rows: *rows, limit: *limit, beforePages: *beforePages, oeeLocs: *oeeLocs, logger: logger}
 	figs, err := g.run(ctx, *addr, sizes, *keep)
 	fmt.Print(markdown(figs))
 	if *out != "" && len(figs) > 0 {
@@ -146,6 +215,7 @@ func parseSizes(s string) ([]uint64, error) {
 }
 
 type growth struct {
+	plant
 	db                       string
 	rows, limit, beforePages int
 	oeeLocs                  int
@@ -227,30 +297,131 @@ func (g *growth) run(ctx context.Context, addr string, sizes []uint64, keep bool
 	return figs, nil
 }
 
-// master writes the sites, locations, products and production periods of
-// the generated plant (periods: each location running but for one hour
-// down a day, over the whole span of the largest size).
+// growthInto fills the parts table of database db, a running pipeline's,
+// with size parts of intoPlant(site), and its master data and periods. It
+// refuses a database that is not a scratch stack's: one without Takt's
+// tables, whose parts, parts_order or productionperiods hold any row
+// (what the pipeline stored would then share the table with the fill's
+// order and ids unchecked), whose site is not a test site (sites.test_site,
+// as the local stack's demo site is), or that holds locations or products
+// in the ids or external ids the fill writes.
+func growthInto(ctx context.Context, addr, db string, site, size uint64, logger *slog.Logger) error {
+	cfg := chstore.Config{Addr: []string{addr}, Database: "system", User: "default", DialTimeout: 5 * time.Second,
+		ReadTimeout: 10 * time.Minute, MaxOpenConns: 4}
+	// Looked up from system first: opening a store on db would create it.
+	sys, err := chstore.Open(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	n, err := sys.QueryUint64(ctx, "SELECT count() FROM system.tables WHERE database = ? AND name IN ('parts', 'parts_order', 'productionperiods', 'sites')", db)
+	sys.Close()
+	if err != nil {
+		return err
+	}
+	if n != 4 {
+		return fmt.Errorf("-into %s: not a Takt database on %s (no parts, parts_order, productionperiods or sites table); start the stack first", db, addr)
+	}
+	cfg.Database = db
+	s, err := chstore.Open(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	p := intoPlant(site)
+	if err := checkInto(ctx, s, p); err != nil {
+		return fmt.Errorf("-into %s: %w", db, err)
+	}
+	g := &growth{plant: p, db: db, logger: logger, store: s}
+	// The data ends when the fill starts: every order_ms lies below the
+	// parts watermark the pipeline publishes from then on.
+	g.t0 = time.Now().UnixMilli() - int64(size)*msPerPartX10/10
+	t := time.Now()
+	if err := g.master(ctx, size); err != nil {
+		return err
+	}
+	if err := g.fill(ctx, 0, size); err != nil {
+		return err
+	}
+	disk, err := s.QueryUint64(ctx, "SELECT sum(bytes_on_disk) FROM system.parts WHERE active AND database = ?", db)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "growth: %s holds %d generated parts (topic %s, site %d, locations %s1..%d) after %.0f s, %.2f GB on disk\n",
+		db, size, p.topic, site, p.extPrefix, locations, time.Since(t).Seconds(), float64(disk)/1e9)
+	return nil
+}
+
+// checkInto refuses a target that is not a scratch stack's empty
+// pipeline database (see growthInto).
+func checkInto(ctx context.Context, s *chstore.Store, p plant) error {
+	for _, table := range []string{"parts", "parts_order", "productionperiods"} {
+		n, err := s.QueryUint64(ctx, "SELECT count() FROM "+table)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			return fmt.Errorf("%s holds %d rows: the fill goes only into a pipeline database with nothing stored yet (a fresh scratch stack)", table, n)
+		}
+	}
+	n, err := s.QueryUint64(ctx, "SELECT count() FROM sites FINAL WHERE id = ? AND deleted = 0 AND test_site = 1", p.site)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("site %d is not a test site (sites.test_site): the fill goes only into a scratch stack's test site (-site)", p.site)
+	}
+	locs, err := s.Locations(ctx)
+	if err != nil {
+		return err
+	}
+	for _, l := range locs {
+		if strings.HasPrefix(l.ExternalID, p.extPrefix) || l.ID > p.locBase && l.ID <= p.locBase+locations {
+			return fmt.Errorf("%s %d (%s) is in the ids or external ids the fill writes", l.Kind, l.ID, l.ExternalID)
+		}
+	}
+	prods, err := s.Products(ctx)
+	if err != nil {
+		return err
+	}
+	for _, pr := range prods {
+		if pr.ID > p.prodBase && pr.ID <= p.prodBase+2*uint64(len(p.sites())) {
+			return fmt.Errorf("product %d (%s) is in the ids the fill writes", pr.ID, pr.Code)
+		}
+	}
+	return nil
+}
+
+// master writes the sites (of the tool's own plant only), locations,
+// products and production periods of the generated plant (periods: each
+// location running but for one hour down a day, over the whole span of
+// the largest size, with the ids the processor gives periods).
 func (g *growth) master(ctx context.Context, largest uint64) error {
 	s := g.store
 	audit := chstore.Audit{CreatedBy: "growth", LastUpdatedBy: "growth"}
-	for site := uint64(1); site <= sites; site++ {
-		if err := s.PutSite(ctx, chstore.Site{ID: site, Description: fmt.Sprint("site ", site), Timezone: "Europe/Berlin", Audit: audit}); err != nil {
-			return err
+	for i, site := range g.sites() {
+		if g.site == 0 {
+			if err := s.PutSite(ctx, chstore.Site{ID: site, Description: fmt.Sprint("site ", site), Timezone: "Europe/Berlin", Audit: audit}); err != nil {
+				return err
+			}
 		}
-		for p := uint64(1); p <= 2; p++ {
-			id := (site-1)*2 + p
-			if err := s.PutProduct(ctx, chstore.Product{ID: id, Site: site, Code: fmt.Sprint("P", id), IdealCycleTime: float64(30 * p), Audit: audit}); err != nil {
+		for k := uint64(1); k <= 2; k++ {
+			id := g.prodBase + uint64(i)*2 + k
+			if err := s.PutProduct(ctx, chstore.Product{ID: id, Site: site, Code: fmt.Sprint("P", id), IdealCycleTime: float64(g.ideal) * float64(k), Audit: audit}); err != nil {
 				return err
 			}
 		}
 	}
 	for l := uint64(0); l < locations; l++ {
-		site, id := l/locsPerSite+1, l+1
+		site, id, ext := g.siteOf(l), g.locBase+l+1, fmt.Sprint(g.extPrefix, l+1)
 		var err error
 		if l%locsPerSite < locsPerSite/2 {
-			err = s.PutLine(ctx, chstore.Line{ID: id, Site: site, Area: site, Code: fmt.Sprint("L", id), ExternalID: fmt.Sprint("loc_", id), Audit: audit})
+			line := chstore.Line{ID: id, Site: site, Code: fmt.Sprint("L", id), ExternalID: ext, Audit: audit}
+			if g.area {
+				line.Area = site
+			}
+			err = s.PutLine(ctx, line)
 		} else {
-			err = s.PutMachine(ctx, chstore.Machine{ID: id, Site: site, Code: fmt.Sprint("M", id), ExternalID: fmt.Sprint("loc_", id), Audit: audit})
+			err = s.PutMachine(ctx, chstore.Machine{ID: id, Site: site, Code: fmt.Sprint("M", id), ExternalID: ext, Audit: audit})
 		}
 		if err != nil {
 			return err
@@ -260,7 +431,6 @@ func (g *growth) master(ctx context.Context, largest uint64) error {
 	first := g.t0 / dayMs * dayMs
 	days := (int64(largest)*msPerPartX10/10)/dayMs + 2
 	var rows []chstore.PeriodRow
-	id := uint64(0)
 	for d := int64(0); d < days; d++ {
 		day := first + d*dayMs
 		for l := uint64(0); l < locations; l++ {
@@ -268,13 +438,14 @@ func (g *growth) master(ctx context.Context, largest uint64) error {
 			if l%locsPerSite >= locsPerSite/2 {
 				kind = "machine"
 			}
+			key := period.Key{Kind: kind, ID: g.locBase + l + 1}
 			for _, p := range []struct {
 				state      string
 				start, end int64
 			}{{"running", 0, 10}, {"down", 10, 11}, {"running", 11, 24}} {
-				id++
-				rows = append(rows, chstore.PeriodRow{ID: id, Site: l/locsPerSite + 1, Location: l + 1, LocationKind: kind,
-					ExternalID: fmt.Sprint("loc_", l+1), State: p.state, Start: day + p.start*3_600_000, End: day + p.end*3_600_000,
+				start := day + p.start*3_600_000
+				rows = append(rows, chstore.PeriodRow{ID: period.PeriodID(key, start), Site: g.siteOf(l), Location: key.ID, LocationKind: kind,
+					ExternalID: fmt.Sprint(g.extPrefix, l+1), State: p.state, Start: start, End: day + p.end*3_600_000,
 					FirstOfStop: 1, Version: 1})
 			}
 		}
@@ -289,14 +460,20 @@ func (g *growth) master(ctx context.Context, largest uint64) error {
 }
 
 // fill stores parts [from, to) of the generated sequence. Part i is made
-// at location i % 200, whose parts go to Kafka partition location % 8, at
-// offset i / 8 there; its place in insertion order (order_ms) and its
-// time of receipt are t0 + 0.6048 s × i, recorded up to 5 s before.
+// at location i % 200, whose parts go to Kafka partition partBase +
+// location % 8, at offset i / 8 there; its place in insertion order
+// (order_ms) and its time of receipt are t0 + 0.6048 s × i, recorded up to
+// 5 s before.
 func (g *growth) fill(ctx context.Context, from, to uint64) error {
 	// Blocks of ~1M rows: every block is a data part of parts.
 	ins := clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{
 		"max_insert_block_size": 1 << 20, "min_insert_block_size_rows": 1 << 20, "max_block_size": 1 << 16,
 	}))
+	// The index of a location's site among the plant's sites, and the site.
+	sidx, site := "intDiv(loc, %[4]d)", "sidx + 1"
+	if g.site != 0 {
+		sidx, site = "0", fmt.Sprint(g.site)
+	}
 	start := time.Now()
 	for lo := from; lo < to; lo += chunkRows {
 		n := min(uint64(chunkRows), to-lo)
@@ -304,13 +481,13 @@ func (g *growth) fill(ctx context.Context, from, to uint64) error {
 	product_reported, product_resolution, quantity, quality, reason, reason_id, cycle_time, recorded_at, recorded_ms,
 	recorded_defaulted, received_ms, processed_ms, topic, partition, offset, inserted_at, ideal_cycle_time, oee_class, order_ms)
 SELECT
-	bitShiftLeft(toUInt64(loc %% %[3]d), 40) + intDiv(i, %[3]d) AS id,
-	toUUID('00000000-0000-4000-8000-000000000000'),
-	intDiv(loc, %[4]d) + 1 AS site,
+	bitShiftLeft(toUInt64(%[9]d + loc %% %[3]d), 40) + intDiv(i, %[3]d) AS id,
+	toUUID(concat('%[10]s', substring(concat('000000000000', hex(i)), length(hex(i)) + 1, 12))),
+	toUInt64(`+site+`) AS site,
 	if(loc %% %[4]d < %[5]d, 'line', 'machine'),
-	loc + 1,
-	concat('loc_', toString(loc + 1)),
-	(site - 1) * 2 + 1 + intDiv(i, 1000) %% 2 AS product,
+	%[11]d + loc + 1,
+	concat('%[12]s', toString(loc + 1)),
+	%[13]d + sidx * 2 + 1 + intDiv(i, 1000) %% 2 AS product,
 	concat('P', toString(product)),
 	concat('P', toString(product)),
 	'code',
@@ -318,21 +495,22 @@ SELECT
 	if(intDiv(i, %[6]d) %% 4 = 3, 'scrap', 'good'),
 	'',
 	0,
-	toNullable(30.0),
+	toNullable(ideal),
 	toDateTime(intDiv(order_ms - i %% 5000, 1000)),
 	order_ms - i %% 5000,
 	0,
 	order_ms,
 	order_ms + 100,
-	'takt.parts',
-	toInt32(loc %% %[3]d),
+	'%[14]s',
+	toInt32(%[9]d + loc %% %[3]d),
 	toInt64(intDiv(i, %[3]d)),
 	toDateTime(intDiv(order_ms, 1000)),
-	toFloat64(30 * (2 - product %% 2)),
+	toFloat64(%[15]d * (1 + intDiv(i, 1000) %% 2)) AS ideal,
 	'counted',
 	toInt64(%[7]d) + intDiv(toInt64(i) * %[8]d, 10) AS order_ms
-FROM (SELECT number + %[1]d AS i, i %% %[6]d AS loc FROM system.numbers LIMIT %[2]d)`,
-			lo, n, partitions, locsPerSite, locsPerSite/2, locations, g.t0, msPerPartX10)
+FROM (SELECT number + %[1]d AS i, i %% %[6]d AS loc, `+sidx+` AS sidx FROM system.numbers LIMIT %[2]d)`,
+			lo, n, partitions, locsPerSite, locsPerSite/2, locations, g.t0, msPerPartX10,
+			g.partBase, g.eventPfx, g.locBase, g.extPrefix, g.prodBase, g.topic, g.ideal)
 		if err := g.store.Exec(ins, q); err != nil {
 			return fmt.Errorf("fill parts %d..%d: %w", lo, lo+n, err)
 		}
@@ -355,7 +533,7 @@ func (g *growth) measure(ctx context.Context, f *Figures) error {
 		}
 	}
 	wm := g.t0 + int64(f.Parts-1)*msPerPartX10/10
-	allSites := []uint64{1, 2, 3, 4}
+	allSites := g.sites()
 	lat, rows, mb, err := g.loop(ctx, g.after.WithWatermark(wm).WithLookAhead(lookAheadPage), "", allSites, g.rows/g.limit)
 	if err != nil {
 		return fmt.Errorf("paging: %w", err)
@@ -444,12 +622,12 @@ func (g *growth) oee(ctx context.Context, f *Figures, wm int64) error {
 	ctx = clickhouse.Context(ctx, clickhouse.WithProgress(func(p *clickhouse.Progress) { read.Add(p.Rows); bytes.Add(p.Bytes) }))
 	for i := 0; i < g.oeeLocs; i++ {
 		l := uint64(i * locations / g.oeeLocs)
-		site := l/locsPerSite + 1
+		site := g.siteOf(l)
 		sc := chstore.OEEScope{Site: site}
 		if l%locsPerSite < locsPerSite/2 {
-			sc.Lines = []uint64{l + 1}
+			sc.Lines = []uint64{g.locBase + l + 1}
 		} else {
-			sc.Machines = []uint64{l + 1}
+			sc.Machines = []uint64{g.locBase + l + 1}
 		}
 		t := time.Now()
 		if _, err := g.store.OEEMaster(ctx, site); err != nil {
