@@ -40,6 +40,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -408,7 +409,7 @@ func (mb *mqttBroker) handle(c *mqttConn, msg *mqttMessage, ack *pendingAck) {
 // answer counts the outcome of a message, tells the device its error, and
 // sets the PUBACK (not yet released: the caller closes ack.ready).
 func (mb *mqttBroker) answer(c *mqttConn, msg *mqttMessage, ack *pendingAck, out outcome) {
-	mb.m.messages.WithLabelValues(out.label).Inc()
+	mb.m.message(out.label).Inc()
 	if out.errMsg != "" {
 		mb.signal(c, msg, out.errMsg)
 	}
@@ -460,7 +461,7 @@ func (mi *mqttIngest) process(c *mqttConn, msg *mqttMessage) (out outcome) {
 	defer cancel()
 
 	var already map[int]bool // items a resend finds on Kafka
-	var marker *markWrite    // the pending marker of a message without DUP
+	var marker *recordWrite  // the pending marker of a message without DUP
 	digest := ""
 	if msg.qos > 0 {
 		if msg.sum == "" {
@@ -577,7 +578,7 @@ func (mi *mqttIngest) process(c *mqttConn, msg *mqttMessage) (out outcome) {
 		if digest == "" {
 			return nil
 		}
-		return []kgo.RecordHeader{{Key: HeaderMQTTMessage, Value: []byte(messageID(c.id, msg.pid, digest, i, msg.mark))}}
+		return []kgo.RecordHeader{{Key: HeaderMQTTMessage, Value: appendMessageID(nil, c.id, msg.pid, digest, i, msg.mark)}}
 	}
 	errs := mi.b.produceAll(ctx, results, toSend, headers)
 	for k, err := range errs {
@@ -654,13 +655,21 @@ func (mb *mqttBroker) signal(c *mqttConn, msg *mqttMessage, errMsg string) {
 	}
 }
 
-// messageID is the HeaderMQTTMessage value of item i of a message, and
-// of the receipt mark when known.
-func messageID(clientID string, pid uint16, digest string, item int, mark string) string {
-	if mark == "" {
-		return fmt.Sprintf("%s/%d/%s/%d", clientID, pid, digest, item)
+// appendMessageID appends the HeaderMQTTMessage value of item i of a
+// message, and of the receipt mark when known, to b.
+func appendMessageID(b []byte, clientID string, pid uint16, digest string, item int, mark string) []byte {
+	b = append(b, clientID...)
+	b = append(b, '/')
+	b = strconv.AppendUint(b, uint64(pid), 10)
+	b = append(b, '/')
+	b = append(b, digest...)
+	b = append(b, '/')
+	b = strconv.AppendInt(b, int64(item), 10)
+	if mark != "" {
+		b = append(b, '/')
+		b = append(b, mark...)
 	}
-	return fmt.Sprintf("%s/%d/%s/%d/%s", clientID, pid, digest, item, mark)
+	return b
 }
 
 // mqttMetrics are the MQTT side's own metrics.
@@ -669,6 +678,15 @@ type mqttMetrics struct {
 	messages *prometheus.CounterVec
 	resends  *prometheus.CounterVec
 	batch    prometheus.Histogram
+	outcomes map[string]prometheus.Counter // messages' children, by outcome
+}
+
+// message returns the counter of messages with outcome label.
+func (m *mqttMetrics) message(label string) prometheus.Counter {
+	if c, ok := m.outcomes[label]; ok {
+		return c
+	}
+	return m.messages.WithLabelValues(label)
 }
 
 func newMQTTMetrics(reg prometheus.Registerer) (*mqttMetrics, error) {
@@ -690,6 +708,10 @@ func newMQTTMetrics(reg prometheus.Registerer) (*mqttMetrics, error) {
 			Help:    "Messages a connection's worker took at once (those that share a produce, and the others).",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 9),
 		}),
+	}
+	m.outcomes = map[string]prometheus.Counter{}
+	for _, o := range []outcome{outStored, outDuplicate, outFailed} {
+		m.outcomes[o.label] = m.messages.WithLabelValues(o.label)
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.connects, m.messages, m.resends, m.batch} {

@@ -73,7 +73,7 @@ type fastBatch struct {
 	acks    []*pendingAck
 	results []result // the parts, for startProduce
 	digests []string
-	markers []*markWrite
+	marker  *recordWrite // the pending markers of the QoS 1 messages
 	ends    []func()
 }
 
@@ -101,8 +101,11 @@ func (mb *mqttBroker) handleBatch(c *mqttConn, batch []inbound) {
 		cancel()
 		return
 	}
-	fb.digests, fb.markers, fb.ends = make([]string, n), make([]*markWrite, n), make([]func(), n)
+	fb.digests, fb.ends = make([]string, n), make([]func(), n)
 	idx := make([]int, n)
+	hs := make([]kgo.RecordHeader, n)
+	var ids []byte // the header values, one after the other
+	var marks pendingMarks
 	for k, msg := range fb.msgs {
 		idx[k] = k
 		if msg.qos == 0 {
@@ -115,18 +118,25 @@ func (mb *mqttBroker) handleBatch(c *mqttConn, batch []inbound) {
 			msg.sum = msg.digest()
 		}
 		fb.digests[k] = msg.sum
-		fb.markers[k] = mb.resends.received(ctx, c.id, msg.pid, msg.mark)
+		marks.add(msg.pid, msg.mark)
 		fb.ends[k] = msg.end
 		if fb.ends[k] == nil {
 			fb.ends[k] = mb.resends.begin(c.id, msg.pid, msg.sum)
 		}
+		start := len(ids)
+		ids = appendMessageID(ids, c.id, msg.pid, msg.sum, 0, msg.mark)
+		hs[k] = kgo.RecordHeader{Key: HeaderMQTTMessage, Value: ids[start:len(ids):len(ids)]}
+	}
+	if marks.fields != nil {
+		// One write for the batch's markers, queued before any of its
+		// records is produced.
+		fb.marker = mb.resends.receivedAll(ctx, c.id, &marks)
 	}
 	headers := func(k int) []kgo.RecordHeader {
 		if fb.digests[k] == "" {
 			return nil
 		}
-		msg := fb.msgs[k]
-		return []kgo.RecordHeader{{Key: HeaderMQTTMessage, Value: []byte(messageID(c.id, msg.pid, fb.digests[k], 0, msg.mark))}}
+		return hs[k : k+1 : k+1]
 	}
 	pw := mb.b.startProduce(ctx, fb.results, idx, headers)
 	go mb.finishBatch(ctx, cancel, c, fb, pw)
@@ -180,7 +190,7 @@ func (mb *mqttBroker) finishBatch(ctx context.Context, cancel context.CancelFunc
 	mb.resends.storedAll(ctx, c.id, recs)
 	for k, msg := range fb.msgs {
 		if fb.ends[k] != nil {
-			mb.resends.settle(fb.markers[k], c.id, msg.pid, outs[k])
+			mb.resends.settle(fb.marker, c.id, msg.pid, outs[k])
 			fb.ends[k]()
 		}
 		mb.answer(c, msg, fb.acks[k], outs[k])

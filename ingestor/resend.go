@@ -14,7 +14,9 @@ package ingestor
 //     <p>mqtt:pubs:<client id> to the message's digest (topic and payload);
 //     the hash expires the session expiry after its last write. A resend
 //     whose digest is there was stored: PUBACK, nothing produced. The
-//     records of a pipeline are one HSET per client.
+//     records of a pipeline are one HSET per client, and the expiry is
+//     set at most once a second per hash (to the session expiry and that
+//     second), so the hash outlives each write by the session expiry.
 //  3. Kafka: without that record (the ingestor died between Kafka's ack and
 //     the Redis write, or Redis lost it), the records themselves are
 //     searched. Every record of an MQTT message carries the header
@@ -81,20 +83,43 @@ type resends struct {
 	logger *slog.Logger
 	m      *mqttMetrics
 
-	writes chan *markWrite
+	writes chan *recordWrite
+	// refresh is how often the writer sets a hash's expiry while it
+	// writes to it (expiryRefresh), and expirySet when it last did, for
+	// each hash (the writer's own).
+	refresh   time.Duration
+	expirySet map[string]time.Time
+	lastPrune time.Time
 
 	mu       sync.Mutex
-	inflight map[string]chan struct{} // client/pid/digest -> closed when handled
+	inflight map[inflightKey]chan struct{} // closed when handled
 	scans    map[int32]*partitionScan
 }
 
-// markWrite is one Redis record to write: a message's digest, or the
-// pending marker of a message just received, as field of hash key. err is
-// set when done closes.
-type markWrite struct {
-	key, field, value string
-	done              chan struct{}
-	err               error
+// expiryRefresh is how often the writer sets a hash's expiry while it
+// writes to it; the expiry it sets is the session expiry, this and
+// recordWriteTimeout (a pipeline may reach Redis that late).
+const expiryRefresh = time.Second
+
+// recordWriteTimeout bounds one pipeline of records.
+const recordWriteTimeout = time.Second
+
+// inflightKey identifies a message in hand.
+type inflightKey struct {
+	client string
+	pid    uint16
+	digest string
+}
+
+// recordWrite is Redis records of one client to write, in order, as fields
+// of its hash key: the digests of messages stored, or the pending markers
+// of messages just received. fields holds field, value, field, value...
+// err is set when done closes.
+type recordWrite struct {
+	key    string
+	fields []any
+	done   chan struct{}
+	err    error
 }
 
 // pendingPrefix starts the record of a message received and not yet stored.
@@ -119,15 +144,17 @@ func newResends(rdb *redis.Client, prefix string, ttl time.Duration, topic strin
 	return &resends{
 		rdb: rdb, keys: redisx.NewKeys(prefix), ttl: ttl, topic: topic, window: window,
 		kafka: kafka, adm: adm, logger: logger, m: m,
-		writes:   make(chan *markWrite, 4096),
-		inflight: map[string]chan struct{}{},
-		scans:    map[int32]*partitionScan{},
+		writes:    make(chan *recordWrite, 4096),
+		refresh:   expiryRefresh,
+		expirySet: map[string]time.Time{},
+		inflight:  map[inflightKey]chan struct{}{},
+		scans:     map[int32]*partitionScan{},
 	}
 }
 
 // run writes the Redis records in pipelines until ctx ends.
 func (r *resends) run(ctx context.Context) error {
-	batch := make([]*markWrite, 0, 256)
+	batch := make([]*recordWrite, 0, 256)
 	for {
 		select {
 		case <-ctx.Done():
@@ -159,32 +186,55 @@ func (r *resends) run(ctx context.Context) error {
 
 // write writes a batch of records in one pipeline: per hash, one HSET of
 // its fields in the order queued (a later value of a field wins, as it
-// would one command after the other) and the refresh of its expiry.
-func (r *resends) write(ctx context.Context, batch []*markWrite) error {
-	args := map[string][]any{}
-	var keys []string
+// would one command after the other), and its expiry when the writer has
+// not set it in the last r.refresh. The expiry is then the session expiry,
+// r.refresh and recordWriteTimeout, so every write is followed by at least
+// the session expiry.
+func (r *resends) write(ctx context.Context, batch []*recordWrite) error {
+	var cmds [][]any // "hset", key, fields...
+	at := map[string]int{}
 	for _, w := range batch {
-		if _, ok := args[w.key]; !ok {
-			keys = append(keys, w.key)
+		i, ok := at[w.key]
+		if !ok {
+			i = len(cmds)
+			at[w.key] = i
+			cmds = append(cmds, append(make([]any, 0, 2+len(w.fields)), "hset", w.key))
 		}
-		args[w.key] = append(args[w.key], w.field, w.value)
+		cmds[i] = append(cmds[i], w.fields...)
 	}
-	wctx, cancel := context.WithTimeout(ctx, time.Second)
+	now := time.Now()
+	if now.Sub(r.lastPrune) >= r.refresh {
+		for k, t := range r.expirySet {
+			if now.Sub(t) >= r.refresh {
+				delete(r.expirySet, k)
+			}
+		}
+		r.lastPrune = now
+	}
+	wctx, cancel := context.WithTimeout(ctx, recordWriteTimeout)
 	defer cancel()
 	_, err := r.rdb.Pipelined(wctx, func(p redis.Pipeliner) error {
-		for _, k := range keys {
-			p.HSet(wctx, k, args[k]...)
-			p.PExpire(wctx, k, r.ttl)
+		for _, args := range cmds {
+			p.Do(wctx, args...)
+			k := args[1].(string)
+			if t, ok := r.expirySet[k]; !ok || now.Sub(t) >= r.refresh {
+				p.PExpire(wctx, k, r.ttl+r.refresh+recordWriteTimeout)
+				r.expirySet[k] = now
+			}
 		}
 		return nil
 	})
+	if err != nil {
+		// Some expiries may not have been set: set them next time.
+		clear(r.expirySet)
+	}
 	return err
 }
 
 // begin marks a message as being handled in this process; the returned
 // function ends that.
 func (r *resends) begin(clientID string, pid uint16, digest string) func() {
-	k := clientID + "/" + fmt.Sprint(pid) + "/" + digest
+	k := inflightKey{clientID, pid, digest}
 	ch := make(chan struct{})
 	r.mu.Lock()
 	r.inflight[k] = ch
@@ -204,9 +254,24 @@ func (r *resends) begin(clientID string, pid uint16, digest string) func() {
 // message under the same packet id no longer answers for a resend. The
 // write goes through the pipeline, in order before the message's own
 // record; settle waits for it.
-func (r *resends) received(ctx context.Context, clientID string, pid uint16, mark string) *markWrite {
-	w := &markWrite{key: r.keys.MQTTPublished(clientID), field: redisx.MQTTPacketField(pid), value: pendingPrefix + mark,
-		done: make(chan struct{})}
+func (r *resends) received(ctx context.Context, clientID string, pid uint16, mark string) *recordWrite {
+	var m pendingMarks
+	m.add(pid, mark)
+	return r.receivedAll(ctx, clientID, &m)
+}
+
+// pendingMarks are the pending markers of messages of one client, as
+// fields of its hash.
+type pendingMarks struct{ fields []any }
+
+func (m *pendingMarks) add(pid uint16, mark string) {
+	m.fields = append(m.fields, redisx.MQTTPacketField(pid), pendingPrefix+mark)
+}
+
+// receivedAll writes the pending markers m of messages of one client, as
+// received does, in one write.
+func (r *resends) receivedAll(ctx context.Context, clientID string, m *pendingMarks) *recordWrite {
+	w := &recordWrite{key: r.keys.MQTTPublished(clientID), fields: m.fields, done: make(chan struct{})}
 	select {
 	case r.writes <- w:
 		return w
@@ -219,7 +284,7 @@ func (r *resends) received(ctx context.Context, clientID string, pid uint16, mar
 // whose handling ended with out, so a resend of a message not stored finds
 // it; if it was not written, the resend may be taken for the earlier
 // message under that packet id: say so.
-func (r *resends) settle(w *markWrite, clientID string, pid uint16, out outcome) {
+func (r *resends) settle(w *recordWrite, clientID string, pid uint16, out outcome) {
 	var err error
 	switch {
 	case w == nil:
@@ -258,25 +323,22 @@ type storedRecord struct {
 // storedAll writes the records of messages of one client whose parts
 // Kafka acknowledged, and waits for them (at most a second).
 func (r *resends) storedAll(ctx context.Context, clientID string, recs []storedRecord) {
-	var last *markWrite
-	for _, rec := range recs {
-		w := &markWrite{key: r.keys.MQTTPublished(clientID), field: redisx.MQTTPacketField(rec.pid), value: rec.digest,
-			done: make(chan struct{})}
-		select {
-		case r.writes <- w:
-			last = w
-		case <-ctx.Done():
-			return
-		}
-	}
-	if last == nil {
+	if len(recs) == 0 {
 		return
 	}
-	// One writer takes the queue in order: the last one done, all are.
+	w := &recordWrite{key: r.keys.MQTTPublished(clientID), fields: make([]any, 0, 2*len(recs)), done: make(chan struct{})}
+	for _, rec := range recs {
+		w.fields = append(w.fields, redisx.MQTTPacketField(rec.pid), rec.digest)
+	}
+	select {
+	case r.writes <- w:
+	case <-ctx.Done():
+		return
+	}
 	t := time.NewTimer(time.Second)
 	defer t.Stop()
 	select {
-	case <-last.done:
+	case <-w.done:
 	case <-ctx.Done():
 	case <-t.C:
 	}
@@ -288,9 +350,8 @@ func (r *resends) storedAll(ctx context.Context, clientID string, recs []storedR
 // (msg.mark: tried again in this process; or the pending marker in Redis,
 // then set in msg.mark), only records of that receipt count.
 func (r *resends) lookup(ctx context.Context, c *mqttConn, msg *mqttMessage, digest string) (bool, map[int]bool, error) {
-	id := c.id + "/" + fmt.Sprint(msg.pid) + "/" + digest
 	r.mu.Lock()
-	ch := r.inflight[id]
+	ch := r.inflight[inflightKey{c.id, msg.pid, digest}]
 	r.mu.Unlock()
 	if ch != nil {
 		select {
@@ -323,7 +384,7 @@ func (r *resends) lookup(ctx context.Context, c *mqttConn, msg *mqttMessage, dig
 	if err != nil {
 		return false, nil, err
 	}
-	prefix := id + "/"
+	prefix := c.id + "/" + strconv.Itoa(int(msg.pid)) + "/" + digest + "/"
 	var found map[int]bool
 	for _, p := range parts {
 		ids, err := r.scan(ctx, p, c.since)
