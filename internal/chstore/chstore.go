@@ -16,6 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -43,6 +45,14 @@ type Config struct {
 	ReadTimeout time.Duration
 	// MaxOpenConns bounds the connection pool.
 	MaxOpenConns int
+	// Compression is how the blocks sent to ClickHouse are compressed
+	// (TAKT_CLICKHOUSE_COMPRESSION): "lz4", "none", or "auto" (the
+	// default; "" means it too): none when every address is a loopback
+	// one, lz4 otherwise. On loopback the bytes cost nothing to move, and
+	// compressing them costs the sender and the server CPU (batches of
+	// 50,000 parts: ~0.1 µs per part in the processor, ~0.25 µs in
+	// ClickHouse 18.16).
+	Compression string
 	// Cluster, when set (TAKT_CLICKHOUSE_CLUSTER), is the name of the
 	// ClickHouse cluster (<remote_servers>) the database lives on: the
 	// migrations create replicated tables ON CLUSTER (layout.go), and the
@@ -66,6 +76,7 @@ func ConfigFromEnv(e *config.Env) Config {
 		DialTimeout:  e.Duration("CLICKHOUSE_DIAL_TIMEOUT", 5*time.Second),
 		ReadTimeout:  e.Duration("CLICKHOUSE_READ_TIMEOUT", 60*time.Second),
 		MaxOpenConns: e.Int("CLICKHOUSE_MAX_CONNS", 16),
+		Compression:  e.String("CLICKHOUSE_COMPRESSION", CompressionAuto),
 		Cluster:      e.String("CLICKHOUSE_CLUSTER", ""),
 	}
 }
@@ -76,6 +87,11 @@ func (c Config) Validate() error {
 	p.Addf(len(c.Addr) == 0, "TAKT_CLICKHOUSE_ADDR: empty")
 	p.Addf(c.Database == "", "TAKT_CLICKHOUSE_DB: empty")
 	p.Addf(c.MaxOpenConns < 1, "TAKT_CLICKHOUSE_MAX_CONNS: must be at least 1")
+	switch c.Compression {
+	case "", CompressionAuto, CompressionLZ4, CompressionNone:
+	default:
+		p.Addf(true, "TAKT_CLICKHOUSE_COMPRESSION: %q is not one of auto, lz4, none", c.Compression)
+	}
 	p.Addf(c.Cluster != "" && !clusterName.MatchString(c.Cluster), "TAKT_CLICKHOUSE_CLUSTER: %q is not a cluster name (letters, digits, _)", c.Cluster)
 	if err := c.TLS.Validate(); err != nil {
 		p = append(p, err)
@@ -102,8 +118,45 @@ func options(cfg Config) (*clickhouse.Options, error) {
 		MaxOpenConns:    cfg.MaxOpenConns,
 		MaxIdleConns:    cfg.MaxOpenConns,
 		ConnMaxLifetime: time.Hour,
-		Compression:     &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
+		Compression:     &clickhouse.Compression{Method: compression(cfg)},
 	}, nil
+}
+
+// The values of Config.Compression.
+const (
+	CompressionAuto = "auto"
+	CompressionLZ4  = "lz4"
+	CompressionNone = "none"
+)
+
+// compression is the block compression cfg asks for.
+func compression(cfg Config) clickhouse.CompressionMethod {
+	switch cfg.Compression {
+	case CompressionLZ4:
+		return clickhouse.CompressionLZ4
+	case CompressionNone:
+		return clickhouse.CompressionNone
+	}
+	for _, a := range cfg.Addr {
+		if !loopback(a) {
+			return clickhouse.CompressionLZ4
+		}
+	}
+	return clickhouse.CompressionNone
+}
+
+// loopback reports whether the host of addr (host:port) is this machine's
+// loopback interface: localhost, or an address in 127.0.0.0/8 or ::1.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // Store is a pool of native-protocol connections to one Takt database.
