@@ -69,10 +69,60 @@ type PartRow struct {
 // Enum8 codes of the parts table; they must match 0002_parts.sql.
 var (
 	partLocationKinds = map[string]int8{"line": 1, "machine": 2}
-	partResolutions   = map[string]int8{"code": 1, "cycle_time": 2, "fallback": 3, "none": 4}
-	partQualities     = map[string]int8{"good": 1, "scrap": 2, "rework": 3}
 	partOEEClasses    = map[string]int8{"": 0, "counted": 0, "unscheduled": 1, "late": 2}
 )
+
+// The Enum8 codes of a row's names, 0 for a name the column does not
+// know (oeeClassCode: -1). Switches rather than map look-ups: a block
+// takes four per row.
+
+func locationKindCode(s string) int8 {
+	switch s {
+	case "line":
+		return 1
+	case "machine":
+		return 2
+	}
+	return 0
+}
+
+func resolutionCode(s string) int8 {
+	switch s {
+	case "code":
+		return 1
+	case "cycle_time":
+		return 2
+	case "fallback":
+		return 3
+	case "none":
+		return 4
+	}
+	return 0
+}
+
+func qualityCode(s string) int8 {
+	switch s {
+	case "good":
+		return 1
+	case "scrap":
+		return 2
+	case "rework":
+		return 3
+	}
+	return 0
+}
+
+func oeeClassCode(s string) int8 {
+	switch s {
+	case "", "counted":
+		return 0
+	case "unscheduled":
+		return 1
+	case "late":
+		return 2
+	}
+	return -1
+}
 
 // MaxDateTimeSeconds is the last second a ClickHouse DateTime can hold
 // (UInt32 seconds since the epoch, early 2106).
@@ -180,21 +230,23 @@ func (b *PartsBlock) Reset() {
 // outside DateTime's range): such a row would fail its whole block forever,
 // so callers must reject it before batching.
 func (b *PartsBlock) Append(r *PartRow) error {
-	if err := CheckPartRow(r); err != nil {
+	kind, res, qual, class := locationKindCode(r.LocationKind), resolutionCode(r.ProductResolution),
+		qualityCode(r.Quality), oeeClassCode(r.OEEClass)
+	if err := checkPartRow(r, kind, res, qual, class); err != nil {
 		return err
 	}
 	b.ids = append(b.ids, r.ID)
 	b.eventIDs = append(b.eventIDs, r.EventID)
 	b.sites = append(b.sites, r.Site)
-	b.kinds = append(b.kinds, partLocationKinds[r.LocationKind])
+	b.kinds = append(b.kinds, kind)
 	b.locIDs = append(b.locIDs, r.LocationID)
 	b.externalIDs = append(b.externalIDs, r.ExternalID)
 	b.productIDs = append(b.productIDs, r.ProductID)
 	b.productCode = append(b.productCode, r.ProductCode)
 	b.reported = append(b.reported, r.ProductReported)
-	b.resolutions = append(b.resolutions, partResolutions[r.ProductResolution])
+	b.resolutions = append(b.resolutions, res)
 	b.quantities = append(b.quantities, r.Quantity)
-	b.qualities = append(b.qualities, partQualities[r.Quality])
+	b.qualities = append(b.qualities, qual)
 	b.reasons = append(b.reasons, r.Reason)
 	b.reasonIDs = append(b.reasonIDs, r.ReasonID)
 	b.cycleTimes = append(b.cycleTimes, r.CycleTime)
@@ -208,7 +260,7 @@ func (b *PartsBlock) Append(r *PartRow) error {
 	b.partitions = append(b.partitions, r.Partition)
 	b.offsets = append(b.offsets, r.Offset)
 	b.ideals = append(b.ideals, r.IdealCycleTime)
-	b.classes = append(b.classes, partOEEClasses[r.OEEClass])
+	b.classes = append(b.classes, class)
 	if r.IdempotencyID != uuid.Nil {
 		b.keyRows = append(b.keyRows, len(b.ids)-1)
 		b.keyIDs = append(b.keyIDs, r.IdempotencyID)
@@ -274,29 +326,30 @@ func (b *PartsBlock) StampOrder(floor, last int64) int64 {
 // own and valid until b changes.
 func (b *PartsBlock) OrderMs() []int64 { return b.orders }
 
-func validOEEClass(c string) bool {
-	_, ok := partOEEClasses[c]
-	return ok
-}
-
 // SetLastOEEClass sets the OEE class of the row appended last (one of
 // CheckPartRow's classes; an unknown one is taken as counted).
 func (b *PartsBlock) SetLastOEEClass(class string) {
 	if n := len(b.classes); n > 0 {
-		b.classes[n-1] = partOEEClasses[class]
+		b.classes[n-1] = max(oeeClassCode(class), 0)
 	}
 }
 
 // CheckPartRow reports why the parts table cannot store r, or nil.
 func CheckPartRow(r *PartRow) error {
+	return checkPartRow(r, locationKindCode(r.LocationKind), resolutionCode(r.ProductResolution),
+		qualityCode(r.Quality), oeeClassCode(r.OEEClass))
+}
+
+// checkPartRow is CheckPartRow given r's Enum8 codes.
+func checkPartRow(r *PartRow, kind, res, qual, class int8) error {
 	switch {
-	case partLocationKinds[r.LocationKind] == 0:
+	case kind == 0:
 		return fmt.Errorf("part row %d: location_kind %q", r.ID, r.LocationKind)
-	case partResolutions[r.ProductResolution] == 0:
+	case res == 0:
 		return fmt.Errorf("part row %d: product_resolution %q", r.ID, r.ProductResolution)
-	case partQualities[r.Quality] == 0:
+	case qual == 0:
 		return fmt.Errorf("part row %d: quality %q", r.ID, r.Quality)
-	case !validOEEClass(r.OEEClass):
+	case class < 0:
 		return fmt.Errorf("part row %d: oee_class %q", r.ID, r.OEEClass)
 	case math.IsNaN(r.IdealCycleTime) || math.IsInf(r.IdealCycleTime, 0) || r.IdealCycleTime < 0:
 		return fmt.Errorf("part row %d: ideal_cycle_time %v", r.ID, r.IdealCycleTime)

@@ -196,3 +196,29 @@ func BenchmarkInsertParts(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*len(rows))/b.Elapsed().Seconds(), "rows/s")
 }
+
+// BenchmarkPartsBlockAppend measures the processor's per-row work of
+// building a parts block (checks, enum codes, column appends), without a
+// server.
+func BenchmarkPartsBlockAppend(b *testing.B) {
+	rows := make([]chstore.PartRow, 10_000)
+	for i := range rows {
+		rows[i] = samplePartRow(1, int64(i))
+		rows[i].HasCycleTime, rows[i].CycleTime = i%2 == 0, float64(i%60)
+		if i%20 == 0 {
+			rows[i].Quality, rows[i].Reason = "scrap", "S1"
+		}
+	}
+	var blk chstore.PartsBlock
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		r := &rows[i%len(rows)]
+		if i%len(rows) == 0 {
+			blk.Reset()
+		}
+		if err := blk.Append(r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
