@@ -108,4 +108,13 @@ func TestBlockGroups(t *testing.T) {
 			}
 		})
 	}
+	// A flush of the default batch size is one block however its rows
+	// spread over the partitions: ClickHouse's cost per part is about
+	// halved against blocks of a few partitions each (minBlockRows).
+	t.Run("a default batch over six partitions: one block", func(t *testing.T) {
+		per := DefaultBatchRows / 6
+		if n := len(blockGroups(batchOf(per, per, per, per, per, DefaultBatchRows-5*per), minBlockRows)); n != 1 {
+			t.Errorf("%d blocks, want 1", n)
+		}
+	})
 }
