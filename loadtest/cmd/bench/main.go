@@ -21,12 +21,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -38,13 +40,24 @@ import (
 	"github.com/takt/takt/loadtest"
 )
 
-const (
+// The bench's own listeners; -port-offset moves them all (a bench against
+// a second stack while another runs against the first).
+var (
 	ingestAddr = "127.0.0.1:18180"
 	mqttAddr   = "127.0.0.1:18183"
 	// ingestAdmin is the bench ingestor's admin listener (its profiles).
 	ingestAdmin = "127.0.0.1:18190"
 	bareAddr    = "127.0.0.1:18090"
 )
+
+// movePorts adds off to the port of each of the bench's listeners.
+func movePorts(off int) {
+	for _, a := range []*string{&ingestAddr, &mqttAddr, &ingestAdmin, &bareAddr} {
+		host, port, _ := net.SplitHostPort(*a)
+		n, _ := strconv.Atoi(port)
+		*a = net.JoinHostPort(host, strconv.Itoa(n+off))
+	}
+}
 
 // The MQTT figures' load: in flight at once, and over how many MQTT
 // connections (HTTP uses one connection per request in flight).
@@ -104,7 +117,9 @@ func main() {
 	pidDir := flag.String("pids", "", "the stack's pid files (default: pids/ next to -env)")
 	group := flag.String("group", "takt-processor", "the stack's processor consumer group (a measured run lasts until it has committed every part)")
 	verbose := flag.Bool("v", false, "log at info level")
+	portOffset := flag.Int("port-offset", 0, "added to the ports of the bench's own ingestor and bare server (18180, 18183, 18190, 18090)")
 	flag.Parse()
+	movePorts(*portOffset)
 	level := slog.LevelWarn
 	if *verbose {
 		level = slog.LevelInfo
