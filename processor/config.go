@@ -44,6 +44,13 @@ type Config struct {
 	BatchRows     int
 	BatchInterval time.Duration
 
+	// RecomputeMaxParts bounds the parts one recompute request may read
+	// (TAKT_RECOMPUTE_MAX_PARTS): they are held in memory, ~50 bytes
+	// each. A request whose window holds more is refused with that
+	// reason (its result's error) instead of run. 0:
+	// DefaultRecomputeMaxParts.
+	RecomputeMaxParts int
+
 	// CycleTimeTolerance is the relative tolerance of product resolution
 	// by cycle time (TAKT_CYCLE_TIME_TOLERANCE; 0.1 = ±10% of the ideal).
 	CycleTimeTolerance float64
@@ -107,6 +114,7 @@ const (
 	DefaultPeriodSaveInterval = 10 * time.Second
 	DefaultAddr               = "127.0.0.1:18082"
 	DefaultSessionTimeout     = 45 * time.Second
+	DefaultRecomputeMaxParts  = 5_000_000
 )
 
 // maxBatchRows bounds TAKT_BATCH_ROWS: a block stays one data part and
@@ -128,6 +136,7 @@ func ConfigFromEnv(e *config.Env) Config {
 		SessionTimeout:     e.Duration("CONSUMER_SESSION_TIMEOUT", DefaultSessionTimeout),
 		BatchRows:          e.Int("BATCH_ROWS", DefaultBatchRows),
 		BatchInterval:      e.Duration("BATCH_INTERVAL", DefaultBatchInterval),
+		RecomputeMaxParts:  e.Int("RECOMPUTE_MAX_PARTS", DefaultRecomputeMaxParts),
 		CycleTimeTolerance: e.Float("CYCLE_TIME_TOLERANCE", DefaultCycleTimeTolerance),
 		CatalogRefresh:     e.Duration("CATALOG_REFRESH", DefaultCatalogRefresh),
 		PeriodSaveInterval: e.Duration("PERIOD_SAVE_INTERVAL", DefaultPeriodSaveInterval),
@@ -153,6 +162,7 @@ func (c Config) Validate() error {
 	p.Addf(c.Group == "", "TAKT_CONSUMER_GROUP: empty")
 	p.Addf(c.SessionTimeout < time.Second, "TAKT_CONSUMER_SESSION_TIMEOUT=%s: must be at least 1s", c.SessionTimeout)
 	p.Addf(c.BatchRows < 1 || c.BatchRows > maxBatchRows, "TAKT_BATCH_ROWS=%d: must be between 1 and %d", c.BatchRows, maxBatchRows)
+	p.Addf(c.RecomputeMaxParts < 0, "TAKT_RECOMPUTE_MAX_PARTS=%d: must be positive", c.RecomputeMaxParts)
 	p.Addf(c.BatchInterval <= 0, "TAKT_BATCH_INTERVAL=%s: must be positive", c.BatchInterval)
 	p.Addf(!(c.CycleTimeTolerance >= 0 && c.CycleTimeTolerance <= 1), "TAKT_CYCLE_TIME_TOLERANCE=%v: must be between 0 and 1", c.CycleTimeTolerance)
 	p.Addf(c.CatalogRefresh <= 0, "TAKT_CATALOG_REFRESH=%s: must be positive", c.CatalogRefresh)

@@ -65,7 +65,7 @@ var errNoRecomputes = errors.New("this store runs no recomputes")
 func (noRecomputes) RecomputeByID(context.Context, string) (chstore.Recompute, error) {
 	return chstore.Recompute{}, errNoRecomputes
 }
-func (noRecomputes) PeriodParts(context.Context, string, uint64, int64, int64) ([]chstore.PeriodPart, error) {
+func (noRecomputes) PeriodParts(context.Context, string, uint64, int64, int64, int) ([]chstore.PeriodPart, error) {
 	return nil, errNoRecomputes
 }
 func (noRecomputes) LocationPeriods(context.Context, string, uint64, int64, int64) ([]chstore.PeriodRow, error) {

@@ -31,7 +31,7 @@ type metrics struct {
 	tooLate         prometheus.Counter
 	assignments     *prometheus.CounterVec // applied or refused
 	dispatches      *prometheus.CounterVec // applied, unchanged or too_late
-	recomputes      *prometheus.CounterVec // done, repeated
+	recomputes      *prometheus.CounterVec // done, repeated, failed
 	periodRows      prometheus.Counter
 	periodStates    prometheus.Counter
 	replayed        prometheus.Counter
@@ -131,7 +131,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"result"}),
 		recomputes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "takt_processor_period_recomputes_total",
-			Help: "Requests to derive periods again, by result (done; repeated: read again after it ran, nothing done).",
+			Help: "Requests to derive periods again, by result (done; repeated: read again after it ran, nothing done; failed: refused, its window held more parts than one may read or their read kept running out of time).",
 		}, []string{"result"}),
 		assignments: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "takt_processor_reason_assignments_total",

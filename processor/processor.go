@@ -61,6 +61,9 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("processor config: %w", err)
 	}
+	if cfg.RecomputeMaxParts == 0 {
+		cfg.RecomputeMaxParts = DefaultRecomputeMaxParts
+	}
 	store, err := chstore.Open(ctx, cfg.ClickHouse, logger)
 	if err != nil {
 		return err

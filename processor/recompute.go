@@ -85,7 +85,7 @@ func ruleVersion(fp string) uint64 {
 // recomputeStore is what a recompute reads and writes (*chstore.Store).
 type recomputeStore interface {
 	RecomputeByID(ctx context.Context, id string) (chstore.Recompute, error)
-	PeriodParts(ctx context.Context, kind string, id uint64, from, to int64) ([]chstore.PeriodPart, error)
+	PeriodParts(ctx context.Context, kind string, id uint64, from, to int64, max int) ([]chstore.PeriodPart, error)
 	LocationPeriods(ctx context.Context, kind string, id uint64, from, to int64) ([]chstore.PeriodRow, error)
 	PeriodHistory(ctx context.Context, kind string, id uint64, recompute string) ([]chstore.PeriodRow, error)
 	InsertPeriodHistory(ctx context.Context, recompute string, at time.Time, rows []chstore.PeriodRow) error
@@ -134,6 +134,10 @@ var (
 	// errReadAgain: a flush of the partition was dropped; the partition
 	// is read again from before the request, which then runs again.
 	errReadAgain = errors.New("the partition is read again from before the request")
+	// errUnreadable: the window's parts are more than a recompute may
+	// read, or their read ran out of time, and nothing of the request is
+	// written yet.
+	errUnreadable = errors.New("the window's parts cannot be read")
 )
 
 // applyRecompute runs a recompute request, retrying on ClickHouse errors
@@ -151,9 +155,30 @@ func (c *consumer) applyRecompute(ctx context.Context, st *partState, rc *wire.R
 		ls.m.SetConfig(cfg.cfg)
 		ls.fp = cfg.fp
 	}
+	timeouts := 0
 	for attempt := 1; ; attempt++ {
 		res, repeated, err := c.recompute(ctx, st, ls, cfg, rc, offset, now)
+		var why string
 		switch {
+		case !errors.Is(err, errUnreadable):
+		case errors.Is(err, chstore.ErrTooManyParts):
+			why = fmt.Sprintf("the window holds more than %d parts, more than one recompute may read; recompute shorter windows",
+				c.cfg.RecomputeMaxParts)
+		case ctx.Err() == nil:
+			if timeouts++; timeouts >= recomputeTimeouts {
+				why = fmt.Sprintf("reading the window ran out of time (%s) %d times; recompute shorter windows",
+					insertTimeout, timeouts)
+			}
+		}
+		if why != "" {
+			err = c.refuseRecompute(ctx, st, rc, offset, now, why)
+		}
+		switch {
+		case why != "" && err == nil:
+			c.m.recomputes.WithLabelValues("failed").Inc()
+			c.logger.Warn("recompute refused", "recompute", rc.ID, "location_kind", rc.LocationKind,
+				"location", rc.LocationID, "why", why)
+			return nil
 		case err == nil && repeated:
 			c.m.recomputes.WithLabelValues("repeated").Inc()
 			return nil
@@ -183,6 +208,25 @@ func (c *consumer) applyRecompute(ctx context.Context, st *partState, rc *wire.R
 			return fmt.Errorf("recompute %s: %w", rc.ID, err)
 		}
 	}
+}
+
+// recomputeTimeouts is how many attempts of one recompute request may run
+// out of their read budget before the request is refused: a window whose
+// parts take longer to read than the budget would otherwise hold the
+// partition's consume loop forever.
+const recomputeTimeouts = 3
+
+// refuseRecompute records request rc as done without a result, why
+// saying why, behind the fence like every recompute write.
+func (c *consumer) refuseRecompute(ctx context.Context, st *partState, rc *wire.Recompute, offset int64, now time.Time, why string) error {
+	qctx, cancel := context.WithTimeout(ctx, insertTimeout)
+	defer cancel()
+	if err := c.fenceRecompute(ctx, st, offset); err != nil {
+		return err
+	}
+	return c.store.InsertRecompute(qctx, chstore.Recompute{ID: rc.ID, Site: rc.Site, LocationKind: rc.LocationKind,
+		Location: rc.LocationID, ExternalID: rc.ExternalID, StartMs: rc.StartMs, EndMs: rc.EndMs, FromMs: rc.StartMs,
+		ToMs: rc.StartMs, By: rc.By, ReasonsLost: "[]", DoneAt: now, Error: why})
 }
 
 // recompute does the work of applyRecompute once; repeated reports a
@@ -278,8 +322,13 @@ func (c *consumer) recompute(ctx context.Context, st *partState, ls *locState, c
 	}
 	res.FromMs, res.ToMs = from, to
 
-	parts, err := c.store.PeriodParts(qctx, key.Kind, key.ID, from, to)
+	parts, err := c.store.PeriodParts(qctx, key.Kind, key.ID, from, to, c.cfg.RecomputeMaxParts)
 	if err != nil {
+		if len(kept) == 0 && (errors.Is(err, chstore.ErrTooManyParts) || errors.Is(err, context.DeadlineExceeded)) {
+			// Nothing of this request is written yet (no earlier run
+			// kept versions), so it may still be refused.
+			err = fmt.Errorf("%w: %w", errUnreadable, err)
+		}
 		return res, false, err
 	}
 	parts = edgeParts(append(parts, c.pendingParts(st, key)...), from, to)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -128,7 +129,7 @@ type recomputeSink struct {
 func (s *recomputeSink) RecomputeByID(_ context.Context, id string) (chstore.Recompute, error) {
 	return chstore.Recompute{}, fmt.Errorf("recompute %s: %w", id, chstore.ErrNotFound)
 }
-func (*recomputeSink) PeriodParts(context.Context, string, uint64, int64, int64) ([]chstore.PeriodPart, error) {
+func (*recomputeSink) PeriodParts(context.Context, string, uint64, int64, int64, int) ([]chstore.PeriodPart, error) {
 	return nil, nil
 }
 func (*recomputeSink) LocationPeriods(context.Context, string, uint64, int64, int64) ([]chstore.PeriodRow, error) {
@@ -214,4 +215,91 @@ func TestRecomputeBehindTheFence(t *testing.T) {
 				st.rewound, sink.writes.Load(), st.next.Offset)
 		}
 	})
+}
+
+// windowSink is recomputeSink whose window's parts cannot be read: err is
+// what every read of them answers; kept, the versions an earlier run of
+// the request kept; result, the result recorded.
+type windowSink struct {
+	*recomputeSink
+	err    error
+	kept   []chstore.PeriodRow
+	reads  atomic.Int32
+	result atomic.Pointer[chstore.Recompute]
+}
+
+func (s *windowSink) PeriodParts(context.Context, string, uint64, int64, int64, int) ([]chstore.PeriodPart, error) {
+	s.reads.Add(1)
+	return nil, s.err
+}
+func (s *windowSink) PeriodHistory(context.Context, string, uint64, string) ([]chstore.PeriodRow, error) {
+	return s.kept, nil
+}
+func (s *windowSink) InsertRecompute(_ context.Context, r chstore.Recompute) error {
+	s.result.Store(&r)
+	return s.recomputeSink.InsertRecompute(context.Background(), r)
+}
+
+// TestRecomputeOfAnUnreadableWindow: a request whose window holds more
+// parts than a recompute may read, or whose parts' read runs out of time
+// on every attempt, is recorded as failed with the reason, and the
+// partition's loop goes on; before, it was retried for as long as the
+// process ran, holding the partition. One an earlier run already wrote
+// for is not refused: it is retried, so its window is never left half
+// derived.
+func TestRecomputeOfAnUnreadableWindow(t *testing.T) {
+	e := newFakeEnv(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	member, owns := groupMembers(ctx, t, e)
+	cl := member()
+	mine := owns(cl, 1)[0]
+
+	start := time.Date(2024, 3, 4, 6, 0, 0, 0, time.UTC)
+	rc := &wire.Recompute{Control: wire.Control{ID: "r1", Site: 1, LocationKind: "line", LocationID: 7, ExternalID: "l7"},
+		StartMs: start.UnixMilli(), EndMs: start.Add(time.Hour).UnixMilli()}
+	tooMany := fmt.Errorf("parts of line 7: more than 10 in the window: %w", chstore.ErrTooManyParts)
+	for _, tc := range []struct {
+		name    string
+		err     error
+		kept    []chstore.PeriodRow
+		reads   int32  // reads of the parts before the answer
+		failed  string // in the result's error; "": no result
+		waitFor time.Duration
+	}{
+		{"more parts than it may read", tooMany, nil, 1, "more than 10 parts", 0},
+		{"every read runs out of time", context.DeadlineExceeded, nil, recomputeTimeouts, "ran out of time", 0},
+		{"an earlier run wrote", tooMany, []chstore.PeriodRow{{ID: 1, Version: 3}}, 0, "", time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sink := &windowSink{recomputeSink: &recomputeSink{memSink: newMemSink()}, err: tc.err, kept: tc.kept}
+			c := testConsumer(t)
+			c.cfg, c.cl, c.store, c.fctx = e.config(), cl, sink, ctx
+			c.cfg.RecomputeMaxParts = 10
+			st := &partState{partition: mine, block: new(chstore.PartsBlock), validGen: -1, positioned: true,
+				next: kgo.EpochOffset{Epoch: -1, Offset: 5}}
+			c.parts = map[int32]*partState{mine: st}
+			rctx := ctx
+			if tc.waitFor > 0 {
+				var rcancel context.CancelFunc
+				rctx, rcancel = context.WithTimeout(ctx, tc.waitFor)
+				defer rcancel()
+			}
+			err := c.applyRecompute(rctx, st, rc, 5, time.Now())
+			res := sink.result.Load()
+			if tc.failed == "" {
+				if err == nil || res != nil || sink.reads.Load() < 2 {
+					t.Fatalf("applyRecompute: %v, result %+v after %d reads; want it retried until the context ends, nothing recorded",
+						err, res, sink.reads.Load())
+				}
+				return
+			}
+			if err != nil || res == nil {
+				t.Fatalf("applyRecompute: %v, result %+v; want the request recorded as failed", err, res)
+			}
+			if !strings.Contains(res.Error, tc.failed) || res.ID != rc.ID || res.FromMs != res.ToMs || sink.reads.Load() != tc.reads {
+				t.Fatalf("result %+v after %d reads; want error %q, nothing derived, after %d reads", res, sink.reads.Load(), tc.failed, tc.reads)
+			}
+		})
+	}
 }

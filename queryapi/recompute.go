@@ -241,7 +241,7 @@ var recomputeFields = func() []l2l.Field {
 	return []l2l.Field{f("id", l2l.String), f("status", l2l.String), f("location_kind", l2l.String), f("location", l2l.Int),
 		f("externalid", l2l.String), f("start", l2l.DateTime), f("end", l2l.DateTime), n("from", l2l.DateTime), n("to", l2l.DateTime),
 		n("rule_version", l2l.Int), n("parts", l2l.Int), n("replaced", l2l.Int), n("created", l2l.Int), n("deleted", l2l.Int),
-		n("unchanged", l2l.Int), n("reasons_kept", l2l.Int), f("reasons_lost", l2l.Records)}
+		n("unchanged", l2l.Int), n("reasons_kept", l2l.Int), f("reasons_lost", l2l.Records), n("error", l2l.String)}
 }()
 
 // lostReasonFields are the fields of each reason a recompute could not
@@ -250,11 +250,16 @@ var lostReasonFields = []l2l.Field{{Name: "period", Type: l2l.Int}, {Name: "stat
 	{Name: "start", Type: l2l.DateTime}, {Name: "end", Type: l2l.DateTime}, {Name: "reason", Type: l2l.Int}}
 
 // recomputeRecord is the answer's record of one location: status done
-// with the figures, or pending (nulls) while the processor has not run it.
+// with the figures, pending (nulls) while the processor has not run it,
+// or failed with the error that says why it derived nothing.
 func recomputeRecord(id string, t recomputeTarget, start, end time.Time, r chstore.Recompute) []any {
 	row := []any{id, "pending", t.kind, t.id, t.externalID, start.UTC(), end.UTC(), nil, nil, nil, nil, nil, nil, nil, nil, nil,
-		l2l.Nested{Fields: lostReasonFields}}
-	if r.ID == "" {
+		l2l.Nested{Fields: lostReasonFields}, nil}
+	switch {
+	case r.ID == "":
+		return row
+	case r.Error != "":
+		row[1], row[17] = "failed", r.Error
 		return row
 	}
 	row[1] = "done"

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/takt/takt/internal/auth"
+	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/demo"
 	"github.com/takt/takt/internal/wire"
 )
@@ -139,6 +140,17 @@ func TestRecomputeCall(t *testing.T) {
 	// A result is found by its id once the processor ran it.
 	if status, _, env := f.send(t, http.MethodGet, "/api/1.0/productionperiods/recompute_result/"+ids[0]+"/", f.keyA, nil, false); status != http.StatusNotFound {
 		t.Errorf("the result of a request no processor ran: %d %v", status, env)
+	}
+	// A request the processor refused reads as failed, with its reason.
+	why := "the window holds more than 5000000 parts, more than one recompute may read; recompute shorter windows"
+	if err := f.store.InsertRecompute(context.Background(), chstore.Recompute{ID: ids[0], Site: 1, LocationKind: "line",
+		Location: demo.LineID, ExternalID: demo.LineExternalID, StartMs: start.UnixMilli(), EndMs: end.UnixMilli(),
+		FromMs: start.UnixMilli(), ToMs: start.UnixMilli(), ReasonsLost: "[]", DoneAt: time.Now(), Error: why}); err != nil {
+		t.Fatal(err)
+	}
+	status, _, env = f.send(t, http.MethodGet, "/api/1.0/productionperiods/recompute_result/"+ids[0]+"/", f.keyA, nil, false)
+	if data, _ := env["data"].(map[string]any); status != http.StatusOK || data["status"] != "failed" || data["error"] != why || data["parts"] != nil {
+		t.Errorf("the result of a refused request: %d %v; want status failed, its error, no figures", status, env)
 	}
 }
 

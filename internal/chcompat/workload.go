@@ -715,12 +715,26 @@ func (w *Workload) openPeriods(ctx context.Context) error {
 // with include_history), and its result.
 func (w *Workload) recompute(ctx context.Context) error {
 	s := w.Store
-	parts, err := s.PeriodParts(ctx, "line", 1, at(10, 0).UnixMilli(), at(11, 0).UnixMilli())
+	parts, err := s.PeriodParts(ctx, "line", 1, at(10, 0).UnixMilli(), at(11, 0).UnixMilli(), 0)
 	if err != nil {
 		return err
 	}
 	if len(parts) == 0 {
 		return errors.New("no parts of line 1 around 10:00-11:00")
+	}
+	inside := 0
+	for _, p := range parts {
+		if p.RecordedMs >= at(10, 0).UnixMilli() && p.RecordedMs <= at(11, 0).UnixMilli() {
+			inside++
+		}
+	}
+	// The same read bounded: at the window's count it holds, one below
+	// it refuses.
+	if bounded, err := s.PeriodParts(ctx, "line", 1, at(10, 0).UnixMilli(), at(11, 0).UnixMilli(), inside); err != nil || len(bounded) != len(parts) {
+		return fmt.Errorf("parts bounded at %d: %d %v, want %d", inside, len(bounded), err, len(parts))
+	}
+	if _, err := s.PeriodParts(ctx, "line", 1, at(10, 0).UnixMilli(), at(11, 0).UnixMilli(), inside-1); inside > 1 && !errors.Is(err, chstore.ErrTooManyParts) {
+		return fmt.Errorf("parts bounded at %d of %d: %v, want too many", inside-1, inside, err)
 	}
 	old, err := s.LocationPeriods(ctx, "line", 1, at(10, 30).UnixMilli(), at(13, 30).UnixMilli())
 	if err != nil {
@@ -746,8 +760,16 @@ func (w *Workload) recompute(ctx context.Context) error {
 		StartMs: at(10, 30).UnixMilli(), EndMs: at(13, 30).UnixMilli(), FromMs: at(10, 0).UnixMilli(), ToMs: at(14, 0).UnixMilli(),
 		RuleVersion: 77, Parts: uint64(len(parts)), Replaced: 3, Deleted: 1, ReasonsKept: 1,
 		ReasonsLost: `[{"period":4,"reason":3}]`, By: "admin", DoneAt: at(15, 0)}
-	if err := s.InsertRecompute(ctx, r); err != nil {
-		return err
+	refused := chstore.Recompute{ID: id + "-refused", Site: 1, LocationKind: "line", Location: 1, ExternalID: "line_1",
+		StartMs: r.StartMs, EndMs: r.EndMs, FromMs: r.StartMs, ToMs: r.StartMs, ReasonsLost: "[]", By: "admin",
+		DoneAt: at(15, 0), Error: "the window holds more than 5000000 parts"}
+	for _, rr := range []chstore.Recompute{r, refused} {
+		if err := s.InsertRecompute(ctx, rr); err != nil {
+			return err
+		}
+	}
+	if got, err := s.RecomputeByID(ctx, refused.ID); err != nil || got.Error != refused.Error {
+		return fmt.Errorf("refused recompute read back: %+v %v", got, err)
 	}
 	got, err := s.RecomputeByID(ctx, id)
 	if err == nil && got.DoneAt.Equal(r.DoneAt) {

@@ -6,6 +6,7 @@ package chstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -75,12 +76,18 @@ func (b *PartsBlock) Reclassify(kind string, id uint64, from, to int64, unschedu
 // window's edges), ordered by recorded time. Parts stored as too late to
 // place ('late') changed no period and are left out. The parts table is
 // ordered by id, so this reads the location's column ranges whole: the
-// call is for rare, bounded recomputes.
-func (s *Store) PeriodParts(ctx context.Context, kind string, id uint64, from, to int64) ([]PeriodPart, error) {
+// call is for rare, bounded recomputes. At most max parts of the window
+// are read (max < 1: no bound); a window that holds more gives
+// ErrTooManyParts, having read max+1 of them.
+func (s *Store) PeriodParts(ctx context.Context, kind string, id uint64, from, to int64, max int) ([]PeriodPart, error) {
 	const cols = `SELECT id, recorded_ms, ifNull(cycle_time, 0), isNotNull(cycle_time), greatest(ideal_cycle_time, 0), quantity FROM parts
 		WHERE location_kind = ? AND location_id = ? AND oee_class != 'late'`
+	limit := ""
+	if max > 0 {
+		limit = fmt.Sprintf(" LIMIT %d", max+1)
+	}
 	q := `SELECT * FROM (` + cols + ` AND recorded_ms < ? ORDER BY recorded_ms DESC, id DESC LIMIT 1)
-		UNION ALL SELECT * FROM (` + cols + ` AND recorded_ms >= ? AND recorded_ms <= ?)
+		UNION ALL SELECT * FROM (` + cols + ` AND recorded_ms >= ? AND recorded_ms <= ?` + limit + `)
 		UNION ALL SELECT * FROM (` + cols + ` AND recorded_ms > ? ORDER BY recorded_ms, id LIMIT 1)`
 	rows, err := s.conn.Query(ctx, q, kind, id, from, kind, id, from, to, kind, id, to)
 	if err != nil {
@@ -88,6 +95,7 @@ func (s *Store) PeriodParts(ctx context.Context, kind string, id uint64, from, t
 	}
 	defer rows.Close()
 	var out []PeriodPart
+	inside := 0
 	for rows.Next() {
 		var p PeriodPart
 		var has uint8
@@ -96,9 +104,21 @@ func (s *Store) PeriodParts(ctx context.Context, kind string, id uint64, from, t
 		}
 		p.HasCycleTime = has == 1
 		out = append(out, p)
+		if p.RecordedMs >= from && p.RecordedMs <= to {
+			inside++
+		}
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("parts of %s %d: %w", kind, id, err)
+	}
+	if max > 0 && inside > max {
+		return nil, fmt.Errorf("parts of %s %d: more than %d in the window: %w", kind, id, max, ErrTooManyParts)
+	}
+	return out, nil
 }
+
+// ErrTooManyParts: a window holds more parts than a call may read.
+var ErrTooManyParts = errors.New("too many parts")
 
 const periodCols = `id, site, location, toString(location_kind), externalid, toString(state),
 	toInt64(toUInt32(start)) * 1000, toInt64(toUInt32(ifNull(end, toDateTime(0)))) * 1000, isNull(end), reason,
@@ -206,18 +226,22 @@ type Recompute struct {
 	ReasonsLost string
 	By          string
 	DoneAt      time.Time
+	// Error says why the request derived nothing (empty: it ran): its
+	// window held more parts than one recompute may read, or reading them
+	// kept running out of time.
+	Error string
 }
 
 // InsertRecompute records the result of a recompute request.
 func (s *Store) InsertRecompute(ctx context.Context, r Recompute) error {
 	b, err := s.conn.PrepareBatch(ctx, "INSERT INTO period_recomputes (id, site, location_kind, location, externalid, start_ms, end_ms,"+
-		" from_ms, to_ms, rule_version, parts, replaced, created, deleted, unchanged, reasons_kept, reasons_lost, requested_by, done_at)")
+		" from_ms, to_ms, rule_version, parts, replaced, created, deleted, unchanged, reasons_kept, reasons_lost, requested_by, done_at, error)")
 	if err != nil {
 		return fmt.Errorf("prepare insert into period_recomputes: %w", err)
 	}
 	if err := b.Append(r.ID, r.Site, r.LocationKind, r.Location, r.ExternalID, r.StartMs, r.EndMs, r.FromMs, r.ToMs,
 		r.RuleVersion, r.Parts, r.Replaced, r.Created, r.Deleted, r.Unchanged, r.ReasonsKept, r.ReasonsLost, r.By,
-		r.DoneAt.UTC()); err != nil {
+		r.DoneAt.UTC(), r.Error); err != nil {
 		b.Abort()
 		return fmt.Errorf("insert into period_recomputes: %w", err)
 	}
@@ -231,7 +255,7 @@ func (s *Store) InsertRecompute(ctx context.Context, r Recompute) error {
 // ErrNotFound while it has not run.
 func (s *Store) RecomputeByID(ctx context.Context, id string) (Recompute, error) {
 	rows, err := s.conn.Query(ctx, `SELECT id, site, toString(location_kind), location, externalid, start_ms, end_ms, from_ms, to_ms,
-		rule_version, parts, replaced, created, deleted, unchanged, reasons_kept, reasons_lost, requested_by, done_at
+		rule_version, parts, replaced, created, deleted, unchanged, reasons_kept, reasons_lost, requested_by, done_at, error
 		FROM period_recomputes FINAL WHERE id = ?`, id)
 	if err != nil {
 		return Recompute{}, fmt.Errorf("read recompute %s: %w", id, err)
@@ -246,7 +270,7 @@ func (s *Store) RecomputeByID(ctx context.Context, id string) (Recompute, error)
 	var r Recompute
 	if err := rows.Scan(&r.ID, &r.Site, &r.LocationKind, &r.Location, &r.ExternalID, &r.StartMs, &r.EndMs, &r.FromMs, &r.ToMs,
 		&r.RuleVersion, &r.Parts, &r.Replaced, &r.Created, &r.Deleted, &r.Unchanged, &r.ReasonsKept, &r.ReasonsLost,
-		&r.By, &r.DoneAt); err != nil {
+		&r.By, &r.DoneAt, &r.Error); err != nil {
 		return Recompute{}, fmt.Errorf("scan recompute %s: %w", id, err)
 	}
 	return r, nil

@@ -111,7 +111,7 @@ var periodArea = &Area{
 				" keeps its reason, and the reasons that no period carries any more are listed in the answer. The call is" +
 				" signed (_server, _expiration, _signature over POST, productionperiods/recompute, then site, externalid," +
 				" line, machine, start, end). It waits up to wait seconds (default 10) for the processor and answers one" +
-				" record per location, status done or pending (see recompute_result).",
+				" record per location, status done, pending (see recompute_result) or failed (error says why: a window holding more parts than one recompute may read).",
 			Args: []Arg{
 				{Name: "externalid", Type: ArgText, Doc: "The location's external id."},
 				{Name: "line", Type: ArgID, Doc: "A line: the line and each of its machines that is a location."},
