@@ -413,13 +413,25 @@ func (b *batchHandler) startProduce(ctx context.Context, items []result, idx []i
 	w.pending = make([]bool, len(idx))
 	w.start = time.Now()
 	acks := w.acks
+	// The messages are written one after the other into one buffer, each
+	// record's value its own piece of it (its capacity cut at its end):
+	// one allocation for the batch, which lives as long as a record of it
+	// does. Should the hint fall short, append moves on to a new buffer
+	// and the values already handed over keep the old one.
+	size := 0
+	for _, i := range idx {
+		size += wire.EncodedSizeHint(&items[i].part)
+	}
+	buf := make([]byte, 0, size)
 	for k, i := range idx {
 		p := &items[i].part
-		val, err := wire.Encode(p)
-		if err != nil {
+		start := len(buf)
+		var err error
+		if buf, err = wire.AppendEncode(buf, p); err != nil {
 			w.errs[k] = fmt.Errorf("encode part: %w", err)
 			continue
 		}
+		val := buf[start:len(buf):len(buf)]
 		w.pending[k] = true
 		w.waiting++
 		var hs []kgo.RecordHeader

@@ -91,28 +91,49 @@ type Part struct {
 // Key returns the Kafka record key of p: its location's external id.
 func (p *Part) Key() []byte { return []byte(p.ExternalID) }
 
-// Encode returns the JSON form of p with the current version set.
+// Encode returns the JSON form of p with the current version set: the
+// bytes json.Marshal writes for p (see AppendEncode).
 func Encode(p *Part) ([]byte, error) {
-	p.V = Version
-	if err := p.Validate(); err != nil {
+	b, err := AppendEncode(make([]byte, 0, EncodedSizeHint(p)), p)
+	if err != nil {
 		return nil, err
 	}
-	return json.Marshal(p)
+	return b, nil
 }
 
-// Decode parses a message and checks its invariants.
+// Decode parses a message and checks its invariants. What it accepts and
+// refuses, and its errors, are those of json.Unmarshal into a Part
+// followed by these checks; the messages Takt writes take a faster way
+// (see decodeFast).
 func Decode(b []byte) (Part, error) {
+	var p Part
+	if !decodeFast(b, &p) {
+		return decodeJSON(b)
+	}
+	if err := p.check(); err != nil {
+		return Part{}, err
+	}
+	return p, nil
+}
+
+// decodeJSON is Decode by json.Unmarshal (its own Part, which escapes).
+func decodeJSON(b []byte) (Part, error) {
 	var p Part
 	if err := json.Unmarshal(b, &p); err != nil {
 		return Part{}, fmt.Errorf("decode part message: %w", err)
 	}
-	if p.V != Version {
-		return Part{}, fmt.Errorf("decode part message: %w: %d", ErrVersion, p.V)
-	}
-	if err := p.Validate(); err != nil {
+	if err := p.check(); err != nil {
 		return Part{}, err
 	}
 	return p, nil
+}
+
+// check checks the version and the invariants of a decoded message.
+func (p *Part) check() error {
+	if p.V != Version {
+		return fmt.Errorf("decode part message: %w: %d", ErrVersion, p.V)
+	}
+	return p.Validate()
 }
 
 // Validate checks the invariants every message must hold.
