@@ -29,15 +29,35 @@ import (
 // FuzzEncodeMatchesJSON and FuzzDecodeMatchesJSON compare both with
 // encoding/json.
 
-// encodeHint is the size of a part message apart from its strings: keys,
-// punctuation and numbers (at most 20 digits each, a float 24).
-const encodeHint = 232 + 128
+// encodeFixed is the length of a part message without its strings, its
+// numbers and an idempotency id.
+const encodeFixed = len(`{"v":1,"event_id":"","site":,"location_kind":"","location_id":,"external_id":"","quantity":,` +
+	`"quality":"","product":"","cycle_time":,"has_cycle_time":false,"reason":"","recorded_at_ms":,` +
+	`"recorded_defaulted":false,"received_at_ms":}`)
 
-// EncodedSizeHint returns a capacity that holds p's message in most cases;
-// AppendEncode grows the buffer when it does not.
+// EncodedSizeHint returns a capacity that holds p's message, at most 25
+// bytes more than it needs unless a string needs escapes; AppendEncode
+// grows the buffer when it does not suffice.
 func EncodedSizeHint(p *Part) int {
-	return encodeHint + len(p.EventID) + len(p.LocationKind) + len(p.ExternalID) + len(p.Quality) +
-		len(p.Product) + len(p.Reason) + len(p.IdempotencyID)
+	n := encodeFixed + len(p.EventID) + len(p.LocationKind) + len(p.ExternalID) + len(p.Quality) +
+		len(p.Product) + len(p.Reason) +
+		digits(p.Site) + digits(p.LocationID) + digits(uint64(p.Quantity)) +
+		digits(uint64(p.RecordedAtMs)) + digits(uint64(p.ReceivedAtMs)) +
+		25 // the longest float64
+	if p.IdempotencyID != "" {
+		n += len(`,"idempotency_id":""`) + len(p.IdempotencyID)
+	}
+	return n
+}
+
+// digits returns the number of decimal digits of v (20 for a negative
+// int64 read as uint64: a bound of its sign and digits).
+func digits(v uint64) int {
+	n := 1
+	for ; v >= 10; v /= 10 {
+		n++
+	}
+	return n
 }
 
 // AppendEncode appends the JSON form of p, with the current version set,

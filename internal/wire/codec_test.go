@@ -347,3 +347,28 @@ func BenchmarkAppendEncode(b *testing.B) {
 		}
 	}
 }
+
+// TestEncodedSizeHint: the hint holds the message and wastes at most the
+// float's bound.
+func TestEncodedSizeHint(t *testing.T) {
+	for _, mut := range []func(p *Part){
+		func(*Part) {},
+		func(p *Part) { p.IdempotencyID = "5f0c0b8e-2a4d-4c1e-9b7a-0e1d2c3b4a59" },
+		func(p *Part) { p.CycleTime = 2.2250738585072014e-308 },
+		func(p *Part) { p.CycleTime = 0.0000012345678901234567 },
+		func(p *Part) { p.CycleTime = 123456789012345678901 },
+		func(p *Part) { p.RecordedDefaulted, p.HasCycleTime = true, false },
+		func(p *Part) { p.Site, p.LocationID, p.Quantity = math.MaxUint64, 0, math.MaxUint32 },
+		func(p *Part) { p.RecordedAtMs, p.ReceivedAtMs = math.MaxInt64, 1 },
+	} {
+		p := sample()
+		mut(&p)
+		b, err := Encode(&p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hint := EncodedSizeHint(&p); hint < len(b) || hint > len(b)+25 {
+			t.Errorf("hint %d for %d bytes: %s", hint, len(b), b)
+		}
+	}
+}
