@@ -201,6 +201,10 @@ func parseMachineStat(b []byte) (uint64, error) {
 	return 0, errors.New("/proc/stat: no cpu line")
 }
 
+// PerPart returns the µs of CPU per part of each process, of the others
+// and of the machine, on one line.
+func (u *CPUUse) PerPart() string { return strings.TrimSpace(u.line()) }
+
 // line is the µs of CPU per part of each process, the rest and the
 // machine, on one line.
 func (u *CPUUse) line() string {

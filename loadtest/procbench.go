@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
@@ -33,6 +34,14 @@ type ProcessorFigure struct {
 	ProcessorFirst99PerS float64 `json:"processor_first_99pct_parts_per_s"`
 	EngineFirst99PerS    float64 `json:"kafka_engine_first_99pct_parts_per_s"`
 	PrefillS             float64 `json:"prefill_s"`
+	// ProcessorCPU and EngineCPU are the CPU each drain cost, per part:
+	// "processor" is this process (Takt's processor runs in it; idle but
+	// for polling the row count during the engine's drain), the others
+	// the stack's processes given to ProcessorBench (ClickHouse does the
+	// engine's work). Unlike the rates, they hardly depend on what else
+	// the machine runs.
+	ProcessorCPU *CPUUse `json:"processor_cpu,omitempty"`
+	EngineCPU    *CPUUse `json:"kafka_engine_cpu,omitempty"`
 }
 
 // ProcessorBench fills a scratch topic (6 partitions) with n part messages,
@@ -42,9 +51,19 @@ type ProcessorFigure struct {
 // MergeTree through a materialized view). Both start from offset 0: the
 // engine's group is given committed offsets of 0 before its table exists,
 // since on 18.16 a new group starts at the latest offset. The topic and
-// database are removed afterwards.
-func ProcessorBench(ctx context.Context, brokers []string, ch chstore.Config, n int, logger *slog.Logger) (ProcessorFigure, error) {
+// database are removed afterwards. The CPU of this process and of stack
+// (the broker, ClickHouse, ...) is metered over each drain.
+func ProcessorBench(ctx context.Context, brokers []string, ch chstore.Config, n int, stack []Proc, logger *slog.Logger) (ProcessorFigure, error) {
 	fig := ProcessorFigure{Parts: n}
+	procs := append([]Proc{{Name: "processor", PID: os.Getpid()}}, stack...)
+	meter := func() func() *CPUUse {
+		m, err := StartCPU(procs)
+		if err != nil {
+			logger.Warn("processor figure: no CPU figures", "err", err)
+			return func() *CPUUse { return nil }
+		}
+		return func() *CPUUse { u := m.Stop(int64(n)); return &u }
+	}
 	suffix := strings.ReplaceAll(uuid.NewString()[:8], "-", "")
 	topic := "takt-bench-" + suffix
 	ch.Database = "takt_bench_" + suffix
@@ -96,6 +115,7 @@ func ProcessorBench(ctx context.Context, brokers []string, ch chstore.Config, n 
 	reg := prometheus.NewRegistry()
 	pctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
+	stopCPU := meter()
 	start := time.Now()
 	go func() {
 		done <- processor.Run(pctx, processor.Config{
@@ -106,6 +126,7 @@ func ProcessorBench(ctx context.Context, brokers []string, ch chstore.Config, n 
 		}, logger)
 	}()
 	total, at99, err := waitRows(ctx, start, n, func() (float64, error) { return gatherCounter(reg, "takt_processor_parts_inserted_total") }, done)
+	fig.ProcessorCPU = stopCPU()
 	stop()
 	if !errors.Is(err, errStopped) {
 		if perr := <-done; err == nil && perr != nil {
@@ -133,6 +154,7 @@ func ProcessorBench(ctx context.Context, brokers []string, ch chstore.Config, n 
 			return fig, fmt.Errorf("kafka engine: %s: %w", firstLine(stmt), err)
 		}
 	}
+	stopCPU = meter()
 	start = time.Now()
 	if err := store.Exec(ctx, engineMV); err != nil {
 		return fig, fmt.Errorf("kafka engine view: %w", err)
@@ -141,6 +163,7 @@ func ProcessorBench(ctx context.Context, brokers []string, ch chstore.Config, n 
 		v, err := store.QueryUint64(ctx, "SELECT count() FROM engine_parts")
 		return float64(v), err
 	}, nil)
+	fig.EngineCPU = stopCPU()
 	_ = store.Exec(context.Background(), "DROP TABLE IF EXISTS engine_mv")
 	_ = store.Exec(context.Background(), "DROP TABLE IF EXISTS engine_queue")
 	if err != nil {

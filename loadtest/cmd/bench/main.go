@@ -303,10 +303,16 @@ func run(ctx context.Context, out, envFile string, satD, fixedD, batchD, mqttD t
 
 	// 4. Processor vs the Kafka table engine.
 	if figs["4"] {
+		var drainProcs []loadtest.Proc // the stack's processes a drain uses
+		for _, p := range stackPIDs {
+			if p.Name == "broker" || p.Name == "clickhouse" {
+				drainProcs = append(drainProcs, p)
+			}
+		}
 		fig, err := loadtest.ProcessorBench(ctx, strings.Split(env["KAFKA_BROKERS"], ","), chstore.Config{
 			Addr: strings.Split(env["CLICKHOUSE_ADDR"], ","), User: "default", DialTimeout: 5 * time.Second,
 			ReadTimeout: 120 * time.Second, MaxOpenConns: 8,
-		}, procParts, logger)
+		}, procParts, drainProcs, logger)
 		if err != nil {
 			rep.ProcessorError = err.Error()
 			fmt.Fprintln(os.Stderr, "processor comparison:", err)
@@ -314,6 +320,14 @@ func run(ctx context.Context, out, envFile string, satD, fixedD, batchD, mqttD t
 			rep.Processor = &fig
 			fmt.Fprintf(os.Stderr, "processor %.0f parts/s, Kafka engine %.0f parts/s, ratio %.2f\n",
 				fig.ProcessorPartsPerS, fig.EnginePartsPerS, fig.Ratio)
+			for _, u := range []struct {
+				name string
+				cpu  *loadtest.CPUUse
+			}{{"processor drain", fig.ProcessorCPU}, {"Kafka engine drain", fig.EngineCPU}} {
+				if u.cpu != nil {
+					fmt.Fprintf(os.Stderr, "%s: µs of CPU per part: %s\n", u.name, u.cpu.PerPart())
+				}
+			}
 		}
 	}
 
@@ -580,8 +594,12 @@ func markdown(r *Report) string {
 			f.RateAchieved, r.BatchEndToEnd, f.Lost, f.Duplicated, f.Verified, f.Latency.P99, f.Freshness.P99)
 	}
 	if f := r.Processor; f != nil {
-		p("| 4. processor vs ClickHouse Kafka engine, %d parts | processor %.0f parts/s (%.1f s), Kafka engine %.0f parts/s (%.1f s): **%.2f×** (first 99%%: %.0f vs %.0f) | ≥ 3× |\n",
-			f.Parts, f.ProcessorPartsPerS, f.ProcessorS, f.EnginePartsPerS, f.EngineS, f.Ratio, f.ProcessorFirst99PerS, f.EngineFirst99PerS)
+		var cpu string
+		if f.ProcessorCPU != nil && f.EngineCPU != nil {
+			cpu = fmt.Sprintf("; µs of CPU per part, processor drain: %s; engine drain: %s", f.ProcessorCPU.PerPart(), f.EngineCPU.PerPart())
+		}
+		p("| 4. processor vs ClickHouse Kafka engine, %d parts | processor %.0f parts/s (%.1f s), Kafka engine %.0f parts/s (%.1f s): **%.2f×** (first 99%%: %.0f vs %.0f)%s | ≥ 3× |\n",
+			f.Parts, f.ProcessorPartsPerS, f.ProcessorS, f.EnginePartsPerS, f.EngineS, f.Ratio, f.ProcessorFirst99PerS, f.EngineFirst99PerS, cpu)
 	} else if r.ProcessorError != "" {
 		p("| 4. processor vs ClickHouse Kafka engine | not measured: %s | ≥ 3× |\n", r.ProcessorError)
 	}
