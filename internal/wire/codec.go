@@ -9,7 +9,7 @@ import (
 
 // The part message is written and read for every part, by the ingestor
 // and the processor, and encoding/json's reflection was a good share of
-// both one's CPU. The functions here write and read it directly, for the
+// the CPU of both. The functions here write and read it directly, for the
 // messages Takt writes; anything else goes through encoding/json, so that
 // json.Marshal and json.Unmarshal stay the definition of the message:
 //
@@ -170,7 +170,7 @@ func decodeFast(b []byte, p *Part) bool {
 	s := scanner{b: b}
 	var eventID, kind, extID, quality, product, reason, idem span
 	var ok bool
-	p.V = 1
+	p.V = 1 // the literal below; a new Version needs a new fast path
 	if !s.lit(`{"v":1,"event_id":"`) || !s.str(&eventID) ||
 		!s.lit(`,"site":`) || !s.uint(&p.Site, math.MaxUint64) ||
 		!s.lit(`,"location_kind":"`) || !s.str(&kind) ||
@@ -252,8 +252,8 @@ func known(b []byte, sp span, values ...string) string {
 type span struct{ lo, hi int }
 
 // scanner reads a message from its start; each method consumes what it
-// reads and reports false, consuming nothing it can be trusted with, when
-// the input is not what it reads.
+// reads, or reports false when the input is not that (the scan is then
+// given up).
 type scanner struct {
 	b []byte
 	i int
