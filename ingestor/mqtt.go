@@ -116,9 +116,6 @@ type mqttConn struct {
 	acks      chan *pendingAck // FIFO of QoS 1 messages awaiting their PUBACK
 	ackerDone chan struct{}
 	inbox     chan inbound // messages received, for the connection's worker
-	// producing holds a token per batch of the worker being produced
-	// (see maxBatchesProducing).
-	producing chan struct{}
 }
 
 // pendingAck is one QoS 1 message's answer, ready when its handling ends.
@@ -255,8 +252,7 @@ func (mb *mqttBroker) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		return code
 	}
 	c := &mqttConn{cl: cl, id: cl.ID, proto: cl.Properties.ProtocolVersion, p: p, prefix: prefix, since: time.Now(),
-		acks: make(chan *pendingAck, mb.maxIn), ackerDone: make(chan struct{}), inbox: make(chan inbound, mb.maxIn),
-		producing: make(chan struct{}, maxBatchesProducing)}
+		acks: make(chan *pendingAck, mb.maxIn), ackerDone: make(chan struct{}), inbox: make(chan inbound, mb.maxIn)}
 	mb.mu.Lock()
 	mb.conns[cl] = c
 	mb.mu.Unlock()

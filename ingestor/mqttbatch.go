@@ -1,12 +1,12 @@
 package ingestor
 
 // The per-connection path of MQTT messages. Each connection has a worker
-// and an acker. The worker takes what came in while it was busy, or while
-// its previous batch waited for Kafka, as one batch: the messages that
-// need nothing but the usual (one part on takt/parts/<external_id>, not a
-// resend, no idempotency key, valid, a known location, within the rate
-// limit) share one produce of their records, one wait for Kafka's
-// acknowledgements and one write of their resend records; any other message is handled alone, as before, by
+// and an acker. The worker takes what came in while it was busy as one
+// batch: the messages that need nothing but the usual (one part on
+// takt/parts/<external_id>, not a resend, no idempotency key, valid, a
+// known location, within the rate limit) share one produce of their
+// records, one wait for Kafka's acknowledgements and one pipeline of their
+// resend records; any other message is handled alone, as before, by
 // process. The acker writes the PUBACKs in PUBLISH order, each as soon as
 // it is ready, and the ones ready together in one write.
 //
@@ -32,16 +32,6 @@ import (
 // takes.
 const maxWorkerBatch = 256
 
-// maxBatchesProducing is how many batches of a connection's worker may
-// wait for Kafka at once. With that many, the worker waits, and the
-// messages that come meanwhile make the next batch larger: at saturation
-// that spreads the work of a batch (its Redis writes, its wait, the write
-// of its PUBACKs) over more messages (about 6 instead of 4–5 a batch in the
-// bench). What it costs a message is at most one wait for Kafka, and its
-// PUBACK could not leave before those of the batch waited for anyway:
-// PUBACKs leave in PUBLISH order.
-const maxBatchesProducing = 1
-
 // ackFlushBytes is the most PUBACK bytes held before they are written.
 const ackFlushBytes = 32 << 10
 
@@ -57,7 +47,6 @@ type inbound struct {
 func (mb *mqttBroker) worker(c *mqttConn) {
 	batch := make([]inbound, 0, maxWorkerBatch)
 	for in := range c.inbox {
-		c.producing <- struct{}{} // released when Kafka answered the batch
 		batch = append(batch[:0], in)
 	more:
 		for len(batch) < cap(batch) {
@@ -110,7 +99,6 @@ func (mb *mqttBroker) handleBatch(c *mqttConn, batch []inbound) {
 	n := len(fb.msgs)
 	if n == 0 {
 		cancel()
-		<-c.producing
 		return
 	}
 	fb.digests, fb.ends = make([]string, n), make([]func(), n)
@@ -186,9 +174,6 @@ func (mi *mqttIngest) common(ctx context.Context, c *mqttConn, msg *mqttMessage,
 func (mb *mqttBroker) finishBatch(ctx context.Context, cancel context.CancelFunc, c *mqttConn, fb *fastBatch, pw *produceWait) {
 	defer cancel()
 	errs := pw.wait()
-	// The next batch may be produced: its messages have other packet ids
-	// than these, whose PUBACKs have not left.
-	<-c.producing
 	outs := make([]outcome, len(fb.msgs))
 	var recs []storedRecord
 	for k, msg := range fb.msgs {
