@@ -356,6 +356,9 @@ func (h *handler) one(c *gin.Context) {
 // request's to narrow: success=false, saying which, never a 500.
 func (h *handler) readFailed(r *request, err error) {
 	switch chstore.Limit(err) {
+	case chstore.ErrBusy:
+		h.busy(r, err)
+		return
 	case chstore.ErrTimeout:
 		h.logger.Warn("record query ran out of time", "area", r.label, "query", r.c.Request.URL.RawQuery, "err", err)
 		h.finish(r, http.StatusGatewayTimeout, "timeout", l2l.Failure(fmt.Sprintf(
@@ -375,6 +378,22 @@ func (h *handler) readFailed(r *request, err error) {
 	}
 	h.logger.Error("record query failed", "area", r.label, "err", err)
 	h.finish(r, http.StatusInternalServerError, "error", l2l.Failure(msgInternal))
+}
+
+// busyRetryAfter is the Retry-After (seconds) of a request answered 503
+// because every ClickHouse connection stayed in use.
+const busyRetryAfter = "1"
+
+// busy answers a request that got no ClickHouse connection within the
+// pool's wait (chstore.ErrBusy): 503 with Retry-After, since the same
+// request succeeds once the reads ahead of it are done. Each waiting
+// request's wait is bounded by the pool's (TAKT_CLICKHOUSE_DIAL_TIMEOUT)
+// and by its own time budget.
+func (h *handler) busy(r *request, err error) {
+	h.logger.Warn("request found every ClickHouse connection in use", "area", r.label, "err", err)
+	r.c.Header("Retry-After", busyRetryAfter)
+	h.finish(r, http.StatusServiceUnavailable, "busy", l2l.Failure(
+		"The server is busy: every ClickHouse connection is in use; retry in a second"))
 }
 
 // localize moves the values of LocalDateTime fields into the time zone of

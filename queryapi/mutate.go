@@ -236,7 +236,12 @@ func (h *handler) writeFailed(r *request, err error) {
 		h.finish(r, http.StatusServiceUnavailable, "unavailable", l2l.Failure(msgWriteUnavailable))
 		return
 	}
-	if chstore.Limit(err) != nil {
+	switch chstore.Limit(err) {
+	case nil:
+	case chstore.ErrBusy:
+		h.busy(r, err)
+		return
+	default:
 		h.finish(r, http.StatusGatewayTimeout, "timeout", l2l.Failure("The write took too long"))
 		return
 	}

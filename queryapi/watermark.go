@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/takt/takt/internal/chstore"
 	"github.com/takt/takt/internal/l2l"
 	"github.com/takt/takt/internal/watermark"
 )
@@ -228,6 +229,8 @@ func (h *handler) readWatermark(r *request, watermarked bool) (int64, bool) {
 			"Too many reads are waiting for the parts watermark: retry in a second"))
 	case errors.Is(err, context.Canceled) && r.c.Request.Context().Err() != nil:
 		h.finish(r, 499, "canceled", l2l.Failure("Request canceled"))
+	case chstore.Limit(err) == chstore.ErrBusy:
+		h.busy(r, err)
 	default:
 		h.logger.Error("reading the parts watermark failed", "err", err)
 		h.finish(r, http.StatusInternalServerError, "error", l2l.Failure(msgInternal))

@@ -23,6 +23,12 @@ import (
 // ask for less.
 var ErrTooBig = errors.New("query exceeds its limits")
 
+// ErrBusy means every connection of the Store's pool stayed in use for as
+// long as a query may wait for one (the dial timeout): the process has
+// more queries in flight than its pool serves. The caller may try again
+// shortly; nothing is wrong with the query.
+var ErrBusy = errors.New("every ClickHouse connection is in use")
+
 // ClickHouse error codes of limits.
 const (
 	codeTooManyRows      = 158 // max_rows_to_read
@@ -35,12 +41,17 @@ const (
 // Limit says whether err is a query stopped by a limit: ErrTimeout when
 // it ran, or ClickHouse estimated it would run, past its time (or its
 // context's deadline passed), ErrTooBig when it needed more memory or rows
-// than allowed, nil otherwise.
+// than allowed, ErrBusy when it got no connection of the pool in time,
+// nil otherwise.
 func Limit(err error) error {
 	var ex *clickhouse.Exception
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(err, ErrBusy) || errors.Is(err, clickhouse.ErrAcquireConnTimeout):
+		// Before the deadline check: the pool's wait ends with a
+		// context whose cause is this error.
+		return ErrBusy
 	case errors.Is(err, ErrTimeout) || errors.Is(err, context.DeadlineExceeded):
 		return ErrTimeout
 	case errors.Is(err, ErrTooBig):
