@@ -35,6 +35,10 @@ type Config struct {
 	IngestURL string
 	QueryURL  string
 	Key       string
+	// QueryAdminURL is the query API's admin listener: the freshness
+	// probe reads its metrics before and after, to report what
+	// ClickHouse read for the probe's requests (empty: not reported).
+	QueryAdminURL string
 	// MoreIngestURLs are further ingestors (behind no load balancer):
 	// requests go round-robin over IngestURL and these.
 	MoreIngestURLs []string
@@ -137,6 +141,7 @@ func (c *Config) Flags(fs *flag.FlagSet, envFile *string) {
 	fs.StringVar(envFile, "env", ".run/env", "file of KEY=value lines written by `make up` (API_KEY, INGEST_URL, ...); \"\" for none")
 	fs.StringVar(&c.IngestURL, "url", "", "ingestor base URL (default: INGEST_URL of -env, else "+c.IngestURL+")")
 	fs.StringVar(&c.QueryURL, "query-url", "", "query API base URL for freshness (default: QUERY_URL of -env)")
+	fs.StringVar(&c.QueryAdminURL, "query-admin-url", "", "query API admin URL: what ClickHouse read for the freshness probe, from its metrics (default: QUERY_ADMIN_URL of -env)")
 	fs.StringVar(&c.Key, "key", "", "API key (default: API_KEY of -env)")
 	fs.StringVar(&c.Transport, "transport", c.Transport, "http (the ingest API) or mqtt (QoS 1 publishes, acknowledged after Kafka)")
 	fs.StringVar(&c.MQTTAddr, "mqtt", "", "-transport mqtt: the ingestor's MQTT address (default: MQTT_ADDR of -env)")
@@ -217,6 +222,7 @@ func (c *Config) ApplyEnvFile(path string) error {
 	}
 	fill(&c.IngestURL, "INGEST_URL", def.IngestURL)
 	fill(&c.QueryURL, "QUERY_URL", def.QueryURL)
+	fill(&c.QueryAdminURL, "QUERY_ADMIN_URL", "")
 	fill(&c.Key, "API_KEY", "")
 	fill(&c.MQTTAddr, "MQTT_ADDR", def.MQTTAddr)
 	fill(&c.ClickHouseDB, "CLICKHOUSE_DB", def.ClickHouseDB)
@@ -247,8 +253,8 @@ func (c Config) Validate() error {
 		p.Addf(err != nil || !isLoopbackHost(host), "-mqtt %q: loopback host:port only", c.MQTTAddr)
 		p.Addf(c.MQTTConns < 1 || c.MQTTConns > MaxConcurrency, "-mqtt-conns %d: between 1 and %d", c.MQTTConns, MaxConcurrency)
 	}
-	for _, u := range []struct{ name, url string }{{"-url", c.IngestURL}, {"-query-url", c.QueryURL}} {
-		if u.name == "-query-url" && !c.Verify {
+	for _, u := range []struct{ name, url string }{{"-url", c.IngestURL}, {"-query-url", c.QueryURL}, {"-query-admin-url", c.QueryAdminURL}} {
+		if u.name != "-url" && !c.Verify || u.name == "-query-admin-url" && u.url == "" {
 			continue
 		}
 		err := checkLoopback(u.url)

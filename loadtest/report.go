@@ -91,13 +91,17 @@ type Percentiles struct {
 // FreshnessSet is the accept → visible-in-the-query-API delay of sampled
 // parts (in the parts area's default order); Timeouts are samples never
 // seen before the drain deadline. Reads is what the probe cost: the query
-// API requests it sent. Misses are answers whose watermark had reached
-// the sample's acknowledgement and that did not hold it: each breaks the
-// watermark's promise.
+// API requests it sent; CHRows and CHBytes what ClickHouse read for the
+// query API's parts reads meanwhile (its metrics; the probe's when nobody
+// else reads parts there; -1: not measured). Misses are answers whose
+// watermark had reached the sample's acknowledgement and that did not
+// hold it: each breaks the watermark's promise.
 type FreshnessSet struct {
 	Percentiles
 	Timeouts int64 `json:"timeouts"`
 	Reads    int64 `json:"reads"`
+	CHRows   int64 `json:"clickhouse_rows_read"`
+	CHBytes  int64 `json:"clickhouse_bytes_read"`
 	Misses   int64 `json:"watermark_misses"`
 }
 
@@ -191,6 +195,10 @@ func (r *Report) Summary(w io.Writer) {
 		f := r.Freshness
 		fmt.Fprintf(w, "  freshness p50 %.0f  p99 %.0f  max %.0f ms  (%d samples, %d never seen; %d probe reads, %d watermark misses)\n",
 			f.P50, f.P99, f.Max, f.N, f.Timeouts, f.Reads, f.Misses)
+		if f.CHRows >= 0 && f.Reads > 0 {
+			fmt.Fprintf(w, "  probe     ClickHouse read %d rows, %.1f MB for the query API's parts reads (%.0f rows, %.1f KB per probe read)\n",
+				f.CHRows, float64(f.CHBytes)/1e6, float64(f.CHRows)/float64(f.Reads), float64(f.CHBytes)/1e3/float64(f.Reads))
+		}
 	case r.VerifyError != "":
 		fmt.Fprintf(w, "  verify    NOT VERIFIED: %s\n", r.VerifyError)
 	}

@@ -158,6 +158,16 @@ type freshness struct {
 	misses   atomic.Int64
 	polls    sync.WaitGroup
 	errOnce  sync.Once
+	// readAtStart is what ClickHouse had read for the query API's parts
+	// reads when the probe started (ok: known).
+	readAtStart readCost
+}
+
+// readCost is what ClickHouse read for the query API's parts reads, from
+// its metrics.
+type readCost struct {
+	rows, bytes float64
+	ok          bool
 }
 
 type sample struct {
@@ -173,7 +183,40 @@ const (
 )
 
 func newFreshness(cfg Config, client *http.Client, logger *slog.Logger) *freshness {
-	return &freshness{cfg: cfg, client: client, logger: logger, samples: make(chan sample, 1), h: newHist()}
+	f := &freshness{cfg: cfg, client: client, logger: logger, samples: make(chan sample, 1), h: newHist()}
+	f.readAtStart = f.readCost()
+	return f
+}
+
+// readCost reads the query API's takt_queryapi_clickhouse_read_*_total
+// of the parts area from its admin listener.
+func (f *freshness) readCost() readCost {
+	if f.cfg.QueryAdminURL == "" {
+		return readCost{}
+	}
+	resp, err := f.client.Get(f.cfg.QueryAdminURL + "/metrics")
+	if err != nil {
+		f.logger.Warn("reading the query API's metrics failed", "err", err)
+		return readCost{}
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		f.logger.Warn("reading the query API's metrics failed", "status", resp.StatusCode, "err", err)
+		return readCost{}
+	}
+	c := readCost{ok: true}
+	for line := range strings.Lines(string(b)) {
+		for name, dst := range map[string]*float64{
+			`takt_queryapi_clickhouse_read_rows_total{area="parts"} `:  &c.rows,
+			`takt_queryapi_clickhouse_read_bytes_total{area="parts"} `: &c.bytes,
+		} {
+			if v, ok := strings.CutPrefix(line, name); ok {
+				*dst, _ = strconv.ParseFloat(strings.TrimSpace(v), 64)
+			}
+		}
+	}
+	return c
 }
 
 // offer is called for every acknowledged part; it takes one when a sample
@@ -300,5 +343,10 @@ func (f *freshness) finish(ctx context.Context, timeout time.Duration) {
 }
 
 func (f *freshness) result() FreshnessSet {
-	return FreshnessSet{Percentiles: f.h.percentiles(), Timeouts: f.timeouts.Load(), Reads: f.reads.Load(), Misses: f.misses.Load()}
+	fs := FreshnessSet{Percentiles: f.h.percentiles(), Timeouts: f.timeouts.Load(), Reads: f.reads.Load(), Misses: f.misses.Load(),
+		CHRows: -1, CHBytes: -1}
+	if end := f.readCost(); f.readAtStart.ok && end.ok {
+		fs.CHRows, fs.CHBytes = int64(end.rows-f.readAtStart.rows), int64(end.bytes-f.readAtStart.bytes)
+	}
+	return fs
 }

@@ -28,7 +28,7 @@ func (c *consumer) repairRollups(ctx context.Context, partition int32, from, to 
 		c.logger.Warn("rollups of parts repaired after an interrupted insert", "partition", partition,
 			"from", from, "to", to, "rows", rep.Rows, "keys", rep.Keys, "repaired", rep.Repaired,
 			"events_added", rep.Events, "oee_repaired", rep.OEERepaired, "oee_quantity_added", rep.OEEProduced,
-			"order_rows_added", rep.OrderRepaired, "surplus_keys", rep.Surplus)
+			"order_rows_added", rep.OrderRepaired, "location_rows_added", rep.LocationRepaired, "surplus_keys", rep.Surplus)
 	}
 	c.m.rollupRepairs.Add(float64(rep.Repaired + rep.OEERepaired))
 	return nil

@@ -427,6 +427,18 @@ func (h *handler) finish(r *request, status int, outcome string, resp l2l.Respon
 		h.m.byKey.WithLabelValues(strconv.FormatUint(r.keyID, 10), outcome).Inc()
 	}
 	h.m.seconds.WithLabelValues(r.label).Observe(time.Since(r.start).Seconds())
+	if rc := chstore.ReadCountOf(r.c.Request.Context()); rc != nil && rc.Rows() > 0 {
+		h.m.rowsRead.WithLabelValues(r.label).Add(float64(rc.Rows()))
+		h.m.bytesRead.WithLabelValues(r.label).Add(float64(rc.Bytes()))
+	}
+}
+
+// countReads makes the ClickHouse queries of a request add up what they
+// read, which finish counts in takt_queryapi_clickhouse_read_*_total.
+func countReads(c *gin.Context) {
+	ctx, _ := chstore.CountReads(c.Request.Context())
+	c.Request = c.Request.WithContext(ctx)
+	c.Next()
 }
 
 // fail answers a request that matched no record-area route.
@@ -466,6 +478,10 @@ type metrics struct {
 	seconds  *prometheus.HistogramVec // area
 	records  *prometheus.CounterVec   // area
 	byKey    *prometheus.CounterVec   // key_id, outcome
+	// rowsRead and bytesRead: what ClickHouse read for the requests, by
+	// area (its progress reports).
+	rowsRead  *prometheus.CounterVec
+	bytesRead *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -487,9 +503,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "takt_queryapi_key_requests_total",
 			Help: "Record-area requests answered, by the API key's id and outcome (as takt_queryapi_requests_total; rejections are the outcomes other than ok, created, updated and deleted); requests without a valid key are not counted here.",
 		}, []string{"key_id", "outcome"}),
+		rowsRead: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "takt_queryapi_clickhouse_read_rows_total",
+			Help: "Rows ClickHouse read to answer record-area requests (watermark reads included), by area.",
+		}, []string{"area"}),
+		bytesRead: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "takt_queryapi_clickhouse_read_bytes_total",
+			Help: "Uncompressed bytes ClickHouse read to answer record-area requests, by area.",
+		}, []string{"area"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.seconds, m.records, m.byKey} {
+		for _, c := range []prometheus.Collector{m.requests, m.seconds, m.records, m.byKey, m.rowsRead, m.bytesRead} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register queryapi metrics: %w", err)
 			}

@@ -520,6 +520,8 @@ func TestQueryAPI(t *testing.T) {
 			`takt_queryapi_requests_total{area="unknown",outcome="unauthorized"}`,
 			"takt_queryapi_request_duration_seconds_bucket",
 			`takt_queryapi_records_returned_total{area="parts"}`,
+			`takt_queryapi_clickhouse_read_rows_total{area="parts"}`,
+			`takt_queryapi_clickhouse_read_bytes_total{area="parts"}`,
 			"takt_queryapi_http_requests_total",
 			"takt_queryapi_auth_cache_hits_total",
 		} {

@@ -192,7 +192,7 @@ func newEngine(store *chstore.Store, rdb *redis.Client, kc kafkaClient, cfg Conf
 		return nil, err
 	}
 	r := httpx.NewEngine(logger)
-	r.Use(count, keys.FailureGuard(func(c *gin.Context) {
+	r.Use(count, countReads, keys.FailureGuard(func(c *gin.Context) {
 		h.fail(c, l2l.FormatOf(c.Request.URL.Query()), http.StatusTooManyRequests, "Too many failed authentications: retry later")
 	}))
 	httpx.Probes(r, readiness(store, kc))

@@ -460,9 +460,13 @@ func (w *Workload) processorReads(ctx context.Context) error {
 		chstore.PartID(0, 0), chstore.PartID(0, 29))); err != nil {
 		return err
 	}
+	if err := w.Both(ctx, fmt.Sprintf("ALTER TABLE parts_by_location DELETE WHERE id >= %d AND id <= %d",
+		chstore.PartID(0, 0), chstore.PartID(0, 29))); err != nil {
+		return err
+	}
 	rep, err := s.ReconcileRollups(ctx, workloadTopic, 0, 0, 29)
-	if err != nil || rep.Repaired == 0 || rep.OrderRepaired == 0 {
-		return fmt.Errorf("reconcile rollups: %+v %v, want a repair of parts_hourly and parts_order", rep, err)
+	if err != nil || rep.Repaired == 0 || rep.OrderRepaired == 0 || rep.LocationRepaired == 0 {
+		return fmt.Errorf("reconcile rollups: %+v %v, want a repair of parts_hourly, parts_order and parts_by_location", rep, err)
 	}
 	_, err = s.ReconcileRollups(ctx, workloadTopic, 1, 0, 29)
 	return err
@@ -676,6 +680,27 @@ func (w *Workload) readDef(ctx context.Context, def *record.Area) error {
 			// from parts.
 			if p.Next != nil {
 				q, _ = parse("limit=2&quality=good")
+				if _, err := s.RecordsAfter(ctx, a, q, workloadSites, *p.Next); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if q, _ := parse("limit=1&externalid=line_1&recorded_at__gte=" + url.QueryEscape(l2l.FormatValue(l2l.DateTime, at(0, 0)))); a.InsertionOrder(q) && def.LocationIndex != "" {
+		// By location and recorded time: the location index's key range
+		// alone (DISTINCT), or as the ids of the table's rows (a filter
+		// the index does not hold, another order), after a cursor too.
+		from := "externalid=line_1&recorded_at__gte=" + url.QueryEscape(l2l.FormatValue(l2l.DateTime, at(0, 0)))
+		for _, raw := range []string{from + "&limit=3", from + "&quality=good&limit=2&offset=1",
+			from + "&order_by=-recorded_at&limit=2", from + "&recorded_at__lt=" + url.QueryEscape(l2l.FormatValue(l2l.DateTime, at(12, 0))) + "&limit=2"} {
+			p, err := read(raw, workloadSites)
+			if err != nil {
+				return err
+			}
+			if len(p.Rows) == 0 {
+				return fmt.Errorf("%q: no parts by location and recorded time", raw)
+			}
+			if q, _ = parse(raw); p.Next != nil {
 				if _, err := s.RecordsAfter(ctx, a, q, workloadSites, *p.Next); err != nil {
 					return err
 				}

@@ -34,8 +34,8 @@ func OnRollupsDisagree(f func()) (undo func()) {
 	return func() { rollupsDisagreeHook = nil }
 }
 
-// UnindexedRecordArea is RecordAreaByName without the area's order index:
-// pages in insertion order are found in its table.
+// UnindexedRecordArea is RecordAreaByName without the area's order and
+// location indexes: pages in insertion order are found in its table.
 func UnindexedRecordArea(name string) *RecordArea {
 	def, ok := record.Takt.Area(name)
 	if !ok {
@@ -43,6 +43,7 @@ func UnindexedRecordArea(name string) *RecordArea {
 	}
 	plain := *def
 	plain.OrderIndex, plain.IndexFields = "", nil
+	plain.LocationIndex, plain.LocationFields = "", nil
 	a, err := NewRecordArea(&plain)
 	if err != nil {
 		panic(err)

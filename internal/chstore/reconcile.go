@@ -49,6 +49,10 @@ type RollupRepair struct {
 	// OrderRepaired counts the parts rows that had no row in parts_order
 	// (the index of the parts area's insertion order) and were given one.
 	OrderRepaired uint64
+	// LocationRepaired counts the parts rows that had no row in
+	// parts_by_location (the index of a location's parts by recorded
+	// time) and were given one.
+	LocationRepaired uint64
 	// Surplus counts keys whose rollup holds more than parts (the rollup
 	// was fed twice); they are reported, not changed.
 	Surplus int
@@ -56,7 +60,7 @@ type RollupRepair struct {
 
 // Changed reports whether the repair wrote rollup rows.
 func (r RollupRepair) Changed() bool {
-	return r.Repaired > 0 || r.OEERepaired > 0 || r.OrderRepaired > 0
+	return r.Repaired > 0 || r.OEERepaired > 0 || r.OrderRepaired > 0 || r.LocationRepaired > 0
 }
 
 // rollupKey is one parts_hourly key.
@@ -93,7 +97,7 @@ const hourExpr = "toDateTime(intDiv(toUInt32(recorded_at), 3600) * 3600)"
 // them yet would count them twice once it has.
 func (s *Store) ReconcileRollups(ctx context.Context, topic string, partition int32, from, to int64) (RollupRepair, error) {
 	var rep RollupRepair
-	err := s.onSyncedReplica(ctx, []string{"parts", "parts_hourly", "parts_oee_hourly", "parts_hour_ranges", "parts_order"}, func(rs *Store) error {
+	err := s.onSyncedReplica(ctx, []string{"parts", "parts_hourly", "parts_oee_hourly", "parts_hour_ranges", "parts_order", "parts_by_location"}, func(rs *Store) error {
 		var err error
 		rep, err = rs.reconcileRollups(ctx, topic, partition, from, to)
 		return err
@@ -133,6 +137,9 @@ func (s *Store) reconcileRollups(ctx context.Context, topic string, partition in
 	// span; parts_order replaces duplicates and is read DISTINCT, so a
 	// row written twice by racing repairs is harmless.
 	if rep.OrderRepaired, err = s.repairPartsOrder(ctx, inRange, lo, hi, topic); err != nil {
+		return rep, err
+	}
+	if rep.LocationRepaired, err = s.repairPartsByLocation(ctx, inRange, lo, hi, topic); err != nil {
 		return rep, err
 	}
 
@@ -469,6 +476,34 @@ func (s *Store) repairPartsOrder(ctx context.Context, inRange string, lo, hi uin
 		FROM parts WHERE `+inRange+" AND id NOT IN ("+indexed+")", lo, hi, topic, mn, mx, lo, hi)
 	if err != nil {
 		return 0, fmt.Errorf("reconcile rollups: parts_order: %w", err)
+	}
+	return missing, nil
+}
+
+// repairPartsByLocation gives every parts row of the id range [lo, hi] of
+// topic (inRange's placeholders) that has no parts_by_location row one,
+// and returns how many it wrote. The look-up is bounded by the key: the
+// range's locations, between its smallest and largest recorded time.
+func (s *Store) repairPartsByLocation(ctx context.Context, inRange string, lo, hi uint64, topic string) (uint64, error) {
+	var mn, mx int64
+	if err := s.conn.QueryRow(ctx, "SELECT min(recorded_ms), max(recorded_ms) FROM parts WHERE "+inRange, lo, hi, topic).Scan(&mn, &mx); err != nil {
+		return 0, fmt.Errorf("reconcile rollups: recorded span: %w", err)
+	}
+	indexed := "SELECT id FROM parts_by_location WHERE externalid IN (SELECT externalid FROM parts WHERE " + inRange +
+		") AND recorded_ms >= ? AND recorded_ms <= ? AND id >= ? AND id <= ?"
+	args := []any{lo, hi, topic, lo, hi, topic, mn, mx, lo, hi}
+	missing, err := s.QueryUint64(ctx, "SELECT count() FROM parts WHERE "+inRange+" AND id NOT IN ("+indexed+")", args...)
+	if err != nil {
+		return 0, fmt.Errorf("reconcile rollups: parts_by_location: %w", err)
+	}
+	if missing == 0 {
+		return 0, nil
+	}
+	err = s.conn.Exec(ctx, `INSERT INTO parts_by_location (externalid, recorded_ms, order_ms, id, site, location_kind, location_id)
+		SELECT externalid, recorded_ms, order_ms, id, site, location_kind, location_id
+		FROM parts WHERE `+inRange+" AND id NOT IN ("+indexed+")", args...)
+	if err != nil {
+		return 0, fmt.Errorf("reconcile rollups: parts_by_location: %w", err)
 	}
 	return missing, nil
 }

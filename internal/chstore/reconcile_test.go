@@ -103,17 +103,19 @@ func TestReconcileRollups(t *testing.T) {
 		return n == 0
 	}
 
-	// ordered counts the distinct parts_order rows of partition p's
-	// offsets [lo, hi].
-	ordered := func(p int32, lo, hi int64) uint64 {
+	// indexedIn counts the distinct rows of the index table of partition
+	// p's offsets [lo, hi].
+	indexedIn := func(table string, p int32, lo, hi int64) uint64 {
 		t.Helper()
-		n, err := s.QueryUint64(ctx, "SELECT uniqExact(id) FROM parts_order WHERE id >= ? AND id <= ?",
+		n, err := s.QueryUint64(ctx, "SELECT uniqExact(id) FROM "+table+" WHERE id >= ? AND id <= ?",
 			chstore.PartID(p, lo), chstore.PartID(p, hi))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return n
 	}
+	ordered := func(p int32, lo, hi int64) uint64 { return indexedIn("parts_order", p, lo, hi) }
+	located := func(p int32, lo, hi int64) uint64 { return indexedIn("parts_by_location", p, lo, hi) }
 
 	block(0, 0, 1500) // a complete block: views ran
 	if rep, err := s.ReconcileRollups(ctx, "t", 0, 0, 1499); err != nil || rep.Changed() || rep.Rows != 1500 || rep.Keys == 0 {
@@ -121,13 +123,13 @@ func TestReconcileRollups(t *testing.T) {
 	}
 
 	// The crash: partition 1's block lands in parts, its views do not.
-	for _, v := range []string{"parts_hourly_mv", "parts_oee_hourly_mv", "parts_hour_ranges_mv", "parts_order_mv"} {
+	for _, v := range []string{"parts_hourly_mv", "parts_oee_hourly_mv", "parts_hour_ranges_mv", "parts_order_mv", "parts_by_location_mv"} {
 		if err := s.Exec(ctx, "DETACH TABLE "+v); err != nil {
 			t.Fatal(err)
 		}
 	}
 	block(1, 0, 1200)
-	for _, v := range []string{"parts_hourly_mv", "parts_oee_hourly_mv", "parts_hour_ranges_mv", "parts_order_mv"} {
+	for _, v := range []string{"parts_hourly_mv", "parts_oee_hourly_mv", "parts_hour_ranges_mv", "parts_order_mv", "parts_by_location_mv"} {
 		if err := s.Exec(ctx, "ATTACH TABLE "+v); err != nil {
 			t.Fatal(err)
 		}
@@ -147,6 +149,9 @@ func TestReconcileRollups(t *testing.T) {
 	}
 	if n := ordered(1, 0, 1199); n != 0 {
 		t.Fatalf("parts_order holds %d rows of the block whose views did not run", n)
+	}
+	if n := located(1, 0, 1199); n != 0 {
+		t.Fatalf("parts_by_location holds %d rows of the block whose views did not run", n)
 	}
 
 	rep, err := s.ReconcileRollups(ctx, "t", 1, 0, 1199)
@@ -169,6 +174,9 @@ func TestReconcileRollups(t *testing.T) {
 	if n := ordered(1, 0, 1199); n != 1200 || rep.OrderRepaired != 1200 {
 		t.Fatalf("after the repair parts_order holds %d rows of the block (%d written), want 1200", n, rep.OrderRepaired)
 	}
+	if n := located(1, 0, 1199); n != 1200 || rep.LocationRepaired != 1200 {
+		t.Fatalf("after the repair parts_by_location holds %d rows of the block (%d written), want 1200", n, rep.LocationRepaired)
+	}
 	// Again: nothing left to do, nothing counted twice.
 	if rep, err := s.ReconcileRollups(ctx, "t", 1, 0, 1199); err != nil || rep.Changed() {
 		t.Fatalf("second repair = %+v, %v; want no change", rep, err)
@@ -176,6 +184,10 @@ func TestReconcileRollups(t *testing.T) {
 	if n, err := s.QueryUint64(ctx, "SELECT count() FROM parts_order WHERE id >= ? AND id <= ?",
 		chstore.PartID(1, 0), chstore.PartID(1, 1199)); err != nil || n != 1200 {
 		t.Fatalf("after a second repair parts_order holds %d rows of the block (%v), want 1200", n, err)
+	}
+	if n, err := s.QueryUint64(ctx, "SELECT count() FROM parts_by_location WHERE id >= ? AND id <= ?",
+		chstore.PartID(1, 0), chstore.PartID(1, 1199)); err != nil || n != 1200 {
+		t.Fatalf("after a second repair parts_by_location holds %d rows of the block (%v), want 1200", n, err)
 	}
 	if _, roll2 := compare(); !reflect.DeepEqual(roll, roll2) {
 		t.Fatal("second repair changed the rollup")

@@ -50,6 +50,12 @@ type RecordArea struct {
 	// fields whose expressions it can compute.
 	index   string
 	indexed map[string]bool
+	// locIndex is the area's LocationIndex table (empty: none), locKey
+	// the expressions of its key fields, locFields the fields whose
+	// expressions it can compute.
+	locIndex  string
+	locKey    [2]string
+	locFields map[string]bool
 	// ahead: reads in insertion order find the positions of this many
 	// pages (see WithLookAhead).
 	ahead  int
@@ -78,6 +84,19 @@ func NewRecordArea(def *record.Area) (*RecordArea, error) {
 		a.index, a.indexed = def.OrderIndex, map[string]bool{}
 		for _, name := range def.IndexFields {
 			a.indexed[name] = true
+		}
+	}
+	if def.LocationIndex != "" {
+		a.locIndex, a.locFields = def.LocationIndex, map[string]bool{}
+		for _, name := range def.LocationFields {
+			a.locFields[name] = true
+		}
+		for i, name := range def.LocationKey {
+			f, ok := def.Field(name)
+			if !ok {
+				return nil, fmt.Errorf("record area %s: location key field %s is not a field", def.Name, name)
+			}
+			a.locKey[i] = readExpr(*f)
 		}
 	}
 	for _, f := range def.Fields {

@@ -57,8 +57,10 @@ var ErrTimeout = errors.New("query timed out")
 // ClickHouse 18.16 does not read in index order for ORDER BY ... LIMIT, so
 // a one-step read would read every column of every row before the page.
 // With an order index (parts_order) the ids are found in windows of its
-// key range that hold about the page (records_window.go); without one, by
-// reading the filters' and the order's columns of every row.
+// key range that hold about the page (records_window.go); a read of one
+// location around one time, in the location index's key range
+// (records_located.go); without either, by reading the filters' and the
+// order's columns of every row.
 func (s *Store) Records(ctx context.Context, a *RecordArea, q l2l.Query, sites []uint64) (RecordPage, error) {
 	return s.readRecords(ctx, a, q, sites, nil, nil, nil)
 }
@@ -154,9 +156,12 @@ func (s *Store) readRecords(ctx context.Context, a *RecordArea, q l2l.Query, sit
 				n *= a.ahead
 			}
 			var pos []Cursor
-			if a.index != "" && a.InsertionOrder(q) {
+			switch {
+			case a.locates(q):
+				pos, err = s.locatedPositions(ctx, a, q, sites, after, n)
+			case a.index != "" && a.InsertionOrder(q):
 				pos, err = s.windowPositions(ctx, a, q, sites, after, n)
-			} else {
+			default:
 				pos, err = s.pageIDs(ctx, a, q, sites, after, n)
 			}
 			if err != nil {

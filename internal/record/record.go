@@ -337,7 +337,17 @@ type Area struct {
 	// Table.
 	OrderIndex  string
 	IndexFields []string
-	Site        Site
+	// LocationIndex, for an area in insertion order, is where the rows of
+	// one location around one time are found: a table holding order_ms
+	// and id of every row of Table, sorted by the stored columns of
+	// LocationKey's two fields (an equality on the first, a range of the
+	// second), with the stored columns of the fields in LocationFields.
+	// A read in insertion order that filters on both is answered from
+	// that key range, however deep in the order its rows lie.
+	LocationIndex  string
+	LocationKey    [2]string
+	LocationFields []string
+	Site           Site
 	// Line is the SQL expression of the line a record belongs to (0: none),
 	// a UInt64 of a row of From; ShiftStartDate fields need it.
 	Line string

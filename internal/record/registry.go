@@ -216,6 +216,21 @@ func (r *Registry) problems(a *Area) []string {
 			bad("index field %q is not a read field", name)
 		}
 	}
+	if a.LocationIndex != "" {
+		if a.InsertionOrder == "" {
+			bad("LocationIndex needs an insertion order")
+		}
+		for _, name := range a.LocationKey {
+			if !slices.Contains(a.LocationFields, name) {
+				bad("location key field %q is not one of LocationFields", name)
+			}
+		}
+		for _, name := range a.LocationFields {
+			if f, ok := a.Field(name); !ok || !f.Has(Read) {
+				bad("location index field %q is not a read field", name)
+			}
+		}
+	}
 	seen := map[string]bool{}
 	for i := range a.Actions {
 		ac := &a.Actions[i]

@@ -226,7 +226,7 @@ func run(ctx context.Context, out, envFile string, satD, fixedD, batchD, mqttD t
 	rep := &Report{Date: time.Now().UTC().Format(time.RFC3339), Cores: runtime.NumCPU(), GoVersion: runtime.Version()}
 	rep.CPU = append(rep.CPU, CPURow{Run: fmt.Sprintf("idle, no load from the bench (%s)", idleWindow), Use: &idleUse})
 	base := loadtest.DefaultConfig()
-	base.Key, base.QueryURL = env["API_KEY"], env["QUERY_URL"]
+	base.Key, base.QueryURL, base.QueryAdminURL = env["API_KEY"], env["QUERY_URL"], env["QUERY_ADMIN_URL"]
 	base.ClickHouseAddr, base.ClickHouseDB = strings.Split(env["CLICKHOUSE_ADDR"], ","), env["CLICKHOUSE_DB"]
 	base.Machines, base.MaxParts = 100, loadtest.MaxParts
 	say := func(r *loadtest.Report) { r.Summary(os.Stderr); fmt.Fprintln(os.Stderr) }
