@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -205,7 +206,10 @@ func (f *freshness) readCost() readCost {
 		f.logger.Warn("reading the query API's metrics failed", "status", resp.StatusCode, "err", err)
 		return readCost{}
 	}
-	c := readCost{ok: true}
+	// The series is there once a parts read was answered; a query API
+	// without it (an older one) reports nothing.
+	var c readCost
+	c.ok = bytes.Contains(b, []byte("# TYPE takt_queryapi_clickhouse_read_rows_total counter"))
 	for line := range strings.Lines(string(b)) {
 		for name, dst := range map[string]*float64{
 			`takt_queryapi_clickhouse_read_rows_total{area="parts"} `:  &c.rows,

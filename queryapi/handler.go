@@ -130,6 +130,10 @@ func newHandler(keys keyChecker, store recordReader, z *zones, cfg Config, logge
 			return nil, err
 		}
 		h.areas[def.Name] = &area{def: def, rec: rec.WithSchema(s).WithLookAhead(lookAheadPages), schema: s}
+		// Every area's series from the start, so that a scrape before
+		// and after a read tells what it cost.
+		h.m.rowsRead.WithLabelValues(def.Name)
+		h.m.bytesRead.WithLabelValues(def.Name)
 	}
 	rec, err := chstore.NewRecordArea(record.PeriodHistory)
 	if err != nil {
