@@ -43,7 +43,7 @@ var partArea = &Area{
 	Name: "parts", Record: "Part", Table: "parts", InsertionOrder: "stored_at", Site: SiteField,
 	// parts_order (0048) holds these fields' columns.
 	OrderIndex: "parts_order", IndexFields: []string{"id", "site", "location", "location_kind", "externalid"},
-	// parts_by_location (0050): a location's parts by recorded time.
+	// parts_by_location (0051): a location's parts by recorded time.
 	LocationIndex: "parts_by_location", LocationKey: [2]string{"externalid", "recorded_at"},
 	LocationFields: []string{"id", "site", "location", "location_kind", "externalid", "recorded_at", "recorded_at_local"},
 	Doc: "One record per part event (read-only). id = (Kafka partition << 40) | offset: unique, stable when a message" +
