@@ -96,17 +96,5 @@ func locatedSQL(a *RecordArea, q l2l.Query, sites []uint64, after *Cursor, n int
 		b.WriteString(" AND id IN (SELECT id" + sub + ")")
 		args = append(args, subArgs...)
 	}
-	if after != nil {
-		b.WriteString(" AND (order_ms > ? OR order_ms = ? AND id > ?)")
-		args = append(args, after.OrderMs, after.OrderMs, after.ID)
-	}
-	if err := orderSQL(&b, a, q); err != nil {
-		return "", nil, err
-	}
-	if after != nil {
-		b.WriteString(" LIMIT ?")
-		return b.String(), append(args, n), nil
-	}
-	b.WriteString(" LIMIT ? OFFSET ?")
-	return b.String(), append(args, n, q.Offset), nil
+	return pageTailSQL(&b, args, a, q, after, n)
 }

@@ -110,21 +110,7 @@ func TestLocationIndexPages(t *testing.T) {
 	for _, raw := range []string{"externalid=loc_6&recorded_at__gte=" + at(late) + "&limit=333",
 		"externalid=loc_1&recorded_at__lt=" + at(mid) + "&quality=good&limit=400"} {
 		q := parse(raw)
-		loop := func(a *chstore.RecordArea) []int64 {
-			var ids []int64
-			p, err := s.Records(ctx, a, q, sites)
-			for err == nil && len(p.Rows) > 0 {
-				for _, r := range p.Rows {
-					ids = append(ids, r[0].(int64))
-				}
-				p, err = s.RecordsAfter(ctx, a, q, sites, *p.Next)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			return ids
-		}
-		got, want := loop(indexed), loop(plain)
+		got, want := cursorLoop(ctx, t, s, indexed, q, sites), cursorLoop(ctx, t, s, plain, q, sites)
 		if len(want) == 0 || !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: the loop through parts_by_location read %d rows, through parts %d", raw, len(got), len(want))
 		}

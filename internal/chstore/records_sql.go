@@ -63,11 +63,18 @@ func pageIDsSQL(a *RecordArea, q l2l.Query, sites []uint64, after *Cursor, n int
 		return "", nil, err
 	}
 	b.WriteString(where)
+	return pageTailSQL(&b, args, a, q, after, n)
+}
+
+// pageTailSQL ends a page's id read in b: the rows after the cursor (if
+// any), the order, and n rows from there (from the query's offset when
+// there is no cursor).
+func pageTailSQL(b *strings.Builder, args []any, a *RecordArea, q l2l.Query, after *Cursor, n int) (string, []any, error) {
 	if after != nil {
 		b.WriteString(" AND (order_ms > ? OR order_ms = ? AND id > ?)")
 		args = append(args, after.OrderMs, after.OrderMs, after.ID)
 	}
-	if err := orderSQL(&b, a, q); err != nil {
+	if err := orderSQL(b, a, q); err != nil {
 		return "", nil, err
 	}
 	if after != nil {

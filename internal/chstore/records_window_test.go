@@ -117,21 +117,7 @@ func comparePages(t *testing.T, ctx context.Context, s *chstore.Store, indexed, 
 	// The paging loop, by cursor, both ways.
 	for _, raw := range []string{"limit=397", "limit=241&quality=good", "limit=164&location=1"} {
 		q := parse(raw)
-		loop := func(a *chstore.RecordArea) []int64 {
-			var ids []int64
-			p, err := s.Records(ctx, a, q, sites)
-			for err == nil && len(p.Rows) > 0 {
-				for _, r := range p.Rows {
-					ids = append(ids, r[0].(int64))
-				}
-				p, err = s.RecordsAfter(ctx, a, q, sites, *p.Next)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			return ids
-		}
-		got, want := loop(indexed), loop(plain)
+		got, want := cursorLoop(ctx, t, s, indexed, q, sites), cursorLoop(ctx, t, s, plain, q, sites)
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: the loop through parts_order read %d rows, through parts %d", raw, len(got), len(want))
 		}
@@ -146,4 +132,22 @@ func comparePages(t *testing.T, ctx context.Context, s *chstore.Store, indexed, 
 			t.Errorf("the loop read %d parts, %d are at or below the watermark", len(got), shown)
 		}
 	}
+}
+
+// cursorLoop reads every page of q in a, after cursors from the first
+// page on, and returns the ids in the order read.
+func cursorLoop(ctx context.Context, t *testing.T, s *chstore.Store, a *chstore.RecordArea, q l2l.Query, sites []uint64) []int64 {
+	t.Helper()
+	var ids []int64
+	p, err := s.Records(ctx, a, q, sites)
+	for err == nil && len(p.Rows) > 0 {
+		for _, r := range p.Rows {
+			ids = append(ids, r[0].(int64))
+		}
+		p, err = s.RecordsAfter(ctx, a, q, sites, *p.Next)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
 }
