@@ -54,20 +54,26 @@ func TestOptionsCompression(t *testing.T) {
 	tests := []struct {
 		addr    []string
 		setting string
+		cluster string
 		want    string
 	}{
-		{[]string{"127.0.0.1:19000"}, "", "none"},
-		{[]string{"localhost:9000", "[::1]:9000", "127.0.0.2:9000"}, "auto", "none"},
-		{[]string{"127.0.0.1:19000", "ch2:9000"}, "auto", "lz4"},
-		{[]string{"10.0.0.5:9000"}, "", "lz4"},
-		{[]string{"clickhouse.internal:9440"}, "auto", "lz4"},
-		{[]string{"127.0.0.1:19000"}, "lz4", "lz4"},
-		{[]string{"ch1:9000"}, "none", "none"},
+		{[]string{"127.0.0.1:19000"}, "", "", "none"},
+		{[]string{"localhost:9000", "[::1]:9000", "127.0.0.2:9000"}, "auto", "", "none"},
+		{[]string{"127.0.0.1:19000", "ch2:9000"}, "auto", "", "lz4"},
+		{[]string{"10.0.0.5:9000"}, "", "", "lz4"},
+		{[]string{"clickhouse.internal:9440"}, "auto", "", "lz4"},
+		{[]string{"127.0.0.1:19000"}, "lz4", "", "lz4"},
+		{[]string{"ch1:9000"}, "none", "", "none"},
+		{[]string{"127.0.0.1:19000", "127.0.0.1:19200"}, "", "takt", "lz4"},
+		{[]string{"127.0.0.1:19000", "127.0.0.1:19200"}, "none", "takt", "none"},
 	}
 	for _, tt := range tests {
 		vars := map[string]string{"TAKT_CLICKHOUSE_ADDR": strings.Join(tt.addr, ",")}
 		if tt.setting != "" {
 			vars["TAKT_CLICKHOUSE_COMPRESSION"] = tt.setting
+		}
+		if tt.cluster != "" {
+			vars["TAKT_CLICKHOUSE_CLUSTER"] = tt.cluster
 		}
 		cfg := ConfigFromEnv(&config.Env{Lookup: func(k string) (string, bool) { v, ok := vars[k]; return v, ok }})
 		if err := cfg.Validate(); err != nil {
