@@ -166,6 +166,11 @@ func run(ctx context.Context, out, envFile string, satD, fixedD, batchD, mqttD t
 		"TAKT_PARTS_TOPIC=" + env["PARTS_TOPIC"], "TAKT_INGEST_ADDR=" + ingestAddr, "TAKT_ADMIN_ADDR=" + ingestAdmin,
 		"TAKT_MQTT_ADDR=" + mqttAddr,
 		"TAKT_LOG_LEVEL=warn", "TAKT_BARE_ADDR=" + bareAddr,
+		// Should a server crash, its log gets every goroutine with the
+		// runtime's own frames (at the default level a crash in the
+		// runtime, e.g. in the CPU profiler's traceback, hides them) and
+		// the registers of the thread that crashed.
+		"GOTRACEBACK=crash",
 	}
 	logDir := filepath.Join(".run", "logs")
 	_ = os.MkdirAll(logDir, 0o755)
@@ -230,6 +235,18 @@ func run(ctx context.Context, out, envFile string, satD, fixedD, batchD, mqttD t
 	base.ClickHouseAddr, base.ClickHouseDB = strings.Split(env["CLICKHOUSE_ADDR"], ","), env["CLICKHOUSE_DB"]
 	base.Machines, base.MaxParts = 100, loadtest.MaxParts
 	say := func(r *loadtest.Report) { r.Summary(os.Stderr); fmt.Fprintln(os.Stderr) }
+	// runLoad runs the load of one figure; a run during which one of the
+	// bench's servers ended measured nothing but that, so it fails, and
+	// says where the server's log is.
+	runLoad := func(c loadtest.Config) (*loadtest.Report, error) {
+		r, err := loadtest.Run(ctx, c, logger)
+		for _, p := range procs {
+			if e := p.ended(); e != nil {
+				return nil, e
+			}
+		}
+		return r, err
+	}
 
 	// 1. Saturation: bare gin and single-part ingest, closed loop, same
 	// generator, same machine, one after the other.
@@ -249,7 +266,7 @@ func run(ctx context.Context, out, envFile string, satD, fixedD, batchD, mqttD t
 			} else if conc == 128 {
 				prof = profile(ctx, ingestAdmin, satD-2*time.Second, filepath.Join(out, "ingest-cpu.pprof"), filepath.Join(bin, "bench-ingestor"))
 			}
-			r, err := loadtest.Run(ctx, c, logger)
+			r, err := runLoad(c)
 			if err != nil {
 				return fmt.Errorf("%s: %w", c.Label, err)
 			}
@@ -276,7 +293,7 @@ func run(ctx context.Context, out, envFile string, satD, fixedD, batchD, mqttD t
 	if figs["2"] {
 		c.IngestURL, c.Rate, c.Duration, c.Verify, c.Label = "http://"+ingestAddr, 5000, fixedD, true, "single-part at 5,000 parts/s"
 		c.CPU, c.Settle = pipeline, adm.settle
-		if rep.Fixed, err = loadtest.Run(ctx, c, logger); err != nil {
+		if rep.Fixed, err = runLoad(c); err != nil {
 			return fmt.Errorf("%s: %w", c.Label, err)
 		}
 		say(rep.Fixed)
@@ -290,7 +307,7 @@ func run(ctx context.Context, out, envFile string, satD, fixedD, batchD, mqttD t
 		c.Label, c.MaxParts = "batch of 100 at saturation", 3_000_000
 		c.CPU, c.Settle = pipeline, adm.settle
 		prof := profile(ctx, ingestAdmin, min(batchD-2*time.Second, 10*time.Second), filepath.Join(out, "batch-cpu.pprof"), filepath.Join(bin, "bench-ingestor"))
-		if rep.Batch, err = loadtest.Run(ctx, c, logger); err != nil {
+		if rep.Batch, err = runLoad(c); err != nil {
 			return fmt.Errorf("%s: %w", c.Label, err)
 		}
 		rep.BatchProfileTop = <-prof
@@ -345,7 +362,7 @@ func run(ctx context.Context, out, envFile string, satD, fixedD, batchD, mqttD t
 				c.Label += fmt.Sprintf(" over %d connections", mqttConns)
 				prof = profile(ctx, ingestAdmin, min(mqttD-2*time.Second, 10*time.Second), filepath.Join(out, "mqtt-cpu.pprof"), filepath.Join(bin, "bench-ingestor"))
 			}
-			r, err := loadtest.Run(ctx, c, logger)
+			r, err := runLoad(c)
 			if err != nil {
 				return fmt.Errorf("%s: %w", c.Label, err)
 			}
@@ -369,7 +386,7 @@ func run(ctx context.Context, out, envFile string, satD, fixedD, batchD, mqttD t
 		c.Transport, c.MQTTAddr, c.MQTTConns = "mqtt", mqttAddr, mqttConns
 		c.Rate, c.Duration, c.Verify, c.Label = 5000, mqttD, true, "single-part over MQTT at 5,000 parts/s"
 		c.CPU, c.Settle = pipeline, adm.settle
-		if rep.MQTTFixed, err = loadtest.Run(ctx, c, logger); err != nil {
+		if rep.MQTTFixed, err = runLoad(c); err != nil {
 			return fmt.Errorf("%s: %w", c.Label, err)
 		}
 		say(rep.MQTTFixed)
@@ -489,8 +506,20 @@ func (w *lagWatch) settle(ctx context.Context) error {
 
 // proc is a child process of the bench.
 type proc struct {
-	cmd    *exec.Cmd
-	exited chan struct{} // closed once the process has ended and been reaped
+	name, log string // the binary's name and where its output goes
+	cmd       *exec.Cmd
+	exited    chan struct{} // closed once the process has ended and been reaped
+}
+
+// ended returns nil while p runs, and once it has ended an error that
+// says how and where its output is.
+func (p *proc) ended() error {
+	select {
+	case <-p.exited:
+		return fmt.Errorf("%s ended during the run (%v); its output is in %s", p.name, p.cmd.ProcessState, p.log)
+	default:
+		return nil
+	}
 }
 
 func start(path string, env []string, logPath string) (*proc, error) {
@@ -505,7 +534,7 @@ func start(path string, env []string, logPath string) (*proc, error) {
 		lf.Close()
 		return nil, fmt.Errorf("start %s: %w", path, err)
 	}
-	p := &proc{cmd: cmd, exited: make(chan struct{})}
+	p := &proc{name: filepath.Base(path), log: logPath, cmd: cmd, exited: make(chan struct{})}
 	go func() { _ = cmd.Wait(); lf.Close(); close(p.exited) }()
 	// A server that cannot listen (the port is taken: another bench still
 	// running?) exits at once; don't measure whatever answers there.
