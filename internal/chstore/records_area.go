@@ -56,6 +56,7 @@ type RecordArea struct {
 	locIndex  string
 	locKey    [2]string
 	locFields map[string]bool
+	locLeadMs int64 // record.Area.LocationLead in ms (0: none)
 	// ahead: reads in insertion order find the positions of this many
 	// pages (see WithLookAhead).
 	ahead  int
@@ -87,7 +88,7 @@ func NewRecordArea(def *record.Area) (*RecordArea, error) {
 		}
 	}
 	if def.LocationIndex != "" {
-		a.locIndex, a.locFields = def.LocationIndex, map[string]bool{}
+		a.locIndex, a.locFields, a.locLeadMs = def.LocationIndex, map[string]bool{}, def.LocationLead.Milliseconds()
 		for _, name := range def.LocationFields {
 			a.locFields[name] = true
 		}

@@ -82,6 +82,7 @@ func locatedSQL(a *RecordArea, q l2l.Query, sites []uint64, after *Cursor, n int
 			return "", nil, err
 		}
 		b.WriteString(where)
+		args = orderFloorSQL(&b, args, a, q)
 	} else {
 		b.WriteString("SELECT id, order_ms")
 		where, args, err = whereFromSQL(a, a.from, q, sites, nil)
@@ -93,8 +94,39 @@ func locatedSQL(a *RecordArea, q l2l.Query, sites []uint64, after *Cursor, n int
 		if err != nil {
 			return "", nil, err
 		}
-		b.WriteString(" AND id IN (SELECT id" + sub + ")")
-		args = append(args, subArgs...)
+		b.WriteString(" AND id IN (SELECT id" + sub)
+		args = orderFloorSQL(&b, append(args, subArgs...), a, q)
+		b.WriteString(")")
 	}
 	return pageTailSQL(&b, args, a, q, after, n)
+}
+
+// orderFloorSQL adds to a read of a's location index the lower bound of
+// order_ms that q's lower bound of the index's time field gives (see
+// record.Area.LocationLead), if both exist.
+func orderFloorSQL(b *strings.Builder, args []any, a *RecordArea, q l2l.Query) []any {
+	if a.locLeadMs <= 0 {
+		return args
+	}
+	var lo int64
+	found := false
+	for _, f := range q.Filters {
+		i, ok := a.byName[f.Field]
+		if !ok || a.cols[i].expr != a.locKey[1] || a.cols[i].field.Type != l2l.DateTime || (f.Op != l2l.OpEq && f.Op != l2l.OpGt && f.Op != l2l.OpGte) {
+			continue
+		}
+		v, err := sqlValue(a.cols[i].field, f.Value)
+		ms, isMs := v.(int64)
+		if err != nil || !isMs {
+			continue
+		}
+		if !found || ms > lo {
+			lo, found = ms, true
+		}
+	}
+	if !found {
+		return args
+	}
+	b.WriteString(" AND order_ms >= ?")
+	return append(args, lo-a.locLeadMs)
 }

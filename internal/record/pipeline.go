@@ -1,6 +1,10 @@
 package record
 
-import "github.com/takt/takt/internal/l2l"
+import (
+	"time"
+
+	"github.com/takt/takt/internal/l2l"
+)
 
 // The areas the pipeline writes: parts (read-only), production periods
 // (only their reason can be set), and the hourly pitches computed from
@@ -46,6 +50,10 @@ var partArea = &Area{
 	// parts_by_location (0051): a location's parts by recorded time.
 	LocationIndex: "parts_by_location", LocationKey: [2]string{"externalid", "recorded_at"},
 	LocationFields: []string{"id", "site", "location", "location_kind", "externalid", "recorded_at", "recorded_at_local"},
+	// The ingestor refuses a part recorded more than 24 h after its
+	// receipt, and a part's order_ms is at least its receipt (ingestors'
+	// clocks may differ: a day more).
+	LocationLead: 48 * time.Hour,
 	Doc: "One record per part event (read-only). id = (Kafka partition << 40) | offset: unique, stable when a message" +
 		" is replayed, below 2^53.",
 	Fields: []Field{
