@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -71,6 +72,11 @@ type Report struct {
 	Date      string `json:"date"`
 	Cores     int    `json:"cores"`
 	GoVersion string `json:"go_version"`
+	// StoredParts is how many parts the stack's parts table held when the
+	// bench began (the cost of a part may grow with what is stored; a
+	// stack filled by `growth -into` measures it at 100M parts).
+	StoredParts   uint64 `json:"stored_parts"`
+	StoredPartsOK bool   `json:"stored_parts_known"`
 	// Saturation: closed loop at each concurrency; the best of each side.
 	BareRuns      []*loadtest.Report `json:"bare_runs"`
 	IngestRuns    []*loadtest.Report `json:"ingest_runs"`
@@ -229,6 +235,12 @@ func run(ctx context.Context, out, envFile string, satD, fixedD, batchD, mqttD t
 	idleUse := idle.Stop(0)
 
 	rep := &Report{Date: time.Now().UTC().Format(time.RFC3339), Cores: runtime.NumCPU(), GoVersion: runtime.Version()}
+	if n, err := storedParts(ctx, env["CLICKHOUSE_HTTP"], env["CLICKHOUSE_DB"]); err != nil {
+		logger.Warn("the stack's stored parts are not known", "err", err)
+	} else {
+		rep.StoredParts, rep.StoredPartsOK = n, true
+		fmt.Fprintf(os.Stderr, "bench: the stack's parts table holds %d parts\n", n)
+	}
 	rep.CPU = append(rep.CPU, CPURow{Run: fmt.Sprintf("idle, no load from the bench (%s)", idleWindow), Use: &idleUse})
 	base := loadtest.DefaultConfig()
 	base.Key, base.QueryURL, base.QueryAdminURL = env["API_KEY"], env["QUERY_URL"], env["QUERY_ADMIN_URL"]
@@ -609,7 +621,11 @@ func markdown(r *Report) string {
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	p("# Takt benchmark\n\n")
-	p("%s, %d cores, %s; pipeline and load generator on the same machine, loopback. `make bench` wrote this file.\n\n", r.Date, r.Cores, r.GoVersion)
+	stored := "not known"
+	if r.StoredPartsOK {
+		stored = fmt.Sprintf("%d (%s)", r.StoredParts, humanCount(r.StoredParts))
+	}
+	p("%s, %d cores, %s; pipeline and load generator on the same machine, loopback; parts stored when the bench began: %s. `make bench` wrote this file.\n\n", r.Date, r.Cores, r.GoVersion, stored)
 	p("| figure | result | goal |\n|---|---|---|\n")
 	if r.BareBest > 0 {
 		p("| 1. single-part ingest vs bare gin at saturation | %.0f vs %.0f requests/s: **%.2f×** | ≥ 0.6× (then 0.7×) |\n", r.IngestBest, r.BareBest, r.SaturationRat)
@@ -731,4 +747,46 @@ func cpuTable(b *strings.Builder, rows []CPURow) {
 		}
 		fmt.Fprintf(b, " **%.1f** | %.1f (%.2f) | %.1f (%.2f) |\n", pipe, u.Other.MicrosPerPart, u.Other.Cores, u.Machine.MicrosPerPart, u.Machine.Cores)
 	}
+}
+
+// storedParts counts the parts table of the stack's database over
+// ClickHouse's HTTP interface (base: CLICKHOUSE_HTTP of the stack's env).
+func storedParts(ctx context.Context, base, db string) (uint64, error) {
+	if base == "" || db == "" {
+		return 0, fmt.Errorf("no CLICKHOUSE_HTTP or CLICKHOUSE_DB in the stack's env")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	q := url.Values{"query": {"SELECT count() FROM parts"}, "database": {db}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/?"+q.Encode(), nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if err != nil {
+		return 0, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("count parts: %s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	return strconv.ParseUint(strings.TrimSpace(string(body)), 10, 64)
+}
+
+// humanCount writes n as 100M, 25.3M, 1.5k, 812.
+func humanCount(n uint64) string {
+	f := func(v float64, unit string) string {
+		return strings.TrimSuffix(strconv.FormatFloat(v, 'f', 1, 64), ".0") + unit
+	}
+	switch {
+	case n >= 1_000_000:
+		return f(float64(n)/1e6, "M")
+	case n >= 1_000:
+		return f(float64(n)/1e3, "k")
+	}
+	return strconv.FormatUint(n, 10)
 }

@@ -38,3 +38,30 @@ func TestProcEnded(t *testing.T) {
 		}
 	}
 }
+
+// The count of stored parts comes from the stack's ClickHouse, and the
+// report's header says it.
+func TestStoredParts(t *testing.T) {
+	for n, want := range map[uint64]string{812: "812", 1500: "1.5k", 25_300_000: "25.3M", 100_000_000: "100M"} {
+		if got := humanCount(n); got != want {
+			t.Errorf("humanCount(%d) = %q, want %q", n, got, want)
+		}
+	}
+	if testing.Short() {
+		return
+	}
+	base := os.Getenv("TAKT_CLICKHOUSE_HTTP")
+	if base == "" {
+		base = "http://127.0.0.1:18123"
+	}
+	if _, err := storedParts(t.Context(), base, "no_such_database_here"); err == nil {
+		t.Error("a database without parts counted")
+	}
+	if _, err := storedParts(t.Context(), base, "takt"); err != nil {
+		t.Errorf("the local stack's parts: %v", err)
+	}
+	r := &Report{StoredParts: 100_000_000, StoredPartsOK: true}
+	if md := markdown(r); !strings.Contains(md, "parts stored when the bench began: 100000000 (100M)") {
+		t.Errorf("report header without the stored parts:\n%s", md[:min(len(md), 400)])
+	}
+}
