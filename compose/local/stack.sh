@@ -24,6 +24,10 @@
 # machine is left alone. Each port can be moved with the variable shown.
 set -euo pipefail
 export GOTOOLCHAIN="${GOTOOLCHAIN:-go1.27.3}" # the Go release Takt builds with (see the Makefile)
+# A Go service that crashes logs every goroutine with the runtime's own
+# frames and the registers (the default level hides a crash inside the
+# runtime, e.g. in the CPU profiler's stack walk).
+export GOTRACEBACK="${GOTRACEBACK:-crash}"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 RUN=${TAKT_STACK_RUN:-$ROOT/.run}
