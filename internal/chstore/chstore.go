@@ -297,5 +297,24 @@ func (s *Store) QueryUint64(ctx context.Context, query string, args ...any) (uin
 	return n, nil
 }
 
+// QueryStrings runs a query returning one String column and returns its
+// values, for tools and tests.
+func (s *Store) QueryStrings(ctx context.Context, query string, args ...any) ([]string, error) {
+	rows, err := s.conn.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
 // ErrNotFound means no live record matched.
 var ErrNotFound = errors.New("not found")

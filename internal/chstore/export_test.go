@@ -1,6 +1,10 @@
 package chstore
 
-import "github.com/takt/takt/internal/record"
+import (
+	"context"
+
+	"github.com/takt/takt/internal/record"
+)
 
 // RecordAreaByName returns how the area name of record.Takt is read.
 func RecordAreaByName(name string) (*RecordArea, bool) {
@@ -62,3 +66,21 @@ func SetFirstWindow(width int64) (undo func()) {
 	}
 	return func() { firstWindowHook = nil }
 }
+
+// DayRollupDDL is the CREATE of table's day-partitioned twin named name
+// (migration 0052).
+func DayRollupDDL(table, name string) string {
+	for _, r := range dayRollups {
+		if r.table == table {
+			return r.createDDL(name)
+		}
+	}
+	panic("no day rollup " + table)
+}
+
+// MigrationLockTable is the name of the lock table of migration version.
+func MigrationLockTable(version uint32) string { return migrationLockName(version) }
+
+// SetRollupStepHook sets what runs at the named points of migration 0052
+// (nil: nothing).
+func SetRollupStepHook(f func(ctx context.Context, point string) error) { rollupStepHook = f }

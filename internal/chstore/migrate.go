@@ -16,11 +16,21 @@ import (
 	"github.com/takt/takt/schemas"
 )
 
-// Migration is one versioned SQL file.
+// Migration is one versioned SQL file, or one step coded in Go.
 type Migration struct {
 	Version    uint32
 	Name       string
 	Statements []string
+	// Step, when set, is the migration (it has no Statements): a change
+	// SQL cannot make safely while writers run, such as a table swap. It
+	// runs under a lock (migrate_lock.go) and must be safe to run again
+	// after being cut off at any point.
+	Step func(context.Context, *Store) error
+}
+
+// goSteps are the migrations coded in Go, numbered among the SQL files.
+var goSteps = []Migration{
+	{Version: 52, Name: "rollups_by_day", Step: func(ctx context.Context, s *Store) error { return s.migrateRollupsByDay(ctx) }},
 }
 
 var migrationName = regexp.MustCompile(`^(\d{4})_([a-z0-9_]+)\.sql$`)
@@ -48,6 +58,13 @@ func Migrations() ([]Migration, error) {
 			return nil, fmt.Errorf("read migration %s: %w", e.Name(), err)
 		}
 		out = append(out, Migration{Version: uint32(v), Name: m[2], Statements: SplitStatements(string(b))})
+	}
+	for _, g := range goSteps {
+		if prev, ok := seen[g.Version]; ok {
+			return nil, fmt.Errorf("migration version %d used twice (%s, Go step %s)", g.Version, prev, g.Name)
+		}
+		seen[g.Version] = g.Name
+		out = append(out, g)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
 	return out, nil
@@ -112,6 +129,11 @@ func (s *Store) Migrate(ctx context.Context) error {
 		if applied[m.Version] {
 			continue
 		}
+		if m.Step != nil {
+			if err := s.runStep(ctx, m); err != nil {
+				return fmt.Errorf("migration %04d_%s: %w", m.Version, m.Name, err)
+			}
+		}
 		for i, stmt := range m.Statements {
 			if err := s.ddl(ctx, stmt); err != nil {
 				if AlreadyApplied(err) {
@@ -127,6 +149,24 @@ func (s *Store) Migrate(ctx context.Context) error {
 		s.logger.Info("applied migration", "version", m.Version, "name", m.Name)
 	}
 	return nil
+}
+
+// runStep runs a Go-coded migration under its lock, unless a process that
+// held the lock before has recorded it meanwhile.
+func (s *Store) runStep(ctx context.Context, m Migration) error {
+	lock, err := s.acquireMigrationLock(ctx, migrationLockName(m.Version))
+	if err != nil {
+		return err
+	}
+	defer lock.release(ctx)
+	var done uint64
+	if err := s.conn.QueryRow(ctx, "SELECT count() FROM schema_migrations WHERE version = ?", m.Version).Scan(&done); err != nil {
+		return fmt.Errorf("read schema_migrations: %w", err)
+	}
+	if done > 0 {
+		return nil
+	}
+	return m.Step(withLock(ctx, lock), s)
 }
 
 // ddl runs one migration statement, rewritten for the cluster in cluster

@@ -81,7 +81,8 @@ func TestRecorderSeesEveryStatement(t *testing.T) {
 		}
 	}
 	ms, _ := chstore.Migrations()
-	if kinds[chstore.StatementExec] < len(ms) || kinds[chstore.StatementInsert] != len(ms) || kinds[chstore.StatementQuery] == 0 {
+	// At least: Go steps insert too (their lock's beats, their records).
+	if kinds[chstore.StatementExec] < len(ms) || kinds[chstore.StatementInsert] < len(ms) || kinds[chstore.StatementQuery] == 0 {
 		t.Fatalf("migrating recorded %v, want an exec per statement and an insert per migration", kinds)
 	}
 
