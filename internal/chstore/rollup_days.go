@@ -15,30 +15,34 @@ package chstore
 // and every reader address the rollups by name). Nothing may be lost or
 // counted twice, and readers must not see a rollup without its history, so:
 //
-//  1. The parts table is paused (renamed, on every replica) for the copy
-//     and the swap, after the INSERTs already running into it have ended:
-//     no INSERT into parts runs, so no view writes a rollup. A
-//     processor's INSERT fails meanwhile, before writing anything, and is
-//     retried (its offsets stay uncommitted); a read of the parts area
-//     fails. The pause lasts as long as the copy (bench/capacity.md has
-//     the figures).
-//  2. For each rollup T: T's merges are stopped, the rows of its data
-//     parts are copied into T_byday, the copy is checked against its
-//     source (sums of every quantity and sums weighted by a hash of each
-//     row's key: the fingerprint) and its fingerprint is recorded in
-//     rollup_day_copies; then one RENAME makes T T_bymonth and T_byday T.
-//     The parts table is renamed back: from here on the views write the
-//     day tables.
+//  1. While ingest goes on, each rollup T is copied into T_byday. The
+//     merges of both are stopped first, so that data parts keep their
+//     names: the copy takes T's data parts by name, and checks the data
+//     parts it made in T_byday against them (sums of every quantity, and
+//     sums weighted by a hash of each row's key: the fingerprint).
+//  2. The parts table is paused: renamed to parts_paused on every
+//     replica, after the INSERTs running into it have ended, so no view
+//     writes a rollup. A processor's INSERT fails meanwhile and is sent
+//     again (its offsets stay uncommitted); one that raced the pause may
+//     have been cut between parts and its views, which the processor's
+//     repair of an interrupted insert completes; a read of the parts area
+//     fails. In the pause, T's data parts that came since step 1 are
+//     copied and checked the same way, the copy's fingerprint is recorded
+//     in rollup_day_copies, and one RENAME makes T T_bymonth and T_byday
+//     T, whose merges start again. Then parts is renamed back: from here
+//     on the views write the day tables. The pause lasts as long as the
+//     copy of what came during step 1 (bench/capacity.md has figures).
 //  3. For each T_bymonth, once every INSERT that may still write it has
 //     ended: its fingerprint must equal the recorded one. A repair or a
 //     recompute that wrote T by name between the copy and the rename
-//     wrote T_bymonth; merges were stopped, so its data parts are the
+//     wrote T_bymonth; its merges are stopped, so its data parts are the
 //     ones not copied, and they are copied now. Then T_bymonth is
 //     dropped.
 //
 // Cut off anywhere, the next run finishes: the parts table is renamed back
-// if it was left paused, a half-made T_byday is dropped and made again, and
-// a T_bymonth whose fingerprint equals the recorded copy is dropped. Only a
+// if it was left paused, merges stopped by the run start again, a half-made
+// T_byday is dropped and made again, and a T_bymonth whose fingerprint
+// equals the recorded copy is dropped. Only a
 // run cut off after its swap, when T_bymonth also took rows that the
 // recorded copy does not hold, cannot tell whether those were carried over;
 // it stops with an error and keeps T_bymonth for an operator rather than
@@ -97,6 +101,11 @@ func (r dayRollup) createDDL(name string) string {
 func (r dayRollup) valueColumns() string {
 	cols := append(append(append([]string{}, r.keys...), r.counts...), r.floats...)
 	return strings.Join(cols, ", ")
+}
+
+// zeroFingerprint is the fingerprint of no rows.
+func (r dayRollup) zeroFingerprint() fingerprint {
+	return fingerprint{counts: make([]uint64, 2*len(r.counts)), floats: make([]float64, len(r.floats))}
 }
 
 // fingerprint is the SELECT list that sums a set of the rollup's rows: each
@@ -163,15 +172,15 @@ func (s *Store) migrateRollupsByDay(ctx context.Context) (err error) {
 	if err := s.ddl(ctx, rollupCopiesDDL); err != nil {
 		return fmt.Errorf("create rollup_day_copies: %w", err)
 	}
-	copiedParts := map[string][]string{}
+	copies := map[string]*rollupCopy{}
 	for _, r := range swap {
 		start := time.Now()
-		p, err := s.precopyRollup(ctx, r)
+		c, err := s.precopyRollup(ctx, r)
 		if err != nil {
 			return fmt.Errorf("%s by day: %w", r.table, err)
 		}
-		copiedParts[r.table] = p
-		s.logger.Info("rollup copied into its day table", "table", r.table, "data_parts", len(p), "took", time.Since(start).Round(time.Millisecond))
+		copies[r.table] = c
+		s.logger.Info("rollup copied into its day table", "table", r.table, "data_parts", len(c.src), "took", time.Since(start).Round(time.Millisecond))
 	}
 	if len(swap) > 0 {
 		// No INSERT into parts, so no view writes the rollups while
@@ -185,7 +194,7 @@ func (s *Store) migrateRollupsByDay(ctx context.Context) (err error) {
 			if err != nil {
 				break
 			}
-			if copiedParts[r.table], err = s.swapRollup(ctx, r, copiedParts[r.table]); err == nil && rollupStepHook != nil {
+			if err = s.swapRollup(ctx, r, copies[r.table]); err == nil && rollupStepHook != nil {
 				err = rollupStepHook(ctx, "swapped "+r.table)
 			}
 		}
@@ -198,7 +207,11 @@ func (s *Store) migrateRollupsByDay(ctx context.Context) (err error) {
 		s.logger.Info("parts table paused for the rollups' swap", "paused", time.Since(start).Round(time.Millisecond))
 	}
 	for _, r := range finish {
-		if err := s.finishRollup(ctx, r, copiedParts[r.table]); err != nil {
+		var copied []string // nil: another run swapped
+		if c := copies[r.table]; c != nil {
+			copied = c.src
+		}
+		if err := s.finishRollup(ctx, r, copied); err != nil {
 			return fmt.Errorf("%s by day: %w", r.table, err)
 		}
 	}
@@ -214,27 +227,33 @@ const rollupCopiesDDL = `CREATE TABLE IF NOT EXISTS rollup_day_copies (
     floats Array(Float64)
 ) ENGINE = MergeTree() ORDER BY (rollup, seq)`
 
-// restartMerges starts the merges of each rollup that is still the live
-// month table again, after a run that stopped them failed: left stopped,
-// its data parts would pile up with every flush until inserts are refused.
+// restartMerges starts the merges of each live rollup again (the month
+// table, or the day table just swapped in) after a run that stopped them
+// failed: left stopped, its data parts would pile up with every flush
+// until inserts are refused.
 func (s *Store) restartMerges(ctx context.Context) {
 	for _, r := range dayRollups {
-		key, err := s.partitionKey(ctx, r.table)
-		if err == nil && !strings.Contains(key, "toYYYYMMDD") {
-			err = s.onEveryReplica(ctx, "SYSTEM START MERGES "+r.table)
-		}
-		if err != nil {
+		if err := s.onEveryReplica(ctx, "SYSTEM START MERGES "+r.table); err != nil {
 			s.logger.Warn("restarting the merges of a month rollup failed", "table", r.table, "err", err)
 		}
 	}
 }
 
+// rollupCopy is what has been copied of a month table T into T_byday.
+// The merges of both are stopped while it is made, so data parts keep
+// their names: src are T's data parts copied, day the data parts of
+// T_byday that hold them, fp the fingerprint of their rows.
+type rollupCopy struct {
+	src, day []string
+	fp       fingerprint
+}
+
 // precopyRollup copies the rows of the month table T's data parts into a
-// new day table while writers go on, and returns the data parts it
-// copied. From here until T's drop, T's merges are stopped: a merge would
-// replace copied data parts by new ones holding the same rows, and the
-// later copies take only the data parts that are not yet copied.
-func (s *Store) precopyRollup(ctx context.Context, r dayRollup) ([]string, error) {
+// new day table while writers go on. From here until T's drop, T's merges
+// are stopped: a merge would replace copied data parts by new ones
+// holding the same rows, and the later copies take only the data parts
+// that are not yet copied.
+func (s *Store) precopyRollup(ctx context.Context, r dayRollup) (*rollupCopy, error) {
 	// A run cut off before its rename left T_byday holding part of a
 	// copy; nothing else writes it.
 	if err := stillLocked(ctx); err != nil {
@@ -246,29 +265,74 @@ func (s *Store) precopyRollup(ctx context.Context, r dayRollup) ([]string, error
 	if err := s.ddl(ctx, r.createDDL(r.byDay())); err != nil {
 		return nil, fmt.Errorf("create %s: %w", r.byDay(), err)
 	}
-	if err := s.onEveryReplica(ctx, "SYSTEM STOP MERGES "+r.table); err != nil {
-		return nil, err
+	for _, t := range []string{r.table, r.byDay()} {
+		if err := s.onEveryReplica(ctx, "SYSTEM STOP MERGES "+t); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.waitMerges(ctx, r.table); err != nil {
 		return nil, err
 	}
-	return s.copyNewParts(ctx, r, r.table, r.byDay(), []string{})
+	c := &rollupCopy{src: []string{}, day: []string{}, fp: r.zeroFingerprint()}
+	return c, s.copyNewParts(ctx, r, c)
 }
 
-// copyNewParts copies the rows of from's active data parts that are not in
-// done into to, and returns done with them.
-func (s *Store) copyNewParts(ctx context.Context, r dayRollup, from, to string, done []string) ([]string, error) {
+// copyNewParts copies the rows of T's data parts that c does not hold into
+// T_byday, checks that the data parts they made in T_byday add up to them
+// and adds them to c. The copy reads only new data parts, and the check
+// only the new data parts of both tables, so the copy during the pause
+// takes as long as what came since the first.
+func (s *Store) copyNewParts(ctx context.Context, r dayRollup, c *rollupCopy) error {
 	if s.cluster != "" {
-		if err := s.onEveryReplica(ctx, "SYSTEM SYNC REPLICA "+from); err != nil {
-			return nil, err
+		if err := s.onEveryReplica(ctx, "SYSTEM SYNC REPLICA "+r.table); err != nil {
+			return err
 		}
 	}
-	active, err := s.QueryStrings(ctx, "SELECT name FROM system.parts WHERE database = currentDatabase() AND table = ? AND active", from)
-	if err != nil {
-		return nil, fmt.Errorf("data parts of %s: %w", from, err)
+	fresh, err := s.newParts(ctx, r.table, c.src)
+	if err != nil || len(fresh) == 0 {
+		return err
 	}
-	seen := make(map[string]bool, len(done))
-	for _, p := range done {
+	in, args := amongParts(fresh, true)
+	if err := s.Exec(ctx, "INSERT INTO "+r.byDay()+" ("+r.valueColumns()+") SELECT "+r.valueColumns()+" FROM "+r.table+" WHERE "+in, args...); err != nil {
+		return fmt.Errorf("copy %s into %s: %w", r.table, r.byDay(), err)
+	}
+	src, err := s.rollupFingerprint(ctx, r, r.table, in, args...)
+	if err != nil {
+		return err
+	}
+	made, err := s.newParts(ctx, r.byDay(), c.day)
+	if err != nil {
+		return err
+	}
+	in, args = amongParts(made, true)
+	dst, err := s.rollupFingerprint(ctx, r, r.byDay(), in, args...)
+	if err != nil {
+		return err
+	}
+	if !src.equal(dst) {
+		return fmt.Errorf("the copy of %s into %s does not add up to its source (%v, %v)", r.table, r.byDay(), src, dst)
+	}
+	c.src, c.day, c.fp = append(c.src, fresh...), append(c.day, made...), c.fp.plus(src)
+	return nil
+}
+
+// newParts returns table's active data parts that are not in old, and
+// fails if one of old is no longer active: a merge ran despite the stop (a
+// server restarted), and the next run starts over.
+func (s *Store) newParts(ctx context.Context, table string, old []string) ([]string, error) {
+	active, err := s.QueryStrings(ctx, "SELECT name FROM system.parts WHERE database = currentDatabase() AND table = ? AND active", table)
+	if err != nil {
+		return nil, fmt.Errorf("data parts of %s: %w", table, err)
+	}
+	now := make(map[string]bool, len(active))
+	for _, p := range active {
+		now[p] = true
+	}
+	seen := make(map[string]bool, len(old))
+	for _, p := range old {
+		if !now[p] {
+			return nil, fmt.Errorf("data part %s of %s was merged away during the copy", p, table)
+		}
 		seen[p] = true
 	}
 	var fresh []string
@@ -277,64 +341,42 @@ func (s *Store) copyNewParts(ctx context.Context, r dayRollup, from, to string, 
 			fresh = append(fresh, p)
 		}
 	}
-	if len(fresh) == 0 {
-		return done, nil
-	}
-	in, args := amongParts(fresh, true)
-	if err := s.Exec(ctx, "INSERT INTO "+to+" ("+r.valueColumns()+") SELECT "+r.valueColumns()+" FROM "+from+" WHERE "+in, args...); err != nil {
-		return nil, fmt.Errorf("copy %s into %s: %w", from, to, err)
-	}
-	return append(done, fresh...), nil
+	return fresh, nil
 }
 
-// swapRollup copies what T gained since precopyRollup, checks the day
-// table against T and swaps it in; parts is paused. It returns the data
-// parts of T copied.
-func (s *Store) swapRollup(ctx context.Context, r dayRollup, copied []string) ([]string, error) {
-	copied, err := s.copyNewParts(ctx, r, r.table, r.byDay(), copied)
-	if err != nil {
-		return nil, err
+// swapRollup copies what T gained since precopyRollup, records the copy's
+// fingerprint and swaps T_byday in; parts is paused.
+func (s *Store) swapRollup(ctx context.Context, r dayRollup, c *rollupCopy) error {
+	if err := s.copyNewParts(ctx, r, c); err != nil {
+		return err
 	}
-	in, args := amongParts(copied, true)
-	src, err := s.rollupFingerprint(ctx, r, r.table, in, args...)
-	if err != nil {
-		return nil, err
-	}
-	all, err := s.rollupFingerprint(ctx, r, r.table, "1")
-	if err != nil {
-		return nil, err
-	}
-	dst, err := s.rollupFingerprint(ctx, r, r.byDay(), "1")
-	if err != nil {
-		return nil, err
-	}
-	if !src.equal(dst) || !all.equal(dst) {
-		// A merge ran despite the stop (a server restarted), or a
-		// data part came and went: the next run starts over.
-		return nil, fmt.Errorf("the copy of %s into %s does not add up to its source (%v; copied parts %v; all %v)", r.table, r.byDay(), dst, src, all)
-	}
-	if err := s.recordCopy(ctx, r, dst); err != nil {
-		return nil, err
+	if err := s.recordCopy(ctx, r, c.fp); err != nil {
+		return err
 	}
 	if rollupStepHook != nil {
 		if err := rollupStepHook(ctx, "copied "+r.table); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if err := stillLocked(ctx); err != nil {
-		return nil, err
+		return err
 	}
 	if err := s.Exec(ctx, s.onCluster("RENAME TABLE "+s.qualified(r.table)+" TO "+s.qualified(r.byMonth())+", "+
 		s.qualified(r.byDay())+" TO "+s.qualified(r.table))); err != nil {
-		return nil, fmt.Errorf("swap in %s: %w", r.byDay(), err)
+		return fmt.Errorf("swap in %s: %w", r.byDay(), err)
 	}
-	return copied, nil
+	return s.onEveryReplica(ctx, "SYSTEM START MERGES "+r.table)
 }
 
 // finishRollup copies what the month table gained after the copy, checks
 // the whole copy against it, and drops it. copied is what this run's
 // swapRollup copied, nil when another run swapped.
 func (s *Store) finishRollup(ctx context.Context, r dayRollup, copied []string) error {
+	// A run cut off right after its swap left the day table's merges
+	// stopped.
+	if err := s.onEveryReplica(ctx, "SYSTEM START MERGES "+r.table); err != nil {
+		return err
+	}
 	// Writers that resolved the month table before the rename.
 	if err := s.waitInserts(ctx); err != nil {
 		return err
@@ -443,7 +485,7 @@ func (f fingerprint) plus(g fingerprint) fingerprint {
 }
 
 func (s *Store) rollupFingerprint(ctx context.Context, r dayRollup, table, where string, args ...any) (fingerprint, error) {
-	fp := fingerprint{counts: make([]uint64, 2*len(r.counts)), floats: make([]float64, len(r.floats))}
+	fp := r.zeroFingerprint()
 	dest := make([]any, 0, len(fp.counts)+len(fp.floats))
 	for i := range fp.counts {
 		dest = append(dest, &fp.counts[i])
