@@ -84,3 +84,6 @@ func MigrationLockTable(version uint32) string { return migrationLockName(versio
 // SetRollupStepHook sets what runs at the named points of migration 0052
 // (nil: nothing).
 func SetRollupStepHook(f func(ctx context.Context, point string) error) { rollupStepHook = f }
+
+// RollupWriters is rollupWriters.
+func RollupWriters(db string) string { return rollupWriters(db) }

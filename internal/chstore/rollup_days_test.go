@@ -428,3 +428,32 @@ func TestMigrationLock(t *testing.T) {
 	}
 	checkRollupsByDay(t, s)
 }
+
+// TestRollupWritersPattern: the INSERTs the migration waits for are those
+// into parts and into the rollups, of this database or unqualified, as
+// the processor, the repair and the recompute send them; not the lock's
+// beats, nor another database's tables.
+func TestRollupWritersPattern(t *testing.T) {
+	s, _ := testenv.ClickHouse(t)
+	ctx := context.Background()
+	pattern := chstore.RollupWriters("takt")
+	for q, want := range map[string]bool{
+		"INSERT INTO `takt`.parts (id, event_id) VALUES":          true,
+		"insert into parts_hourly (site, location_kind) VALUES":   true,
+		"INSERT INTO parts_oee_hourly(site) VALUES":               true,
+		"  INSERT INTO takt.parts_hourly SELECT 1":                true,
+		"INSERT INTO `takt`.`migration_lock_0052` (holder, beat)": false,
+		"INSERT INTO `other`.parts (id) VALUES":                   false,
+		"INSERT INTO parts_watermarks (topic) VALUES":             false,
+		"INSERT INTO parts_order (id) VALUES":                     false,
+		"SELECT * FROM parts":                                     false,
+	} {
+		n, err := s.QueryUint64(ctx, "SELECT toUInt64(match(?, ?))", q, pattern)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (n == 1) != want {
+			t.Errorf("%q: matched %v, want %v", q, n == 1, want)
+		}
+	}
+}
