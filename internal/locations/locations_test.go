@@ -157,3 +157,95 @@ func TestCatalogWithClickHouseAndRedis(t *testing.T) {
 		t.Fatalf("LINE_2 holding line_1's entry: %+v, %v, %d calls; want ErrNotFound from ClickHouse", l, err, counting.calls.Load())
 	}
 }
+
+// bulkStore is a countingStore that can also list every location.
+type bulkStore struct {
+	countingStore
+	locs  locations
+	lists atomic.Int64
+	gate  chan struct{} // when set, a listing waits for it
+}
+
+func (b *bulkStore) Locations(context.Context) ([]chstore.Location, error) {
+	b.lists.Add(1)
+	if b.gate != nil {
+		<-b.gate
+	}
+	var out []chstore.Location
+	for _, l := range b.locs {
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+// TestMissesShareOneListing: a fleet's machines missing the caches at once
+// (a cold start, their entries expiring together) cost one listing of
+// every location, not one query each; an id the listing lacks is looked up
+// alone; a listing serves BulkMaxAge; Forget drops it.
+func TestMissesShareOneListing(t *testing.T) {
+	locs := locations{}
+	for i := range 50 {
+		id := fmt.Sprintf("m%02d", i)
+		locs[id] = chstore.Location{Kind: "machine", ID: uint64(i + 1), Site: 1, ExternalID: id}
+	}
+	store := &bulkStore{countingStore: countingStore{LocationLookup: locs}, locs: locs, gate: make(chan struct{})}
+	var clock atomic.Int64
+	clock.Store(time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()).UTC() }
+	c := newTest(t, store, nil, "", Clock(now))
+	ctx := context.Background()
+
+	errs := make(chan error, len(locs))
+	for id, want := range locs {
+		go func() {
+			got, err := c.Lookup(ctx, id)
+			if err == nil && got != want {
+				err = fmt.Errorf("%s: got %+v, want %+v", id, got, want)
+			}
+			errs <- err
+		}()
+	}
+	time.Sleep(50 * time.Millisecond) // every look-up waits on the one listing
+	close(store.gate)
+	for range locs {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if l, s := store.lists.Load(), store.calls.Load(); l != 1 || s != 0 {
+		t.Fatalf("50 machines missing at once: %d listings and %d single look-ups, want 1 and 0", l, s)
+	}
+
+	// Unknown within BulkMaxAge: alone, no second listing.
+	if _, err := c.Lookup(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("nope: %v", err)
+	}
+	if l, s := store.lists.Load(), store.calls.Load(); l != 1 || s != 1 {
+		t.Fatalf("an unknown id: %d listings and %d single look-ups, want 1 and 1", l, s)
+	}
+
+	// Past every TTL and BulkMaxAge: the next misses share a new listing.
+	clock.Add(int64(time.Hour))
+	for id := range locs {
+		if _, err := c.Lookup(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if l, s := store.lists.Load(), store.calls.Load(); l != 2 || s != 1 {
+		t.Fatalf("after expiry: %d listings and %d single look-ups, want 2 and 1", l, s)
+	}
+
+	// A location changed: Forget drops the listing with the entry.
+	moved := locs["m07"]
+	moved.Site = 2
+	locs["m07"] = moved
+	if err := c.Forget(ctx, "m07"); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := c.Lookup(ctx, "m07"); err != nil || l.Site != 2 {
+		t.Fatalf("m07 after Forget: %+v, %v; want site 2", l, err)
+	}
+	if n := store.lists.Load(); n != 3 {
+		t.Fatalf("after Forget: %d listings, want 3", n)
+	}
+}
