@@ -20,6 +20,14 @@
 // location created since, or one that does not exist) is looked up alone,
 // as before, so unknown ids cost no more than they did and at most one
 // bulk query runs per BulkMaxAge.
+//
+// A location past its LocalTTL is answered from memory for up to one more
+// LocalTTL (StaleFor) while a single look-up refreshes it in the
+// background, so that requests do not wait when entries expire. A change
+// made through Forget, here or in another instance (the invalidation
+// message), drops the entry at once and is never served stale; a change
+// made behind Takt's back reaches an instance within LocalTTL + StaleFor
+// (1 min by default) instead of LocalTTL.
 package locations
 
 import (
@@ -73,6 +81,10 @@ func RedisTTL(d time.Duration) Option { return func(c *rcache.Config) { c.RedisT
 // NegativeTTL sets how long an unknown id is remembered, in process and in
 // Redis (default 2 s).
 func NegativeTTL(d time.Duration) Option { return func(c *rcache.Config) { c.NegativeTTL = d } }
+
+// StaleFor sets how long past its LocalTTL a location is still answered
+// while it is refreshed (default: LocalTTL; 0 waits for the refresh).
+func StaleFor(d time.Duration) Option { return func(c *rcache.Config) { c.StaleFor = d } }
 
 // RedisTimeout bounds each Redis call (default 200 ms).
 func RedisTimeout(d time.Duration) Option { return func(c *rcache.Config) { c.RedisTimeout = d } }
@@ -164,8 +176,12 @@ func (b *bulkLoader) forget() {
 func New(store LocationLookup, rdb *redis.Client, prefix string, logger *slog.Logger, reg prometheus.Registerer, opts ...Option) (*Cache, error) {
 	cfg := rcache.NewConfig()
 	cfg.NegativeTTL = 2 * time.Second
+	cfg.StaleFor = -1 // unset: LocalTTL, below
 	for _, f := range opts {
 		f(&cfg)
+	}
+	if cfg.StaleFor < 0 {
+		cfg.StaleFor = cfg.LocalTTL
 	}
 	var bulk *bulkLoader
 	if all, ok := store.(BulkLookup); ok {

@@ -249,3 +249,48 @@ func TestMissesShareOneListing(t *testing.T) {
 		t.Fatalf("after Forget: %d listings, want 3", n)
 	}
 }
+
+// TestExpiredLocationServedWhileRefreshed: by default a location past its
+// LocalTTL is answered at once while the refresh runs; one dropped by
+// Forget is not.
+func TestExpiredLocationServedWhileRefreshed(t *testing.T) {
+	locs := locations{"line_1": line1}
+	store := &bulkStore{countingStore: countingStore{LocationLookup: locs}, locs: locs}
+	var clock atomic.Int64
+	clock.Store(time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	c := newTest(t, store, nil, "", Clock(func() time.Time { return time.Unix(0, clock.Load()).UTC() }))
+	ctx := context.Background()
+	if _, err := c.Lookup(ctx, "line_1"); err != nil {
+		t.Fatal(err)
+	}
+	clock.Add(int64(31 * time.Second)) // past LocalTTL (30 s)
+	store.gate = make(chan struct{})   // the refresh's listing waits
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Lookup(ctx, "line_1")
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("an expired location waited for its refresh")
+	}
+	close(store.gate)
+	for store.lists.Load() < 2 { // the refresh ran; let it store its answer
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if err := c.Forget(ctx, "line_1"); err != nil {
+		t.Fatal(err)
+	}
+	before := store.lists.Load() + store.calls.Load()
+	if _, err := c.Lookup(ctx, "line_1"); err != nil {
+		t.Fatal(err)
+	}
+	if store.lists.Load()+store.calls.Load() == before {
+		t.Fatal("a forgotten location was answered from memory")
+	}
+}

@@ -15,9 +15,10 @@ import (
 // iteration order is random, so this is a cheap random eviction). Reads
 // take a shared lock: this is the hot path of every request.
 type localCache[K comparable, V any] struct {
-	mu  sync.RWMutex
-	m   map[K]localEntry[V]
-	max int
+	mu    sync.RWMutex
+	m     map[K]localEntry[V]
+	max   int
+	grace time.Duration // how long past expiry an entry may still be served stale
 }
 
 type localEntry[V any] struct {
@@ -39,6 +40,18 @@ func (c *localCache[K, V]) get(k K, now time.Time) (V, bool) {
 		return zero, false
 	}
 	return e.v, true
+}
+
+// getStale returns the entry for k if it has expired less than grace ago
+// (or not at all); fresh says it has not.
+func (c *localCache[K, V]) getStale(k K, now time.Time, grace time.Duration) (v V, fresh, ok bool) {
+	c.mu.RLock()
+	e, ok := c.m[k]
+	c.mu.RUnlock()
+	if !ok || !now.Before(e.expires.Add(grace)) {
+		return v, false, false
+	}
+	return e.v, now.Before(e.expires), true
 }
 
 // put stores v for k until now+ttl.
@@ -87,7 +100,7 @@ func (c *localCache[K, V]) len() int {
 
 func (c *localCache[K, V]) evictLocked(now time.Time) {
 	for k, e := range c.m {
-		if !now.Before(e.expires) {
+		if !now.Before(e.expires.Add(c.grace)) {
 			delete(c.m, k)
 		}
 	}

@@ -33,15 +33,21 @@ import (
 // Config holds a Cache's settings. Start from NewConfig: a zero field means
 // zero, not the default (a TTL of 0 caches nothing in its layer).
 type Config struct {
-	LocalTTL      time.Duration    // how long a found value stays in process (default 30 s)
-	RedisTTL      time.Duration    // how long a found value stays in Redis (default 5 min)
-	NegativeTTL   time.Duration    // how long "not found" is remembered, in both layers (default 10 s)
-	RedisTimeout  time.Duration    // bound of each Redis call; past it the source is asked (default 200 ms)
-	LookupTimeout time.Duration    // bound of one shared look-up through Redis and the source (default 5 s)
-	MaxEntries    int              // bound of the in-process map of found values (default 100 000; at least 1)
-	MaxNegative   int              // bound of the in-process LRU of "not found" answers (default 10 000; at least 1)
-	Namespace     string           // metric name prefix (default "takt")
-	Now           func() time.Time // the clock (default time.Now; tests replace it)
+	LocalTTL      time.Duration // how long a found value stays in process (default 30 s)
+	RedisTTL      time.Duration // how long a found value stays in Redis (default 5 min)
+	NegativeTTL   time.Duration // how long "not found" is remembered, in both layers (default 10 s)
+	RedisTimeout  time.Duration // bound of each Redis call; past it the source is asked (default 200 ms)
+	LookupTimeout time.Duration // bound of one shared look-up through Redis and the source (default 5 s)
+	MaxEntries    int           // bound of the in-process map of found values (default 100 000; at least 1)
+	MaxNegative   int           // bound of the in-process LRU of "not found" answers (default 10 000; at least 1)
+	// StaleFor, when positive, serves a found value up to StaleFor past its
+	// LocalTTL from memory while one look-up refreshes it in the
+	// background, so that requests do not wait for entries that expire
+	// together (default 0: an expired value is looked up before it is
+	// served). An entry forgotten or invalidated is never served stale.
+	StaleFor  time.Duration
+	Namespace string           // metric name prefix (default "takt")
+	Now       func() time.Time // the clock (default time.Now; tests replace it)
 }
 
 // NewConfig returns the default settings.
@@ -89,6 +95,7 @@ type Cache[K comparable, V any] struct {
 
 	hits           *prometheus.CounterVec // layer = local | redis
 	hitLocal       prometheus.Counter     // hits{layer="local"}, resolved once: the hot path
+	hitStale       prometheus.Counter     // hits{layer="stale"}: served past LocalTTL while refreshed
 	misses         prometheus.Counter
 	lookups        *prometheus.CounterVec // result = found | not_found | error
 	redisFallbacks prometheus.Counter     // failed or skipped Redis calls
@@ -110,7 +117,7 @@ func New[K comparable, V any](s Spec[K, V], cfg Config, rdb *redis.Client, logge
 		redisLog: logLimiter{every: 10 * time.Second},
 		redisOff: breaker{pause: time.Second},
 		hits: prometheus.NewCounterVec(counter("cache_hits_total",
-			"Look-ups answered from a cache, by layer (local, redis)."), []string{"layer"}),
+			"Look-ups answered from a cache, by layer (local, redis, stale: from memory past its TTL while refreshed)."), []string{"layer"}),
 		misses: prometheus.NewCounter(counter("cache_misses_total",
 			"Look-ups that found no cache entry and went to the store.")),
 		lookups: prometheus.NewCounterVec(counter("store_lookups_total",
@@ -121,6 +128,10 @@ func New[K comparable, V any](s Spec[K, V], cfg Config, rdb *redis.Client, logge
 			"Invalidations received from other processes: one entry (message), or the whole cache after the subscription was interrupted (reset)."), []string{"kind"}),
 	}
 	c.hitLocal = c.hits.WithLabelValues("local")
+	if cfg.StaleFor > 0 {
+		c.hitStale = c.hits.WithLabelValues("stale")
+	}
+	c.local.grace = max(cfg.StaleFor, 0)
 	if rdb != nil {
 		// Ends when rdb is closed.
 		go c.listen()
@@ -150,6 +161,16 @@ func (c *Cache[K, V]) Get(ctx context.Context, key K) (v V, found bool, err erro
 		return v, found, nil
 	}
 	name := c.spec.Name(key)
+	if c.cfg.StaleFor > 0 {
+		if v, _, ok := c.local.getStale(key, c.cfg.Now(), c.cfg.StaleFor); ok {
+			// Refresh in the background (one look-up per key, shared);
+			// its answer replaces the entry, or removes it if the key is
+			// gone. DoChan's channel is buffered: nobody need read it.
+			c.hitStale.Inc()
+			c.flight.DoChan(name, func() (any, error) { return c.lookup(ctx, key, name) })
+			return v, true, nil
+		}
+	}
 	ch := c.flight.DoChan(name, func() (any, error) { return c.lookup(ctx, key, name) })
 	select {
 	case r := <-ch:

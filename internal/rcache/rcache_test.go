@@ -135,7 +135,7 @@ func TestMetrics(t *testing.T) {
 			t.Fatalf("err %v, want the load's", err)
 		}
 	}
-	const want = `# HELP takt_ingestor_test_cache_hits_total Look-ups answered from a cache, by layer (local, redis).
+	const want = `# HELP takt_ingestor_test_cache_hits_total Look-ups answered from a cache, by layer (local, redis, stale: from memory past its TTL while refreshed).
 # TYPE takt_ingestor_test_cache_hits_total counter
 takt_ingestor_test_cache_hits_total{layer="local"} 198
 # HELP takt_ingestor_test_cache_misses_total Look-ups that found no cache entry and went to the store.
@@ -361,4 +361,106 @@ func TestRedisDownFallsBackToSource(t *testing.T) {
 			t.Errorf("step %d: %d redis calls tried, %v fallbacks; want %d, %v", i, n, f, tt.tried, tt.fallbacks)
 		}
 	}
+}
+
+// TestStaleValueServedWhileRefreshed: with StaleFor, a value past its
+// LocalTTL is answered at once from memory while one look-up refreshes
+// it; the refreshed value is served after; a key the refresh finds gone
+// is gone; past StaleFor a Get waits for the look-up as before; without
+// StaleFor it always waits.
+func TestStaleValueServedWhileRefreshed(t *testing.T) {
+	src := &source{}
+	c, clk, reg := newTest(t, src, nil, "", func(c *Config) { c.StaleFor = 30 * time.Second })
+	ctx := context.Background()
+	if _, found, err := c.Get(ctx, "good"); err != nil || !found || src.calls.Load() != 1 {
+		t.Fatalf("first Get: %v %v, %d loads", found, err, src.calls.Load())
+	}
+	clk.add(31 * time.Second) // past LocalTTL (30 s), within StaleFor
+	src.gate = make(chan struct{})
+	for range 20 {
+		v, found, err := c.Get(ctx, "good") // the load is held at the gate: these must not wait for it
+		if err != nil || !found || v.Name != "good" {
+			t.Fatalf("stale Get: %+v %v %v", v, found, err)
+		}
+	}
+	if n := testutil.ToFloat64(c.hits.WithLabelValues("stale")); n != 20 {
+		t.Fatalf("%v stale hits, want 20", n)
+	}
+	close(src.gate)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, _, ok := c.Peek("good"); ok {
+			break // refreshed: fresh again
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the background refresh did not renew the entry")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n := src.calls.Load(); n != 2 {
+		t.Fatalf("%d loads, want 2 (one shared refresh for 20 stale Gets)", n)
+	}
+	src.gate = nil
+	_ = reg
+
+	// The key goes away: the refresh removes it, and the next Get says so.
+	clk.add(31 * time.Second)
+	src.err = errNotFound
+	if _, found, err := c.Get(ctx, "good"); err != nil || !found {
+		t.Fatalf("stale Get before the refresh saw it gone: %v %v", found, err)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		_, found, err := c.Get(ctx, "good")
+		if err == nil && !found {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a key gone at the source is still served: %v %v", found, err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+
+	// Past LocalTTL + StaleFor: a Get waits for the look-up.
+	src.err = nil
+	clk.add(time.Hour)
+	if _, found, err := c.Get(ctx, "good"); err != nil || !found {
+		t.Fatalf("after the grace: %v %v", found, err)
+	}
+	clk.add(61 * time.Second)
+	src.gate = make(chan struct{})
+	got := make(chan bool, 1)
+	go func() {
+		_, found, _ := c.Get(ctx, "good")
+		got <- found
+	}()
+	select {
+	case <-got:
+		t.Fatal("a Get past LocalTTL + StaleFor did not wait for the look-up")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(src.gate)
+	if !<-got {
+		t.Fatal("not found after the look-up")
+	}
+
+	// Without StaleFor (the default) an expired value waits too.
+	src2 := &source{}
+	c2, clk2, _ := newTest(t, src2, nil, "", nil)
+	if _, _, err := c2.Get(ctx, "good"); err != nil {
+		t.Fatal(err)
+	}
+	clk2.add(31 * time.Second)
+	src2.gate = make(chan struct{})
+	go func() {
+		_, found, _ := c2.Get(ctx, "good")
+		got <- found
+	}()
+	select {
+	case <-got:
+		t.Fatal("without StaleFor an expired value was served without a look-up")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(src2.gate)
+	<-got
 }
