@@ -114,7 +114,6 @@ const BulkMaxAge = 5 * time.Second
 // concurrent use.
 type Cache struct {
 	cache *rcache.Cache[string, entry]
-	bulk  *bulkLoader
 }
 
 // bulkLoader shares one listing of every location between the look-ups
@@ -126,6 +125,7 @@ type bulkLoader struct {
 	mu     sync.Mutex
 	at     time.Time
 	byID   map[string]chstore.Location // nil: none, or forgotten
+	gen    uint64                      // counts forget calls
 	loads  prometheus.Counter
 }
 
@@ -139,6 +139,9 @@ func (b *bulkLoader) lookup(ctx context.Context, id string) (loc chstore.Locatio
 	if byID == nil || b.now().Sub(at) > BulkMaxAge {
 		v, err, _ := b.flight.Do("all", func() (any, error) {
 			started := b.now()
+			b.mu.Lock()
+			gen := b.gen
+			b.mu.Unlock()
 			ls, err := b.store.Locations(ctx)
 			if err != nil {
 				return nil, err
@@ -149,7 +152,9 @@ func (b *bulkLoader) lookup(ctx context.Context, id string) (loc chstore.Locatio
 				m[l.ExternalID] = l
 			}
 			b.mu.Lock()
-			b.byID, b.at = m, started
+			if b.gen == gen { // not made stale by a change while it ran
+				b.byID, b.at = m, started
+			}
 			b.mu.Unlock()
 			return m, nil
 		})
@@ -162,10 +167,12 @@ func (b *bulkLoader) lookup(ctx context.Context, id string) (loc chstore.Locatio
 	return loc, ok
 }
 
-// forget drops the listing: a location changed.
+// forget drops the listing: a location changed, here or in another
+// process (the cache's invalidation).
 func (b *bulkLoader) forget() {
 	b.mu.Lock()
 	b.byID = nil
+	b.gen++
 	b.mu.Unlock()
 }
 
@@ -199,6 +206,10 @@ func New(store LocationLookup, rdb *redis.Client, prefix string, logger *slog.Lo
 			}
 		}
 	}
+	invalidated := func() {}
+	if bulk != nil {
+		invalidated = bulk.forget
+	}
 	cache, err := rcache.New(rcache.Spec[string, entry]{
 		Subsystem: metricSubsystem, RedisPrefix: redisx.NewKeys(prefix).Locations(),
 		Name: func(id string) string { return id },
@@ -215,11 +226,13 @@ func New(store LocationLookup, rdb *redis.Client, prefix string, logger *slog.Lo
 		// Ids are case-sensitive, and Redis is shared: an entry under an id
 		// must be that id's location.
 		Valid: func(id string, e entry) bool { return e.Location.ExternalID == id },
+		// A change anywhere (a site closed) drops the listing too.
+		Invalidated: invalidated,
 	}, cfg, rdb, logger, reg)
 	if err != nil {
 		return nil, err
 	}
-	return &Cache{cache: cache, bulk: bulk}, nil
+	return &Cache{cache: cache}, nil
 }
 
 // Lookup returns the location with that external id (case-sensitive),
@@ -243,9 +256,6 @@ func (c *Cache) Lookup(ctx context.Context, externalID string) (chstore.Location
 // from Redis. Call it after creating, changing or deleting a location;
 // other instances drop their in-process copy within LocalTTL.
 func (c *Cache) Forget(ctx context.Context, externalID string) error {
-	if c.bulk != nil {
-		c.bulk.forget()
-	}
 	if err := c.cache.Forget(ctx, externalID); err != nil {
 		return fmt.Errorf("forget location %q: %w", externalID, err)
 	}

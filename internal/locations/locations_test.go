@@ -294,3 +294,34 @@ func TestExpiredLocationServedWhileRefreshed(t *testing.T) {
 		t.Fatal("a forgotten location was answered from memory")
 	}
 }
+
+// TestChangeElsewhereDropsTheListing: a location changed through another
+// instance (its Forget's invalidation message) is not answered from this
+// instance's listing of every location.
+func TestChangeElsewhereDropsTheListing(t *testing.T) {
+	rdb, prefix := testenv.Redis(t)
+	locs := locations{"m01": {Kind: "machine", ID: 1, Site: 1, ExternalID: "m01"}, "m02": {Kind: "machine", ID: 2, Site: 1, ExternalID: "m02"}}
+	store := &bulkStore{countingStore: countingStore{LocationLookup: locs}, locs: locs}
+	here, there := newTest(t, store, rdb, prefix), newTest(t, store, rdb, prefix)
+	ctx := context.Background()
+	listed := time.Now()
+	if _, err := here.Lookup(ctx, "m02"); err != nil { // lists every location, m01 too
+		t.Fatal(err)
+	}
+	delete(locs, "m01") // its site closed
+	// Forget again until the message reaches here (its subscription may
+	// still be starting), but well before the listing's BulkMaxAge ends.
+	for {
+		if err := there.Forget(ctx, "m01"); err != nil {
+			t.Fatal(err)
+		}
+		_, err := here.Lookup(ctx, "m01")
+		if errors.Is(err, ErrNotFound) {
+			return
+		}
+		if time.Since(listed) > BulkMaxAge-time.Second {
+			t.Fatalf("m01 after its change elsewhere: %v; want ErrNotFound (%d listings, %d single)", err, store.lists.Load(), store.calls.Load())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -38,6 +38,7 @@ func (c *Cache[K, V]) listen() {
 				// Messages may have been missed: forget everything.
 				c.local.clear()
 				c.neg.clear()
+				c.invalidated()
 				c.invalidations.WithLabelValues("reset").Inc()
 			}
 		},

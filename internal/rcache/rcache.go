@@ -76,6 +76,11 @@ type Spec[K comparable, V any] struct {
 	// Valid, when set, vets a found value read from Redis, which other
 	// processes write too: a value it rejects is ignored as if absent.
 	Valid func(key K, v V) bool
+	// Invalidated, when set, is called whenever entries are dropped
+	// because they changed: Forget here, an invalidation message from
+	// another process, or the reset after the subscription was
+	// interrupted. A Load that keeps answers of its own drops them there.
+	Invalidated func()
 }
 
 // Cache is a read-through cache from K to V. V must marshal to a JSON
@@ -328,6 +333,7 @@ func (c *Cache[K, V]) redisFailed(op string, err error) {
 func (c *Cache[K, V]) Forget(ctx context.Context, key K) error {
 	c.local.remove(key)
 	c.neg.remove(key)
+	c.invalidated()
 	if c.rdb == nil {
 		return nil
 	}
@@ -343,6 +349,13 @@ func (c *Cache[K, V]) forgetName(name string) {
 	match := func(k K) bool { return c.spec.Name(k) == name }
 	c.local.removeIf(match)
 	c.neg.removeIf(match)
+	c.invalidated()
+}
+
+func (c *Cache[K, V]) invalidated() {
+	if c.spec.Invalidated != nil {
+		c.spec.Invalidated()
+	}
 }
 
 // encode returns the Redis form of an answer: {"found":false}, or V's JSON
