@@ -418,9 +418,20 @@ func (s *Store) partsInsertPrefix() string { return "INSERT INTO `" + s.db + "`.
 // replica that answers, in cluster mode (a killed processor's last INSERT
 // may run on any of them; one that does not answer cannot finish it).
 func (s *Store) RunningPartsInserts(ctx context.Context) ([]string, error) {
+	ids, err := s.runningQueries(ctx, "startsWith(query, ?)", s.partsInsertPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("running parts inserts: %w", err)
+	}
+	return ids, nil
+}
+
+// runningQueries returns the ids of the queries running on every replica
+// that answers whose text meets cond, a condition on system.processes with
+// one argument.
+func (s *Store) runningQueries(ctx context.Context, cond string, arg any) ([]string, error) {
 	var ids []string
 	_, err := s.eachReplica(ctx, func(conn driver.Conn) error {
-		rows, err := conn.Query(ctx, "SELECT query_id FROM system.processes WHERE startsWith(query, ?)", s.partsInsertPrefix())
+		rows, err := conn.Query(ctx, "SELECT query_id FROM system.processes WHERE "+cond, arg)
 		if err != nil {
 			return err
 		}
@@ -434,10 +445,7 @@ func (s *Store) RunningPartsInserts(ctx context.Context) ([]string, error) {
 		}
 		return rows.Err()
 	})
-	if err != nil {
-		return nil, fmt.Errorf("running parts inserts: %w", err)
-	}
-	return ids, nil
+	return ids, err
 }
 
 // WaitPartsInserts waits until every INSERT into the parts table that is
@@ -448,7 +456,13 @@ func (s *Store) RunningPartsInserts(ctx context.Context) ([]string, error) {
 // waited for. poll is the pause between checks; every is called with the
 // count still running after each one (for logging).
 func (s *Store) WaitPartsInserts(ctx context.Context, poll time.Duration, every func(running int)) error {
-	ids, err := s.RunningPartsInserts(ctx)
+	return waitQueries(ctx, poll, every, s.RunningPartsInserts)
+}
+
+// waitQueries waits until every query that running lists now is no longer
+// listed; see WaitPartsInserts.
+func waitQueries(ctx context.Context, poll time.Duration, every func(running int), running func(context.Context) ([]string, error)) error {
+	ids, err := running(ctx)
 	if err != nil {
 		return err
 	}
@@ -457,14 +471,10 @@ func (s *Store) WaitPartsInserts(ctx context.Context, poll time.Duration, every 
 		waiting[id] = true
 	}
 	for len(waiting) > 0 {
-		t := time.NewTimer(poll)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleepCtx(ctx, poll) {
 			return ctx.Err()
-		case <-t.C:
 		}
-		now, err := s.RunningPartsInserts(ctx)
+		now, err := running(ctx)
 		if err != nil {
 			return err
 		}
@@ -480,6 +490,18 @@ func (s *Store) WaitPartsInserts(ctx context.Context, poll time.Duration, every 
 		}
 	}
 	return nil
+}
+
+// sleepCtx waits d or until ctx is done; it reports whether d passed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 // PartsMaxOffset returns the largest offset of (topic, partition) that the

@@ -591,42 +591,11 @@ func rollupWriters(db string) string {
 // may be another database's; waiting for it too costs only time.
 func (s *Store) waitInserts(ctx context.Context) error {
 	writers := rollupWriters(s.db)
-	running := func() (map[string]bool, error) {
-		ids := map[string]bool{}
-		_, err := s.eachReplica(ctx, func(conn driver.Conn) error {
-			rows, err := conn.Query(ctx, "SELECT query_id FROM system.processes WHERE match(query, ?)", writers)
-			if err != nil {
-				return err
-			}
-			defer rows.Close()
-			for rows.Next() {
-				var id string
-				if err := rows.Scan(&id); err != nil {
-					return err
-				}
-				ids[id] = true
-			}
-			return rows.Err()
-		})
-		return ids, err
-	}
-	waiting, err := running()
+	err := waitQueries(ctx, 50*time.Millisecond, nil, func(ctx context.Context) ([]string, error) {
+		return s.runningQueries(ctx, "match(query, ?)", writers)
+	})
 	if err != nil {
 		return fmt.Errorf("running inserts: %w", err)
-	}
-	for len(waiting) > 0 {
-		if !sleepCtx(ctx, 50*time.Millisecond) {
-			return ctx.Err()
-		}
-		now, err := running()
-		if err != nil {
-			return fmt.Errorf("running inserts: %w", err)
-		}
-		for id := range waiting {
-			if !now[id] {
-				delete(waiting, id)
-			}
-		}
 	}
 	return nil
 }
@@ -681,15 +650,4 @@ func (s *Store) onCluster(stmt string) string {
 		return stmt
 	}
 	return stmt + " ON CLUSTER " + quoteIdent(s.cluster)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
