@@ -370,7 +370,7 @@ func TestRedisDownFallsBackToSource(t *testing.T) {
 // StaleFor it always waits.
 func TestStaleValueServedWhileRefreshed(t *testing.T) {
 	src := &source{}
-	c, clk, reg := newTest(t, src, nil, "", func(c *Config) { c.StaleFor = 30 * time.Second })
+	c, clk, _ := newTest(t, src, nil, "", func(c *Config) { c.StaleFor = 30 * time.Second })
 	ctx := context.Background()
 	if _, found, err := c.Get(ctx, "good"); err != nil || !found || src.calls.Load() != 1 {
 		t.Fatalf("first Get: %v %v, %d loads", found, err, src.calls.Load())
@@ -401,7 +401,6 @@ func TestStaleValueServedWhileRefreshed(t *testing.T) {
 		t.Fatalf("%d loads, want 2 (one shared refresh for 20 stale Gets)", n)
 	}
 	src.gate = nil
-	_ = reg
 
 	// The key goes away: the refresh removes it, and the next Get says so.
 	clk.add(31 * time.Second)
@@ -428,19 +427,7 @@ func TestStaleValueServedWhileRefreshed(t *testing.T) {
 		t.Fatalf("after the grace: %v %v", found, err)
 	}
 	clk.add(61 * time.Second)
-	src.gate = make(chan struct{})
-	got := make(chan bool, 1)
-	go func() {
-		_, found, _ := c.Get(ctx, "good")
-		got <- found
-	}()
-	select {
-	case <-got:
-		t.Fatal("a Get past LocalTTL + StaleFor did not wait for the look-up")
-	case <-time.After(50 * time.Millisecond):
-	}
-	close(src.gate)
-	if !<-got {
+	if !getWaitsForLoad(t, c, src, "a Get past LocalTTL + StaleFor") {
 		t.Fatal("not found after the look-up")
 	}
 
@@ -451,16 +438,24 @@ func TestStaleValueServedWhileRefreshed(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk2.add(31 * time.Second)
-	src2.gate = make(chan struct{})
+	getWaitsForLoad(t, c2, src2, "without StaleFor an expired value")
+}
+
+// getWaitsForLoad checks that a Get of "good" waits for its look-up (held
+// at src's gate for 50 ms), and returns what it found.
+func getWaitsForLoad(t *testing.T, c *Cache[string, value], src *source, what string) bool {
+	t.Helper()
+	src.gate = make(chan struct{})
+	got := make(chan bool, 1)
 	go func() {
-		_, found, _ := c2.Get(ctx, "good")
+		_, found, _ := c.Get(context.Background(), "good")
 		got <- found
 	}()
 	select {
 	case <-got:
-		t.Fatal("without StaleFor an expired value was served without a look-up")
+		t.Fatalf("%s was served without waiting for the look-up", what)
 	case <-time.After(50 * time.Millisecond):
 	}
-	close(src2.gate)
-	<-got
+	close(src.gate)
+	return <-got
 }
